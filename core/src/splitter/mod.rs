@@ -1,0 +1,1 @@
+//! Text splitters. (Being written.)
