@@ -1,17 +1,98 @@
 //! Catena core: the vocabulary every Catena crate speaks.
+//!
+//! Messages and documents, the component traits ([`ChatModel`], [`Embedder`],
+//! [`VectorStore`], [`Retriever`], [`Tool`], [`ChatHistory`], [`Chain`]), prompt templates,
+//! output parsers, text splitters, document loaders and one error type. No network clients,
+//! no runtime: backends live in `catena-llms` and `catena-vectorstores`, and depend on this.
+//!
+//! # Features
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `test-utils` | no | [`test_utils`]: a scripted chat model, a deterministic embedder, and the conformance suites backends run |
+//!
+//! # Example
+//! ```
+//! use std::sync::Arc;
+//! use catena_core::{ChatModel, ChatModelExt, ChatRequest, Message};
+//! use catena_core::prompt::PromptTemplate;
+//! use catena_core::test_utils::ScriptedChatModel;
+//!
+//! # futures::executor::block_on(async {
+//! let prompt = PromptTemplate::new("Answer briefly: {question}").unwrap();
+//! let text = prompt.format([("question", "What is Rust?")]).unwrap();
+//!
+//! let model: Arc<dyn ChatModel> = ScriptedChatModel::new().with_text("A language.").boxed();
+//! let answer = model.generate(ChatRequest::new(vec![Message::user(text)])).await.unwrap();
+//! assert_eq!(answer.text(), "A language.");
+//! # });
+//! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod chain;
+mod chat;
 mod document;
+mod embed;
 mod error;
+mod history;
+mod message;
+mod retriever;
 mod tool;
+mod vectorstore;
 
 pub mod loader;
 pub mod parser;
 pub mod prompt;
 pub mod splitter;
+#[cfg(feature = "test-utils")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-utils")))]
+pub mod test_utils;
 
+pub use chain::{chain_fn, Chain, ChainExt, FnChain, Pipe};
+pub use chat::{
+    collect_stream, response_to_chunks, stream_interrupted, ChatChunk, ChatModel, ChatModelExt,
+    ChatRequest, ChatResponse, ChatStream, ModelInfo, ResponseFormat, StreamAccumulator,
+    ToolChoice,
+};
 pub use document::{Document, DocumentId, Metadata};
+pub use embed::{cosine_similarity, Embedder, Embedding};
 pub use error::{BoxError, Error, ProviderError, ProviderErrorKind, Result};
-pub use tool::{schema_for, Tool, ToolDefinition, ToolError, ToolOutput, TypedTool, TypedToolAdapter};
+pub use history::{ChatHistory, InMemoryChatHistory, SessionId};
+pub use message::{
+    ContentPart, FinishReason, ImageDetail, ImageSource, Message, Role, ToolCall, Usage,
+};
+pub use retriever::{Retriever, VectorStoreRetriever};
+pub use tool::{
+    schema_for, Tool, ToolDefinition, ToolError, ToolOutput, TypedTool, TypedToolAdapter,
+};
+pub use vectorstore::{
+    validate_vector, EmbeddedDocument, Filter, RangeFilter, ScoredDocument, SearchRequest,
+    VectorStore,
+};
+
+/// The traits, for `use catena_core::prelude::*`.
+pub mod prelude {
+    pub use crate::{
+        Chain, ChainExt, ChatHistory, ChatModel, ChatModelExt, Embedder, Retriever, Tool,
+        TypedTool, VectorStore,
+    };
+}
+
+// Contracts checked at compile time: the component traits are object-safe, and their
+// trait objects can be shared across threads.
+#[allow(dead_code)]
+fn _assert_contracts() {
+    use std::sync::Arc;
+    fn assert_send_sync<T: Send + Sync + ?Sized>() {}
+    assert_send_sync::<Arc<dyn ChatModel>>();
+    assert_send_sync::<Arc<dyn Embedder>>();
+    assert_send_sync::<Arc<dyn VectorStore>>();
+    assert_send_sync::<Arc<dyn Retriever>>();
+    assert_send_sync::<Arc<dyn Tool>>();
+    assert_send_sync::<Arc<dyn ChatHistory>>();
+    assert_send_sync::<Arc<dyn Chain<String, String>>>();
+    assert_send_sync::<Error>();
+    fn assert_send<T: Send + ?Sized>() {}
+    assert_send::<ChatStream>();
+}

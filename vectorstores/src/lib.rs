@@ -1,1 +1,36 @@
-//! vectorstores
+//! Vector stores for Catena.
+//!
+//! Every store implements [`catena_core::VectorStore`] and passes the shared conformance
+//! suite ([`catena_core::test_utils::vector_store_conformance`]).
+//!
+//! | store | feature | default |
+//! | --- | --- | --- |
+//! | [`InMemoryVectorStore`]: exact search in process memory, optional write-through file | — | always built |
+//!
+//! Database backends (pgvector, Qdrant) are not part of this release yet.
+//!
+//! ```
+//! use catena_core::{Document, EmbeddedDocument, Filter, SearchRequest, VectorStore};
+//! use catena_vectorstores::{DistanceMetric, InMemoryVectorStore};
+//!
+//! # futures::executor::block_on(async {
+//! let store = InMemoryVectorStore::builder().metric(DistanceMetric::Cosine).build().unwrap();
+//! store.upsert(vec![
+//!     EmbeddedDocument::new(Document::new("red").with_id("a").with_metadata("kind", "colour"), vec![1.0, 0.0]),
+//!     EmbeddedDocument::new(Document::new("car").with_id("b").with_metadata("kind", "thing"), vec![0.9, 0.1]),
+//! ]).await.unwrap();
+//! let hits = store
+//!     .search(SearchRequest::new(vec![1.0, 0.0], 5).with_filter(Filter::eq("kind", "thing")))
+//!     .await
+//!     .unwrap();
+//! assert_eq!(hits.len(), 1);
+//! assert_eq!(hits[0].document.content, "car");
+//! # });
+//! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod memory;
+
+pub use memory::{DistanceMetric, InMemoryVectorStore, InMemoryVectorStoreBuilder};

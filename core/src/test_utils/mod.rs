@@ -1,0 +1,35 @@
+//! Test doubles and conformance suites (feature `test-utils`).
+//!
+//! The doubles are for **tests**: a [`ScriptedChatModel`] that answers from a script and
+//! records what it was asked, and a [`DeterministicEmbedder`] that turns text into stable
+//! bag-of-words vectors. They are never defaults in a program.
+//!
+//! The conformance suites are the contract every backend runs against itself:
+//! [`ChatModelConformance`], [`embedder_conformance`] and [`vector_store_conformance`].
+//! They fail by panicking with a message that names the broken rule, like `assert!`.
+//!
+//! ```
+//! use catena_core::test_utils::{ChatModelConformance, ScriptedChatModel};
+//!
+//! # futures::executor::block_on(async {
+//! ChatModelConformance::new()
+//!     .deterministic(true)
+//!     .run(&ScriptedChatModel::echo())
+//!     .await;
+//! # });
+//! ```
+
+// Conformance suites are test code: they report failures by panicking, like `assert!`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod chat_conformance;
+mod embedder;
+mod embedder_conformance;
+mod scripted;
+mod store_conformance;
+
+pub use chat_conformance::ChatModelConformance;
+pub use embedder::DeterministicEmbedder;
+pub use embedder_conformance::embedder_conformance;
+pub use scripted::ScriptedChatModel;
+pub use store_conformance::vector_store_conformance;

@@ -1,0 +1,192 @@
+//! The in-memory store against the shared conformance suite, plus persistence.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use catena_core::test_utils::vector_store_conformance;
+use catena_core::{Document, EmbeddedDocument, Error, Filter, SearchRequest, VectorStore};
+use catena_vectorstores::{DistanceMetric, InMemoryVectorStore};
+
+#[tokio::test]
+async fn conformance_for_every_metric() {
+    for metric in [
+        DistanceMetric::Cosine,
+        DistanceMetric::DotProduct,
+        DistanceMetric::Euclidean,
+    ] {
+        let store = InMemoryVectorStore::builder().metric(metric).build().unwrap();
+        vector_store_conformance(&store, 8).await;
+    }
+}
+
+#[tokio::test]
+async fn conformance_with_fixed_dimensions_and_persistence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = InMemoryVectorStore::builder()
+        .dimensions(16)
+        .persist_to(dir.path().join("store.json"))
+        .build()
+        .unwrap();
+    vector_store_conformance(&store, 16).await;
+}
+
+fn doc(id: &str, text: &str, v: Vec<f32>) -> EmbeddedDocument {
+    EmbeddedDocument::new(
+        Document::new(text).with_id(id).with_metadata("len", text.len()),
+        v,
+    )
+}
+
+#[tokio::test]
+async fn scores_per_metric() {
+    let q = vec![1.0, 0.0];
+    let cases = [
+        (DistanceMetric::Cosine, 0.6),
+        (DistanceMetric::DotProduct, 3.0),
+        (DistanceMetric::Euclidean, 1.0 / (1.0 + (4.0f32 + 16.0).sqrt())),
+    ];
+    for (metric, want) in cases {
+        let store = InMemoryVectorStore::builder().metric(metric).build().unwrap();
+        store.upsert(vec![doc("a", "x", vec![3.0, 4.0])]).await.unwrap();
+        let hits = store.search(SearchRequest::new(q.clone(), 1)).await.unwrap();
+        assert!((hits[0].score - want).abs() < 1e-6, "{metric:?}: {}", hits[0].score);
+    }
+}
+
+#[tokio::test]
+async fn a_restart_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vectors.json");
+    {
+        let store = InMemoryVectorStore::builder()
+            .metric(DistanceMetric::Euclidean)
+            .persist_to(&path)
+            .build()
+            .unwrap();
+        store
+            .upsert(vec![
+                doc("a", "alpha", vec![0.1, 0.2, 0.3]),
+                doc("b", "beta ✓", vec![0.3, 0.2, 0.1]),
+                doc("c", "gamma", vec![1e-7, -3.5, 2.25]),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.delete(&["b".into()]).await.unwrap(), 1);
+    }
+    let reopened = InMemoryVectorStore::builder()
+        .metric(DistanceMetric::Euclidean)
+        .persist_to(&path)
+        .build()
+        .unwrap();
+    assert_eq!(reopened.len(), 2);
+    assert_eq!(reopened.dimensions(), Some(3));
+    let got = reopened.get(&["c".into(), "b".into(), "a".into()]).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].content, "gamma");
+    // Vectors survive bit for bit: an exact match scores exactly 1.
+    let hit = reopened
+        .search(SearchRequest::new(vec![1e-7, -3.5, 2.25], 1))
+        .await
+        .unwrap();
+    assert_eq!(hit[0].score, 1.0);
+
+    // A metric mismatch is refused rather than silently reinterpreting the vectors.
+    let err = InMemoryVectorStore::builder()
+        .metric(DistanceMetric::Cosine)
+        .persist_to(&path)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+
+    // Explicit save/load round trip.
+    let copy = dir.path().join("copy.json");
+    reopened.save(&copy).unwrap();
+    let loaded = InMemoryVectorStore::load(&copy).unwrap();
+    assert_eq!(loaded.metric(), DistanceMetric::Euclidean);
+    assert_eq!(loaded.len(), 2);
+}
+
+#[tokio::test]
+async fn failed_persistence_rolls_back_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let path = sub.join("store.json");
+    let store = InMemoryVectorStore::builder().persist_to(&path).build().unwrap();
+    store.upsert(vec![doc("a", "kept", vec![1.0, 0.0])]).await.unwrap();
+    // Make the directory disappear so the next write cannot be persisted.
+    std::fs::remove_dir_all(&sub).unwrap();
+    let err = store
+        .upsert(vec![doc("a", "replaced", vec![0.0, 1.0]), doc("b", "new", vec![1.0, 1.0])])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    let got = store.get(&["a".into(), "b".into()]).await.unwrap();
+    assert_eq!(got.len(), 1, "the new document must not stay in memory");
+    assert_eq!(got[0].content, "kept", "the replaced document must be restored");
+    let err = store.delete_by_filter(&Filter::exists("len")).await.unwrap_err();
+    assert!(matches!(err, Error::Io { .. }));
+    assert_eq!(store.len(), 1, "a failed delete keeps the document");
+}
+
+#[tokio::test]
+async fn corrupt_files_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.json");
+    std::fs::write(&path, b"{\"format\":\"catena-in-memory-vector-store\",\"version\":1,").unwrap();
+    assert!(matches!(
+        InMemoryVectorStore::load(&path).unwrap_err(),
+        Error::Serialization { .. }
+    ));
+    std::fs::write(
+        &path,
+        br#"{"format":"catena-in-memory-vector-store","version":1,"metric":"cosine","dimensions":2,
+            "entries":[{"id":"a","content":"","metadata":{},"vector":[1.0]}]}"#,
+    )
+    .unwrap();
+    let err = InMemoryVectorStore::load(&path).unwrap_err();
+    assert!(err.to_string().contains("reading") || err.to_string().contains("entry 0"), "{err}");
+    assert!(matches!(
+        InMemoryVectorStore::load(dir.path().join("missing.json")).unwrap_err(),
+        Error::Io { .. }
+    ));
+}
+
+/// A store that forgets `Ne`'s rule for missing fields: the suite must catch it.
+struct MissingFieldsDontMatchNe(InMemoryVectorStore);
+
+#[async_trait::async_trait]
+impl VectorStore for MissingFieldsDontMatchNe {
+    async fn upsert(
+        &self,
+        documents: Vec<EmbeddedDocument>,
+    ) -> catena_core::Result<Vec<catena_core::DocumentId>> {
+        self.0.upsert(documents).await
+    }
+    async fn search(
+        &self,
+        mut request: SearchRequest,
+    ) -> catena_core::Result<Vec<catena_core::ScoredDocument>> {
+        if let Some(Filter::Ne(k, v)) = request.filter.clone() {
+            request.filter = Some(Filter::exists(k.clone()).and(Filter::Ne(k, v)));
+        }
+        self.0.search(request).await
+    }
+    async fn delete(&self, ids: &[catena_core::DocumentId]) -> catena_core::Result<usize> {
+        self.0.delete(ids).await
+    }
+    async fn delete_by_filter(&self, filter: &Filter) -> catena_core::Result<usize> {
+        self.0.delete_by_filter(filter).await
+    }
+    async fn get(&self, ids: &[catena_core::DocumentId]) -> catena_core::Result<Vec<Document>> {
+        self.0.get(ids).await
+    }
+}
+
+#[tokio::test]
+async fn the_suite_catches_wrong_filter_semantics() {
+    use futures::FutureExt;
+    let store = MissingFieldsDontMatchNe(InMemoryVectorStore::new());
+    let outcome = std::panic::AssertUnwindSafe(vector_store_conformance(&store, 4))
+        .catch_unwind()
+        .await;
+    assert!(outcome.is_err(), "a store with wrong Ne semantics must fail the suite");
+}
