@@ -1,0 +1,381 @@
+//! Token counting and [`TokenTextSplitter`], with OpenAI's tiktoken encodings.
+//!
+//! ```
+//! use catena_core::splitter::{count_tokens, TextSplitter, TokenEncoding, TokenTextSplitter};
+//!
+//! # fn run() -> catena_core::Result<()> {
+//! assert_eq!(count_tokens(TokenEncoding::Cl100kBase, "hello world"), 2);
+//!
+//! let splitter = TokenTextSplitter::builder()
+//!     .encoding_name("cl100k_base")
+//!     .chunk_size(2)
+//!     .chunk_overlap(0)
+//!     .build()?;
+//! assert_eq!(splitter.split_text("hello world, again"), ["hello world", ", again"]);
+//! # Ok(())
+//! # }
+//! # run().unwrap();
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use tiktoken_rs::{cl100k_base_singleton, o200k_base_singleton, CoreBPE};
+
+use super::merge::validate_sizes;
+use super::{Chunk, TextSplitter};
+use crate::{Error, Result};
+
+/// A tiktoken encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenEncoding {
+    /// `cl100k_base`: GPT-4, GPT-3.5-turbo and `text-embedding-3-*`.
+    Cl100kBase,
+    /// `o200k_base`: GPT-4o and later.
+    O200kBase,
+}
+
+impl TokenEncoding {
+    /// The encoding's tiktoken name, such as `"cl100k_base"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenEncoding::Cl100kBase => "cl100k_base",
+            TokenEncoding::O200kBase => "o200k_base",
+        }
+    }
+
+    /// Looks an encoding up by its tiktoken name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an unknown name.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "cl100k_base" => Ok(TokenEncoding::Cl100kBase),
+            "o200k_base" => Ok(TokenEncoding::O200kBase),
+            other => Err(Error::invalid_config(format!(
+                "unknown tiktoken encoding {other:?} (expected \"cl100k_base\" or \"o200k_base\")"
+            ))),
+        }
+    }
+
+    /// The shared tokenizer, loaded on first use.
+    fn bpe(self) -> &'static CoreBPE {
+        match self {
+            TokenEncoding::Cl100kBase => cl100k_base_singleton(),
+            TokenEncoding::O200kBase => o200k_base_singleton(),
+        }
+    }
+}
+
+impl fmt::Display for TokenEncoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for TokenEncoding {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        TokenEncoding::from_name(name)
+    }
+}
+
+/// The number of tokens in `text` with `encoding`.
+///
+/// Special-token text such as `<|endoftext|>` is counted as ordinary text (LangChain's
+/// tiktoken length function raises an error on it instead).
+pub fn count_tokens(encoding: TokenEncoding, text: &str) -> usize {
+    encode(encoding.bpe(), text).len()
+}
+
+/// Texts are encoded in segments of at most this many bytes: tiktoken's pre-tokenizer
+/// (a backtracking regex) panics on very long runs such as a megabyte of spaces.
+const SEGMENT_MAX: usize = 128 * 1024;
+/// Where to start looking for a cut that keeps the encoding exact.
+const SEGMENT_MIN: usize = 32 * 1024;
+
+/// `encode_ordinary`, in segments for long texts.
+///
+/// Segments are cut where no pre-tokenizer piece of `cl100k_base` or `o200k_base` can span the
+/// cut, so the tokens are exactly those of encoding the whole text: after a newline followed by
+/// an ASCII letter or digit, or before a space that sits between an ASCII letter or digit and an
+/// ASCII letter. Only a stretch of more than 96 KiB without such a place (say, a megabyte of
+/// spaces) is cut elsewhere, which can change a token or two at the cut.
+fn encode(bpe: &CoreBPE, text: &str) -> Vec<u32> {
+    if text.len() <= SEGMENT_MAX {
+        return bpe.encode_ordinary(text);
+    }
+    let mut tokens = Vec::with_capacity(text.len() / 3);
+    let mut start = 0;
+    while text.len() - start > SEGMENT_MAX {
+        let cut = segment_end(text, start + SEGMENT_MIN, start + SEGMENT_MAX);
+        if let Some(segment) = text.get(start..cut) {
+            tokens.extend(bpe.encode_ordinary(segment));
+        }
+        start = cut;
+    }
+    if let Some(rest) = text.get(start..) {
+        tokens.extend(bpe.encode_ordinary(rest));
+    }
+    tokens
+}
+
+/// The first exact cut in `from..to` (see [`encode`]), or else the last character boundary at
+/// or before `to`.
+fn segment_end(text: &str, from: usize, to: usize) -> usize {
+    let bytes = text.as_bytes();
+    let at = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    for p in from..to {
+        let (prev, cur) = (at(p - 1), at(p));
+        if (prev == b'\n' && cur.is_ascii_alphanumeric())
+            || (prev.is_ascii_alphanumeric() && cur == b' ' && at(p + 1).is_ascii_alphabetic())
+        {
+            return p;
+        }
+    }
+    let mut cut = to.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
+}
+
+/// Splits text into windows of `chunk_size` tokens, each starting `chunk_size - chunk_overlap`
+/// tokens after the previous one: LangChain's `TokenTextSplitter`.
+///
+/// LangChain decodes each window of token ids, so a character whose bytes are spread over two
+/// windows comes out as U+FFFD on both sides. This splitter instead cuts the source text at
+/// the windows' byte offsets, moved forward to the next character boundary: such a character
+/// goes whole to the earlier window, nothing is lost or replaced, and with `chunk_overlap(0)`
+/// the chunks concatenate back to the input exactly. A chunk can therefore hold a few bytes
+/// more than its `chunk_size` tokens. Whitespace is not stripped.
+#[derive(Debug, Clone)]
+pub struct TokenTextSplitter {
+    encoding: TokenEncoding,
+    chunk_size: usize,
+    chunk_overlap: usize,
+    add_start_index: bool,
+}
+
+impl TokenTextSplitter {
+    /// A builder with LangChain's default sizes and the `cl100k_base` encoding.
+    pub fn builder() -> TokenTextSplitterBuilder {
+        TokenTextSplitterBuilder {
+            encoding: Ok(TokenEncoding::Cl100kBase),
+            chunk_size: 4000,
+            chunk_overlap: 200,
+            add_start_index: false,
+        }
+    }
+
+    /// The encoding.
+    pub fn encoding(&self) -> TokenEncoding {
+        self.encoding
+    }
+}
+
+impl TextSplitter for TokenTextSplitter {
+    fn split_text(&self, text: &str) -> Vec<String> {
+        self.split_chunks(text)
+            .into_iter()
+            .map(|c| c.text)
+            .collect()
+    }
+
+    fn split_chunks(&self, text: &str) -> Vec<Chunk> {
+        let bpe = self.encoding.bpe();
+        let tokens = encode(bpe, text);
+        // offsets[i] is the byte offset where token i starts; offsets[len] is the end.
+        let mut offsets = Vec::with_capacity(tokens.len() + 1);
+        let mut at = 0;
+        offsets.push(0);
+        for token in &tokens {
+            at += bpe
+                .decode_bytes(std::slice::from_ref(token))
+                .map_or(0, |bytes| bytes.len());
+            offsets.push(at.min(text.len()));
+        }
+        if let Some(last) = offsets.last_mut() {
+            // The tokens of `encode_ordinary` cover the text; make sure of it.
+            *last = text.len();
+        }
+
+        let step = self.chunk_size.saturating_sub(self.chunk_overlap).max(1);
+        let mut chunks = Vec::new();
+        let mut start_idx = 0;
+        while start_idx < tokens.len() {
+            let end_idx = (start_idx + self.chunk_size).min(tokens.len());
+            let from = offsets.get(start_idx).copied().unwrap_or(text.len());
+            let to = offsets.get(end_idx).copied().unwrap_or(text.len());
+            let (from, to) = (ceil_char_boundary(text, from), ceil_char_boundary(text, to));
+            if let Some(slice) = text.get(from..to) {
+                if !slice.is_empty() {
+                    chunks.push(Chunk::new(from, slice));
+                }
+            }
+            if end_idx == tokens.len() {
+                break;
+            }
+            start_idx += step;
+        }
+        chunks
+    }
+
+    fn add_start_index(&self) -> bool {
+        self.add_start_index
+    }
+}
+
+/// The smallest character boundary of `text` at or after `index` (at most `text.len()`).
+fn ceil_char_boundary(text: &str, index: usize) -> usize {
+    let mut index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index += 1;
+    }
+    index
+}
+
+/// Builds a [`TokenTextSplitter`].
+#[derive(Debug, Clone)]
+pub struct TokenTextSplitterBuilder {
+    /// The encoding, or the unknown name given for it.
+    encoding: std::result::Result<TokenEncoding, String>,
+    chunk_size: usize,
+    chunk_overlap: usize,
+    add_start_index: bool,
+}
+
+impl TokenTextSplitterBuilder {
+    /// The encoding. Default is [`TokenEncoding::Cl100kBase`].
+    #[must_use]
+    pub fn encoding(mut self, encoding: TokenEncoding) -> Self {
+        self.encoding = Ok(encoding);
+        self
+    }
+
+    /// The encoding, by tiktoken name. Default is `"cl100k_base"`. An unknown name is reported
+    /// by [`build`](Self::build).
+    #[must_use]
+    pub fn encoding_name(mut self, name: &str) -> Self {
+        self.encoding = TokenEncoding::from_name(name).map_err(|_| name.to_owned());
+        self
+    }
+
+    /// Tokens per chunk. Default is 4000.
+    #[must_use]
+    pub fn chunk_size(mut self, chunk_size: usize) -> Self {
+        self.chunk_size = chunk_size;
+        self
+    }
+
+    /// Tokens a chunk shares with the previous one; less than `chunk_size`. Default is 200.
+    #[must_use]
+    pub fn chunk_overlap(mut self, chunk_overlap: usize) -> Self {
+        self.chunk_overlap = chunk_overlap;
+        self
+    }
+
+    /// Whether `split_documents` records each chunk's start under
+    /// [`START_INDEX_KEY`](super::START_INDEX_KEY). Default is `false`.
+    #[must_use]
+    pub fn add_start_index(mut self, add: bool) -> Self {
+        self.add_start_index = add;
+        self
+    }
+
+    /// Validates the configuration and builds the splitter.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when the encoding name is unknown, `chunk_size` is 0, or
+    /// `chunk_overlap` is not smaller than `chunk_size`.
+    pub fn build(self) -> Result<TokenTextSplitter> {
+        let encoding = match self.encoding {
+            Ok(encoding) => encoding,
+            Err(name) => {
+                return Err(TokenEncoding::from_name(&name).err().unwrap_or_else(|| {
+                    Error::invalid_config(format!("unknown tiktoken encoding {name:?}"))
+                }))
+            }
+        };
+        validate_sizes(self.chunk_size, self.chunk_overlap)?;
+        if self.chunk_overlap >= self.chunk_size {
+            return Err(Error::invalid_config(format!(
+                "chunk_overlap ({}) must be smaller than chunk_size ({}) for token splitting",
+                self.chunk_overlap, self.chunk_size
+            )));
+        }
+        Ok(TokenTextSplitter {
+            encoding,
+            chunk_size: self.chunk_size,
+            chunk_overlap: self.chunk_overlap,
+            add_start_index: self.add_start_index,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn splitter(size: usize, overlap: usize) -> TokenTextSplitter {
+        TokenTextSplitter::builder()
+            .chunk_size(size)
+            .chunk_overlap(overlap)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn segmented_encoding_is_exact() {
+        let paragraph = "Hello world. The quick brown fox, 123 jumps!\n  indented line\n/path/x\n\
+                         \u{3000}全角 テキスト。次の文\n\t- item's 'quoted' don't\r\n\n";
+        let text = paragraph.repeat(SEGMENT_MAX * 3 / paragraph.len());
+        assert!(text.len() > 2 * SEGMENT_MAX);
+        for encoding in [TokenEncoding::Cl100kBase, TokenEncoding::O200kBase] {
+            let bpe = encoding.bpe();
+            assert_eq!(encode(bpe, &text), bpe.encode_ordinary(&text), "{encoding}");
+        }
+    }
+
+    #[test]
+    fn long_runs_do_not_panic() {
+        let spaces = " ".repeat(3 * SEGMENT_MAX + 1);
+        assert!(count_tokens(TokenEncoding::Cl100kBase, &spaces) > 0);
+        let emoji = "😀".repeat(SEGMENT_MAX / 2);
+        let chunks = splitter(1000, 0).split_text(&emoji);
+        assert_eq!(chunks.concat(), emoji);
+    }
+
+    #[test]
+    fn unknown_encoding_is_invalid_config() {
+        let err = TokenTextSplitter::builder()
+            .encoding_name("gpt2")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)));
+        assert!("o200k_base".parse::<TokenEncoding>().is_ok());
+    }
+
+    #[test]
+    fn overlap_must_be_smaller() {
+        assert!(TokenTextSplitter::builder()
+            .chunk_size(3)
+            .chunk_overlap(3)
+            .build()
+            .is_err());
+    }
+
+    #[test]
+    fn characters_split_between_tokens_are_kept_whole() {
+        // Emoji and rare CJK take several tokens each in cl100k_base.
+        let text = "🦀🦀 蟹 𝄞 x";
+        for size in 1..6 {
+            let chunks = splitter(size, 0).split_text(text);
+            assert_eq!(chunks.concat(), text, "chunk_size {size}");
+        }
+    }
+}
