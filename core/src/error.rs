@@ -161,10 +161,7 @@ impl Error {
     }
 
     /// Builds [`Error::Serialization`].
-    pub fn serialization(
-        message: impl Into<String>,
-        source: impl Into<BoxError>,
-    ) -> Self {
+    pub fn serialization(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Serialization {
             message: message.into(),
             source: source.into(),
@@ -353,10 +350,22 @@ mod tests {
     fn classification_by_status() {
         assert_eq!(ProviderErrorKind::from_status(401), ProviderErrorKind::Auth);
         assert_eq!(ProviderErrorKind::from_status(403), ProviderErrorKind::Auth);
-        assert_eq!(ProviderErrorKind::from_status(404), ProviderErrorKind::ModelNotFound);
-        assert_eq!(ProviderErrorKind::from_status(429), ProviderErrorKind::RateLimited);
-        assert_eq!(ProviderErrorKind::from_status(503), ProviderErrorKind::Server);
-        assert_eq!(ProviderErrorKind::from_status(400), ProviderErrorKind::InvalidRequest);
+        assert_eq!(
+            ProviderErrorKind::from_status(404),
+            ProviderErrorKind::ModelNotFound
+        );
+        assert_eq!(
+            ProviderErrorKind::from_status(429),
+            ProviderErrorKind::RateLimited
+        );
+        assert_eq!(
+            ProviderErrorKind::from_status(503),
+            ProviderErrorKind::Server
+        );
+        assert_eq!(
+            ProviderErrorKind::from_status(400),
+            ProviderErrorKind::InvalidRequest
+        );
         assert!(ProviderErrorKind::from_status(502).is_retryable());
         assert!(!ProviderErrorKind::from_status(401).is_retryable());
         assert_eq!(

@@ -141,7 +141,13 @@ mod tests {
             h.append(&a, &[Message::user("1")]).await.unwrap();
             h.append(&b, &[Message::user("2")]).await.unwrap();
             h.append(&a, &[Message::assistant("3")]).await.unwrap();
-            let got: Vec<String> = h.messages(&a).await.unwrap().iter().map(Message::text).collect();
+            let got: Vec<String> = h
+                .messages(&a)
+                .await
+                .unwrap()
+                .iter()
+                .map(Message::text)
+                .collect();
             assert_eq!(got, ["1", "3"]);
             h.clear(&a).await.unwrap();
             assert!(h.messages(&a).await.unwrap().is_empty());

@@ -59,10 +59,17 @@ pub use document::{Document, DocumentId, Metadata};
 pub use embed::{cosine_similarity, Embedder, Embedding};
 pub use error::{BoxError, Error, ProviderError, ProviderErrorKind, Result};
 pub use history::{ChatHistory, InMemoryChatHistory, SessionId};
+pub use loader::{DocumentLoader, LoadError};
 pub use message::{
     ContentPart, FinishReason, ImageDetail, ImageSource, Message, Role, ToolCall, Usage,
 };
+pub use parser::{OutputParser, ParseError};
+pub use prompt::{ChatPromptTemplate, MessagesPlaceholder, Prompt, PromptError, PromptTemplate};
 pub use retriever::{Retriever, VectorStoreRetriever};
+pub use splitter::{
+    count_tokens, CharacterTextSplitter, MarkdownHeaderTextSplitter,
+    RecursiveCharacterTextSplitter, TextSplitter, TokenEncoding, TokenTextSplitter,
+};
 pub use tool::{
     schema_for, Tool, ToolDefinition, ToolError, ToolOutput, TypedTool, TypedToolAdapter,
 };
@@ -74,8 +81,8 @@ pub use vectorstore::{
 /// The traits, for `use catena_core::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        Chain, ChainExt, ChatHistory, ChatModel, ChatModelExt, Embedder, Retriever, Tool,
-        TypedTool, VectorStore,
+        Chain, ChainExt, ChatHistory, ChatModel, ChatModelExt, DocumentLoader, Embedder,
+        OutputParser, Prompt, Retriever, TextSplitter, Tool, TypedTool, VectorStore,
     };
 }
 

@@ -159,7 +159,11 @@ pub struct ToolCall {
 
 impl ToolCall {
     /// A tool call from its parts.
-    pub fn new(id: impl Into<String>, name: impl Into<String>, arguments: impl Into<String>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        arguments: impl Into<String>,
+    ) -> Self {
         ToolCall {
             id: id.into(),
             name: name.into(),
@@ -417,7 +421,9 @@ mod tests {
             ToolCall::new("1", "f", "").arguments_json().unwrap(),
             serde_json::json!({})
         );
-        let err = ToolCall::new("1", "f", "{\"a\":").arguments_json().unwrap_err();
+        let err = ToolCall::new("1", "f", "{\"a\":")
+            .arguments_json()
+            .unwrap_err();
         assert!(matches!(err, Error::Parse(_)), "{err:?}");
         assert!(err.to_string().contains("`f`"));
     }
@@ -427,10 +433,16 @@ mod tests {
         let a = Usage::new(10, 5).with_cached_input_tokens(4);
         let b = Usage::new(1, 2).with_reasoning_tokens(7);
         let s = a + b;
-        assert_eq!((s.input_tokens, s.output_tokens, s.total_tokens), (11, 7, 18));
+        assert_eq!(
+            (s.input_tokens, s.output_tokens, s.total_tokens),
+            (11, 7, 18)
+        );
         assert_eq!(s.cached_input_tokens, Some(4));
         assert_eq!(s.reasoning_tokens, Some(7));
-        assert_eq!((Usage::new(1, 1) + Usage::new(1, 1)).cached_input_tokens, None);
+        assert_eq!(
+            (Usage::new(1, 1) + Usage::new(1, 1)).cached_input_tokens,
+            None
+        );
     }
 
     #[test]

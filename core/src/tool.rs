@@ -119,11 +119,7 @@ pub struct ToolDefinition {
 
 impl ToolDefinition {
     /// A definition from its parts.
-    pub fn new(
-        name: impl Into<String>,
-        description: impl Into<String>,
-        parameters: Value,
-    ) -> Self {
+    pub fn new(name: impl Into<String>, description: impl Into<String>, parameters: Value) -> Self {
         ToolDefinition {
             name: name.into(),
             description: description.into(),
@@ -265,11 +261,81 @@ impl<T: TypedTool> Tool for TypedToolAdapter<T> {
         &self.parameters
     }
     async fn call(&self, args: Value) -> Result<ToolOutput, ToolError> {
-        let args: T::Args = serde_json::from_value(args)
-            .map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
+        let args: T::Args =
+            serde_json::from_value(args).map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
         let out = self.inner.call(args).await?;
         let content = serde_json::to_value(out)
             .map_err(|e| ToolError::Execution(format!("could not serialise output: {e}")))?;
         Ok(ToolOutput { content })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, JsonSchema)]
+    struct Args {
+        /// The city to look up.
+        city: String,
+        /// Units, default metric.
+        #[serde(default)]
+        imperial: bool,
+    }
+
+    struct Weather;
+
+    #[async_trait]
+    impl TypedTool for Weather {
+        type Args = Args;
+        type Output = serde_json::Value;
+        fn name(&self) -> &str {
+            "weather"
+        }
+        fn description(&self) -> &str {
+            "Weather for a city."
+        }
+        async fn call(&self, args: Args) -> Result<Self::Output, ToolError> {
+            if args.city.is_empty() {
+                return Err(ToolError::execution("no city"));
+            }
+            Ok(serde_json::json!({"city": args.city, "imperial": args.imperial}))
+        }
+    }
+
+    #[test]
+    fn typed_tool_schema_and_calls() {
+        let tool = Weather.into_tool();
+        let p = tool.parameters();
+        assert_eq!(p["type"], "object");
+        assert_eq!(
+            p["properties"]["city"]["description"],
+            "The city to look up."
+        );
+        assert_eq!(p["required"], serde_json::json!(["city"]));
+        assert!(p.get("$schema").is_none());
+        let def = tool.definition();
+        assert_eq!(
+            (def.name.as_str(), def.description.as_str()),
+            ("weather", "Weather for a city.")
+        );
+        futures::executor::block_on(async {
+            let out = tool
+                .call(serde_json::json!({"city": "Oslo"}))
+                .await
+                .unwrap();
+            assert_eq!(out.content["imperial"], false);
+            assert_eq!(out.to_text(), r#"{"city":"Oslo","imperial":false}"#);
+            let err = tool.call(serde_json::json!({})).await.unwrap_err();
+            assert!(
+                matches!(err, ToolError::InvalidArguments(ref m) if m.contains("city")),
+                "{err}"
+            );
+            let err = tool
+                .call(serde_json::json!({"city": ""}))
+                .await
+                .unwrap_err();
+            assert_eq!(err, ToolError::Execution("no city".into()));
+        });
     }
 }

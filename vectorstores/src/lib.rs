@@ -34,3 +34,8 @@
 mod memory;
 
 pub use memory::{DistanceMetric, InMemoryVectorStore, InMemoryVectorStoreBuilder};
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

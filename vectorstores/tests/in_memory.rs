@@ -12,7 +12,10 @@ async fn conformance_for_every_metric() {
         DistanceMetric::DotProduct,
         DistanceMetric::Euclidean,
     ] {
-        let store = InMemoryVectorStore::builder().metric(metric).build().unwrap();
+        let store = InMemoryVectorStore::builder()
+            .metric(metric)
+            .build()
+            .unwrap();
         vector_store_conformance(&store, 8).await;
     }
 }
@@ -30,7 +33,9 @@ async fn conformance_with_fixed_dimensions_and_persistence() {
 
 fn doc(id: &str, text: &str, v: Vec<f32>) -> EmbeddedDocument {
     EmbeddedDocument::new(
-        Document::new(text).with_id(id).with_metadata("len", text.len()),
+        Document::new(text)
+            .with_id(id)
+            .with_metadata("len", text.len()),
         v,
     )
 }
@@ -41,13 +46,29 @@ async fn scores_per_metric() {
     let cases = [
         (DistanceMetric::Cosine, 0.6),
         (DistanceMetric::DotProduct, 3.0),
-        (DistanceMetric::Euclidean, 1.0 / (1.0 + (4.0f32 + 16.0).sqrt())),
+        (
+            DistanceMetric::Euclidean,
+            1.0 / (1.0 + (4.0f32 + 16.0).sqrt()),
+        ),
     ];
     for (metric, want) in cases {
-        let store = InMemoryVectorStore::builder().metric(metric).build().unwrap();
-        store.upsert(vec![doc("a", "x", vec![3.0, 4.0])]).await.unwrap();
-        let hits = store.search(SearchRequest::new(q.clone(), 1)).await.unwrap();
-        assert!((hits[0].score - want).abs() < 1e-6, "{metric:?}: {}", hits[0].score);
+        let store = InMemoryVectorStore::builder()
+            .metric(metric)
+            .build()
+            .unwrap();
+        store
+            .upsert(vec![doc("a", "x", vec![3.0, 4.0])])
+            .await
+            .unwrap();
+        let hits = store
+            .search(SearchRequest::new(q.clone(), 1))
+            .await
+            .unwrap();
+        assert!(
+            (hits[0].score - want).abs() < 1e-6,
+            "{metric:?}: {}",
+            hits[0].score
+        );
     }
 }
 
@@ -78,7 +99,10 @@ async fn a_restart_loses_nothing() {
         .unwrap();
     assert_eq!(reopened.len(), 2);
     assert_eq!(reopened.dimensions(), Some(3));
-    let got = reopened.get(&["c".into(), "b".into(), "a".into()]).await.unwrap();
+    let got = reopened
+        .get(&["c".into(), "b".into(), "a".into()])
+        .await
+        .unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].content, "gamma");
     // Vectors survive bit for bit: an exact match scores exactly 1.
@@ -110,19 +134,34 @@ async fn failed_persistence_rolls_back_the_write() {
     let sub = dir.path().join("sub");
     std::fs::create_dir(&sub).unwrap();
     let path = sub.join("store.json");
-    let store = InMemoryVectorStore::builder().persist_to(&path).build().unwrap();
-    store.upsert(vec![doc("a", "kept", vec![1.0, 0.0])]).await.unwrap();
+    let store = InMemoryVectorStore::builder()
+        .persist_to(&path)
+        .build()
+        .unwrap();
+    store
+        .upsert(vec![doc("a", "kept", vec![1.0, 0.0])])
+        .await
+        .unwrap();
     // Make the directory disappear so the next write cannot be persisted.
     std::fs::remove_dir_all(&sub).unwrap();
     let err = store
-        .upsert(vec![doc("a", "replaced", vec![0.0, 1.0]), doc("b", "new", vec![1.0, 1.0])])
+        .upsert(vec![
+            doc("a", "replaced", vec![0.0, 1.0]),
+            doc("b", "new", vec![1.0, 1.0]),
+        ])
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
     let got = store.get(&["a".into(), "b".into()]).await.unwrap();
     assert_eq!(got.len(), 1, "the new document must not stay in memory");
-    assert_eq!(got[0].content, "kept", "the replaced document must be restored");
-    let err = store.delete_by_filter(&Filter::exists("len")).await.unwrap_err();
+    assert_eq!(
+        got[0].content, "kept",
+        "the replaced document must be restored"
+    );
+    let err = store
+        .delete_by_filter(&Filter::exists("len"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Io { .. }));
     assert_eq!(store.len(), 1, "a failed delete keeps the document");
 }
@@ -131,7 +170,11 @@ async fn failed_persistence_rolls_back_the_write() {
 async fn corrupt_files_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.json");
-    std::fs::write(&path, b"{\"format\":\"catena-in-memory-vector-store\",\"version\":1,").unwrap();
+    std::fs::write(
+        &path,
+        b"{\"format\":\"catena-in-memory-vector-store\",\"version\":1,",
+    )
+    .unwrap();
     assert!(matches!(
         InMemoryVectorStore::load(&path).unwrap_err(),
         Error::Serialization { .. }
@@ -143,7 +186,10 @@ async fn corrupt_files_are_typed_errors() {
     )
     .unwrap();
     let err = InMemoryVectorStore::load(&path).unwrap_err();
-    assert!(err.to_string().contains("reading") || err.to_string().contains("entry 0"), "{err}");
+    assert!(
+        err.to_string().contains("reading") || err.to_string().contains("entry 0"),
+        "{err}"
+    );
     assert!(matches!(
         InMemoryVectorStore::load(dir.path().join("missing.json")).unwrap_err(),
         Error::Io { .. }
@@ -188,5 +234,8 @@ async fn the_suite_catches_wrong_filter_semantics() {
     let outcome = std::panic::AssertUnwindSafe(vector_store_conformance(&store, 4))
         .catch_unwind()
         .await;
-    assert!(outcome.is_err(), "a store with wrong Ne semantics must fail the suite");
+    assert!(
+        outcome.is_err(),
+        "a store with wrong Ne semantics must fail the suite"
+    );
 }

@@ -61,7 +61,13 @@ impl ResponseFormat {
     pub fn json_schema_for<T: JsonSchema>() -> Self {
         let name: String = T::schema_name()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         ResponseFormat::JsonSchema {
             name,
@@ -199,7 +205,9 @@ impl ChatRequest {
     /// [`Error::InvalidInput`] naming the problem.
     pub fn validate(&self) -> Result<()> {
         if self.messages.is_empty() {
-            return Err(Error::invalid_input("a chat request needs at least one message"));
+            return Err(Error::invalid_input(
+                "a chat request needs at least one message",
+            ));
         }
         if let Some(t) = self.temperature {
             if !(0.0..=2.0).contains(&t) {
@@ -210,7 +218,9 @@ impl ChatRequest {
         }
         if let Some(p) = self.top_p {
             if !(0.0..=1.0).contains(&p) {
-                return Err(Error::invalid_input(format!("top_p must be within 0..=1, got {p}")));
+                return Err(Error::invalid_input(format!(
+                    "top_p must be within 0..=1, got {p}"
+                )));
             }
         }
         if self.max_tokens == Some(0) {
@@ -224,7 +234,9 @@ impl ChatRequest {
             }
         }
         if matches!(self.tool_choice, Some(ToolChoice::Required)) && self.tools.is_empty() {
-            return Err(Error::invalid_input("tool_choice is `required` but no tools were given"));
+            return Err(Error::invalid_input(
+                "tool_choice is `required` but no tools were given",
+            ));
         }
         for (i, m) in self.messages.iter().enumerate() {
             if m.role == Role::Tool && m.tool_call_id.is_none() {
@@ -382,7 +394,11 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("search"), "{err}");
-        assert!(ok.clone().with_tool_choice(ToolChoice::Required).validate().is_err());
+        assert!(ok
+            .clone()
+            .with_tool_choice(ToolChoice::Required)
+            .validate()
+            .is_err());
         let mut bad_tool = Message::tool_result("x", "y");
         bad_tool.tool_call_id = None;
         assert!(ChatRequest::new(vec![bad_tool]).validate().is_err());

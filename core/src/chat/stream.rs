@@ -233,8 +233,14 @@ mod tests {
         let r = acc.finish().unwrap();
         let calls = r.tool_calls();
         assert_eq!(calls.len(), 2);
-        assert_eq!((calls[0].id.as_str(), calls[0].arguments.as_str()), ("a", "{\"x\":1}"));
-        assert_eq!((calls[1].id.as_str(), calls[1].arguments.as_str()), ("b", "{\"y\":2}"));
+        assert_eq!(
+            (calls[0].id.as_str(), calls[0].arguments.as_str()),
+            ("a", "{\"x\":1}")
+        );
+        assert_eq!(
+            (calls[1].id.as_str(), calls[1].arguments.as_str()),
+            ("b", "{\"y\":2}")
+        );
         assert_eq!(r.usage, Some(Usage::new(3, 4)));
         assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
     }
@@ -259,7 +265,10 @@ mod tests {
     fn replayed_chunks_rebuild_the_response() {
         let resp = ChatResponse::new(Message::assistant_with_tool_calls(
             "thinking",
-            vec![ToolCall::new("c", "f", "{}"), ToolCall::new("d", "g", "[1]")],
+            vec![
+                ToolCall::new("c", "f", "{}"),
+                ToolCall::new("d", "g", "[1]"),
+            ],
         ))
         .with_usage(Usage::new(5, 6).with_cached_input_tokens(2))
         .with_model("m")

@@ -3,9 +3,7 @@
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::chat::{
-    ChatChunk, ChatModel, ChatRequest, ChatResponse, StreamAccumulator, ToolChoice,
-};
+use crate::chat::{ChatChunk, ChatModel, ChatRequest, ChatResponse, StreamAccumulator, ToolChoice};
 use crate::error::Error;
 use crate::message::{FinishReason, Message, Role};
 use crate::tool::ToolDefinition;
@@ -110,13 +108,18 @@ impl ChatModelConformance {
         let streamed = collect_checked(model, req.clone()).await;
         check_tool_response(&streamed, "stream");
         if self.deterministic {
-            assert_eq!(unary, streamed, "conformance: streamed tool calls must assemble to the unary ones");
+            assert_eq!(
+                unary, streamed,
+                "conformance: streamed tool calls must assemble to the unary ones"
+            );
         }
 
         let call = unary.tool_calls()[0].clone();
         let mut messages = vec![user, unary.message.clone()];
         messages.push(Message::tool_result(call.id.clone(), "18°C and sunny"));
-        let mut follow_up = ChatRequest::new(messages).with_temperature(0.0).with_seed(1);
+        let mut follow_up = ChatRequest::new(messages)
+            .with_temperature(0.0)
+            .with_seed(1);
         follow_up.tools = req.tools.clone();
         let answer = model
             .generate(follow_up)
@@ -138,24 +141,46 @@ async fn collect_checked(model: &dyn ChatModel, req: ChatRequest) -> ChatRespons
     let mut after_finish = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.expect("conformance: stream yielded an error");
-        if acc.is_finished() && matches!(chunk, ChatChunk::TextDelta(_) | ChatChunk::ToolCallDelta { .. }) {
+        if acc.is_finished()
+            && matches!(
+                chunk,
+                ChatChunk::TextDelta(_) | ChatChunk::ToolCallDelta { .. }
+            )
+        {
             after_finish += 1;
         }
         acc.push(&chunk);
     }
-    assert_eq!(after_finish, 0, "conformance: content arrived after the finish chunk");
-    assert!(acc.is_finished(), "conformance: a stream must end with a Finish chunk");
-    acc.finish().expect("conformance: streamed chunks must assemble")
+    assert_eq!(
+        after_finish, 0,
+        "conformance: content arrived after the finish chunk"
+    );
+    assert!(
+        acc.is_finished(),
+        "conformance: a stream must end with a Finish chunk"
+    );
+    acc.finish()
+        .expect("conformance: streamed chunks must assemble")
 }
 
 fn check_text_response(r: &ChatResponse, via: &str) {
-    assert_eq!(r.message.role, Role::Assistant, "conformance ({via}): answer role");
-    assert!(!r.text().trim().is_empty(), "conformance ({via}): answer has no text");
+    assert_eq!(
+        r.message.role,
+        Role::Assistant,
+        "conformance ({via}): answer role"
+    );
+    assert!(
+        !r.text().trim().is_empty(),
+        "conformance ({via}): answer has no text"
+    );
     assert!(
         r.tool_calls().is_empty(),
         "conformance ({via}): no tools were offered, yet the answer calls one"
     );
-    assert!(r.finish_reason.is_some(), "conformance ({via}): finish reason missing");
+    assert!(
+        r.finish_reason.is_some(),
+        "conformance ({via}): finish reason missing"
+    );
     if let Some(u) = r.usage {
         assert!(
             u.total_tokens >= u.output_tokens,
@@ -167,14 +192,20 @@ fn check_text_response(r: &ChatResponse, via: &str) {
 fn check_tool_response(r: &ChatResponse, via: &str) {
     assert_eq!(r.message.role, Role::Assistant, "conformance ({via}): role");
     let calls = r.tool_calls();
-    assert!(!calls.is_empty(), "conformance ({via}): expected a tool call");
+    assert!(
+        !calls.is_empty(),
+        "conformance ({via}): expected a tool call"
+    );
     for c in calls {
         assert_eq!(c.name, "get_weather", "conformance ({via}): tool name");
         assert!(!c.id.is_empty(), "conformance ({via}): tool call id empty");
         let args = c
             .arguments_json()
             .expect("conformance: tool arguments must be JSON");
-        assert!(args.is_object(), "conformance ({via}): arguments must be an object");
+        assert!(
+            args.is_object(),
+            "conformance ({via}): arguments must be an object"
+        );
     }
     assert_eq!(
         r.finish_reason,
@@ -202,6 +233,9 @@ async fn check_drop_mid_stream(model: &dyn ChatModel) {
     let req = ChatRequest::new(vec![Message::user("Count to twenty.")]);
     let mut stream = model.stream(req).await.expect("conformance: stream failed");
     let first = stream.next().await;
-    assert!(first.is_some(), "conformance: a stream must yield at least one item");
+    assert!(
+        first.is_some(),
+        "conformance: a stream must yield at least one item"
+    );
     drop(stream);
 }

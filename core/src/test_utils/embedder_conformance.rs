@@ -23,7 +23,10 @@ pub async fn embedder_conformance(embedder: &dyn Embedder) {
         .embed_documents(&[])
         .await
         .expect("conformance: an empty batch must not fail");
-    assert!(empty.is_empty(), "conformance: an empty batch gives no vectors");
+    assert!(
+        empty.is_empty(),
+        "conformance: an empty batch gives no vectors"
+    );
 
     let texts: Vec<String> = [
         "The cat sat on the mat.",
@@ -40,9 +43,19 @@ pub async fn embedder_conformance(embedder: &dyn Embedder) {
         .expect("conformance: embed_documents failed");
     assert_eq!(batch.len(), texts.len(), "conformance: one vector per text");
     for (i, v) in batch.iter().enumerate() {
-        assert_eq!(v.len(), dims, "conformance: vector {i} has the wrong length");
-        assert!(v.iter().all(|x| x.is_finite()), "conformance: vector {i} is not finite");
-        assert!(v.iter().any(|x| *x != 0.0), "conformance: vector {i} is all zeros");
+        assert_eq!(
+            v.len(),
+            dims,
+            "conformance: vector {i} has the wrong length"
+        );
+        assert!(
+            v.iter().all(|x| x.is_finite()),
+            "conformance: vector {i} is not finite"
+        );
+        assert!(
+            v.iter().any(|x| *x != 0.0),
+            "conformance: vector {i} is all zeros"
+        );
     }
     assert!(
         cosine_similarity(&batch[0], &batch[3]) > 0.999,
@@ -66,7 +79,11 @@ pub async fn embedder_conformance(embedder: &dyn Embedder) {
         .embed_documents(&many)
         .await
         .expect("conformance: a batch of 300 failed");
-    assert_eq!(vectors.len(), 300, "conformance: a large batch must come back whole");
+    assert_eq!(
+        vectors.len(),
+        300,
+        "conformance: a large batch must come back whole"
+    );
     for i in [0usize, 99, 100, 101, 255, 299] {
         let alone = embedder
             .embed_documents(std::slice::from_ref(&many[i]))

@@ -21,7 +21,10 @@ enum Step {
     Fail(Error),
     /// Streams the response's first `after` chunks, then fails as interrupted
     /// (`generate` fails the same way).
-    Interrupt { response: ChatResponse, after: usize },
+    Interrupt {
+        response: ChatResponse,
+        after: usize,
+    },
 }
 
 /// A chat model for tests: returns queued responses (or errors) in order, records every
@@ -344,7 +347,8 @@ impl ChatModel for ScriptedChatModel {
             Step::Fail(e) => return Err(e),
             Step::Interrupt { response, after } => (response, Some(after)),
         };
-        let mut items: Vec<Result<ChatChunk>> = self.chunks(&response).into_iter().map(Ok).collect();
+        let mut items: Vec<Result<ChatChunk>> =
+            self.chunks(&response).into_iter().map(Ok).collect();
         if let Some(after) = cut_after {
             items.truncate(after);
             items.push(Err(stream_interrupted(
@@ -397,8 +401,13 @@ mod tests {
     fn interrupted_stream_ends_in_an_error() {
         futures::executor::block_on(async {
             let m = ScriptedChatModel::new().with_interrupted_stream("abcdefgh", 2);
-            let err = collect_stream(m.stream(req()).await.unwrap()).await.unwrap_err();
-            assert_eq!(err.provider_kind(), Some(&ProviderErrorKind::StreamInterrupted));
+            let err = collect_stream(m.stream(req()).await.unwrap())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.provider_kind(),
+                Some(&ProviderErrorKind::StreamInterrupted)
+            );
             assert!(err.is_retryable());
         });
     }
@@ -407,8 +416,18 @@ mod tests {
     fn exhausted_script_and_queued_errors() {
         futures::executor::block_on(async {
             let m = ScriptedChatModel::new().with_error(Error::invalid_input("boom"));
-            assert!(m.generate(req()).await.unwrap_err().to_string().contains("boom"));
-            assert!(m.generate(req()).await.unwrap_err().to_string().contains("exhausted"));
+            assert!(m
+                .generate(req())
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("boom"));
+            assert!(m
+                .generate(req())
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("exhausted"));
             assert!(m.generate(ChatRequest::new(vec![])).await.is_err());
             assert_eq!(m.requests().len(), 2, "invalid requests are not recorded");
         });

@@ -81,7 +81,10 @@ fn fixture(dims: usize) -> Vec<EmbeddedDocument> {
 /// # Panics
 /// When the store breaks a rule; the message names it.
 pub async fn vector_store_conformance(store: &dyn VectorStore, dims: usize) {
-    assert!(dims >= 2, "conformance: the suite needs at least 2 dimensions");
+    assert!(
+        dims >= 2,
+        "conformance: the suite needs at least 2 dimensions"
+    );
     ranking_and_k(store, dims).await;
     threshold(store, dims).await;
     filters(store, dims).await;
@@ -97,7 +100,10 @@ pub async fn vector_store_conformance(store: &dyn VectorStore, dims: usize) {
         .search(SearchRequest::new(axis(dims), 10_000))
         .await
         .expect("conformance: search failed");
-    assert!(left.is_empty(), "conformance: the store must be empty at the end");
+    assert!(
+        left.is_empty(),
+        "conformance: the store must be empty at the end"
+    );
 }
 
 async fn cleanup(store: &dyn VectorStore) {
@@ -112,8 +118,13 @@ async fn load_fixture(store: &dyn VectorStore, dims: usize) {
         .upsert(fixture(dims))
         .await
         .expect("conformance: upsert failed");
-    let want: Vec<DocumentId> = (0..10).map(|i| DocumentId::from(format!("c-{i}"))).collect();
-    assert_eq!(ids, want, "conformance: upsert must return the given ids in order");
+    let want: Vec<DocumentId> = (0..10)
+        .map(|i| DocumentId::from(format!("c-{i}")))
+        .collect();
+    assert_eq!(
+        ids, want,
+        "conformance: upsert must return the given ids in order"
+    );
 }
 
 async fn ranking_and_k(store: &dyn VectorStore, dims: usize) {
@@ -124,7 +135,10 @@ async fn ranking_and_k(store: &dyn VectorStore, dims: usize) {
         .expect("conformance: search failed");
     assert_eq!(ids_of(&top3), ["c-0", "c-1", "c-2"], "conformance: ranking");
     for w in top3.windows(2) {
-        assert!(w[0].score >= w[1].score, "conformance: scores must not increase");
+        assert!(
+            w[0].score >= w[1].score,
+            "conformance: scores must not increase"
+        );
     }
     assert_eq!(top3[0].document.content, "document 0");
     assert_eq!(top3[0].document.metadata["parity"], "even");
@@ -132,13 +146,19 @@ async fn ranking_and_k(store: &dyn VectorStore, dims: usize) {
         .search(SearchRequest::new(axis(dims), 50))
         .await
         .expect("conformance: search failed");
-    assert_eq!(all.len(), 10, "conformance: k above the count returns everything");
+    assert_eq!(
+        all.len(),
+        10,
+        "conformance: k above the count returns everything"
+    );
     let err = store.search(SearchRequest::new(axis(dims), 0)).await;
     assert!(
         matches!(err, Err(Error::InvalidInput(_))),
         "conformance: k = 0 must be InvalidInput"
     );
-    let err = store.search(SearchRequest::new(vec![1.0; dims + 1], 3)).await;
+    let err = store
+        .search(SearchRequest::new(vec![1.0; dims + 1], 3))
+        .await;
     assert!(
         matches!(err, Err(Error::InvalidInput(_))),
         "conformance: a query of the wrong dimension must be InvalidInput"
@@ -193,7 +213,13 @@ async fn filters(store: &dyn VectorStore, dims: usize) {
         let expected: Vec<String> = fixture
             .iter()
             .filter(|d| f.matches(&d.document.metadata))
-            .map(|d| d.document.id.as_ref().map(ToString::to_string).unwrap_or_default())
+            .map(|d| {
+                d.document
+                    .id
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            })
             .collect();
         let got = store
             .search(SearchRequest::new(axis(dims), 100).with_filter(f.clone()))
@@ -211,14 +237,21 @@ async fn upsert_replaces_and_get(store: &dyn VectorStore, dims: usize) {
         .with_metadata(CASE_KEY, "ranked")
         .with_metadata("revised", true);
     store
-        .upsert(vec![EmbeddedDocument::new(replacement, at_angle(dims, 1.5))])
+        .upsert(vec![EmbeddedDocument::new(
+            replacement,
+            at_angle(dims, 1.5),
+        )])
         .await
         .expect("conformance: upsert failed");
     let all = store
         .search(SearchRequest::new(axis(dims), 100))
         .await
         .expect("conformance: search failed");
-    assert_eq!(all.len(), 10, "conformance: upsert by id must replace, not duplicate");
+    assert_eq!(
+        all.len(),
+        10,
+        "conformance: upsert by id must replace, not duplicate"
+    );
     assert_eq!(
         ids_of(&all).last().map(String::as_str),
         Some("c-4"),
@@ -229,7 +262,11 @@ async fn upsert_replaces_and_get(store: &dyn VectorStore, dims: usize) {
         .await
         .expect("conformance: get failed");
     assert_eq!(got.len(), 2, "conformance: get skips unknown ids");
-    assert_eq!(got[0].id, Some("c-4".into()), "conformance: get keeps the asked order");
+    assert_eq!(
+        got[0].id,
+        Some("c-4".into()),
+        "conformance: get keeps the asked order"
+    );
     assert_eq!(got[0].content, "document 4, revised");
     assert_eq!(got[0].metadata.get("revised"), Some(&json!(true)));
     assert!(
@@ -249,15 +286,26 @@ async fn assigned_ids(store: &dyn VectorStore, dims: usize) {
             )
         })
         .collect();
-    let ids = store.upsert(docs).await.expect("conformance: upsert failed");
+    let ids = store
+        .upsert(docs)
+        .await
+        .expect("conformance: upsert failed");
     assert_eq!(ids.len(), 3);
     let distinct: BTreeSet<_> = ids.iter().collect();
-    assert_eq!(distinct.len(), 3, "conformance: assigned ids must be distinct");
+    assert_eq!(
+        distinct.len(),
+        3,
+        "conformance: assigned ids must be distinct"
+    );
     assert!(ids.iter().all(|i| !i.as_str().is_empty()));
     let got = store.get(&ids).await.expect("conformance: get failed");
     let contents: Vec<_> = got.iter().map(|d| d.content.as_str()).collect();
     assert_eq!(contents, ["anonymous 0", "anonymous 1", "anonymous 2"]);
-    assert_eq!(got[0].id.as_ref(), Some(&ids[0]), "conformance: get returns ids");
+    assert_eq!(
+        got[0].id.as_ref(),
+        Some(&ids[0]),
+        "conformance: get returns ids"
+    );
     cleanup(store).await;
 }
 
@@ -277,7 +325,10 @@ async fn deletes(store: &dyn VectorStore, dims: usize) {
         .delete_by_filter(&Filter::eq("parity", "odd"))
         .await
         .expect("conformance: delete_by_filter failed");
-    assert_eq!(n, 4, "conformance: delete_by_filter counts what it removed (c-3,5,7,9)");
+    assert_eq!(
+        n, 4,
+        "conformance: delete_by_filter counts what it removed (c-3,5,7,9)"
+    );
     let left = store
         .search(SearchRequest::new(axis(dims), 100))
         .await
@@ -288,11 +339,15 @@ async fn deletes(store: &dyn VectorStore, dims: usize) {
 
 async fn bad_input_writes_nothing(store: &dyn VectorStore, dims: usize) {
     let good = EmbeddedDocument::new(
-        Document::new("good").with_id("bad-batch-good").with_metadata(CASE_KEY, "bad"),
+        Document::new("good")
+            .with_id("bad-batch-good")
+            .with_metadata(CASE_KEY, "bad"),
         axis(dims),
     );
     let wrong_len = EmbeddedDocument::new(
-        Document::new("wrong").with_id("bad-batch-len").with_metadata(CASE_KEY, "bad"),
+        Document::new("wrong")
+            .with_id("bad-batch-len")
+            .with_metadata(CASE_KEY, "bad"),
         vec![0.5; dims + 3],
     );
     let err = store.upsert(vec![good.clone(), wrong_len]).await;
@@ -303,7 +358,9 @@ async fn bad_input_writes_nothing(store: &dyn VectorStore, dims: usize) {
     let mut nan = axis(dims);
     nan[1] = f32::NAN;
     let nan_doc = EmbeddedDocument::new(
-        Document::new("nan").with_id("bad-batch-nan").with_metadata(CASE_KEY, "bad"),
+        Document::new("nan")
+            .with_id("bad-batch-nan")
+            .with_metadata(CASE_KEY, "bad"),
         nan,
     );
     let err = store.upsert(vec![good, nan_doc]).await;
@@ -315,7 +372,10 @@ async fn bad_input_writes_nothing(store: &dyn VectorStore, dims: usize) {
         .get(&["bad-batch-good".into()])
         .await
         .expect("conformance: get failed");
-    assert!(got.is_empty(), "conformance: a rejected batch must write nothing");
+    assert!(
+        got.is_empty(),
+        "conformance: a rejected batch must write nothing"
+    );
     let err = store
         .search(SearchRequest::new(axis(dims), 3).with_filter(Filter::eq("", 1)))
         .await;
@@ -335,7 +395,10 @@ async fn selective_filter(store: &dyn VectorStore, dims: usize) {
             EmbeddedDocument::new(doc, at_angle(dims, (i as f32) * 0.0015))
         })
         .collect();
-    store.upsert(docs).await.expect("conformance: bulk upsert failed");
+    store
+        .upsert(docs)
+        .await
+        .expect("conformance: bulk upsert failed");
     let hits = store
         .search(SearchRequest::new(axis(dims), 5).with_filter(Filter::eq("rare", true)))
         .await
@@ -369,7 +432,11 @@ async fn concurrent_upserts(store: &dyn VectorStore, dims: usize) {
         .flat_map(|t| (0..25).map(move |i| DocumentId::from(format!("conc-{t}-{i}"))))
         .collect();
     let got = store.get(&ids).await.expect("conformance: get failed");
-    assert_eq!(got.len(), 200, "conformance: every concurrent upsert must land");
+    assert_eq!(
+        got.len(),
+        200,
+        "conformance: every concurrent upsert must land"
+    );
     cleanup(store).await;
 }
 
@@ -388,9 +455,18 @@ async fn round_trip(store: &dyn VectorStore, dims: usize) {
         .upsert(vec![EmbeddedDocument::new(doc, axis(dims))])
         .await
         .expect("conformance: upsert failed");
-    let got = store.get(&["rt-1".into()]).await.expect("conformance: get failed");
+    let got = store
+        .get(&["rt-1".into()])
+        .await
+        .expect("conformance: get failed");
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].content, content, "conformance: content must round-trip");
-    assert_eq!(got[0].metadata, metadata, "conformance: metadata must round-trip");
+    assert_eq!(
+        got[0].content, content,
+        "conformance: content must round-trip"
+    );
+    assert_eq!(
+        got[0].metadata, metadata,
+        "conformance: metadata must round-trip"
+    );
     cleanup(store).await;
 }

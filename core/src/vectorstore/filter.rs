@@ -119,7 +119,10 @@ impl Filter {
         Filter::Ne(key.into(), value.into())
     }
     /// Field equals one of the values.
-    pub fn is_in<V: Into<Value>>(key: impl Into<String>, values: impl IntoIterator<Item = V>) -> Filter {
+    pub fn is_in<V: Into<Value>>(
+        key: impl Into<String>,
+        values: impl IntoIterator<Item = V>,
+    ) -> Filter {
         Filter::In(key.into(), values.into_iter().map(Into::into).collect())
     }
     /// Field equals none of the values (missing fields match).
@@ -213,7 +216,9 @@ impl Filter {
             }
         };
         match self {
-            Filter::Eq(k, _) | Filter::Ne(k, _) | Filter::In(k, _) | Filter::NotIn(k, _) => key_ok(k),
+            Filter::Eq(k, _) | Filter::Ne(k, _) | Filter::In(k, _) | Filter::NotIn(k, _) => {
+                key_ok(k)
+            }
             Filter::Exists(k) => key_ok(k),
             Filter::Range(r) => {
                 key_ok(&r.key)?;

@@ -390,7 +390,12 @@ impl VectorStore for InMemoryVectorStore {
             .entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| request.filter.as_ref().is_none_or(|f| f.matches(&e.metadata)))
+            .filter(|(_, e)| {
+                request
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(&e.metadata))
+            })
             .map(|(i, e)| (self.score(&request.vector, qn, e), i))
             .filter(|(s, _)| request.score_threshold.is_none_or(|t| *s >= t))
             .collect();

@@ -36,10 +36,16 @@ impl Snapshot {
     pub(super) fn into_state(self) -> Result<State> {
         let bad = |m: String| Error::serialization(m, "invalid snapshot");
         if self.format != FORMAT {
-            return Err(bad(format!("not a Catena vector store file (format `{}`)", self.format)));
+            return Err(bad(format!(
+                "not a Catena vector store file (format `{}`)",
+                self.format
+            )));
         }
         if self.version != VERSION {
-            return Err(bad(format!("unsupported snapshot version {}", self.version)));
+            return Err(bad(format!(
+                "unsupported snapshot version {}",
+                self.version
+            )));
         }
         let mut index = HashMap::with_capacity(self.entries.len());
         let mut entries = self.entries;
