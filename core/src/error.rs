@@ -271,6 +271,8 @@ pub struct ProviderError {
     pub message: String,
     /// The provider's name (`"openai"`, `"gemini"`, ...), when known.
     pub provider: Option<String>,
+    /// The provider's request id (`x-request-id` and similar), for support tickets.
+    pub request_id: Option<String>,
     /// The underlying error, when there is one.
     #[source]
     pub source: Option<BoxError>,
@@ -291,6 +293,9 @@ impl fmt::Display for ProviderError {
         if let Some(d) = self.retry_after {
             write!(f, "; retry after {:.3}s", d.as_secs_f64())?;
         }
+        if let Some(id) = &self.request_id {
+            write!(f, " [request id {id}]")?;
+        }
         Ok(())
     }
 }
@@ -304,8 +309,16 @@ impl ProviderError {
             retry_after: None,
             message: message.into(),
             provider: None,
+            request_id: None,
             source: None,
         }
+    }
+
+    /// Sets the provider's request id.
+    #[must_use]
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
     }
 
     /// Sets the HTTP status.

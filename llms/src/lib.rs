@@ -1,18 +1,52 @@
-//! Chat models and embedders for Catena.
+//! Chat models and embedders for Catena: OpenAI, Gemini and Ollama.
 //!
-//! **Status: no backends yet.** This crate will hold the OpenAI, Gemini and Ollama clients
-//! and in-process local models, each behind a cargo feature named after it. Until then it
-//! offers nothing of its own; every backend it gains will implement
-//! [`catena_core::ChatModel`] and [`catena_core::Embedder`], so code written against those
-//! traits today keeps working:
+//! Every client implements [`catena_core::ChatModel`] and/or [`catena_core::Embedder`], so
+//! programs hold `Arc<dyn ChatModel>` and pick the provider from configuration. All clients
+//! share one HTTP transport ([`HttpOptions`]): connect / request / stream-idle timeouts,
+//! retries with exponential backoff that honour `Retry-After` ([`RetryPolicy`]), bounded
+//! bodies and stream lines, and typed errors that never contain the API key ([`ApiKey`]).
+//!
+//! | feature | default | provides |
+//! | --- | --- | --- |
+//! | `openai` | yes | OpenAI Chat Completions and Embeddings, and any OpenAI-compatible server |
+//! | `gemini` | yes | Gemini (Generative Language API with an API key; Vertex AI) |
+//! | `ollama` | yes | Ollama's native `/api/chat` and `/api/embed` |
+//!
+//! The [`Retry`] decorator adds the same retry behaviour to any chat model or embedder:
 //!
 //! ```
 //! use std::sync::Arc;
-//! use catena_core::{ChatModel, ChatRequest, Message};
+//! use catena_core::{ChatModel, ChatModelExt};
+//! use catena_core::test_utils::ScriptedChatModel;
+//! use catena_llms::{RetryExt, RetryPolicy};
 //!
-//! /// Works with any backend, present or future.
-//! async fn ask(model: Arc<dyn ChatModel>, question: &str) -> catena_core::Result<String> {
-//!     let answer = model.generate(ChatRequest::new(vec![Message::user(question)])).await?;
-//!     Ok(answer.text())
-//! }
+//! let model: Arc<dyn ChatModel> = ScriptedChatModel::new()
+//!     .with_text("hi")
+//!     .with_retry(RetryPolicy::default())
+//!     .boxed();
 //! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod retry;
+mod secret;
+
+#[cfg(feature = "__http")]
+mod http;
+
+#[cfg(feature = "openai")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
+pub mod openai;
+#[cfg(feature = "ollama")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ollama")))]
+pub mod ollama;
+#[cfg(feature = "gemini")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gemini")))]
+pub mod gemini;
+
+pub use retry::{Retry, RetryExt, RetryPolicy};
+pub use secret::ApiKey;
+
+#[cfg(feature = "__http")]
+pub use http::HttpOptions;

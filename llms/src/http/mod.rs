@@ -1,0 +1,298 @@
+//! The HTTP transport shared by the providers: timeouts, retries, bounded bodies, error
+//! classification, and SSE / NDJSON stream decoding with an idle timeout.
+
+mod error;
+mod stream;
+
+use std::fmt;
+use std::time::Duration;
+
+use catena_core::{Error, ProviderError, ProviderErrorKind, Result};
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::retry::RetryPolicy;
+
+pub(crate) use error::{error_from_parts, ErrorHook};
+pub(crate) use stream::{ndjson_lines, sse_events, SseEvent};
+
+/// Connection settings shared by every provider client.
+///
+/// ```
+/// use std::time::Duration;
+/// use catena_llms::{HttpOptions, RetryPolicy};
+/// let http = HttpOptions::new()
+///     .timeout(Duration::from_secs(30))
+///     .stream_idle_timeout(Duration::from_secs(20))
+///     .retry(RetryPolicy::default().max_retries(5));
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct HttpOptions {
+    pub(crate) client: Option<reqwest::Client>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) stream_idle_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) max_line_bytes: usize,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("shared_client", &self.client.is_some())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_line_bytes", &self.max_line_bytes)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            client: None,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(600),
+            stream_idle_timeout: Duration::from_secs(120),
+            max_response_bytes: 32 << 20,
+            max_line_bytes: 4 << 20,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl HttpOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Shares an existing client (and its connection pool). Its own connect timeout then
+    /// applies instead of [`connect_timeout`](Self::connect_timeout). Default: a client of
+    /// our own.
+    pub fn client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Time allowed to open a connection. Default 10 s.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Time allowed for a whole non-streaming request, and for a stream's response headers.
+    /// Default 600 s (as the OpenAI SDKs).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Longest silence allowed between two pieces of a stream. Default 120 s.
+    pub fn stream_idle_timeout(mut self, d: Duration) -> Self {
+        self.stream_idle_timeout = d;
+        self
+    }
+
+    /// Largest non-streaming response body accepted. Default 32 MiB.
+    pub fn max_response_bytes(mut self, n: usize) -> Self {
+        self.max_response_bytes = n;
+        self
+    }
+
+    /// Longest single line of a stream accepted. Default 4 MiB.
+    pub fn max_line_bytes(mut self, n: usize) -> Self {
+        self.max_line_bytes = n;
+        self
+    }
+
+    /// The retry policy. Default [`RetryPolicy::default`] (2 retries).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Shorthand for `retry(policy.max_retries(n))`.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.retry = self.retry.max_retries(n);
+        self
+    }
+}
+
+/// What a provider needs from HTTP; built once per client.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    pub(crate) client: reqwest::Client,
+    pub(crate) options: HttpOptions,
+    pub(crate) provider: &'static str,
+    pub(crate) hook: ErrorHook,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("provider", &self.provider)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn transport_error(provider: &str, e: &reqwest::Error) -> Error {
+    let kind = if e.is_timeout() {
+        ProviderErrorKind::Timeout
+    } else {
+        ProviderErrorKind::Transport
+    };
+    // `without_url` keeps query strings (which could hold a key) out of the message.
+    let msg = match e.url() {
+        Some(_) => format!("{}", WithoutUrl(e)),
+        None => e.to_string(),
+    };
+    ProviderError::new(kind, msg).with_provider(provider).into()
+}
+
+struct WithoutUrl<'a>(&'a reqwest::Error);
+
+impl fmt::Display for WithoutUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.0;
+        let what = if e.is_timeout() {
+            "request timed out"
+        } else if e.is_connect() {
+            "could not connect"
+        } else if e.is_body() || e.is_decode() {
+            "connection failed while reading the body"
+        } else if e.is_request() {
+            "request failed"
+        } else {
+            "HTTP error"
+        };
+        f.write_str(what)?;
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+impl Transport {
+    /// A transport for `provider`, building a client unless one is shared.
+    pub(crate) fn new(provider: &'static str, options: HttpOptions, hook: ErrorHook) -> Result<Self> {
+        let client = match &options.client {
+            Some(c) => c.clone(),
+            None => reqwest::Client::builder()
+                .connect_timeout(options.connect_timeout)
+                .build()
+                .map_err(|e| Error::invalid_config(format!("could not build the HTTP client: {e}")))?,
+        };
+        Ok(Transport {
+            client,
+            options,
+            provider,
+            hook,
+        })
+    }
+
+    /// Sends once; returns the response when it is 2xx, or the classified error.
+    async fn send_once(
+        &self,
+        request: reqwest::RequestBuilder,
+        whole_request_timeout: bool,
+    ) -> Result<reqwest::Response> {
+        let request = if whole_request_timeout {
+            request.timeout(self.options.timeout)
+        } else {
+            request
+        };
+        let sent = tokio::time::timeout(self.options.timeout, request.send()).await;
+        let response = match sent {
+            Err(_) => {
+                return Err(ProviderError::new(
+                    ProviderErrorKind::Timeout,
+                    format!("no response within {:?}", self.options.timeout),
+                )
+                .with_provider(self.provider)
+                .into())
+            }
+            Ok(Err(e)) => return Err(transport_error(self.provider, &e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(response);
+        }
+        let headers = response.headers().clone();
+        let body = read_limited(response, 64 << 10, self.provider).await.unwrap_or_default();
+        Err(error_from_parts(self.provider, status, &headers, &body, self.hook))
+    }
+
+    /// Sends a request built by `build` (called once per attempt), retrying by policy,
+    /// and parses the JSON body.
+    pub(crate) async fn json<T: DeserializeOwned>(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T> {
+        self.options
+            .retry
+            .run(|| async {
+                let response = self.send_once(build(), true).await?;
+                let body = read_limited(response, self.options.max_response_bytes, self.provider).await?;
+                serde_json::from_slice(&body).map_err(|e| {
+                    ProviderError::new(
+                        ProviderErrorKind::MalformedResponse,
+                        format!("response is not the expected JSON: {e}"),
+                    )
+                    .with_provider(self.provider)
+                    .into()
+                })
+            })
+            .await
+    }
+
+    /// Starts a streaming request, retrying by policy until the response headers arrive.
+    /// Once the response is returned nothing is retried.
+    pub(crate) async fn start_stream(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        self.options
+            .retry
+            .run(|| self.send_once(build(), false))
+            .await
+    }
+}
+
+/// Reads at most `limit` bytes of body; more is a malformed-response error.
+pub(crate) async fn read_limited(
+    response: reqwest::Response,
+    limit: usize,
+    provider: &str,
+) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| transport_error(provider, &e))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ProviderError::new(
+                ProviderErrorKind::MalformedResponse,
+                format!("response body exceeds {limit} bytes"),
+            )
+            .with_provider(provider)
+            .into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A provider error of `kind` for `provider`.
+pub(crate) fn provider_error(provider: &str, kind: ProviderErrorKind, message: impl Into<String>) -> Error {
+    ProviderError::new(kind, message).with_provider(provider).into()
+}
