@@ -37,8 +37,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A model or embedding provider (or any remote service) failed; see [`ProviderError`].
+    /// Boxed to keep `Result<T, Error>` small.
     #[error(transparent)]
-    Provider(#[from] ProviderError),
+    Provider(Box<ProviderError>),
     /// The operation did not finish within its deadline.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -94,6 +95,12 @@ pub enum Error {
     },
 }
 
+impl From<ProviderError> for Error {
+    fn from(e: ProviderError) -> Self {
+        Error::Provider(Box::new(e))
+    }
+}
+
 impl Error {
     /// Whether retrying the same call later may succeed (rate limits, server errors,
     /// transport failures, timeouts, interrupted streams).
@@ -116,7 +123,7 @@ impl Error {
     /// The provider error, if this is one.
     pub fn as_provider(&self) -> Option<&ProviderError> {
         match self {
-            Error::Provider(e) => Some(e),
+            Error::Provider(e) => Some(e.as_ref()),
             _ => None,
         }
     }

@@ -239,3 +239,48 @@ async fn the_suite_catches_wrong_filter_semantics() {
         "a store with wrong Ne semantics must fail the suite"
     );
 }
+
+#[tokio::test]
+async fn huge_vectors_are_rejected_instead_of_scoring_nan() {
+    let store = InMemoryVectorStore::builder()
+        .metric(DistanceMetric::DotProduct)
+        .build()
+        .unwrap();
+    let err = store
+        .upsert(vec![doc("a", "x", vec![1e20, -1e20])])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    store.upsert(vec![doc("b", "y", vec![1.0, 1.0])]).await.unwrap();
+    let err = store
+        .search(SearchRequest::new(vec![1e20, 1e20], 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn concurrent_saves_leave_a_valid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.json");
+    let store = std::sync::Arc::new(InMemoryVectorStore::new());
+    let docs = (0..200)
+        .map(|i| doc(&format!("d{i}"), "some text", vec![i as f32, 1.0]))
+        .collect();
+    store.upsert(docs).await.unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, p) = (store.clone(), path.clone());
+            std::thread::spawn(move || s.save(&p))
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    assert_eq!(InMemoryVectorStore::load(&path).unwrap().len(), 200);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "s.json")
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left behind");
+}

@@ -262,10 +262,19 @@ impl Filter {
 
 fn scalar_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
-            (Some(x), Some(y)) => x == y,
-            _ => x == y,
-        },
+        (Value::Number(x), Value::Number(y)) => {
+            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
+                x == y
+            } else if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
+                x == y
+            } else if x.is_f64() || y.is_f64() {
+                // One side is fractional (or out of integer range): compare as numbers.
+                matches!((x.as_f64(), y.as_f64()), (Some(x), Some(y)) if x == y)
+            } else {
+                // One negative integer and one beyond i64: never equal.
+                false
+            }
+        }
         _ => a == b,
     }
 }
@@ -293,6 +302,10 @@ mod tests {
     fn semantics_of_each_operator() {
         let m = meta(json!({"a": 1, "tags": ["x", "y"], "s": "t", "n": null}));
         assert!(Filter::eq("a", 1.0).matches(&m));
+        // Integers beyond 2^53 compare exactly, not through f64.
+        let big = meta(json!({"id": 9_007_199_254_740_992u64}));
+        assert!(!Filter::eq("id", 9_007_199_254_740_993u64).matches(&big));
+        assert!(Filter::eq("id", 9_007_199_254_740_992u64).matches(&big));
         assert!(Filter::eq("tags", "y").matches(&m));
         assert!(!Filter::eq("missing", 1).matches(&m));
         assert!(Filter::ne("missing", 1).matches(&m));

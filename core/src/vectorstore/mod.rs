@@ -109,7 +109,8 @@ impl SearchRequest {
     }
 }
 
-/// Checks that a vector is non-empty and all finite.
+/// Checks that a vector is non-empty, all finite, and small enough that its squared length
+/// is finite in `f32` (so similarity scores cannot overflow to NaN).
 ///
 /// # Errors
 /// [`Error::InvalidInput`] naming the problem.
@@ -121,6 +122,11 @@ pub fn validate_vector(vector: &[f32]) -> Result<()> {
         return Err(Error::invalid_input(format!(
             "vector value at position {i} is not finite"
         )));
+    }
+    if !vector.iter().map(|x| x * x).sum::<f32>().is_finite() {
+        return Err(Error::invalid_input(
+            "vector magnitude overflows f32; normalise it first",
+        ));
     }
     Ok(())
 }

@@ -14,7 +14,10 @@ use serde::de::DeserializeOwned;
 use crate::retry::RetryPolicy;
 
 pub(crate) use error::{error_from_parts, ErrorHook};
-pub(crate) use stream::{ndjson_lines, sse_events, SseEvent};
+#[cfg_attr(not(feature = "ollama"), allow(unused_imports))]
+pub(crate) use stream::ndjson_lines;
+#[cfg_attr(not(any(feature = "openai", feature = "gemini")), allow(unused_imports))]
+pub(crate) use stream::{sse_events, SseEvent};
 
 /// Connection settings shared by every provider client.
 ///

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use super::provider_error;
 
 /// One server-sent event.
+#[cfg_attr(not(any(feature = "openai", feature = "gemini")), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SseEvent {
     /// The `event:` field, when present.
@@ -117,6 +118,7 @@ impl Lines {
 /// The events of a `text/event-stream` body. Comments are skipped; an event cut off by the
 /// end of the body is dropped (as the SSE spec says), so callers must check for their
 /// provider's terminal marker. After an error the stream ends.
+#[cfg_attr(not(any(feature = "openai", feature = "gemini")), allow(dead_code))]
 pub(crate) fn sse_events(
     response: reqwest::Response,
     provider: &'static str,
@@ -161,6 +163,7 @@ pub(crate) fn sse_events(
 }
 
 /// The non-empty lines of a newline-delimited JSON body. After an error the stream ends.
+#[cfg_attr(not(feature = "ollama"), allow(dead_code))]
 pub(crate) fn ndjson_lines(
     response: reqwest::Response,
     provider: &'static str,

@@ -2,7 +2,6 @@
 
 mod persist;
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -173,6 +172,9 @@ impl InMemoryVectorStoreBuilder {
                 }
                 metric = snap.metric;
                 state = snap.into_state()?;
+                if state.dimensions.is_none() {
+                    state.dimensions = self.dimensions;
+                }
             }
         }
         Ok(InMemoryVectorStore {
@@ -399,9 +401,11 @@ impl VectorStore for InMemoryVectorStore {
             .map(|(i, e)| (self.score(&request.vector, qn, e), i))
             .filter(|(s, _)| request.score_threshold.is_none_or(|t| *s >= t))
             .collect();
+        // A total order even if a score were NaN (ranked last), so sorting cannot panic.
+        let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
         let by_rank = |a: &(f32, usize), b: &(f32, usize)| {
-            b.0.partial_cmp(&a.0)
-                .unwrap_or(Ordering::Equal)
+            key(b.0)
+                .total_cmp(&key(a.0))
                 .then_with(|| state.entries[a.1].id.cmp(&state.entries[b.1].id))
         };
         if hits.len() > request.k {

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use catena_core::{validate_vector, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,9 @@ use super::{norm, DistanceMetric, Entry, State};
 
 const FORMAT: &str = "catena-in-memory-vector-store";
 const VERSION: u32 = 1;
+
+/// Makes temporary file names unique, so concurrent saves never share one.
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
@@ -49,9 +53,12 @@ impl Snapshot {
         }
         let mut index = HashMap::with_capacity(self.entries.len());
         let mut entries = self.entries;
+        let dimensions = self
+            .dimensions
+            .or_else(|| entries.first().map(|e| e.vector.len()));
         for (i, e) in entries.iter_mut().enumerate() {
             validate_vector(&e.vector).map_err(|err| bad(format!("entry {i}: {err}")))?;
-            if self.dimensions.is_some_and(|d| d != e.vector.len()) {
+            if dimensions.is_some_and(|d| d != e.vector.len()) {
                 return Err(bad(format!("entry {i} has {} dimensions", e.vector.len())));
             }
             if index.insert(e.id.clone(), i).is_some() {
@@ -60,7 +67,7 @@ impl Snapshot {
             e.norm = norm(&e.vector);
         }
         Ok(State {
-            dimensions: self.dimensions,
+            dimensions,
             entries,
             index,
         })
@@ -81,7 +88,12 @@ pub(super) fn write(path: &Path, metric: DistanceMetric, state: &State) -> Resul
         .file_name()
         .ok_or_else(|| Error::invalid_input(format!("{} is not a file path", path.display())))?;
     let mut tmp_name = file_name.to_os_string();
-    tmp_name.push(".tmp");
+    tmp_name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let permissions = fs::metadata(path).ok().map(|m| m.permissions());
     let tmp = path.with_file_name(tmp_name);
     let snap = SnapshotRef {
         format: FORMAT,
@@ -96,8 +108,18 @@ pub(super) fn write(path: &Path, metric: DistanceMetric, state: &State) -> Resul
         serde_json::to_writer(&mut w, &snap)
             .map_err(|e| Error::serialization(format!("writing {}", path.display()), e))?;
         w.flush().map_err(|e| io("writing", e))?;
+        if let Some(p) = permissions {
+            fs::set_permissions(&tmp, p).map_err(|e| io("keeping the permissions of", e))?;
+        }
         w.get_ref().sync_all().map_err(|e| io("syncing", e))?;
-        fs::rename(&tmp, path).map_err(|e| io("replacing", e))
+        fs::rename(&tmp, path).map_err(|e| io("replacing", e))?;
+        // Make the rename itself durable.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

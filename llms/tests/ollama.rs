@@ -1,0 +1,445 @@
+//! The Ollama client against a loopback server speaking Ollama's documented wire format
+//! (payloads from <https://github.com/ollama/ollama/blob/main/docs/api.md>).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use catena_core::test_utils::{embedder_conformance, ChatModelConformance};
+use catena_core::{
+    collect_stream, ChatModel, ChatRequest, ContentPart, Embedder, Error, FinishReason, Message,
+    ProviderErrorKind, ResponseFormat, ToolCall, ToolChoice, ToolDefinition, Usage,
+};
+use catena_llms::ollama::{OllamaChatModel, OllamaEmbedder};
+use catena_llms::{HttpOptions, RetryPolicy};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/tests/data/ollama/{name}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+}
+
+fn fast_http() -> HttpOptions {
+    HttpOptions::new().retry(
+        RetryPolicy::default()
+            .initial_backoff(Duration::from_millis(10))
+            .jitter(false),
+    )
+}
+
+fn chat(server: &str) -> OllamaChatModel {
+    OllamaChatModel::builder()
+        .host(server)
+        .model("llama3.2")
+        .http(fast_http())
+        .build()
+        .unwrap()
+}
+
+fn weather_tool() -> ToolDefinition {
+    ToolDefinition::new(
+        "get_current_weather",
+        "Get the current weather for a location",
+        json!({"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}),
+    )
+}
+
+fn body_of(req: &Request) -> Value {
+    serde_json::from_slice(&req.body).unwrap()
+}
+
+#[tokio::test]
+async fn plain_answer_and_request_body() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let req = ChatRequest::new(vec![Message::system("Be brief."), Message::user("Hi")])
+        .with_temperature(0.2)
+        .with_top_p(0.9)
+        .with_seed(42)
+        .with_max_tokens(64)
+        .with_stop(["\n\n"]);
+    let r = chat(&server.uri()).generate(req).await.unwrap();
+    assert_eq!(r.text(), "Hello! How are you today?");
+    assert_eq!(r.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(r.usage, Some(Usage::new(26, 298)));
+    assert_eq!(r.model.as_deref(), Some("llama3.2"));
+
+    let sent = body_of(&server.received_requests().await.unwrap()[0]);
+    assert_eq!(
+        sent,
+        json!({
+            "model": "llama3.2",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"}
+            ],
+            "options": {"temperature": 0.2, "top_p": 0.9, "seed": 42, "num_predict": 64, "stop": ["\n\n"]},
+            "stream": false
+        })
+    );
+}
+
+#[tokio::test]
+async fn streamed_answer_matches_the_unary_one() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(fixture("chat_stream.ndjson"), "application/x-ndjson"),
+        )
+        .mount(&server)
+        .await;
+    let model = chat(&server.uri());
+    let streamed = collect_stream(model.stream(ChatRequest::new(vec![Message::user("Why is the sky blue?")])).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(streamed.text(), "The sky is blue.");
+    assert_eq!(streamed.usage, Some(Usage::new(26, 282)));
+    assert_eq!(streamed.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(streamed.model.as_deref(), Some("llama3.2"));
+    let sent = body_of(&server.received_requests().await.unwrap()[0]);
+    assert_eq!(sent["stream"], true);
+}
+
+#[tokio::test]
+async fn several_tool_calls_unary_and_streamed() {
+    let server = MockServer::start().await;
+    let reply = fixture("chat_tool_call.json");
+    Mock::given(method("POST"))
+        .and(path("/api/chat"))
+        .respond_with(move |req: &Request| {
+            if body_of(req)["stream"] == true {
+                let v: Value = serde_json::from_str(&reply).unwrap();
+                let mut first = v.clone();
+                first["done"] = json!(false);
+                first.as_object_mut().unwrap().remove("done_reason");
+                let last = json!({"model": "llama3.2", "message": {"role": "assistant", "content": ""},
+                    "done": true, "done_reason": "stop", "prompt_eval_count": 122, "eval_count": 33});
+                ResponseTemplate::new(200).set_body_raw(format!("{first}\n{last}\n"), "application/x-ndjson")
+            } else {
+                ResponseTemplate::new(200).set_body_raw(reply.clone(), "application/json")
+            }
+        })
+        .mount(&server)
+        .await;
+    let model = chat(&server.uri());
+    let req = ChatRequest::new(vec![Message::user("Weather and time in Paris?")])
+        .with_tools([weather_tool()]);
+    let unary = model.generate(req.clone()).await.unwrap();
+    let calls = unary.tool_calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0], ToolCall::new("call_0", "get_current_weather", r#"{"format":"celsius","location":"Paris, FR"}"#));
+    assert_eq!(calls[1].id, "call_1");
+    assert_eq!(calls[1].arguments_json().unwrap(), json!({"timezone": "Europe/Paris"}));
+    assert_eq!(unary.finish_reason, Some(FinishReason::ToolCalls));
+    let streamed = collect_stream(model.stream(req).await.unwrap()).await.unwrap();
+    assert_eq!(streamed, unary, "stream and unary end in the same response");
+
+    let sent = body_of(&server.received_requests().await.unwrap()[0]);
+    assert_eq!(
+        sent["tools"],
+        json!([{"type": "function", "function": {"name": "get_current_weather",
+            "description": "Get the current weather for a location",
+            "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}])
+    );
+}
+
+#[tokio::test]
+async fn tool_results_images_tool_choice_and_format_on_the_wire() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"))
+        .mount(&server)
+        .await;
+    let model = chat(&server.uri());
+    let other = ToolDefinition::new("other", "unused", json!({"type": "object"}));
+    let history = vec![
+        Message::user_parts(vec![
+            ContentPart::text("What is in this picture?"),
+            ContentPart::image_base64("image/png", "iVBORw0KGgo="),
+            ContentPart::image_url("data:image/jpeg;base64,/9j/4AAQ"),
+        ]),
+        Message::assistant_with_tool_calls(
+            "",
+            vec![ToolCall::new("call_0", "get_current_weather", r#"{"location":"Paris"}"#)],
+        ),
+        Message::tool_result("call_0", "18 degrees"),
+    ];
+    #[derive(schemars::JsonSchema)]
+    #[allow(dead_code)]
+    struct Answer {
+        summary: String,
+    }
+    let req = ChatRequest::new(history)
+        .with_tools([weather_tool(), other])
+        .with_tool_choice(ToolChoice::Tool("get_current_weather".into()))
+        .with_response_format(ResponseFormat::json_schema_for::<Answer>());
+    model.generate(req.clone()).await.unwrap();
+    let sent = body_of(&server.received_requests().await.unwrap()[0]);
+    assert_eq!(sent["messages"][0]["images"], json!(["iVBORw0KGgo=", "/9j/4AAQ"]));
+    assert_eq!(
+        sent["messages"][1]["tool_calls"],
+        json!([{"function": {"name": "get_current_weather", "arguments": {"location": "Paris"}}}])
+    );
+    assert_eq!(sent["messages"][2], json!({"role": "tool", "content": "18 degrees", "tool_name": "get_current_weather"}));
+    let tools = sent["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 1, "a named tool choice sends only that tool");
+    assert_eq!(sent["format"]["properties"]["summary"]["type"], "string");
+
+    model
+        .generate(req.clone().with_tool_choice(ToolChoice::None).with_response_format(ResponseFormat::JsonObject))
+        .await
+        .unwrap();
+    let sent = body_of(&server.received_requests().await.unwrap()[1]);
+    assert!(sent.get("tools").is_none(), "tool choice none sends no tools");
+    assert_eq!(sent["format"], "json");
+
+    // Remote image URLs cannot be sent to Ollama: a typed error, and no request.
+    let bad = ChatRequest::new(vec![Message::user_parts(vec![ContentPart::image_url("https://example.com/a.png")])]);
+    assert!(matches!(model.generate(bad).await.unwrap_err(), Error::InvalidInput(_)));
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn errors_are_typed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": "model \"nope\" not found, try pulling it first"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let e = chat(&server.uri()).generate(ChatRequest::new(vec![Message::user("x")])).await.unwrap_err();
+    let p = e.as_provider().unwrap();
+    assert_eq!(p.kind, ProviderErrorKind::ModelNotFound);
+    assert_eq!(p.status, Some(404));
+    assert!(p.message.contains("try pulling it"), "{p}");
+}
+
+#[tokio::test]
+async fn rate_limit_then_success_honours_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0").set_body_json(json!({"error": "busy"})))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"))
+        .mount(&server)
+        .await;
+    let r = chat(&server.uri()).generate(ChatRequest::new(vec![Message::user("x")])).await.unwrap();
+    assert_eq!(r.text(), "Hello! How are you today?");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn malformed_body_is_a_typed_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw("{\"message\": {", "application/json"))
+        .mount(&server)
+        .await;
+    let e = chat(&server.uri()).generate(ChatRequest::new(vec![Message::user("x")])).await.unwrap_err();
+    assert_eq!(e.provider_kind(), Some(&ProviderErrorKind::MalformedResponse));
+}
+
+/// Serves one raw HTTP response on loopback and returns its address.
+async fn raw_server(response: &'static [u8]) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let _ = sock.read(&mut buf).await;
+        sock.write_all(response).await.unwrap();
+        sock.flush().await.unwrap();
+        // Dropping the socket closes the connection mid-stream.
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn stream_cut_mid_way_carries_the_partial_answer() {
+    // A chunked body whose second chunk is cut off before its end.
+    let line = "{\"model\":\"m\",\"message\":{\"content\":\"The sky\"},\"done\":false}\n";
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n\
+         {:x}\r\n{line}\r\n40\r\n{{\"model\":\"m\",\"message\":{{\"content\":\" is",
+        line.len()
+    );
+    let host = raw_server(Box::leak(response.into_bytes().into_boxed_slice())).await;
+    let e = collect_stream(chat(&host).stream(ChatRequest::new(vec![Message::user("x")])).await.unwrap())
+        .await
+        .unwrap_err();
+    let p = e.as_provider().unwrap();
+    assert_eq!(p.kind, ProviderErrorKind::StreamInterrupted, "{e}");
+    assert!(p.message.contains("The sky"), "{e}");
+}
+
+#[tokio::test]
+async fn stream_without_done_is_an_error_not_a_success() {
+    let host = raw_server(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nconnection: close\r\n\r\n\
+          {\"model\":\"m\",\"message\":{\"content\":\"Half an\"},\"done\":false}\n",
+    )
+    .await;
+    let e = collect_stream(chat(&host).stream(ChatRequest::new(vec![Message::user("x")])).await.unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(e.provider_kind(), Some(&ProviderErrorKind::StreamInterrupted));
+    assert!(e.to_string().contains("Half an"), "{e}");
+}
+
+#[tokio::test]
+async fn error_line_mid_stream_follows_the_delivered_deltas() {
+    use futures::StreamExt;
+    let host = raw_server(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nconnection: close\r\n\r\n\
+          {\"model\":\"m\",\"message\":{\"content\":\"Par\"},\"done\":false}\n\
+          {\"error\":\"an error was encountered while running the model: out of memory\"}\n",
+    )
+    .await;
+    let items: Vec<_> = chat(&host)
+        .stream(ChatRequest::new(vec![Message::user("x")]))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let texts: Vec<_> = items
+        .iter()
+        .filter_map(|i| match i {
+            Ok(catena_core::ChatChunk::TextDelta(t)) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["Par"]);
+    let last = items.last().unwrap().as_ref().unwrap_err();
+    assert!(last.to_string().contains("out of memory"), "{last}");
+}
+
+#[tokio::test]
+async fn embeddings_are_batched_in_order_and_checked() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/embed"))
+        .respond_with(|req: &Request| {
+            let body = body_of(req);
+            let vecs: Vec<Vec<f32>> = body["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    let n = t.as_str().unwrap().len() as f32;
+                    vec![n, 1.0, 0.5]
+                })
+                .collect();
+            ResponseTemplate::new(200).set_body_json(json!({"model": "all-minilm", "embeddings": vecs}))
+        })
+        .mount(&server)
+        .await;
+    let e = OllamaEmbedder::builder()
+        .host(server.uri())
+        .model("custom")
+        .dimensions(3)
+        .batch_size(2)
+        .http(fast_http())
+        .build()
+        .unwrap();
+    let texts: Vec<String> = ["a", "bb", "ccc", "dddd", "eeeee"].map(String::from).to_vec();
+    let v = e.embed_documents(&texts).await.unwrap();
+    assert_eq!(v.iter().map(|x| x[0]).collect::<Vec<_>>(), [1.0, 2.0, 3.0, 4.0, 5.0]);
+    let reqs = server.received_requests().await.unwrap();
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(body_of(&reqs[0]), json!({"model": "custom", "input": ["a", "bb"], "dimensions": 3}));
+    assert!(e.embed_documents(&[]).await.unwrap().is_empty());
+    assert_eq!(server.received_requests().await.unwrap().len(), 3, "no request for no input");
+
+    // A model that answers with the wrong size is caught.
+    let wrong = OllamaEmbedder::builder().host(server.uri()).model("custom").dimensions(4).http(fast_http()).build().unwrap();
+    let err = wrong.embed_query("x").await.unwrap_err();
+    assert_eq!(err.provider_kind(), Some(&ProviderErrorKind::MalformedResponse));
+    // An unknown model without dimensions is a configuration error.
+    assert!(matches!(
+        OllamaEmbedder::builder().model("mystery").build().unwrap_err(),
+        Error::InvalidConfig(_)
+    ));
+    assert_eq!(OllamaEmbedder::builder().model("nomic-embed-text:latest").build().unwrap().dimensions(), 768);
+}
+
+/// Answers the conformance suite's requests the way a tool-capable Ollama model would.
+struct ConformanceServer;
+
+impl Respond for ConformanceServer {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body = body_of(req);
+        let messages = body["messages"].as_array().unwrap();
+        let last = messages.last().unwrap();
+        let message = if last["role"] == "tool" {
+            json!({"role": "assistant", "content": format!("It is {}.", last["content"].as_str().unwrap())})
+        } else if body.get("tools").is_some() {
+            json!({"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]})
+        } else {
+            json!({"role": "assistant", "content": "Hello there, friend."})
+        };
+        if body["stream"] == true {
+            let content = message["content"].as_str().unwrap().to_owned();
+            let (a, b) = content.split_at(content.len() / 2);
+            let mut first = json!({"model": "m", "message": {"role": "assistant", "content": a}, "done": false});
+            if let Some(tc) = message.get("tool_calls") {
+                first["message"]["tool_calls"] = tc.clone();
+            }
+            let second = json!({"model": "m", "message": {"role": "assistant", "content": b}, "done": false});
+            let done = json!({"model": "m", "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop", "prompt_eval_count": 10, "eval_count": 5});
+            ResponseTemplate::new(200).set_body_raw(format!("{first}\n{second}\n{done}\n"), "application/x-ndjson")
+        } else {
+            ResponseTemplate::new(200).set_body_json(json!({"model": "m", "message": message, "done": true,
+                "done_reason": "stop", "prompt_eval_count": 10, "eval_count": 5}))
+        }
+    }
+}
+
+#[tokio::test]
+async fn chat_conformance() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/api/chat")).respond_with(ConformanceServer).mount(&server).await;
+    ChatModelConformance::new().deterministic(true).run(&chat(&server.uri())).await;
+}
+
+#[tokio::test]
+async fn embedder_conformance_suite() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/embed"))
+        .respond_with(|req: &Request| {
+            let embedder = catena_core::test_utils::DeterministicEmbedder::new(16);
+            let vecs: Vec<Vec<f32>> = body_of(req)["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    let mut v = embedder.embed(t.as_str().unwrap());
+                    v[0] += 0.01; // never all zeros
+                    v
+                })
+                .collect();
+            ResponseTemplate::new(200).set_body_json(json!({"embeddings": vecs}))
+        })
+        .mount(&server)
+        .await;
+    let e = OllamaEmbedder::builder()
+        .host(server.uri())
+        .model("custom")
+        .dimensions(16)
+        .batch_size(100)
+        .build()
+        .unwrap();
+    embedder_conformance(&e).await;
+}
