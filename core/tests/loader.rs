@@ -591,4 +591,140 @@ mod symlinks {
         assert!(matches!(reasons[0], ("self", SkipReason::Unresolvable(_))));
         assert_eq!(reasons[1], ("sub/up", &SkipReason::AlreadyVisited));
     }
+
+    #[test]
+    fn symlink_to_hidden_file_is_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        // (The loader is picked by the target's extension, so the hidden file is `.env.txt`.)
+        write(dir.path(), ".env.txt", "API_KEY=secret");
+        write(dir.path(), "ok.txt", "fine");
+        symlink(dir.path().join(".env.txt"), dir.path().join("env.txt")).unwrap();
+
+        let loader = DirectoryLoader::builder(dir.path()).build().unwrap();
+        let report = loader.load_with_report().unwrap();
+        assert_eq!(sources(&report.documents), ["ok.txt"]);
+        assert!(report
+            .documents
+            .iter()
+            .all(|d| !d.content.contains("secret")));
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(report.skipped[0].path, "env.txt");
+        assert_eq!(report.skipped[0].reason, SkipReason::SymlinkTargetExcluded);
+        assert!(matches!(
+            load_error(loader.load_path("env.txt")),
+            LoadError::Excluded { .. }
+        ));
+
+        // With hidden files on, the link is followed; include patterns select by the
+        // link's own name.
+        let docs = DirectoryLoader::builder(dir.path())
+            .hidden(true)
+            .include("e*.txt")
+            .build()
+            .unwrap()
+            .load()
+            .unwrap();
+        assert_eq!(sources(&docs), ["env.txt"]);
+        assert_eq!(docs[0].content, "API_KEY=secret");
+    }
+
+    #[test]
+    fn symlink_into_excluded_directory_is_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "private/key.txt", "key");
+        write(dir.path(), "public/ok.txt", "fine");
+        symlink(dir.path().join("private"), dir.path().join("docs")).unwrap();
+        symlink(
+            dir.path().join("private/key.txt"),
+            dir.path().join("public/key.txt"),
+        )
+        .unwrap();
+
+        let reasons = |report: &catena_core::loader::LoadReport| -> Vec<(String, SkipReason)> {
+            report
+                .skipped
+                .iter()
+                .map(|s| (s.path.clone(), s.reason.clone()))
+                .collect()
+        };
+
+        // The excluded directory itself is pruned: neither link may reach into it.
+        let loader = DirectoryLoader::builder(dir.path())
+            .exclude("private")
+            .build()
+            .unwrap();
+        let report = loader.load_with_report().unwrap();
+        assert_eq!(sources(&report.documents), ["public/ok.txt"]);
+        assert_eq!(
+            reasons(&report),
+            [
+                ("docs".to_owned(), SkipReason::SymlinkTargetExcluded),
+                (
+                    "public/key.txt".to_owned(),
+                    SkipReason::SymlinkTargetExcluded
+                ),
+            ]
+        );
+        for path in ["docs/key.txt", "public/key.txt", "private/key.txt"] {
+            assert!(matches!(
+                load_error(loader.load_path(path)),
+                LoadError::Excluded { .. }
+            ));
+        }
+
+        // Only the files are excluded: `private` is walked (so `docs` is an alias of it),
+        // and the file link is refused.
+        let loader = DirectoryLoader::builder(dir.path())
+            .exclude("private/**")
+            .build()
+            .unwrap();
+        let report = loader.load_with_report().unwrap();
+        assert_eq!(sources(&report.documents), ["public/ok.txt"]);
+        assert_eq!(
+            reasons(&report),
+            [
+                ("docs".to_owned(), SkipReason::AlreadyVisited),
+                (
+                    "public/key.txt".to_owned(),
+                    SkipReason::SymlinkTargetExcluded
+                ),
+            ]
+        );
+        for path in ["docs/key.txt", "public/key.txt"] {
+            assert!(matches!(
+                load_error(loader.load_path(path)),
+                LoadError::Excluded { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn directory_reached_through_two_links_is_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), ".h/sub/f.txt", "f");
+        symlink(dir.path().join(".h/sub"), dir.path().join("a")).unwrap();
+        symlink(dir.path().join(".h"), dir.path().join("b")).unwrap();
+
+        for hidden in [false, true] {
+            let report = DirectoryLoader::builder(dir.path())
+                .hidden(hidden)
+                .build()
+                .unwrap()
+                .load_with_report()
+                .unwrap();
+            let contents: Vec<&str> = report
+                .documents
+                .iter()
+                .map(|d| d.content.as_str())
+                .collect();
+            assert!(
+                contents.len() <= 1,
+                "hidden({hidden}): {:?}",
+                sources(&report.documents)
+            );
+            if hidden {
+                assert_eq!(sources(&report.documents), [".h/sub/f.txt"]);
+            }
+        }
+    }
 }

@@ -240,3 +240,84 @@ fn parsers_are_usable_as_trait_objects() {
     let boxed: Box<dyn OutputParser<Output = Vec<String>>> = Box::new(LineListOutputParser::new());
     assert_eq!(boxed.parse("- a").unwrap(), ["a"]);
 }
+
+#[test]
+fn json_broken_outer_value_does_not_yield_inner_object() {
+    let p = JsonOutputParser::new();
+    // Truncated: the outer value is never closed.
+    for text in [
+        r#"{"items": [{"a":1}, {"a""#,
+        "```json\n{\"items\": [{\"a\":1}, {\"a\"\n```",
+        r#"Here you go: {"items": [{"a":1}, {"a""#,
+    ] {
+        assert!(
+            matches!(p.parse(text), Err(ParseError::InvalidJson(_))),
+            "{text}: {:?}",
+            p.parse(text)
+        );
+    }
+    // Closed but invalid: the nested object is not the answer.
+    for text in [
+        r#"{"user": {"name":"Ada"}, "age": }"#,
+        r#"Result: {"user": {"name":"Ada"}, "age": } done"#,
+    ] {
+        assert!(
+            matches!(p.parse(text), Err(ParseError::InvalidJson(_))),
+            "{text}: {:?}",
+            p.parse(text)
+        );
+    }
+    // JSON wrapped in prose still parses, also after a broken candidate.
+    assert_eq!(
+        p.parse(r#"Here you go: {"a": 1} hope it helps"#).unwrap(),
+        json!({"a": 1})
+    );
+    assert_eq!(
+        p.parse(r#"Draft: {"a": } Final: {"a": 2}"#).unwrap(),
+        json!({"a": 2})
+    );
+    assert_eq!(
+        p.parse(r#"I use { loosely. Result: {"ok": true}"#).unwrap(),
+        json!({"ok": true})
+    );
+}
+
+/// Internally tagged, so serde picks the variant by its tag, but the schema is a `oneOf`
+/// whose `Branch` and `Twig` options both descend into `child`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "kind")]
+#[allow(dead_code)]
+enum Tree {
+    Leaf {
+        value: u8,
+    },
+    Branch {
+        child: Box<Tree>,
+    },
+    Twig {
+        child: Box<Tree>,
+        #[serde(default)]
+        extra: u8,
+    },
+}
+
+#[test]
+fn typed_mismatch_explanation_is_bounded_on_nested_alternatives() {
+    let p = TypedOutputParser::<Tree>::new();
+    let mut value = json!({"kind": "Leaf", "value": "not a number"});
+    for _ in 0..40 {
+        value = json!({"child": value, "kind": "Branch"});
+    }
+    match p.parse_value(&value) {
+        Err(ParseError::SchemaMismatch { message, .. }) => assert!(!message.is_empty()),
+        other => panic!("expected SchemaMismatch, got {other:?}"),
+    }
+    // Shallow mismatches are still explained with their path.
+    let shallow = json!({"kind": "Branch", "child": {"kind": "Leaf", "value": "x"}});
+    match p.parse_value(&shallow) {
+        Err(ParseError::SchemaMismatch { path, .. }) => {
+            assert!(path.starts_with("child"), "{path}")
+        }
+        other => panic!("expected SchemaMismatch, got {other:?}"),
+    }
+}

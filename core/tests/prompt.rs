@@ -531,3 +531,62 @@ fn prompts_are_usable_as_trait_objects() {
     assert_eq!(prompts[1].format_messages(&values).unwrap().len(), 2);
     assert_eq!(PromptValue::from("x").as_text(), Some("x"));
 }
+
+#[test]
+fn chat_message_template_partials_are_not_required() {
+    let template = PromptTemplate::new("{greeting}, {name}!")
+        .unwrap()
+        .partial("greeting", "Hello")
+        .unwrap();
+    let prompt = ChatPromptTemplate::builder()
+        .message_template(MessageTemplate::from_template(Role::User, template))
+        .build()
+        .unwrap();
+    assert_eq!(prompt.input_variables(), ["name"]);
+    assert_eq!(
+        prompt.format_messages([("name", "Ada")]).unwrap(),
+        vec![Message::user("Hello, Ada!")]
+    );
+    // A value given at format time still overrides the partial.
+    assert_eq!(
+        prompt
+            .format_messages([("greeting", "Hi"), ("name", "Ada")])
+            .unwrap(),
+        vec![Message::user("Hi, Ada!")]
+    );
+
+    // Needed unfixed by another message, the variable stays required.
+    let fixed = PromptTemplate::new("{name}")
+        .unwrap()
+        .partial("name", "Ada")
+        .unwrap();
+    let prompt = ChatPromptTemplate::builder()
+        .message_template(MessageTemplate::from_template(Role::System, fixed))
+        .user("{name}?")
+        .build()
+        .unwrap();
+    assert_eq!(prompt.input_variables(), ["name"]);
+}
+
+#[test]
+fn few_shot_prefix_and_suffix_rendering_empty_are_left_out() {
+    let example = PromptTemplate::new("{q} -> {a}").unwrap();
+    let prompt = FewShotPromptTemplate::builder(example)
+        .prefix("{intro}")
+        .example([("q", "a"), ("a", "b")])
+        .suffix("{outro}")
+        .build()
+        .unwrap();
+    assert_eq!(
+        prompt.format([("intro", ""), ("outro", "")]).unwrap(),
+        "a -> b"
+    );
+    assert_eq!(
+        prompt.format([("intro", "Hi"), ("outro", "")]).unwrap(),
+        "Hi\n\na -> b"
+    );
+    assert_eq!(
+        prompt.format([("intro", ""), ("outro", "Bye")]).unwrap(),
+        "a -> b\n\nBye"
+    );
+}

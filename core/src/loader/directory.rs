@@ -31,6 +31,10 @@ pub enum SkipReason {
     /// A directory reached a second time through a symbolic link (a link loop or an alias
     /// of a directory already walked).
     AlreadyVisited,
+    /// Reached through a symbolic link inside the root, but its real path (the link
+    /// target's path relative to the root) is hidden or excluded by a pattern (itself or a
+    /// directory on the way), so it was not loaded under the link's name either.
+    SymlinkTargetExcluded,
     /// No loader is configured for the file's extension.
     NoLoader,
     /// The file name is not valid UTF-8, so it cannot be matched or reported exactly.
@@ -58,7 +62,8 @@ pub struct LoadReport {
     /// The documents, ordered by path.
     pub documents: Vec<Document>,
     /// The paths met while walking that were not loaded, ordered by path. Files filtered
-    /// out by the patterns or the hidden-file rule are not listed.
+    /// out by the patterns or the hidden-file rule are not listed, unless only their real
+    /// path (behind a link) is filtered ([`SkipReason::SymlinkTargetExcluded`]).
     pub skipped: Vec<SkippedPath>,
 }
 
@@ -89,6 +94,15 @@ pub struct LoadReport {
 ///   walked once, by its canonical path, so link loops end
 ///   ([`SkipReason::AlreadyVisited`]). Real directories are walked before linked ones, so
 ///   files are reported under their real path where possible.
+/// - A link cannot reach what the deny rules keep out: the hidden-file rule and the
+///   exclude patterns apply both to the path a file is reached by and to its real path
+///   (the canonical target's path relative to the root), directories on the way included.
+///   So `env.txt -> .env` is not loaded unless [`hidden(true)`](DirectoryLoaderBuilder::hidden),
+///   and with `exclude("private")` or `exclude("private/**")` neither is `docs/key.txt`
+///   through `docs -> private`; such paths are reported as
+///   [`SkipReason::SymlinkTargetExcluded`] (and are [`LoadError::Excluded`] for
+///   `load_path`). Include patterns select by the path a file is reached by (the name it
+///   is reported under), so `README.md -> docs/readme.md` matches `include("*.md")`.
 ///
 /// Checks use canonical paths at the time of the walk; the files are then read through
 /// those canonical paths.
@@ -285,9 +299,12 @@ impl DirectoryLoader {
                 "resolves outside the root through a symbolic link",
             ));
         }
-        let excluded = (!self.hidden && parts.iter().any(|p| p.starts_with('.')))
-            || !self.matches(&rel)
-            || (!self.follow_symlinks && canonical != lexical);
+        let through_link = canonical != lexical;
+        let excluded = !self.matches(&rel)
+            || self.denied(&rel)
+            || (through_link
+                && (!self.follow_symlinks
+                    || real_relative(&canonical, &root).is_none_or(|r| self.denied(&r))));
         if excluded {
             return Err(LoadError::Excluded { path: relative }.into());
         }
@@ -345,6 +362,21 @@ impl DirectoryLoader {
     fn matches(&self, rel: &str) -> bool {
         (self.include_patterns.is_empty() || self.include.is_match(rel))
             && !self.exclude.is_match(rel)
+    }
+
+    /// Whether the deny rules rule out `rel` (root-relative, `/`-separated): a hidden
+    /// component (unless hidden files are on), or an exclude pattern matching it or a
+    /// directory on the way to it (which a walk would not enter).
+    fn denied(&self, rel: &str) -> bool {
+        let parts: Vec<&str> = rel.split('/').collect();
+        if !self.hidden && parts.iter().any(|p| p.starts_with('.')) {
+            return true;
+        }
+        let mut prefix = String::new();
+        parts.iter().any(|part| {
+            prefix = join(&prefix, part);
+            self.exclude.is_match(&prefix)
+        })
     }
 
     fn loader_for(&self, path: &Path) -> Option<&LoaderFactory> {
@@ -470,18 +502,46 @@ impl DirectoryLoader {
                     continue;
                 };
 
-                if is_dir {
-                    if !self.recursive || self.exclude.is_match(&rel) {
+                let wanted = if is_dir {
+                    self.recursive && !self.exclude.is_match(&rel)
+                } else {
+                    self.matches(&rel)
+                };
+                if !wanted {
+                    continue;
+                }
+                // Reached through a link (this entry, or a linked directory above it): its
+                // real path must pass the same rules, or the link would bypass them.
+                match real_relative(&target, root) {
+                    Some(real) if real == rel || !self.denied(&real) => {}
+                    Some(_) => {
+                        skipped.push(SkippedPath {
+                            path: rel,
+                            reason: SkipReason::SymlinkTargetExcluded,
+                        });
                         continue;
                     }
-                    if linked {
-                        linked_dirs.push((rel, target));
-                    } else {
-                        visited.insert(target.clone());
-                        dirs.push((rel, target));
+                    None => {
+                        skipped.push(SkippedPath {
+                            path: rel,
+                            reason: SkipReason::NonUtf8Name,
+                        });
+                        continue;
                     }
-                } else if self.matches(&rel) {
+                }
+                if !is_dir {
                     files.push((rel, target));
+                } else if linked {
+                    linked_dirs.push((rel, target));
+                } else if visited.insert(target.clone()) {
+                    dirs.push((rel, target));
+                } else {
+                    // A real directory inside a linked one, already walked (for instance
+                    // through another link to it).
+                    skipped.push(SkippedPath {
+                        path: rel,
+                        reason: SkipReason::AlreadyVisited,
+                    });
                 }
             }
         }
@@ -508,6 +568,17 @@ fn join(dir: &str, name: &str) -> String {
     } else {
         format!("{dir}/{name}")
     }
+}
+
+/// `path` (canonical, inside `root`) relative to `root`, `/`-separated; `None` when a
+/// component is not valid UTF-8.
+fn real_relative(path: &Path, root: &Path) -> Option<String> {
+    let relative = path.strip_prefix(root).ok()?;
+    let mut parts = Vec::new();
+    for component in relative.components() {
+        parts.push(component.as_os_str().to_str()?);
+    }
+    Some(parts.join("/"))
 }
 
 fn unresolvable(path: String, e: &std::io::Error) -> SkippedPath {

@@ -20,6 +20,12 @@ const MAX_CANDIDATES: usize = 64;
 ///    escapes are respected when balancing; code blocks fenced with another language are
 ///    skipped), so JSON surrounded by prose is found.
 ///
+/// A value nested inside a broken one is never taken for the answer: a balanced candidate
+/// that does not parse is skipped as a whole, and text (or a JSON fenced block) that opens
+/// with a bracket it never closes, or a prose candidate cut short mid-value, is reported as
+/// [`ParseError::InvalidJson`]. So truncated output such as `{"items": [{"a": 1}, {"a"`
+/// is an error, not `{"a": 1}`.
+///
 /// Errors: [`ParseError::Empty`] for blank text, [`ParseError::InvalidJson`] when something
 /// looked like JSON but did not parse (the message has serde's line and column),
 /// [`ParseError::NoJsonFound`] otherwise.
@@ -76,7 +82,14 @@ pub(crate) fn extract_json(text: &str) -> Result<Value, ParseError> {
 
     match serde_json::from_str::<Value>(trimmed) {
         Ok(v) => return Ok(v),
-        Err(e) if trimmed.starts_with(['{', '[']) => first_error = Some(e.to_string()),
+        Err(e) if trimmed.starts_with(['{', '[']) => {
+            // Output that opens with a bracket it never closes is truncated or broken JSON;
+            // an object nested inside it is not the answer.
+            if balanced_end(trimmed.as_bytes(), 0).is_none() {
+                return Err(ParseError::InvalidJson(e.to_string()));
+            }
+            first_error = Some(e.to_string());
+        }
         Err(_) => {}
     }
 
@@ -95,7 +108,11 @@ pub(crate) fn extract_json(text: &str) -> Result<Value, ParseError> {
             match serde_json::from_str::<Value>(body) {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    first_error.get_or_insert_with(|| e.to_string());
+                    let message = e.to_string();
+                    if body.starts_with(['{', '[']) && balanced_end(body.as_bytes(), 0).is_none() {
+                        return Err(ParseError::InvalidJson(first_error.unwrap_or(message)));
+                    }
+                    first_error.get_or_insert(message);
                 }
             }
         }
@@ -110,15 +127,28 @@ pub(crate) fn extract_json(text: &str) -> Result<Value, ParseError> {
         };
         let begin = start + offset;
         attempts += 1;
-        if let Some(end) = balanced_end(bytes, begin) {
-            match serde_json::from_str::<Value>(&prose[begin..=end]) {
+        match balanced_end(bytes, begin) {
+            Some(end) => match serde_json::from_str::<Value>(&prose[begin..=end]) {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     first_error.get_or_insert_with(|| e.to_string());
+                    // What is nested inside a broken value is not the answer either.
+                    start = end + 1;
                 }
+            },
+            None => {
+                // Never closed. When the rest is a valid JSON prefix the output was cut
+                // short: report it rather than answer with an object nested inside it.
+                if let Err(e) = serde_json::from_str::<Value>(&prose[begin..]) {
+                    if e.is_eof() {
+                        return Err(ParseError::InvalidJson(
+                            first_error.unwrap_or(e.to_string()),
+                        ));
+                    }
+                }
+                start = begin + 1;
             }
         }
-        start = begin + 1;
     }
 
     Err(first_error.map_or(ParseError::NoJsonFound, ParseError::InvalidJson))

@@ -11,6 +11,30 @@ use serde_json::{Map, Value};
 /// Recursion guard for `$ref` cycles and deep values.
 const MAX_DEPTH: usize = 128;
 
+/// How many (value, schema) pairs one explanation may visit. `anyOf`/`oneOf` re-check a
+/// whole subtree per option, so nested alternatives are exponential in the nesting depth;
+/// past this budget the checker gives up and the caller falls back to serde's message.
+const MAX_STEPS: usize = 100_000;
+
+/// What one walk shares: the root schema (`$ref` targets) and the remaining step budget.
+struct Walk<'a> {
+    root: &'a Value,
+    steps_left: usize,
+    exhausted: bool,
+}
+
+impl Walk<'_> {
+    /// Takes one step; `false` once the budget is spent (and from then on).
+    fn step(&mut self) -> bool {
+        if self.steps_left == 0 {
+            self.exhausted = true;
+            return false;
+        }
+        self.steps_left -= 1;
+        true
+    }
+}
+
 /// Where a value does not match its schema, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mismatch {
@@ -25,10 +49,22 @@ enum Segment {
 }
 
 /// The first place `value` does not match `schema` (a root schema, whose `$ref`s point
-/// into itself), or `None` when this checker finds nothing wrong.
+/// into itself), or `None` when this checker finds nothing wrong or gives up (see
+/// [`MAX_STEPS`]).
 pub(crate) fn find_mismatch(value: &Value, schema: &Value) -> Option<Mismatch> {
     let mut path = Vec::new();
-    check(value, schema, schema, &mut path, 0)
+    let mut walk = Walk {
+        root: schema,
+        steps_left: MAX_STEPS,
+        exhausted: false,
+    };
+    let found = check(value, schema, &mut walk, &mut path, 0);
+    // Once the budget is spent every check answers `None` ("matches"), so an `anyOf` may
+    // have been taken as matched and what was found is not trustworthy.
+    if walk.exhausted {
+        return None;
+    }
+    found
 }
 
 fn render_path(path: &[Segment]) -> String {
@@ -72,11 +108,11 @@ fn with_segment<T>(
 fn check(
     value: &Value,
     schema: &Value,
-    root: &Value,
+    walk: &mut Walk<'_>,
     path: &mut Vec<Segment>,
     depth: usize,
 ) -> Option<Mismatch> {
-    if depth > MAX_DEPTH {
+    if depth > MAX_DEPTH || !walk.step() {
         return None;
     }
     let obj = match schema {
@@ -86,8 +122,11 @@ fn check(
     };
 
     if let Some(Value::String(reference)) = obj.get("$ref") {
-        if let Some(target) = reference.strip_prefix('#').and_then(|p| root.pointer(p)) {
-            if let Some(m) = check(value, target, root, path, depth + 1) {
+        if let Some(target) = reference
+            .strip_prefix('#')
+            .and_then(|p| walk.root.pointer(p))
+        {
+            if let Some(m) = check(value, target, walk, path, depth + 1) {
                 return Some(m);
             }
         }
@@ -127,7 +166,7 @@ fn check(
     }
     if let Some(Value::Array(all)) = obj.get("allOf") {
         for sub in all {
-            if let Some(m) = check(value, sub, root, path, depth + 1) {
+            if let Some(m) = check(value, sub, walk, path, depth + 1) {
                 return Some(m);
             }
         }
@@ -137,7 +176,7 @@ fn check(
             let mut best: Option<Mismatch> = None;
             let mut matched = options.is_empty();
             for sub in options {
-                match check(value, sub, root, path, depth + 1) {
+                match check(value, sub, walk, path, depth + 1) {
                     None => {
                         matched = true;
                         break;
@@ -164,8 +203,8 @@ fn check(
         }
     }
     match value {
-        Value::Object(fields) => check_object(fields, obj, root, path, depth),
-        Value::Array(items) => check_array(items, obj, root, path, depth),
+        Value::Object(fields) => check_object(fields, obj, walk, path, depth),
+        Value::Array(items) => check_array(items, obj, walk, path, depth),
         _ => None,
     }
 }
@@ -196,7 +235,7 @@ fn check_range(n: f64, obj: &Map<String, Value>, path: &[Segment]) -> Option<Mis
 fn check_object(
     fields: &Map<String, Value>,
     obj: &Map<String, Value>,
-    root: &Value,
+    walk: &mut Walk<'_>,
     path: &mut Vec<Segment>,
     depth: usize,
 ) -> Option<Mismatch> {
@@ -213,10 +252,10 @@ fn check_object(
     for (name, field) in fields {
         let declared = properties.and_then(|p| p.get(name));
         let result = with_segment(path, Segment::Key(name.clone()), |p| match declared {
-            Some(sub) => check(field, sub, root, p, depth + 1),
+            Some(sub) => check(field, sub, walk, p, depth + 1),
             None => match obj.get("additionalProperties") {
                 Some(Value::Bool(false)) => mismatch(p, "unknown field"),
-                Some(sub @ Value::Object(_)) => check(field, sub, root, p, depth + 1),
+                Some(sub @ Value::Object(_)) => check(field, sub, walk, p, depth + 1),
                 _ => None,
             },
         });
@@ -230,7 +269,7 @@ fn check_object(
 fn check_array(
     items: &[Value],
     obj: &Map<String, Value>,
-    root: &Value,
+    walk: &mut Walk<'_>,
     path: &mut Vec<Segment>,
     depth: usize,
 ) -> Option<Mismatch> {
@@ -250,7 +289,7 @@ fn check_array(
         let sub = prefix.and_then(|p| p.get(i)).or_else(|| obj.get("items"));
         if let Some(sub) = sub {
             let result = with_segment(path, Segment::Index(i), |p| {
-                check(item, sub, root, p, depth + 1)
+                check(item, sub, walk, p, depth + 1)
             });
             if result.is_some() {
                 return result;

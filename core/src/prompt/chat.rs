@@ -421,6 +421,12 @@ impl ChatPromptTemplateBuilder {
                         text_vars.push(v);
                         if !variables.contains(v) {
                             variables.push(v.clone());
+                        }
+                    }
+                    // A variable the message template already fixes with a partial is not
+                    // required (unless another part needs it).
+                    for v in t.template.input_variables() {
+                        if !input_variables.contains(v) {
                             input_variables.push(v.clone());
                         }
                     }

@@ -17,8 +17,9 @@ fn invalid_example(index: usize, source: PromptError) -> PromptError {
 /// an example the example prompt does not use are ignored (they may hold metadata). At
 /// format time the prefix and the suffix are formatted with the values, each on its own,
 /// and the non-empty pieces are joined: example text and values are never parsed as
-/// template syntax. An empty prefix or suffix template is left out, as is an example that
-/// formats to an empty string.
+/// template syntax. A prefix or suffix that formats to an empty string (an empty template,
+/// or `"{intro}"` with `intro` empty) is left out, as is an example that formats to an
+/// empty string.
 ///
 /// ```
 /// use catena_core::prompt::{FewShotPromptTemplate, PromptTemplate};
@@ -144,8 +145,11 @@ impl FewShotPromptTemplate {
         }
         let lookup = |name: &str| values.get(name);
         let mut pieces: Vec<String> = Vec::with_capacity(self.formatted_examples.len() + 2);
-        if !self.prefix.template().is_empty() {
-            pieces.push(self.prefix.render(&lookup)?);
+        // As LangChain, only non-empty pieces are joined: a prefix or suffix that renders to
+        // nothing (an empty template, or one whose values are empty) is left out.
+        let prefix = self.prefix.render(&lookup)?;
+        if !prefix.is_empty() {
+            pieces.push(prefix);
         }
         pieces.extend(
             self.formatted_examples
@@ -153,8 +157,9 @@ impl FewShotPromptTemplate {
                 .filter(|e| !e.is_empty())
                 .cloned(),
         );
-        if !self.suffix.template().is_empty() {
-            pieces.push(self.suffix.render(&lookup)?);
+        let suffix = self.suffix.render(&lookup)?;
+        if !suffix.is_empty() {
+            pieces.push(suffix);
         }
         Ok(pieces.join(&self.separator))
     }
