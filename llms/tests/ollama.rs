@@ -1,5 +1,6 @@
 //! The Ollama client against a loopback server speaking Ollama's documented wire format
 //! (payloads from <https://github.com/ollama/ollama/blob/main/docs/api.md>).
+#![cfg(feature = "ollama")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;

@@ -1,0 +1,318 @@
+//! Connection settings shared by [`OpenAiChatModel`](super::OpenAiChatModel) and
+//! [`OpenAiEmbedder`](super::OpenAiEmbedder): key, base URL, organization / project headers
+//! and HTTP options, and the request helpers built from them.
+
+use std::fmt;
+
+use bytes::Bytes;
+use catena_core::{Error, Result};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::{openai_error_hook, redact};
+use crate::http::Transport;
+use crate::{ApiKey, HttpOptions};
+
+/// Environment variable holding the API key: `OPENAI_API_KEY`.
+pub const API_KEY_ENV: &str = "OPENAI_API_KEY";
+/// Environment variable overriding the base URL: `OPENAI_BASE_URL`.
+pub const BASE_URL_ENV: &str = "OPENAI_BASE_URL";
+/// Environment variable holding the organization id: `OPENAI_ORG_ID`.
+pub const ORG_ID_ENV: &str = "OPENAI_ORG_ID";
+/// Environment variable holding the project id: `OPENAI_PROJECT_ID`.
+pub const PROJECT_ID_ENV: &str = "OPENAI_PROJECT_ID";
+/// Environment variable naming the chat model: `OPENAI_MODEL`.
+pub const MODEL_ENV: &str = "OPENAI_MODEL";
+/// Environment variable naming the embedding model: `OPENAI_EMBEDDING_MODEL`.
+pub const EMBEDDING_MODEL_ENV: &str = "OPENAI_EMBEDDING_MODEL";
+
+/// OpenAI's API root: `https://api.openai.com/v1`.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+pub(crate) const PROVIDER: &str = "openai";
+
+/// What both builders collect.
+#[derive(Clone)]
+pub(crate) struct ConnectionConfig {
+    pub(crate) api_key: Option<ApiKey>,
+    pub(crate) base_url: String,
+    pub(crate) organization: Option<String>,
+    pub(crate) project: Option<String>,
+    pub(crate) http: HttpOptions,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            api_key: None,
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            organization: None,
+            project: None,
+            http: HttpOptions::default(),
+        }
+    }
+}
+
+impl fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionConfig")
+            .field("api_key", &key_state(self.api_key.as_ref()))
+            .field("base_url", &self.base_url)
+            .field("organization", &self.organization)
+            .field("project", &self.project)
+            .field("http", &self.http)
+            .finish()
+    }
+}
+
+fn key_state(key: Option<&ApiKey>) -> &'static str {
+    match key {
+        Some(k) if !k.is_empty() => "<redacted>",
+        _ => "<none>",
+    }
+}
+
+impl ConnectionConfig {
+    /// Fills the settings whose variables are set (and not empty), reading them with `get`.
+    pub(crate) fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        if let Some(k) = get(API_KEY_ENV) {
+            self.api_key = Some(ApiKey::new(k.trim()));
+        }
+        if let Some(u) = get(BASE_URL_ENV) {
+            self.base_url = u.trim().to_owned();
+        }
+        if let Some(o) = get(ORG_ID_ENV) {
+            self.organization = Some(o.trim().to_owned());
+        }
+        if let Some(p) = get(PROJECT_ID_ENV) {
+            self.project = Some(p.trim().to_owned());
+        }
+    }
+}
+
+/// Reads a process environment variable.
+pub(crate) fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// A validated connection: the transport, the base URL and the fixed headers.
+#[derive(Clone)]
+pub(crate) struct OpenAiClient {
+    transport: Transport,
+    base_url: String,
+    headers: HeaderMap,
+    /// Kept only to redact it from error messages.
+    api_key: Option<ApiKey>,
+}
+
+impl fmt::Debug for OpenAiClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiClient")
+            .field("base_url", &self.base_url)
+            .field("api_key", &key_state(self.api_key.as_ref()))
+            .field("organization", &self.headers.get("openai-organization"))
+            .field("project", &self.headers.get("openai-project"))
+            .field("http", &self.transport.options)
+            .finish()
+    }
+}
+
+fn header_value(name: &str, value: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(value.trim()).map_err(|_| {
+        Error::invalid_config(format!(
+            "the {name} contains characters not allowed in an HTTP header"
+        ))
+    })
+}
+
+impl OpenAiClient {
+    /// Validates `config`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a base URL that is not `http(s)`, a missing key when the
+    /// base URL is OpenAI's own, or values that cannot be HTTP headers.
+    pub(crate) fn new(config: ConnectionConfig) -> Result<Self> {
+        let base_url = config.base_url.trim().trim_end_matches('/').to_owned();
+        let url = reqwest::Url::parse(&base_url).map_err(|e| {
+            Error::invalid_config(format!("invalid OpenAI base URL `{base_url}`: {e}"))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+            return Err(Error::invalid_config(format!(
+                "invalid OpenAI base URL `{base_url}`: expected an http(s) URL"
+            )));
+        }
+        let official = url.host_str() == Some("api.openai.com");
+        let api_key = config.api_key.filter(|k| !k.is_empty());
+
+        let mut headers = HeaderMap::new();
+        match &api_key {
+            Some(key) => {
+                let mut v = header_value("API key", &format!("Bearer {}", key.expose_secret().trim()))?;
+                v.set_sensitive(true);
+                headers.insert(AUTHORIZATION, v);
+            }
+            None if official => {
+                return Err(Error::invalid_config(format!(
+                    "missing OpenAI API key: set {API_KEY_ENV} or call `api_key(..)` (only servers other than api.openai.com may go without one)"
+                )))
+            }
+            // Local OpenAI-compatible servers usually need no key.
+            None => {}
+        }
+        if let Some(org) = config
+            .organization
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            headers.insert(
+                HeaderName::from_static("openai-organization"),
+                header_value("organization id", org)?,
+            );
+        }
+        if let Some(project) = config.project.as_deref().filter(|s| !s.trim().is_empty()) {
+            headers.insert(
+                HeaderName::from_static("openai-project"),
+                header_value("project id", project)?,
+            );
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            reqwest::header::USER_AGENT,
+            HeaderValue::from_static(concat!("catena-llms/", env!("CARGO_PKG_VERSION"))),
+        );
+
+        let transport = Transport::new(PROVIDER, config.http, openai_error_hook)?;
+        Ok(OpenAiClient {
+            transport,
+            base_url,
+            headers,
+            api_key,
+        })
+    }
+
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    pub(crate) fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Removes the key from an error's message.
+    pub(crate) fn redact(&self, err: Error) -> Error {
+        redact(err, self.api_key.as_ref())
+    }
+
+    fn encode(body: &impl Serialize) -> Result<Bytes> {
+        serde_json::to_vec(body)
+            .map(Bytes::from)
+            .map_err(|e| Error::serialization("could not encode the OpenAI request", e))
+    }
+
+    fn request(&self, path: &str, body: &Bytes, accept: &'static str) -> reqwest::RequestBuilder {
+        self.transport
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .headers(self.headers.clone())
+            .header(ACCEPT, accept)
+            .body(body.clone())
+    }
+
+    /// `POST {base}{path}` with a JSON body, retried by policy; parses the JSON answer.
+    pub(crate) async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T> {
+        let body = Self::encode(body)?;
+        self.transport
+            .json(|| self.request(path, &body, "application/json"))
+            .await
+            .map_err(|e| self.redact(e))
+    }
+
+    /// `POST {base}{path}` for a server-sent-event stream; retried until headers arrive.
+    pub(crate) async fn post_stream(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<reqwest::Response> {
+        let body = Self::encode(body)?;
+        self.transport
+            .start_stream(|| self.request(path, &body, "text/event-stream"))
+            .await
+            .map_err(|e| self.redact(e))
+    }
+
+    pub(crate) fn api_key(&self) -> Option<&ApiKey> {
+        self.api_key.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn env_fills_settings() {
+        let mut c = ConnectionConfig::default();
+        c.apply_env(&env(&[
+            (API_KEY_ENV, " sk-env "),
+            (BASE_URL_ENV, "http://localhost:8000/v1/"),
+            (ORG_ID_ENV, "org-1"),
+            (PROJECT_ID_ENV, ""),
+        ]));
+        assert_eq!(
+            c.api_key.as_ref().map(ApiKey::expose_secret),
+            Some("sk-env")
+        );
+        assert_eq!(c.base_url, "http://localhost:8000/v1/");
+        assert_eq!(c.organization.as_deref(), Some("org-1"));
+        assert_eq!(c.project, None, "empty variables are ignored");
+        let client = OpenAiClient::new(c).unwrap();
+        assert_eq!(client.base_url(), "http://localhost:8000/v1");
+        assert!(client.headers.get(AUTHORIZATION).unwrap().is_sensitive());
+        assert!(!format!("{client:?}").contains("sk-env"));
+    }
+
+    #[test]
+    fn key_rules() {
+        let err = OpenAiClient::new(ConnectionConfig::default()).unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+        assert!(err.to_string().contains(API_KEY_ENV));
+        let local = ConnectionConfig {
+            base_url: "http://127.0.0.1:11434/v1".into(),
+            api_key: Some(ApiKey::new("")),
+            ..Default::default()
+        };
+        let client = OpenAiClient::new(local).unwrap();
+        assert!(client.headers.get(AUTHORIZATION).is_none());
+        for bad in ["not a url", "ftp://x/v1", "mailto:a@b"] {
+            let c = ConnectionConfig {
+                base_url: bad.into(),
+                api_key: Some(ApiKey::new("k")),
+                ..Default::default()
+            };
+            assert!(
+                matches!(OpenAiClient::new(c), Err(Error::InvalidConfig(_))),
+                "{bad}"
+            );
+        }
+        let c = ConnectionConfig {
+            api_key: Some(ApiKey::new("sk-bad\nkey")),
+            ..Default::default()
+        };
+        let err = OpenAiClient::new(c).unwrap_err();
+        assert!(!err.to_string().contains("sk-bad"), "{err}");
+    }
+}

@@ -1,0 +1,308 @@
+//! [`OpenAiEmbedder`]: Embeddings (`POST {base}/embeddings`).
+
+use std::fmt;
+
+use async_trait::async_trait;
+use catena_core::{Embedder, Embedding, Error, ProviderErrorKind, Result};
+
+use super::client::{process_env, ConnectionConfig, OpenAiClient, EMBEDDING_MODEL_ENV, PROVIDER};
+use super::wire::{EmbeddingRequest, EmbeddingResponse};
+use crate::http::provider_error;
+use crate::{ApiKey, HttpOptions};
+
+/// The embedding model used when none is set: `text-embedding-3-small`.
+pub const DEFAULT_EMBEDDING_MODEL: &str = "text-embedding-3-small";
+
+/// Texts per request when not set: 2048, OpenAI's limit.
+pub const DEFAULT_EMBEDDING_BATCH_SIZE: usize = 2048;
+
+const PATH: &str = "/embeddings";
+
+/// The vector length of OpenAI's embedding models at their full size.
+fn native_dimensions(model: &str) -> Option<usize> {
+    match model {
+        "text-embedding-3-small" | "text-embedding-ada-002" => Some(1536),
+        "text-embedding-3-large" => Some(3072),
+        _ => None,
+    }
+}
+
+/// OpenAI embeddings (or those of any OpenAI-compatible server).
+///
+/// Any number of texts may be passed: they are sent in batches of
+/// [`batch_size`](OpenAiEmbedderBuilder::batch_size), one request after the other, and the
+/// vectors come back in input order (by each item's `index`).
+///
+/// [`dimensions()`](Embedder::dimensions) is known before the first call: the configured
+/// [`dimensions`](OpenAiEmbedderBuilder::dimensions), else the model's native size
+/// (`text-embedding-3-small` and `text-embedding-ada-002`: 1536; `text-embedding-3-large`:
+/// 3072). For any other model `build()` requires `dimensions(Some(n))`; every vector is
+/// checked against it.
+///
+/// ```no_run
+/// use catena_core::Embedder;
+/// use catena_llms::openai::OpenAiEmbedder;
+///
+/// # async fn run() -> catena_core::Result<()> {
+/// let embedder = OpenAiEmbedder::builder()
+///     .api_key("sk-...")
+///     .model("text-embedding-3-large")
+///     .dimensions(Some(256))
+///     .build()?;
+/// let vectors = embedder.embed_documents(&["a cat".to_string()]).await?;
+/// assert_eq!(vectors[0].len(), 256);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct OpenAiEmbedder {
+    client: OpenAiClient,
+    model: String,
+    requested_dimensions: Option<u32>,
+    dimensions: usize,
+    batch_size: usize,
+}
+
+impl fmt::Debug for OpenAiEmbedder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiEmbedder")
+            .field("model", &self.model)
+            .field("dimensions", &self.dimensions)
+            .field("batch_size", &self.batch_size)
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+/// Builds an [`OpenAiEmbedder`]; see [`OpenAiEmbedder::builder`].
+#[derive(Clone)]
+#[must_use]
+pub struct OpenAiEmbedderBuilder {
+    connection: ConnectionConfig,
+    model: Option<String>,
+    dimensions: Option<u32>,
+    batch_size: usize,
+}
+
+impl Default for OpenAiEmbedderBuilder {
+    fn default() -> Self {
+        OpenAiEmbedderBuilder {
+            connection: ConnectionConfig::default(),
+            model: None,
+            dimensions: None,
+            batch_size: DEFAULT_EMBEDDING_BATCH_SIZE,
+        }
+    }
+}
+
+impl fmt::Debug for OpenAiEmbedderBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiEmbedderBuilder")
+            .field("model", &self.model)
+            .field("dimensions", &self.dimensions)
+            .field("batch_size", &self.batch_size)
+            .field("connection", &self.connection)
+            .finish()
+    }
+}
+
+impl OpenAiEmbedderBuilder {
+    /// The API key, sent as `Authorization: Bearer <key>`. No default: required for
+    /// `api.openai.com`; other base URLs (local servers) may go without one.
+    pub fn api_key(mut self, key: impl Into<ApiKey>) -> Self {
+        self.connection.api_key = Some(key.into());
+        self
+    }
+
+    /// The model id. Default [`DEFAULT_EMBEDDING_MODEL`] (`text-embedding-3-small`).
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// The API root, up to and including the version. Default
+    /// [`DEFAULT_BASE_URL`](super::DEFAULT_BASE_URL) (`https://api.openai.com/v1`); any
+    /// OpenAI-compatible server works.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.connection.base_url = url.into();
+        self
+    }
+
+    /// The organization id, sent as `OpenAI-Organization`. Default: not sent.
+    pub fn organization(mut self, id: impl Into<String>) -> Self {
+        self.connection.organization = Some(id.into());
+        self
+    }
+
+    /// The project id, sent as `OpenAI-Project`. Default: not sent.
+    pub fn project(mut self, id: impl Into<String>) -> Self {
+        self.connection.project = Some(id.into());
+        self
+    }
+
+    /// Timeouts, retries and limits. Default [`HttpOptions::default`].
+    pub fn http(mut self, options: HttpOptions) -> Self {
+        self.connection.http = options;
+        self
+    }
+
+    /// Shares an existing `reqwest` client and its connection pool. Default: a client of
+    /// our own.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.connection.http = self.connection.http.client(client);
+        self
+    }
+
+    /// The vector length to ask for, sent as `dimensions` when set (the
+    /// `text-embedding-3-*` models shorten their vectors to it). Default `None`: not sent,
+    /// and the model's native size is used; required for models whose size is not known.
+    pub fn dimensions(mut self, dimensions: Option<u32>) -> Self {
+        self.dimensions = dimensions;
+        self
+    }
+
+    /// Texts per request. Default [`DEFAULT_EMBEDDING_BATCH_SIZE`] (2048, OpenAI's limit);
+    /// lower it for servers with smaller limits. Must be at least 1.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    /// Builds the embedder.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a missing key (with OpenAI's own base URL), an invalid
+    /// base URL, a batch size or `dimensions` of zero, or a model whose vector length is
+    /// unknown while `dimensions` is unset.
+    pub fn build(self) -> Result<OpenAiEmbedder> {
+        let model = self
+            .model
+            .unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_owned());
+        if model.trim().is_empty() {
+            return Err(Error::invalid_config(
+                "the OpenAI embedding model id is empty",
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid_config(
+                "the embedding batch size must be at least 1",
+            ));
+        }
+        let dimensions = match self.dimensions {
+            Some(0) => return Err(Error::invalid_config("embedding dimensions must be at least 1")),
+            Some(n) => usize::try_from(n)
+                .map_err(|_| Error::invalid_config("embedding dimensions are too large"))?,
+            None => native_dimensions(&model).ok_or_else(|| {
+                Error::invalid_config(format!(
+                    "the vector length of embedding model `{model}` is not known: set `dimensions(Some(n))`"
+                ))
+            })?,
+        };
+        Ok(OpenAiEmbedder {
+            client: OpenAiClient::new(self.connection)?,
+            model,
+            requested_dimensions: self.dimensions,
+            dimensions,
+            batch_size: self.batch_size,
+        })
+    }
+
+    fn apply_env(mut self, get: &dyn Fn(&str) -> Option<String>) -> Self {
+        self.connection.apply_env(get);
+        if let Some(m) = get(EMBEDDING_MODEL_ENV).filter(|m| !m.trim().is_empty()) {
+            self.model = Some(m.trim().to_owned());
+        }
+        self
+    }
+}
+
+impl OpenAiEmbedder {
+    /// A builder with every setting at its default.
+    pub fn builder() -> OpenAiEmbedderBuilder {
+        OpenAiEmbedderBuilder::default()
+    }
+
+    /// An embedder configured from the environment: [`API_KEY_ENV`](super::API_KEY_ENV)
+    /// (required for `api.openai.com`), [`BASE_URL_ENV`](super::BASE_URL_ENV),
+    /// [`ORG_ID_ENV`](super::ORG_ID_ENV), [`PROJECT_ID_ENV`](super::PROJECT_ID_ENV) and
+    /// [`EMBEDDING_MODEL_ENV`](super::EMBEDDING_MODEL_ENV); unset or empty variables keep
+    /// the defaults.
+    ///
+    /// # Errors
+    /// As for [`OpenAiEmbedderBuilder::build`].
+    pub fn from_env() -> Result<Self> {
+        Self::builder().apply_env(&process_env).build()
+    }
+
+    /// The model id.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    async fn embed_batch(&self, texts: &[String]) -> Result<Vec<Embedding>> {
+        let body = EmbeddingRequest {
+            model: &self.model,
+            input: texts,
+            encoding_format: "float",
+            dimensions: self.requested_dimensions,
+        };
+        let response: EmbeddingResponse = self.client.post_json(PATH, &body).await?;
+        let items = response.data.unwrap_or_default();
+        if items.len() != texts.len() {
+            return Err(malformed(format!(
+                "sent {} texts, received {} embeddings",
+                texts.len(),
+                items.len()
+            )));
+        }
+        let mut slots: Vec<Option<Embedding>> = vec![None; texts.len()];
+        for (position, item) in items.into_iter().enumerate() {
+            let index = item.index.unwrap_or(position);
+            if item.embedding.len() != self.dimensions {
+                return Err(malformed(format!(
+                    "embedding {index} has {} dimensions, expected {}",
+                    item.embedding.len(),
+                    self.dimensions
+                )));
+            }
+            match slots.get_mut(index) {
+                Some(slot @ None) => *slot = Some(item.embedding),
+                Some(Some(_)) => {
+                    return Err(malformed(format!("embedding index {index} appears twice")))
+                }
+                None => {
+                    return Err(malformed(format!(
+                        "embedding index {index} is out of range"
+                    )))
+                }
+            }
+        }
+        // Every slot is filled: as many items as slots, each index used once.
+        Ok(slots.into_iter().flatten().collect())
+    }
+}
+
+fn malformed(message: String) -> Error {
+    provider_error(PROVIDER, ProviderErrorKind::MalformedResponse, message)
+}
+
+#[async_trait]
+impl Embedder for OpenAiEmbedder {
+    async fn embed_documents(&self, texts: &[String]) -> Result<Vec<Embedding>> {
+        if let Some(i) = texts.iter().position(|t| t.is_empty()) {
+            // OpenAI rejects the whole request for one empty string.
+            return Err(Error::invalid_input(format!(
+                "text {i} is empty; OpenAI cannot embed empty strings"
+            )));
+        }
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(self.batch_size) {
+            tracing::debug!(provider = PROVIDER, model = %self.model, texts = batch.len(), "embeddings");
+            out.extend(self.embed_batch(batch).await?);
+        }
+        Ok(out)
+    }
+
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+}
