@@ -35,15 +35,15 @@ mod secret;
 #[cfg(feature = "__http")]
 mod http;
 
-#[cfg(feature = "openai")]
-#[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
-pub mod openai;
-#[cfg(feature = "ollama")]
-#[cfg_attr(docsrs, doc(cfg(feature = "ollama")))]
-pub mod ollama;
 #[cfg(feature = "gemini")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gemini")))]
 pub mod gemini;
+#[cfg(feature = "ollama")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ollama")))]
+pub mod ollama;
+#[cfg(feature = "openai")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
+pub mod openai;
 
 pub use retry::{Retry, RetryExt, RetryPolicy};
 pub use secret::ApiKey;

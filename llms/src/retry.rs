@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use catena_core::{
-    ChatModel, ChatRequest, ChatResponse, ChatStream, Embedder, Embedding, Error, ModelInfo,
-    Result,
+    ChatModel, ChatRequest, ChatResponse, ChatStream, Embedder, Embedding, Error, ModelInfo, Result,
 };
 
 /// When and how long to wait before trying again.
@@ -112,11 +111,7 @@ impl RetryPolicy {
     /// Whether `err` is worth retrying: retryable kinds (rate limit, server, transport,
     /// timeout), plus HTTP 408 and 409.
     pub fn should_retry(&self, err: &Error) -> bool {
-        err.is_retryable()
-            || matches!(
-                err.as_provider().and_then(|p| p.status),
-                Some(408 | 409)
-            )
+        err.is_retryable() || matches!(err.as_provider().and_then(|p| p.status), Some(408 | 409))
     }
 
     /// How long to wait before retry number `retry` (0-based) after `err`.
@@ -125,10 +120,7 @@ impl RetryPolicy {
             return ra.min(self.max_retry_after);
         }
         let factor = 2f64.powi(i32::try_from(retry).unwrap_or(i32::MAX).min(30));
-        let base = self
-            .initial_backoff
-            .mul_f64(factor)
-            .min(self.max_backoff);
+        let base = self.initial_backoff.mul_f64(factor).min(self.max_backoff);
         if self.jitter {
             base.mul_f64(1.0 - 0.25 * random_unit())
         } else {

@@ -18,8 +18,11 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/data/ollama/{name}", env!("CARGO_MANIFEST_DIR")))
-        .unwrap()
+    std::fs::read_to_string(format!(
+        "{}/tests/data/ollama/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn fast_http() -> HttpOptions {
@@ -56,7 +59,9 @@ async fn plain_answer_and_request_body() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/api/chat"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -99,9 +104,16 @@ async fn streamed_answer_matches_the_unary_one() {
         .mount(&server)
         .await;
     let model = chat(&server.uri());
-    let streamed = collect_stream(model.stream(ChatRequest::new(vec![Message::user("Why is the sky blue?")])).await.unwrap())
-        .await
-        .unwrap();
+    let streamed = collect_stream(
+        model
+            .stream(ChatRequest::new(vec![Message::user(
+                "Why is the sky blue?",
+            )]))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(streamed.text(), "The sky is blue.");
     assert_eq!(streamed.usage, Some(Usage::new(26, 282)));
     assert_eq!(streamed.finish_reason, Some(FinishReason::Stop));
@@ -137,11 +149,23 @@ async fn several_tool_calls_unary_and_streamed() {
     let unary = model.generate(req.clone()).await.unwrap();
     let calls = unary.tool_calls();
     assert_eq!(calls.len(), 2);
-    assert_eq!(calls[0], ToolCall::new("call_0", "get_current_weather", r#"{"format":"celsius","location":"Paris, FR"}"#));
+    assert_eq!(
+        calls[0],
+        ToolCall::new(
+            "call_0",
+            "get_current_weather",
+            r#"{"format":"celsius","location":"Paris, FR"}"#
+        )
+    );
     assert_eq!(calls[1].id, "call_1");
-    assert_eq!(calls[1].arguments_json().unwrap(), json!({"timezone": "Europe/Paris"}));
+    assert_eq!(
+        calls[1].arguments_json().unwrap(),
+        json!({"timezone": "Europe/Paris"})
+    );
     assert_eq!(unary.finish_reason, Some(FinishReason::ToolCalls));
-    let streamed = collect_stream(model.stream(req).await.unwrap()).await.unwrap();
+    let streamed = collect_stream(model.stream(req).await.unwrap())
+        .await
+        .unwrap();
     assert_eq!(streamed, unary, "stream and unary end in the same response");
 
     let sent = body_of(&server.received_requests().await.unwrap()[0]);
@@ -157,7 +181,9 @@ async fn several_tool_calls_unary_and_streamed() {
 async fn tool_results_images_tool_choice_and_format_on_the_wire() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"),
+        )
         .mount(&server)
         .await;
     let model = chat(&server.uri());
@@ -170,7 +196,11 @@ async fn tool_results_images_tool_choice_and_format_on_the_wire() {
         ]),
         Message::assistant_with_tool_calls(
             "",
-            vec![ToolCall::new("call_0", "get_current_weather", r#"{"location":"Paris"}"#)],
+            vec![ToolCall::new(
+                "call_0",
+                "get_current_weather",
+                r#"{"location":"Paris"}"#,
+            )],
         ),
         Message::tool_result("call_0", "18 degrees"),
     ];
@@ -185,27 +215,45 @@ async fn tool_results_images_tool_choice_and_format_on_the_wire() {
         .with_response_format(ResponseFormat::json_schema_for::<Answer>());
     model.generate(req.clone()).await.unwrap();
     let sent = body_of(&server.received_requests().await.unwrap()[0]);
-    assert_eq!(sent["messages"][0]["images"], json!(["iVBORw0KGgo=", "/9j/4AAQ"]));
+    assert_eq!(
+        sent["messages"][0]["images"],
+        json!(["iVBORw0KGgo=", "/9j/4AAQ"])
+    );
     assert_eq!(
         sent["messages"][1]["tool_calls"],
         json!([{"function": {"name": "get_current_weather", "arguments": {"location": "Paris"}}}])
     );
-    assert_eq!(sent["messages"][2], json!({"role": "tool", "content": "18 degrees", "tool_name": "get_current_weather"}));
+    assert_eq!(
+        sent["messages"][2],
+        json!({"role": "tool", "content": "18 degrees", "tool_name": "get_current_weather"})
+    );
     let tools = sent["tools"].as_array().unwrap();
     assert_eq!(tools.len(), 1, "a named tool choice sends only that tool");
     assert_eq!(sent["format"]["properties"]["summary"]["type"], "string");
 
     model
-        .generate(req.clone().with_tool_choice(ToolChoice::None).with_response_format(ResponseFormat::JsonObject))
+        .generate(
+            req.clone()
+                .with_tool_choice(ToolChoice::None)
+                .with_response_format(ResponseFormat::JsonObject),
+        )
         .await
         .unwrap();
     let sent = body_of(&server.received_requests().await.unwrap()[1]);
-    assert!(sent.get("tools").is_none(), "tool choice none sends no tools");
+    assert!(
+        sent.get("tools").is_none(),
+        "tool choice none sends no tools"
+    );
     assert_eq!(sent["format"], "json");
 
     // Remote image URLs cannot be sent to Ollama: a typed error, and no request.
-    let bad = ChatRequest::new(vec![Message::user_parts(vec![ContentPart::image_url("https://example.com/a.png")])]);
-    assert!(matches!(model.generate(bad).await.unwrap_err(), Error::InvalidInput(_)));
+    let bad = ChatRequest::new(vec![Message::user_parts(vec![ContentPart::image_url(
+        "https://example.com/a.png",
+    )])]);
+    assert!(matches!(
+        model.generate(bad).await.unwrap_err(),
+        Error::InvalidInput(_)
+    ));
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
 
@@ -213,11 +261,17 @@ async fn tool_results_images_tool_choice_and_format_on_the_wire() {
 async fn errors_are_typed() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": "model \"nope\" not found, try pulling it first"})))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_json(json!({"error": "model \"nope\" not found, try pulling it first"})),
+        )
         .expect(1)
         .mount(&server)
         .await;
-    let e = chat(&server.uri()).generate(ChatRequest::new(vec![Message::user("x")])).await.unwrap_err();
+    let e = chat(&server.uri())
+        .generate(ChatRequest::new(vec![Message::user("x")]))
+        .await
+        .unwrap_err();
     let p = e.as_provider().unwrap();
     assert_eq!(p.kind, ProviderErrorKind::ModelNotFound);
     assert_eq!(p.status, Some(404));
@@ -228,15 +282,24 @@ async fn errors_are_typed() {
 async fn rate_limit_then_success_honours_retry_after() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0").set_body_json(json!({"error": "busy"})))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after-ms", "20")
+                .set_body_json(json!({"error": "busy"})),
+        )
         .up_to_n_times(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"),
+        )
         .mount(&server)
         .await;
-    let r = chat(&server.uri()).generate(ChatRequest::new(vec![Message::user("x")])).await.unwrap();
+    let r = chat(&server.uri())
+        .generate(ChatRequest::new(vec![Message::user("x")]))
+        .await
+        .unwrap();
     assert_eq!(r.text(), "Hello! How are you today?");
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
@@ -245,11 +308,19 @@ async fn rate_limit_then_success_honours_retry_after() {
 async fn malformed_body_is_a_typed_error() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw("{\"message\": {", "application/json"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw("{\"message\": {", "application/json"),
+        )
         .mount(&server)
         .await;
-    let e = chat(&server.uri()).generate(ChatRequest::new(vec![Message::user("x")])).await.unwrap_err();
-    assert_eq!(e.provider_kind(), Some(&ProviderErrorKind::MalformedResponse));
+    let e = chat(&server.uri())
+        .generate(ChatRequest::new(vec![Message::user("x")]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.provider_kind(),
+        Some(&ProviderErrorKind::MalformedResponse)
+    );
 }
 
 /// Serves one raw HTTP response on loopback and returns its address.
@@ -277,9 +348,14 @@ async fn stream_cut_mid_way_carries_the_partial_answer() {
         line.len()
     );
     let host = raw_server(Box::leak(response.into_bytes().into_boxed_slice())).await;
-    let e = collect_stream(chat(&host).stream(ChatRequest::new(vec![Message::user("x")])).await.unwrap())
-        .await
-        .unwrap_err();
+    let e = collect_stream(
+        chat(&host)
+            .stream(ChatRequest::new(vec![Message::user("x")]))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap_err();
     let p = e.as_provider().unwrap();
     assert_eq!(p.kind, ProviderErrorKind::StreamInterrupted, "{e}");
     assert!(p.message.contains("The sky"), "{e}");
@@ -292,10 +368,18 @@ async fn stream_without_done_is_an_error_not_a_success() {
           {\"model\":\"m\",\"message\":{\"content\":\"Half an\"},\"done\":false}\n",
     )
     .await;
-    let e = collect_stream(chat(&host).stream(ChatRequest::new(vec![Message::user("x")])).await.unwrap())
-        .await
-        .unwrap_err();
-    assert_eq!(e.provider_kind(), Some(&ProviderErrorKind::StreamInterrupted));
+    let e = collect_stream(
+        chat(&host)
+            .stream(ChatRequest::new(vec![Message::user("x")]))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.provider_kind(),
+        Some(&ProviderErrorKind::StreamInterrupted)
+    );
     assert!(e.to_string().contains("Half an"), "{e}");
 }
 
@@ -342,7 +426,8 @@ async fn embeddings_are_batched_in_order_and_checked() {
                     vec![n, 1.0, 0.5]
                 })
                 .collect();
-            ResponseTemplate::new(200).set_body_json(json!({"model": "all-minilm", "embeddings": vecs}))
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"model": "all-minilm", "embeddings": vecs}))
         })
         .mount(&server)
         .await;
@@ -354,25 +439,56 @@ async fn embeddings_are_batched_in_order_and_checked() {
         .http(fast_http())
         .build()
         .unwrap();
-    let texts: Vec<String> = ["a", "bb", "ccc", "dddd", "eeeee"].map(String::from).to_vec();
+    let texts: Vec<String> = ["a", "bb", "ccc", "dddd", "eeeee"]
+        .map(String::from)
+        .to_vec();
     let v = e.embed_documents(&texts).await.unwrap();
-    assert_eq!(v.iter().map(|x| x[0]).collect::<Vec<_>>(), [1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(
+        v.iter().map(|x| x[0]).collect::<Vec<_>>(),
+        [1.0, 2.0, 3.0, 4.0, 5.0]
+    );
     let reqs = server.received_requests().await.unwrap();
     assert_eq!(reqs.len(), 3);
-    assert_eq!(body_of(&reqs[0]), json!({"model": "custom", "input": ["a", "bb"], "dimensions": 3}));
+    assert_eq!(
+        body_of(&reqs[0]),
+        json!({"model": "custom", "input": ["a", "bb"], "dimensions": 3})
+    );
     assert!(e.embed_documents(&[]).await.unwrap().is_empty());
-    assert_eq!(server.received_requests().await.unwrap().len(), 3, "no request for no input");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        3,
+        "no request for no input"
+    );
 
     // A model that answers with the wrong size is caught.
-    let wrong = OllamaEmbedder::builder().host(server.uri()).model("custom").dimensions(4).http(fast_http()).build().unwrap();
+    let wrong = OllamaEmbedder::builder()
+        .host(server.uri())
+        .model("custom")
+        .dimensions(4)
+        .http(fast_http())
+        .build()
+        .unwrap();
     let err = wrong.embed_query("x").await.unwrap_err();
-    assert_eq!(err.provider_kind(), Some(&ProviderErrorKind::MalformedResponse));
+    assert_eq!(
+        err.provider_kind(),
+        Some(&ProviderErrorKind::MalformedResponse)
+    );
     // An unknown model without dimensions is a configuration error.
     assert!(matches!(
-        OllamaEmbedder::builder().model("mystery").build().unwrap_err(),
+        OllamaEmbedder::builder()
+            .model("mystery")
+            .build()
+            .unwrap_err(),
         Error::InvalidConfig(_)
     ));
-    assert_eq!(OllamaEmbedder::builder().model("nomic-embed-text:latest").build().unwrap().dimensions(), 768);
+    assert_eq!(
+        OllamaEmbedder::builder()
+            .model("nomic-embed-text:latest")
+            .build()
+            .unwrap()
+            .dimensions(),
+        768
+    );
 }
 
 /// Answers the conformance suite's requests the way a tool-capable Ollama model would.
@@ -399,9 +515,13 @@ impl Respond for ConformanceServer {
             }
             let second = json!({"model": "m", "message": {"role": "assistant", "content": b}, "done": false});
             let done = json!({"model": "m", "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop", "prompt_eval_count": 10, "eval_count": 5});
-            ResponseTemplate::new(200).set_body_raw(format!("{first}\n{second}\n{done}\n"), "application/x-ndjson")
+            ResponseTemplate::new(200).set_body_raw(
+                format!("{first}\n{second}\n{done}\n"),
+                "application/x-ndjson",
+            )
         } else {
-            ResponseTemplate::new(200).set_body_json(json!({"model": "m", "message": message, "done": true,
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"model": "m", "message": message, "done": true,
                 "done_reason": "stop", "prompt_eval_count": 10, "eval_count": 5}))
         }
     }
@@ -410,8 +530,15 @@ impl Respond for ConformanceServer {
 #[tokio::test]
 async fn chat_conformance() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/api/chat")).respond_with(ConformanceServer).mount(&server).await;
-    ChatModelConformance::new().deterministic(true).run(&chat(&server.uri())).await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat"))
+        .respond_with(ConformanceServer)
+        .mount(&server)
+        .await;
+    ChatModelConformance::new()
+        .deterministic(true)
+        .run(&chat(&server.uri()))
+        .await;
 }
 
 #[tokio::test]

@@ -417,6 +417,28 @@ async fn structured_output_from_a_schemars_type() {
     chat(&server).generate(req).await.unwrap();
     let sent = &bodies(&server).await[1];
     assert_eq!(sent["response_format"], json!({"type": "json_object"}));
+
+    // Strict mode needs every property in `required`; optional fields stay nullable.
+    #[derive(schemars::JsonSchema)]
+    #[allow(dead_code)]
+    struct WithOptional {
+        title: String,
+        note: Option<String>,
+    }
+    let req = hello().with_response_format(ResponseFormat::json_schema_for::<WithOptional>());
+    chat(&server).generate(req).await.unwrap();
+    let schema = &bodies(&server).await[2]["response_format"]["json_schema"]["schema"];
+    let mut required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    required.sort_unstable();
+    assert_eq!(required, ["note", "title"], "{schema}");
+    assert!(schema["properties"]["note"]["type"]
+        .as_array()
+        .is_some_and(|t| t.contains(&json!("null"))));
 }
 
 #[tokio::test]

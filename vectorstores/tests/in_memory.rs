@@ -251,7 +251,10 @@ async fn huge_vectors_are_rejected_instead_of_scoring_nan() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
-    store.upsert(vec![doc("b", "y", vec![1.0, 1.0])]).await.unwrap();
+    store
+        .upsert(vec![doc("b", "y", vec![1.0, 1.0])])
+        .await
+        .unwrap();
     let err = store
         .search(SearchRequest::new(vec![1e20, 1e20], 1))
         .await

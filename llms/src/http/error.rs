@@ -3,6 +3,8 @@
 use std::time::{Duration, SystemTime};
 
 use catena_core::{Error, ProviderError, ProviderErrorKind};
+
+use crate::secret::{redact_text, ApiKey};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
@@ -11,42 +13,72 @@ use serde_json::Value;
 /// and the provider's message.
 pub(crate) type ErrorHook = fn(u16, &Value) -> (Option<ProviderErrorKind>, Option<String>);
 
-/// `retry-after-ms` (milliseconds), then `retry-after` (seconds or an HTTP date).
+/// `retry-after-ms` (milliseconds), then `retry-after` (seconds or an HTTP date). Only a
+/// positive wait counts: zero, negative, past or absurd values are ignored, so the caller
+/// falls back to its own backoff and never retries in a hot loop.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
-        }
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let positive = |secs: f64| {
+        Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+    };
+    if let Some(d) = text("retry-after-ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(|ms| positive(ms / 1000.0))
+    {
+        return Some(d);
     }
     let v = text("retry-after")?;
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return positive(secs);
     }
     let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    when.duration_since(SystemTime::now())
+        .ok()
+        .filter(|d| !d.is_zero())
 }
 
 fn request_id(headers: &HeaderMap) -> Option<String> {
-    ["x-request-id", "request-id", "x-goog-request-id", "x-cloud-trace-context"]
-        .iter()
-        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(str::to_owned))
+    [
+        "x-request-id",
+        "request-id",
+        "x-goog-request-id",
+        "x-cloud-trace-context",
+    ]
+    .iter()
+    .find_map(|h| {
+        headers
+            .get(*h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    })
 }
 
-/// Builds the error for a non-2xx response.
+/// Builds the error for a non-2xx response. `secret` is removed from the body before
+/// anything reads it, so an echoed key never reaches the message (or a retry log line).
 pub(crate) fn error_from_parts(
     provider: &str,
     status: u16,
     headers: &HeaderMap,
     body: &[u8],
     hook: ErrorHook,
+    secret: Option<&ApiKey>,
 ) -> Error {
-    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut body = String::from_utf8_lossy(body).into_owned();
+    if let Some(key) = secret {
+        body = redact_text(&body, key.expose_secret());
+    }
+    let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let (kind, message) = hook(status, &json);
     let kind = kind.unwrap_or_else(|| ProviderErrorKind::from_status(status));
     let message = message.unwrap_or_else(|| {
-        let text = String::from_utf8_lossy(body);
-        let text = text.trim();
+        let text = body.trim();
         if text.is_empty() {
             format!("HTTP {status}")
         } else {
@@ -84,10 +116,52 @@ mod tests {
             HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
         );
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(115) && d <= Duration::from_secs(120), "{d:?}");
-        h.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        assert!(
+            d > Duration::from_secs(115) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), None, "a past date means: use the backoff");
         h.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", HeaderValue::from_static("0"));
+        assert_eq!(retry_after(&h), None, "zero would be a hot loop");
+        h.insert("retry-after", HeaderValue::from_static("1e30"));
+        assert_eq!(retry_after(&h), None, "absurd values must not panic");
+        h.insert("retry-after-ms", HeaderValue::from_static("-5"));
+        assert_eq!(retry_after(&h), None);
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    fn hook(_: u16, v: &Value) -> (Option<ProviderErrorKind>, Option<String>) {
+        (
+            None,
+            v.get("message").and_then(Value::as_str).map(str::to_owned),
+        )
+    }
+
+    #[test]
+    fn echoed_keys_are_removed_before_parsing() {
+        let key = ApiKey::new("sk-SECRET-0123456789");
+        let body = br#"{"message": "bad header: Bearer sk-SECRET-0123456789"}"#;
+        let e = error_from_parts("p", 401, &HeaderMap::new(), body, hook, Some(&key));
+        assert!(!format!("{e} {e:?}").contains("SECRET-01"), "{e}");
+        let long = format!("{}sk-SECRET-0123456789", "x".repeat(490));
+        let e = error_from_parts(
+            "p",
+            500,
+            &HeaderMap::new(),
+            long.as_bytes(),
+            hook,
+            Some(&key),
+        );
+        assert!(!format!("{e} {e:?}").contains("sk-SECRE"), "{e}");
     }
 }

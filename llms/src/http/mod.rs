@@ -12,11 +12,15 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::retry::RetryPolicy;
+use crate::secret::ApiKey;
 
 pub(crate) use error::{error_from_parts, ErrorHook};
 #[cfg_attr(not(feature = "ollama"), allow(unused_imports))]
 pub(crate) use stream::ndjson_lines;
-#[cfg_attr(not(any(feature = "openai", feature = "gemini")), allow(unused_imports))]
+#[cfg_attr(
+    not(any(feature = "openai", feature = "gemini")),
+    allow(unused_imports)
+)]
 pub(crate) use stream::{sse_events, SseEvent};
 
 /// Connection settings shared by every provider client.
@@ -134,6 +138,8 @@ pub(crate) struct Transport {
     pub(crate) options: HttpOptions,
     pub(crate) provider: &'static str,
     pub(crate) hook: ErrorHook,
+    /// Removed from every error body before it is read.
+    pub(crate) secret: Option<ApiKey>,
 }
 
 impl fmt::Debug for Transport {
@@ -187,20 +193,34 @@ impl fmt::Display for WithoutUrl<'_> {
 
 impl Transport {
     /// A transport for `provider`, building a client unless one is shared.
-    pub(crate) fn new(provider: &'static str, options: HttpOptions, hook: ErrorHook) -> Result<Self> {
+    pub(crate) fn new(
+        provider: &'static str,
+        options: HttpOptions,
+        hook: ErrorHook,
+    ) -> Result<Self> {
         let client = match &options.client {
             Some(c) => c.clone(),
             None => reqwest::Client::builder()
                 .connect_timeout(options.connect_timeout)
                 .build()
-                .map_err(|e| Error::invalid_config(format!("could not build the HTTP client: {e}")))?,
+                .map_err(|e| {
+                    Error::invalid_config(format!("could not build the HTTP client: {e}"))
+                })?,
         };
         Ok(Transport {
             client,
             options,
             provider,
             hook,
+            secret: None,
         })
+    }
+
+    /// Redacts `secret` from every error this transport builds.
+    #[must_use]
+    pub(crate) fn with_secret(mut self, secret: Option<ApiKey>) -> Self {
+        self.secret = secret;
+        self
     }
 
     /// Sends once; returns the response when it is 2xx, or the classified error.
@@ -232,8 +252,24 @@ impl Transport {
             return Ok(response);
         }
         let headers = response.headers().clone();
-        let body = read_limited(response, 64 << 10, self.provider).await.unwrap_or_default();
-        Err(error_from_parts(self.provider, status, &headers, &body, self.hook))
+        // The error body gets the same deadline as the request: a body that never ends
+        // must not hang the call (streams have no whole-request timeout).
+        let body = tokio::time::timeout(
+            self.options.timeout,
+            read_limited(response, 64 << 10, self.provider),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+        Err(error_from_parts(
+            self.provider,
+            status,
+            &headers,
+            &body,
+            self.hook,
+            self.secret.as_ref(),
+        ))
     }
 
     /// Sends a request built by `build` (called once per attempt), retrying by policy,
@@ -246,7 +282,8 @@ impl Transport {
             .retry
             .run(|| async {
                 let response = self.send_once(build(), true).await?;
-                let body = read_limited(response, self.options.max_response_bytes, self.provider).await?;
+                let body =
+                    read_limited(response, self.options.max_response_bytes, self.provider).await?;
                 serde_json::from_slice(&body).map_err(|e| {
                     ProviderError::new(
                         ProviderErrorKind::MalformedResponse,
@@ -296,6 +333,12 @@ pub(crate) async fn read_limited(
 }
 
 /// A provider error of `kind` for `provider`.
-pub(crate) fn provider_error(provider: &str, kind: ProviderErrorKind, message: impl Into<String>) -> Error {
-    ProviderError::new(kind, message).with_provider(provider).into()
+pub(crate) fn provider_error(
+    provider: &str,
+    kind: ProviderErrorKind,
+    message: impl Into<String>,
+) -> Error {
+    ProviderError::new(kind, message)
+        .with_provider(provider)
+        .into()
 }

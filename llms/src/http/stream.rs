@@ -32,7 +32,12 @@ struct Lines {
 }
 
 impl Lines {
-    fn new(response: reqwest::Response, provider: &'static str, idle: Duration, max_line: usize) -> Self {
+    fn new(
+        response: reqwest::Response,
+        provider: &'static str,
+        idle: Duration,
+        max_line: usize,
+    ) -> Self {
         Lines {
             inner: response.bytes_stream().boxed(),
             buf: Vec::new(),
@@ -46,6 +51,13 @@ impl Lines {
     }
 
     fn take_line(&mut self, end: usize, consumed: usize) -> Result<String> {
+        if end > self.max_line {
+            return Err(provider_error(
+                self.provider,
+                ProviderErrorKind::MalformedResponse,
+                format!("stream line exceeds {} bytes", self.max_line),
+            ));
+        }
         let mut line: Vec<u8> = self.buf.drain(..consumed).collect();
         line.truncate(end);
         if line.last() == Some(&b'\r') {
@@ -134,7 +146,13 @@ pub(crate) fn sse_events(
                 Err(e) => return Some((Err(e), lines)),
                 Ok(line) if line.is_empty() => {
                     if let Some(data) = data.take() {
-                        return Some((Ok(SseEvent { event: event.take(), data }), lines));
+                        return Some((
+                            Ok(SseEvent {
+                                event: event.take(),
+                                data,
+                            }),
+                            lines,
+                        ));
                     }
                     event = None;
                 }
@@ -145,13 +163,26 @@ pub(crate) fn sse_events(
                         None => (line, String::new()),
                     };
                     match field.as_str() {
-                        "data" => match &mut data {
-                            Some(d) => {
-                                d.push('\n');
-                                d.push_str(&value);
+                        "data" => {
+                            match &mut data {
+                                Some(d) => {
+                                    d.push('\n');
+                                    d.push_str(&value);
+                                }
+                                None => data = Some(value),
                             }
-                            None => data = Some(value),
-                        },
+                            // An event is bounded like a line: endless `data:` lines
+                            // without a blank line must not grow memory.
+                            if data.as_ref().is_some_and(|d| d.len() > lines.max_line) {
+                                lines.failed = true;
+                                let e = provider_error(
+                                    lines.provider,
+                                    ProviderErrorKind::MalformedResponse,
+                                    format!("stream event exceeds {} bytes", lines.max_line),
+                                );
+                                return Some((Err(e), lines));
+                            }
+                        }
                         "event" => event = Some(value),
                         _ => {}
                     }

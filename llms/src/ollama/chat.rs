@@ -4,9 +4,9 @@ use std::collections::VecDeque;
 
 use async_trait::async_trait;
 use catena_core::{
-    ChatChunk, ChatModel, ChatRequest, ChatResponse, ChatStream, ContentPart, Error,
-    FinishReason, ImageSource, Message, ModelInfo, ProviderErrorKind, ResponseFormat, Result,
-    Role, StreamAccumulator, ToolCall, ToolChoice, Usage,
+    ChatChunk, ChatModel, ChatRequest, ChatResponse, ChatStream, ContentPart, Error, FinishReason,
+    ImageSource, Message, ModelInfo, ProviderErrorKind, ResponseFormat, Result, Role,
+    StreamAccumulator, ToolCall, ToolChoice, Usage,
 };
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -23,9 +23,10 @@ const PROVIDER: &str = "ollama";
 
 /// A [`ChatModel`] backed by Ollama's native `/api/chat`.
 ///
-/// Ollama has no `tool_choice`: [`ToolChoice::None`] sends no tools, and
-/// [`ToolChoice::Tool`] sends only the named tool; whether the model then calls it is up to
-/// the model. Images must be inline (base64 or a `data:` URL). Tool calls get ids
+/// Ollama has no `tool_choice`: [`ToolChoice::None`] sends no tools, [`ToolChoice::Tool`]
+/// sends only the named tool, and [`ToolChoice::Required`] sends all tools like `Auto`;
+/// whether the model then calls one is up to the model (check
+/// [`ChatResponse::tool_calls`]). Images must be inline (base64 or a `data:` URL). Tool calls get ids
 /// `call_0`, `call_1`, … in the order of the turn, since Ollama sends none.
 #[derive(Debug, Clone)]
 pub struct OllamaChatModel {
@@ -160,7 +161,10 @@ fn image_data(part: &ContentPart) -> Result<Option<String>> {
     };
     match source {
         ImageSource::Base64 { data, .. } => Ok(Some(data.clone())),
-        ImageSource::Url { url } => match url.strip_prefix("data:").and_then(|r| r.split_once(";base64,")) {
+        ImageSource::Url { url } => match url
+            .strip_prefix("data:")
+            .and_then(|r| r.split_once(";base64,"))
+        {
             Some((_, data)) => Ok(Some(data.to_owned())),
             None => Err(Error::invalid_input(
                 "Ollama takes inline images only (base64 or a data: URL), not remote URLs",
@@ -231,7 +235,11 @@ fn wire_tool_calls(calls: &[WireToolCall], first_index: usize) -> Vec<ToolCall> 
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            ToolCall::new(format!("call_{}", first_index + i), c.function.name.clone(), args)
+            ToolCall::new(
+                format!("call_{}", first_index + i),
+                c.function.name.clone(),
+                args,
+            )
         })
         .collect()
 }
@@ -262,7 +270,11 @@ impl ChatModel for OllamaChatModel {
             return Err(mid_stream_error(e));
         }
         let message = reply.message.as_ref().ok_or_else(|| {
-            provider_error(PROVIDER, ProviderErrorKind::MalformedResponse, "reply has no message")
+            provider_error(
+                PROVIDER,
+                ProviderErrorKind::MalformedResponse,
+                "reply has no message",
+            )
         })?;
         let calls = wire_tool_calls(&message.tool_calls, 0);
         let mut response = ChatResponse::new(Message::assistant_with_tool_calls(
@@ -406,8 +418,9 @@ fn decode_stream(lines: BoxStream<'static, Result<String>>) -> ChatStream {
                 Some(Err(e)) => {
                     let partial = d.partial.text().to_owned();
                     let e = match e {
-                        Error::Provider(mut p) if p.kind == ProviderErrorKind::StreamInterrupted => {
-                            p.message = format!("{}; partial answer so far: {partial:?}", p.message);
+                        Error::Provider(mut p) => {
+                            p.message =
+                                format!("{}; partial answer so far: {partial:?}", p.message);
                             Error::Provider(p)
                         }
                         other => other,

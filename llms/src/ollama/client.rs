@@ -22,6 +22,9 @@ pub(crate) fn normalize_host(raw: &str) -> Result<String> {
     if raw.is_empty() {
         return Ok(DEFAULT_HOST.to_owned());
     }
+    // As Ollama's `envconfig.Host`: no scheme means http on 11434; an explicit scheme
+    // without a port means that scheme's own port (80 or 443).
+    let explicit_scheme = raw.contains("://");
     let (scheme, rest) = match raw.split_once("://") {
         Some((s, r)) if s == "http" || s == "https" => (s, r),
         Some((s, _)) => {
@@ -37,11 +40,19 @@ pub(crate) fn normalize_host(raw: &str) -> Result<String> {
     };
     let has_port = match hostport.rsplit_once(':') {
         // `[::1]:11434` has a port; `[::1]` and bare `::1` do not.
-        Some((h, p)) => !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']')),
+        Some((h, p)) => {
+            !p.is_empty()
+                && p.chars().all(|c| c.is_ascii_digit())
+                && (!h.contains(':') || h.ends_with(']'))
+        }
         None => false,
     };
     let hostport = hostport.replace("0.0.0.0", "127.0.0.1");
-    let default_port = if scheme == "https" { 443 } else { 11434 };
+    let default_port = match (explicit_scheme, scheme) {
+        (false, _) => 11434,
+        (true, "https") => 443,
+        (true, _) => 80,
+    };
     let hostport = if has_port {
         hostport
     } else {
@@ -100,8 +111,12 @@ mod tests {
         assert_eq!(n(""), "http://127.0.0.1:11434");
         assert_eq!(n("0.0.0.0"), "http://127.0.0.1:11434");
         assert_eq!(n("example.com:8080"), "http://example.com:8080");
-        assert_eq!(n("https://ollama.example.com"), "https://ollama.example.com:443");
-        assert_eq!(n("http://10.0.0.5/"), "http://10.0.0.5:11434");
+        assert_eq!(
+            n("https://ollama.example.com"),
+            "https://ollama.example.com:443"
+        );
+        assert_eq!(n("http://10.0.0.5/"), "http://10.0.0.5:80");
+        assert_eq!(n("10.0.0.5"), "http://10.0.0.5:11434");
         assert_eq!(n("http://proxy:9000/ollama"), "http://proxy:9000/ollama");
         assert_eq!(n("[::1]:5000"), "http://[::1]:5000");
         assert!(normalize_host("ftp://x").is_err());

@@ -312,9 +312,11 @@ pub(crate) fn build_request<'a>(
     })
 }
 
-/// OpenAI's strict mode requires `"additionalProperties": false` on every object schema;
-/// `schemars` leaves it out unless the type denies unknown fields. Sets it where it is
-/// missing (as OpenAI's own SDKs do); schemas that set it keep their value.
+/// OpenAI's strict mode requires `"additionalProperties": false` on every object schema
+/// and every property listed in `required`; `schemars` leaves the first out unless the type
+/// denies unknown fields, and omits `Option<T>` fields from `required` (their schema
+/// already admits `null`, which is how strict mode expresses "optional"). Sets both where
+/// missing (as OpenAI's own SDKs do); schemas that set `additionalProperties` keep it.
 fn close_objects(schema: &mut Value) {
     match schema {
         Value::Object(map) => {
@@ -325,6 +327,10 @@ fn close_objects(schema: &mut Value) {
             }) || map.contains_key("properties");
             if is_object && !map.contains_key("additionalProperties") {
                 map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            if let Some(Value::Object(props)) = map.get("properties") {
+                let all: Vec<Value> = props.keys().cloned().map(Value::String).collect();
+                map.insert("required".into(), Value::Array(all));
             }
             for (key, value) in map.iter_mut() {
                 match key.as_str() {

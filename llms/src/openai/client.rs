@@ -183,7 +183,8 @@ impl OpenAiClient {
             HeaderValue::from_static(concat!("catena-llms/", env!("CARGO_PKG_VERSION"))),
         );
 
-        let transport = Transport::new(PROVIDER, config.http, openai_error_hook)?;
+        let transport =
+            Transport::new(PROVIDER, config.http, openai_error_hook)?.with_secret(api_key.clone());
         Ok(OpenAiClient {
             transport,
             base_url,

@@ -5,10 +5,8 @@
 //! the `code` refines it where the caller can act differently (a prompt that is too long, a
 //! model that does not exist, a wrong key).
 
-use catena_core::{Error, ProviderErrorKind};
+use catena_core::ProviderErrorKind;
 use serde_json::Value;
-
-use crate::ApiKey;
 
 /// The [`ErrorHook`](crate::http::ErrorHook) for OpenAI: the kind the body implies (when it
 /// says more than the status) and a message built from `error.message`, `code`, `type` and
@@ -118,52 +116,13 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-/// Keys shorter than this are not searched for in messages: they are not real secrets
-/// (local servers accept anything) and replacing them would garble the text.
-const MIN_REDACTED_LEN: usize = 8;
-
-/// Replaces every occurrence of the key in a provider error's message with `<redacted>`,
-/// including a prefix of the key cut off by message truncation. Providers may echo the
-/// `Authorization` header in error bodies; this keeps it out of `Display` and `Debug`.
-pub(crate) fn redact(err: Error, key: Option<&ApiKey>) -> Error {
-    let Some(secret) = key.map(ApiKey::expose_secret) else {
-        return err;
-    };
-    if secret.len() < MIN_REDACTED_LEN {
-        return err;
-    }
-    match err {
-        Error::Provider(mut p) => {
-            p.message = redact_text(&p.message, secret);
-            Error::Provider(p)
-        }
-        Error::Other { message, source } => Error::Other {
-            message: redact_text(&message, secret),
-            source,
-        },
-        other => other,
-    }
-}
-
-fn redact_text(text: &str, secret: &str) -> String {
-    let mut out = text.replace(secret, "<redacted>");
-    // A message cut at a length limit may end inside the key.
-    for n in (MIN_REDACTED_LEN..secret.len()).rev() {
-        if let Some(prefix) = secret.get(..n) {
-            if out.ends_with(prefix) {
-                out.truncate(out.len() - n);
-                out.push_str("<redacted>");
-                break;
-            }
-        }
-    }
-    out
-}
+pub(crate) use crate::secret::redact;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use catena_core::ProviderError;
+    use crate::ApiKey;
+    use catena_core::{Error, ProviderError};
     use serde_json::json;
 
     fn hook(status: u16, body: Value) -> (Option<ProviderErrorKind>, String) {
