@@ -144,6 +144,14 @@ impl Error {
         matches!(self.provider_kind(), Some(ProviderErrorKind::Auth))
     }
 
+    /// Whether the credentials lack permission for the call.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(
+            self.provider_kind(),
+            Some(ProviderErrorKind::PermissionDenied)
+        )
+    }
+
     /// Whether the provider rate-limited the call.
     pub fn is_rate_limited(&self) -> bool {
         matches!(self.provider_kind(), Some(ProviderErrorKind::RateLimited))
@@ -188,8 +196,10 @@ impl Error {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProviderErrorKind {
-    /// The credentials are missing, wrong or lack permission (HTTP 401/403). Not retryable.
+    /// The credentials are missing or wrong (HTTP 401). Not retryable.
     Auth,
+    /// The credentials are valid but may not do this (HTTP 403). Not retryable.
+    PermissionDenied,
     /// Too many requests (HTTP 429); see [`ProviderError::retry_after`]. Retryable.
     RateLimited,
     /// The model (or deployment) does not exist (HTTP 404). Not retryable.
@@ -230,7 +240,8 @@ impl ProviderErrorKind {
     /// The kind a bare HTTP status maps to, before looking at the body.
     pub fn from_status(status: u16) -> Self {
         match status {
-            401 | 403 => ProviderErrorKind::Auth,
+            401 => ProviderErrorKind::Auth,
+            403 => ProviderErrorKind::PermissionDenied,
             404 => ProviderErrorKind::ModelNotFound,
             408 => ProviderErrorKind::Timeout,
             429 => ProviderErrorKind::RateLimited,
@@ -245,6 +256,7 @@ impl fmt::Display for ProviderErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = match self {
             ProviderErrorKind::Auth => "authentication failed",
+            ProviderErrorKind::PermissionDenied => "permission denied",
             ProviderErrorKind::RateLimited => "rate limited",
             ProviderErrorKind::ModelNotFound => "model not found",
             ProviderErrorKind::ContextLengthExceeded => "context length exceeded",
@@ -369,7 +381,10 @@ mod tests {
     #[test]
     fn classification_by_status() {
         assert_eq!(ProviderErrorKind::from_status(401), ProviderErrorKind::Auth);
-        assert_eq!(ProviderErrorKind::from_status(403), ProviderErrorKind::Auth);
+        assert_eq!(
+            ProviderErrorKind::from_status(403),
+            ProviderErrorKind::PermissionDenied
+        );
         assert_eq!(
             ProviderErrorKind::from_status(404),
             ProviderErrorKind::ModelNotFound

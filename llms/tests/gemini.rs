@@ -640,7 +640,7 @@ async fn other_classified_errors() {
         "message": "Method doesn't allow unregistered callers."}}),
     )
     .await;
-    assert!(e.is_auth());
+    assert!(e.is_permission_denied(), "{e}");
     let (e, _) = one_error(400, json!({"error": {"code": 400, "status": "INVALID_ARGUMENT",
         "message": "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."}})).await;
     assert_eq!(

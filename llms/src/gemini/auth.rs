@@ -213,7 +213,9 @@ fn oauth_error_hook(status: u16, body: &Value) -> (Option<ProviderErrorKind>, Op
 }
 
 fn token_transport(http: HttpOptions) -> Result<Transport> {
-    Transport::new(TOKEN_PROVIDER, http, oauth_error_hook)
+    Transport::new(TOKEN_PROVIDER, http, |status, body| {
+        oauth_error_hook(status, body).into()
+    })
 }
 
 /// POSTs a form to a token endpoint and reads `{access_token, expires_in}`.

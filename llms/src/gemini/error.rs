@@ -5,10 +5,7 @@ use std::time::Duration;
 use catena_core::{Error, ProviderErrorKind};
 use serde_json::Value;
 
-/// The marker the hook appends to a message when the body carries a
-/// `google.rpc.RetryInfo`; [`finish_error`] turns it back into `retry_after`, since the
-/// hook itself can only return a kind and a message.
-const RETRY_MARKER: &str = " (retry delay: ";
+use crate::http::HookOutcome;
 
 /// The `error` object of a Google error body (which streaming endpoints wrap in an array).
 fn error_object(body: &Value) -> Option<&Value> {
@@ -38,11 +35,12 @@ pub(crate) fn parse_proto_duration(s: &str) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
-/// Classifies a Google error body: the kind (when the body says more than the HTTP status)
-/// and the message (`message`, plus the `status` / `ErrorInfo.reason` in brackets).
-pub(crate) fn classify(status: u16, body: &Value) -> (Option<ProviderErrorKind>, Option<String>) {
+/// Classifies a Google error body: the kind (when the body says more than the HTTP status),
+/// the message (`message`, plus the `status` / `ErrorInfo.reason` in brackets) and the
+/// `RetryInfo.retryDelay`.
+pub(crate) fn classify(status: u16, body: &Value) -> HookOutcome {
     let Some(error) = error_object(body) else {
-        return (None, None);
+        return HookOutcome::default();
     };
     let message = error.get("message").and_then(Value::as_str).unwrap_or("");
     let grpc = error.get("status").and_then(Value::as_str).unwrap_or("");
@@ -54,9 +52,10 @@ pub(crate) fn classify(status: u16, body: &Value) -> (Option<ProviderErrorKind>,
         || reason == "ACCESS_TOKEN_EXPIRED"
         || reason == "ACCESS_TOKEN_TYPE_UNSUPPORTED"
         || grpc == "UNAUTHENTICATED"
-        || grpc == "PERMISSION_DENIED"
     {
         Some(ProviderErrorKind::Auth)
+    } else if grpc == "PERMISSION_DENIED" {
+        Some(ProviderErrorKind::PermissionDenied)
     } else if grpc == "NOT_FOUND" || status == 404 {
         Some(ProviderErrorKind::ModelNotFound)
     } else if grpc == "RESOURCE_EXHAUSTED" {
@@ -83,23 +82,23 @@ pub(crate) fn classify(status: u16, body: &Value) -> (Option<ProviderErrorKind>,
         (true, false) => text.push_str(&format!(" [{reason}]")),
         (true, true) => {}
     }
-    if let Some(delay) = details(error, "google.rpc.RetryInfo")
+    let retry_after = details(error, "google.rpc.RetryInfo")
         .find_map(|d| d.get("retryDelay").and_then(Value::as_str))
-        .filter(|d| parse_proto_duration(d).is_some())
-    {
-        text.push_str(&format!("{RETRY_MARKER}{delay})"));
+        .and_then(parse_proto_duration);
+    HookOutcome {
+        kind,
+        message: Some(text),
+        retry_after,
     }
-    (kind, Some(text))
 }
 
 /// The transport's hook: [`classify`].
-pub(crate) fn error_hook(status: u16, body: &Value) -> (Option<ProviderErrorKind>, Option<String>) {
+pub(crate) fn error_hook(status: u16, body: &Value) -> HookOutcome {
     classify(status, body)
 }
 
-/// Final touches on every error of a Gemini call: secrets that a server echoed back are
-/// cut out of the message, and a `RetryInfo.retryDelay` the hook noted becomes
-/// `retry_after` when no `Retry-After` header gave one.
+/// Final touch on every error of a Gemini call: secrets that a server echoed back are cut
+/// out of the message (the bearer token changes on refresh, so this happens per call).
 pub(crate) fn finish_error(err: Error, secrets: &[&str]) -> Error {
     let Error::Provider(mut p) = err else {
         return err;
@@ -107,14 +106,6 @@ pub(crate) fn finish_error(err: Error, secrets: &[&str]) -> Error {
     for secret in secrets.iter().filter(|s| s.len() >= 4) {
         if p.message.contains(secret) {
             p.message = p.message.replace(secret, "<redacted>");
-        }
-    }
-    if p.retry_after.is_none() {
-        if let Some(at) = p.message.rfind(RETRY_MARKER) {
-            let rest = &p.message[at + RETRY_MARKER.len()..];
-            if let Some(d) = rest.strip_suffix(')').and_then(parse_proto_duration) {
-                p.retry_after = Some(d);
-            }
         }
     }
     Error::Provider(p)
@@ -131,32 +122,43 @@ mod tests {
         let key = json!({"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
             "status": "INVALID_ARGUMENT", "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
             "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}});
-        let (kind, msg) = classify(400, &key);
-        assert_eq!(kind, Some(ProviderErrorKind::Auth));
+        let out = classify(400, &key);
+        assert_eq!(out.kind, Some(ProviderErrorKind::Auth));
         assert_eq!(
-            msg.unwrap(),
+            out.message.unwrap(),
             "API key not valid. Please pass a valid API key. [INVALID_ARGUMENT: API_KEY_INVALID]"
         );
         let long = json!({"error": {"code": 400, "status": "INVALID_ARGUMENT",
             "message": "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."}});
         assert_eq!(
-            classify(400, &long).0,
+            classify(400, &long).kind,
             Some(ProviderErrorKind::ContextLengthExceeded)
         );
         let nf = json!([{"error": {"code": 404, "status": "NOT_FOUND", "message": "models/x is not found"}}]);
-        assert_eq!(classify(404, &nf).0, Some(ProviderErrorKind::ModelNotFound));
-        assert_eq!(classify(500, &Value::Null), (None, None));
+        assert_eq!(
+            classify(404, &nf).kind,
+            Some(ProviderErrorKind::ModelNotFound)
+        );
+        let none = classify(500, &Value::Null);
+        assert!(none.kind.is_none() && none.message.is_none());
+        let denied =
+            json!({"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "no"}});
+        assert_eq!(
+            classify(403, &denied).kind,
+            Some(ProviderErrorKind::PermissionDenied)
+        );
     }
 
     #[test]
     fn retry_info_becomes_retry_after_and_secrets_are_cut() {
         let body = json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Quota exceeded for key SECRET123",
             "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "13s"}]}});
-        let (kind, msg) = classify(429, &body);
-        assert_eq!(kind, Some(ProviderErrorKind::RateLimited));
-        let err: Error = ProviderError::new(ProviderErrorKind::RateLimited, msg.unwrap()).into();
+        let out = classify(429, &body);
+        assert_eq!(out.kind, Some(ProviderErrorKind::RateLimited));
+        assert_eq!(out.retry_after, Some(Duration::from_secs(13)));
+        let err: Error =
+            ProviderError::new(ProviderErrorKind::RateLimited, out.message.unwrap()).into();
         let err = finish_error(err, &["SECRET123"]);
-        assert_eq!(err.retry_after(), Some(Duration::from_secs(13)));
         assert!(!err.to_string().contains("SECRET123"), "{err}");
         assert_eq!(
             parse_proto_duration("1.5s"),

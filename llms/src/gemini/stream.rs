@@ -22,12 +22,19 @@ fn error_event(provider: &str, error: &Value) -> Error {
         .and_then(Value::as_u64)
         .and_then(|c| u16::try_from(c).ok())
         .unwrap_or(500);
-    let (kind, message) = classify(status, &body);
-    let kind = kind.unwrap_or_else(|| ProviderErrorKind::from_status(status));
-    let err =
-        catena_core::ProviderError::new(kind, message.unwrap_or_else(|| "error event".into()))
-            .with_status(status)
-            .with_provider(provider);
+    let outcome = classify(status, &body);
+    let kind = outcome
+        .kind
+        .unwrap_or_else(|| ProviderErrorKind::from_status(status));
+    let mut err = catena_core::ProviderError::new(
+        kind,
+        outcome.message.unwrap_or_else(|| "error event".into()),
+    )
+    .with_status(status)
+    .with_provider(provider);
+    if let Some(d) = outcome.retry_after {
+        err = err.with_retry_after(d);
+    }
     finish_error(err.into(), &[])
 }
 

@@ -8,10 +8,31 @@ use crate::secret::{redact_text, ApiKey};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-/// A provider's refinement of an error response: given the status and the parsed JSON
-/// body (`Null` when it is not JSON), the kind (when the body says more than the status)
-/// and the provider's message.
-pub(crate) type ErrorHook = fn(u16, &Value) -> (Option<ProviderErrorKind>, Option<String>);
+/// What a provider reads from an error body.
+#[derive(Debug, Default)]
+pub(crate) struct HookOutcome {
+    /// The kind, when the body says more than the HTTP status.
+    pub(crate) kind: Option<ProviderErrorKind>,
+    /// The provider's message.
+    pub(crate) message: Option<String>,
+    /// A wait the body asks for (e.g. Google's `RetryInfo`), used when no `Retry-After`
+    /// header gave one.
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl From<(Option<ProviderErrorKind>, Option<String>)> for HookOutcome {
+    fn from((kind, message): (Option<ProviderErrorKind>, Option<String>)) -> Self {
+        HookOutcome {
+            kind,
+            message,
+            retry_after: None,
+        }
+    }
+}
+
+/// A provider's refinement of an error response, given the status and the parsed JSON
+/// body (`Null` when it is not JSON).
+pub(crate) type ErrorHook = fn(u16, &Value) -> HookOutcome;
 
 /// `retry-after-ms` (milliseconds), then `retry-after` (seconds or an HTTP date). Only a
 /// positive wait counts: zero, negative, past or absurd values are ignored, so the caller
@@ -75,7 +96,11 @@ pub(crate) fn error_from_parts(
         body = redact_text(&body, key.expose_secret());
     }
     let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    let (kind, message) = hook(status, &json);
+    let HookOutcome {
+        kind,
+        message,
+        retry_after: body_retry_after,
+    } = hook(status, &json);
     let kind = kind.unwrap_or_else(|| ProviderErrorKind::from_status(status));
     let message = message.unwrap_or_else(|| {
         let text = body.trim();
@@ -88,7 +113,7 @@ pub(crate) fn error_from_parts(
     let mut err = ProviderError::new(kind, message)
         .with_status(status)
         .with_provider(provider);
-    if let Some(d) = retry_after(headers) {
+    if let Some(d) = retry_after(headers).or(body_retry_after.filter(|d| !d.is_zero())) {
         err = err.with_retry_after(d);
     }
     if let Some(id) = request_id(headers) {
@@ -140,11 +165,12 @@ mod tests {
 mod redaction_tests {
     use super::*;
 
-    fn hook(_: u16, v: &Value) -> (Option<ProviderErrorKind>, Option<String>) {
+    fn hook(_: u16, v: &Value) -> HookOutcome {
         (
             None,
             v.get("message").and_then(Value::as_str).map(str::to_owned),
         )
+            .into()
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::retry::RetryPolicy;
 use crate::secret::ApiKey;
 
-pub(crate) use error::{error_from_parts, ErrorHook};
+pub(crate) use error::{error_from_parts, ErrorHook, HookOutcome};
 #[cfg_attr(not(feature = "ollama"), allow(unused_imports))]
 pub(crate) use stream::ndjson_lines;
 #[cfg_attr(

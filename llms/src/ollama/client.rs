@@ -87,7 +87,9 @@ impl OllamaClient {
     pub(crate) fn new(host: &str, http: HttpOptions, keep_alive: Option<String>) -> Result<Self> {
         Ok(OllamaClient {
             base_url: normalize_host(host)?,
-            transport: Transport::new("ollama", http, error_hook)?,
+            transport: Transport::new("ollama", http, |status, body| {
+                error_hook(status, body).into()
+            })?,
             keep_alive,
         })
     }

@@ -183,8 +183,10 @@ impl OpenAiClient {
             HeaderValue::from_static(concat!("catena-llms/", env!("CARGO_PKG_VERSION"))),
         );
 
-        let transport =
-            Transport::new(PROVIDER, config.http, openai_error_hook)?.with_secret(api_key.clone());
+        let transport = Transport::new(PROVIDER, config.http, |status, body| {
+            openai_error_hook(status, body).into()
+        })?
+        .with_secret(api_key.clone());
         Ok(OpenAiClient {
             transport,
             base_url,

@@ -103,7 +103,8 @@ pub(crate) fn stream_error_kind(error: &Value) -> ProviderErrorKind {
             ProviderErrorKind::RateLimited
         }
         ("invalid_request_error", _) => ProviderErrorKind::InvalidRequest,
-        ("authentication_error" | "permission_error", _) => ProviderErrorKind::Auth,
+        ("authentication_error", _) => ProviderErrorKind::Auth,
+        ("permission_error", _) => ProviderErrorKind::PermissionDenied,
         // `server_error` and anything unknown: the provider failed mid-answer.
         _ => ProviderErrorKind::Server,
     }
