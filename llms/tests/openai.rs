@@ -1306,3 +1306,102 @@ async fn the_key_never_appears_in_errors_or_debug_output() {
         assert_no_secret(what, text);
     }
 }
+
+#[tokio::test]
+async fn azure_deployments_and_gateway_headers() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/openai/deployments/my-gpt/chat/completions"))
+        .and(wiremock::matchers::query_param("api-version", "2024-10-21"))
+        .and(header("api-key", "azure-secret-key-123456"))
+        .and(header("x-gateway-token", "gw-1"))
+        .respond_with(json_template("openai/chat_completion.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let model = OpenAiChatModel::builder()
+        .api_key("azure-secret-key-123456")
+        .azure(server.uri(), "my-gpt", "2024-10-21")
+        .default_header("x-gateway-token", "gw-1")
+        .http(fast_retry())
+        .build()
+        .unwrap();
+    model.generate(hello()).await.unwrap();
+    let req = &server.received_requests().await.unwrap()[0];
+    assert!(
+        req.headers.get("authorization").is_none(),
+        "Azure takes the key in `api-key`, not a bearer token"
+    );
+    let shown = format!("{model:?}");
+    assert!(
+        !shown.contains("azure-secret") && !shown.contains("gw-1"),
+        "{shown}"
+    );
+
+    assert!(matches!(
+        OpenAiChatModel::builder()
+            .api_key("k")
+            .base_url(server.uri())
+            .default_header("bad header", "x")
+            .build()
+            .unwrap_err(),
+        Error::InvalidConfig(_)
+    ));
+}
+
+#[tokio::test]
+async fn embeddings_respect_openai_token_limits() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/embeddings"))
+        .respond_with(|req: &Request| {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let data: Vec<Value> = body["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, _)| json!({"object": "embedding", "index": i, "embedding": [0.5, 0.5, 0.5]}))
+                .collect();
+            ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": data,
+                "model": "text-embedding-3-small", "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
+        })
+        .mount(&server)
+        .await;
+    let embedder = OpenAiEmbedder::builder()
+        .api_key("sk-test")
+        .base_url(server.uri())
+        .model("text-embedding-3-small")
+        .dimensions(Some(3))
+        .max_request_tokens(10_000)
+        .http(fast_retry())
+        .build()
+        .unwrap();
+    // " word" is one cl100k token: 4,000 tokens per text, so two texts fit a 10k request.
+    let text = " word".repeat(4_000);
+    let texts = vec![text.clone(), text.clone(), text.clone(), "short".to_owned()];
+    let vectors = embedder.embed_documents(&texts).await.unwrap();
+    assert_eq!(vectors.len(), 4);
+    let sizes: Vec<usize> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["input"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert_eq!(sizes, [2, 2], "split by tokens, not only by count");
+
+    // One input over the model's limit is refused before anything is sent, not truncated.
+    let too_long = vec![" word".repeat(9_000)];
+    let err = embedder.embed_documents(&too_long).await.unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput(ref m) if m.contains("9000 tokens")),
+        "{err}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}

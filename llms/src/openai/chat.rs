@@ -113,6 +113,33 @@ impl OpenAiChatModelBuilder {
         self
     }
 
+    /// Targets an Azure OpenAI deployment: requests go to
+    /// `{endpoint}/openai/deployments/{deployment}/…?api-version={api_version}` and the key
+    /// is sent as an `api-key` header. Default: OpenAI itself.
+    pub fn azure(
+        mut self,
+        endpoint: impl AsRef<str>,
+        deployment: impl AsRef<str>,
+        api_version: impl AsRef<str>,
+    ) -> Self {
+        self.connection
+            .azure(endpoint.as_ref(), deployment.as_ref(), api_version.as_ref());
+        self
+    }
+
+    /// Adds a header to every request (gateways, proxies). Its value is treated as a
+    /// secret: never logged or printed. Default: none.
+    pub fn default_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.connection.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a query parameter to every request. Default: none.
+    pub fn default_query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.connection.query.push((name.into(), value.into()));
+        self
+    }
+
     /// Timeouts, retries and limits. Default [`HttpOptions::default`] (2 retries, 600 s
     /// request timeout, 120 s stream idle timeout).
     pub fn http(mut self, options: HttpOptions) -> Self {

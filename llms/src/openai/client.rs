@@ -40,6 +40,12 @@ pub(crate) struct ConnectionConfig {
     pub(crate) organization: Option<String>,
     pub(crate) project: Option<String>,
     pub(crate) http: HttpOptions,
+    /// Send the key as `api-key: <key>` (Azure OpenAI) instead of `Authorization: Bearer`.
+    pub(crate) api_key_header: bool,
+    /// Query parameters added to every request (Azure's `api-version`).
+    pub(crate) query: Vec<(String, String)>,
+    /// Extra headers added to every request.
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Default for ConnectionConfig {
@@ -50,6 +56,9 @@ impl Default for ConnectionConfig {
             organization: None,
             project: None,
             http: HttpOptions::default(),
+            api_key_header: false,
+            query: Vec::new(),
+            headers: Vec::new(),
         }
     }
 }
@@ -62,7 +71,28 @@ impl fmt::Debug for ConnectionConfig {
             .field("organization", &self.organization)
             .field("project", &self.project)
             .field("http", &self.http)
+            .field("api_key_header", &self.api_key_header)
+            .field("query", &self.query)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .finish()
+    }
+}
+
+impl ConnectionConfig {
+    /// Points the client at an Azure OpenAI deployment.
+    pub(crate) fn azure(&mut self, endpoint: &str, deployment: &str, api_version: &str) {
+        self.base_url = format!(
+            "{}/openai/deployments/{}",
+            endpoint.trim().trim_end_matches('/'),
+            deployment.trim()
+        );
+        self.api_key_header = true;
+        self.query.retain(|(k, _)| k != "api-version");
+        self.query
+            .push(("api-version".to_owned(), api_version.trim().to_owned()));
     }
 }
 
@@ -103,6 +133,7 @@ pub(crate) struct OpenAiClient {
     transport: Transport,
     base_url: String,
     headers: HeaderMap,
+    query: Vec<(String, String)>,
     /// Kept only to redact it from error messages.
     api_key: Option<ApiKey>,
 }
@@ -148,6 +179,11 @@ impl OpenAiClient {
 
         let mut headers = HeaderMap::new();
         match &api_key {
+            Some(key) if config.api_key_header => {
+                let mut v = header_value("API key", key.expose_secret())?;
+                v.set_sensitive(true);
+                headers.insert(HeaderName::from_static("api-key"), v);
+            }
             Some(key) => {
                 let mut v = header_value("API key", &format!("Bearer {}", key.expose_secret().trim()))?;
                 v.set_sensitive(true);
@@ -177,6 +213,15 @@ impl OpenAiClient {
                 header_value("project id", project)?,
             );
         }
+        for (name, value) in &config.headers {
+            let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+                Error::invalid_config(format!("`{name}` is not a valid HTTP header name"))
+            })?;
+            let mut v = header_value(&format!("header `{name}`"), value)?;
+            // Extra headers may carry credentials (gateways, proxies): never print them.
+            v.set_sensitive(true);
+            headers.insert(name, v);
+        }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(
             reqwest::header::USER_AGENT,
@@ -191,6 +236,7 @@ impl OpenAiClient {
             transport,
             base_url,
             headers,
+            query: config.query,
             api_key,
         })
     }
@@ -218,6 +264,7 @@ impl OpenAiClient {
         self.transport
             .client
             .post(format!("{}{path}", self.base_url))
+            .query(&self.query)
             .headers(self.headers.clone())
             .header(ACCEPT, accept)
             .body(body.clone())

@@ -60,6 +60,7 @@ pub struct OpenAiEmbedder {
     requested_dimensions: Option<u32>,
     dimensions: usize,
     batch_size: usize,
+    max_request_tokens: usize,
 }
 
 impl fmt::Debug for OpenAiEmbedder {
@@ -68,6 +69,7 @@ impl fmt::Debug for OpenAiEmbedder {
             .field("model", &self.model)
             .field("dimensions", &self.dimensions)
             .field("batch_size", &self.batch_size)
+            .field("max_request_tokens", &self.max_request_tokens)
             .field("client", &self.client)
             .finish()
     }
@@ -81,6 +83,7 @@ pub struct OpenAiEmbedderBuilder {
     model: Option<String>,
     dimensions: Option<u32>,
     batch_size: usize,
+    max_request_tokens: usize,
 }
 
 impl Default for OpenAiEmbedderBuilder {
@@ -90,6 +93,7 @@ impl Default for OpenAiEmbedderBuilder {
             model: None,
             dimensions: None,
             batch_size: DEFAULT_EMBEDDING_BATCH_SIZE,
+            max_request_tokens: MAX_REQUEST_TOKENS,
         }
     }
 }
@@ -139,6 +143,33 @@ impl OpenAiEmbedderBuilder {
         self
     }
 
+    /// Targets an Azure OpenAI deployment: requests go to
+    /// `{endpoint}/openai/deployments/{deployment}/…?api-version={api_version}` and the key
+    /// is sent as an `api-key` header. Default: OpenAI itself.
+    pub fn azure(
+        mut self,
+        endpoint: impl AsRef<str>,
+        deployment: impl AsRef<str>,
+        api_version: impl AsRef<str>,
+    ) -> Self {
+        self.connection
+            .azure(endpoint.as_ref(), deployment.as_ref(), api_version.as_ref());
+        self
+    }
+
+    /// Adds a header to every request (gateways, proxies). Its value is treated as a
+    /// secret: never logged or printed. Default: none.
+    pub fn default_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.connection.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a query parameter to every request. Default: none.
+    pub fn default_query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.connection.query.push((name.into(), value.into()));
+        self
+    }
+
     /// Timeouts, retries and limits. Default [`HttpOptions::default`].
     pub fn http(mut self, options: HttpOptions) -> Self {
         self.connection.http = options;
@@ -167,6 +198,14 @@ impl OpenAiEmbedderBuilder {
         self
     }
 
+    /// Tokens per request, summed over its texts, for OpenAI's own `text-embedding-*`
+    /// models (counted with `cl100k_base`). Default [`MAX_REQUEST_TOKENS`] (300,000,
+    /// OpenAI's limit). Must be at least [`MAX_INPUT_TOKENS`].
+    pub fn max_request_tokens(mut self, n: usize) -> Self {
+        self.max_request_tokens = n;
+        self
+    }
+
     /// Builds the embedder.
     ///
     /// # Errors
@@ -187,6 +226,11 @@ impl OpenAiEmbedderBuilder {
                 "the embedding batch size must be at least 1",
             ));
         }
+        if self.max_request_tokens < MAX_INPUT_TOKENS {
+            return Err(Error::invalid_config(format!(
+                "max_request_tokens must be at least {MAX_INPUT_TOKENS} (one full input)"
+            )));
+        }
         let dimensions = match self.dimensions {
             Some(0) => return Err(Error::invalid_config("embedding dimensions must be at least 1")),
             Some(n) => usize::try_from(n)
@@ -203,6 +247,7 @@ impl OpenAiEmbedderBuilder {
             requested_dimensions: self.dimensions,
             dimensions,
             batch_size: self.batch_size,
+            max_request_tokens: self.max_request_tokens,
         })
     }
 
@@ -285,6 +330,49 @@ fn malformed(message: String) -> Error {
     provider_error(PROVIDER, ProviderErrorKind::MalformedResponse, message)
 }
 
+/// OpenAI's per-input limit for its embedding models, in tokens.
+pub const MAX_INPUT_TOKENS: usize = 8191;
+/// OpenAI's per-request limit for the embeddings endpoint, in tokens summed over inputs.
+pub const MAX_REQUEST_TOKENS: usize = 300_000;
+
+impl OpenAiEmbedder {
+    /// Whether the model is one of OpenAI's own (tokenised with `cl100k_base`), whose token
+    /// limits are known; other models on compatible servers are batched by count only.
+    fn has_known_token_limits(&self) -> bool {
+        self.model.starts_with("text-embedding-")
+    }
+
+    /// Splits `texts` into requests of at most `batch_size` texts and, for OpenAI's own
+    /// models, at most `max_request_tokens` tokens; an input over [`MAX_INPUT_TOKENS`] is an
+    /// error rather than silently truncated.
+    fn batches<'a>(&self, texts: &'a [String]) -> Result<Vec<&'a [String]>> {
+        if !self.has_known_token_limits() {
+            return Ok(texts.chunks(self.batch_size).collect());
+        }
+        let mut batches = Vec::new();
+        let (mut start, mut tokens) = (0usize, 0usize);
+        for (i, text) in texts.iter().enumerate() {
+            let n = catena_core::count_tokens(catena_core::TokenEncoding::Cl100kBase, text);
+            if n > MAX_INPUT_TOKENS {
+                return Err(Error::invalid_input(format!(
+                    "text {i} has {n} tokens; `{}` takes at most {MAX_INPUT_TOKENS} (split it first)",
+                    self.model
+                )));
+            }
+            if i > start && (i - start == self.batch_size || tokens + n > self.max_request_tokens) {
+                batches.push(&texts[start..i]);
+                start = i;
+                tokens = 0;
+            }
+            tokens += n;
+        }
+        if start < texts.len() {
+            batches.push(&texts[start..]);
+        }
+        Ok(batches)
+    }
+}
+
 #[async_trait]
 impl Embedder for OpenAiEmbedder {
     async fn embed_documents(&self, texts: &[String]) -> Result<Vec<Embedding>> {
@@ -295,7 +383,7 @@ impl Embedder for OpenAiEmbedder {
             )));
         }
         let mut out = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(self.batch_size) {
+        for batch in self.batches(texts)? {
             tracing::debug!(provider = PROVIDER, model = %self.model, texts = batch.len(), "embeddings");
             out.extend(self.embed_batch(batch).await?);
         }

@@ -57,4 +57,5 @@ pub use client::{
 };
 pub use embed::{
     OpenAiEmbedder, OpenAiEmbedderBuilder, DEFAULT_EMBEDDING_BATCH_SIZE, DEFAULT_EMBEDDING_MODEL,
+    MAX_INPUT_TOKENS, MAX_REQUEST_TOKENS,
 };
