@@ -527,6 +527,31 @@ async fn model_override_and_info() {
             && info.supports_images
             && info.supports_streaming
     );
+
+    // Older compatible servers read only the legacy `max_tokens` field.
+    model.generate(hello().with_max_tokens(7)).await.unwrap();
+    let sent = &bodies(&server).await[1];
+    assert_eq!(
+        (
+            sent["max_completion_tokens"].clone(),
+            sent.get("max_tokens")
+        ),
+        (json!(7), None)
+    );
+    let legacy = OpenAiChatModel::builder()
+        .base_url(format!("{}/v1", server.uri()))
+        .legacy_max_tokens(true)
+        .build()
+        .unwrap();
+    legacy.generate(hello().with_max_tokens(7)).await.unwrap();
+    let sent = &bodies(&server).await[2];
+    assert_eq!(
+        (
+            sent["max_tokens"].clone(),
+            sent.get("max_completion_tokens")
+        ),
+        (json!(7), None)
+    );
 }
 
 #[tokio::test]

@@ -48,6 +48,7 @@ const PATH: &str = "/chat/completions";
 pub struct OpenAiChatModel {
     client: OpenAiClient,
     model: String,
+    legacy_max_tokens: bool,
 }
 
 impl fmt::Debug for OpenAiChatModel {
@@ -65,6 +66,7 @@ impl fmt::Debug for OpenAiChatModel {
 pub struct OpenAiChatModelBuilder {
     connection: ConnectionConfig,
     model: Option<String>,
+    legacy_max_tokens: bool,
 }
 
 impl fmt::Debug for OpenAiChatModelBuilder {
@@ -167,7 +169,16 @@ impl OpenAiChatModelBuilder {
         Ok(OpenAiChatModel {
             client: OpenAiClient::new(self.connection)?,
             model,
+            legacy_max_tokens: self.legacy_max_tokens,
         })
+    }
+
+    /// Sends the answer-length limit as the legacy `max_tokens` instead of
+    /// `max_completion_tokens`, for OpenAI-compatible servers that only read the old field
+    /// (older vLLM and llama.cpp servers). Default false.
+    pub fn legacy_max_tokens(mut self, yes: bool) -> Self {
+        self.legacy_max_tokens = yes;
+        self
     }
 
     fn apply_env(mut self, get: &dyn Fn(&str) -> Option<String>) -> Self {
@@ -212,7 +223,7 @@ impl ChatModel for OpenAiChatModel {
     async fn generate(&self, request: ChatRequest) -> Result<ChatResponse> {
         request.validate()?;
         let model = request.model.as_deref().unwrap_or(&self.model);
-        let body = build_request(&request, model, false)?;
+        let body = build_request(&request, model, false, self.legacy_max_tokens)?;
         tracing::debug!(provider = PROVIDER, model, "chat completion");
         let completion: ChatCompletion = self.client.post_json(PATH, &body).await?;
         parse_completion(completion)
@@ -221,7 +232,7 @@ impl ChatModel for OpenAiChatModel {
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
         request.validate()?;
         let model = request.model.as_deref().unwrap_or(&self.model);
-        let body = build_request(&request, model, true)?;
+        let body = build_request(&request, model, true, self.legacy_max_tokens)?;
         tracing::debug!(provider = PROVIDER, model, "chat completion stream");
         let response = self.client.post_stream(PATH, &body).await?;
         let is_json = response
@@ -265,6 +276,7 @@ pub(crate) fn build_request<'a>(
     request: &'a ChatRequest,
     model: &'a str,
     stream: bool,
+    legacy_max_tokens: bool,
 ) -> Result<ChatCompletionRequest<'a>> {
     let messages = request
         .messages
@@ -329,7 +341,8 @@ pub(crate) fn build_request<'a>(
         response_format,
         temperature: request.temperature,
         top_p: request.top_p,
-        max_completion_tokens: request.max_tokens,
+        max_completion_tokens: request.max_tokens.filter(|_| !legacy_max_tokens),
+        max_tokens: request.max_tokens.filter(|_| legacy_max_tokens),
         stop: &request.stop,
         seed: request.seed,
         stream,

@@ -28,6 +28,9 @@ pub(crate) struct ChatCompletionRequest<'a> {
     /// OpenAI deprecated `max_tokens` for this (reasoning models reject `max_tokens`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_completion_tokens: Option<u32>,
+    /// The legacy field, for compatible servers that only read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub(crate) stop: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
