@@ -571,3 +571,306 @@ async fn embedder_conformance_suite() {
         .unwrap();
     embedder_conformance(&e).await;
 }
+
+// ---------------------------------------------------------------- errors, retries, streams
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use catena_core::parser::{OutputParser, TypedOutputParser};
+use catena_core::ChatChunk;
+
+fn hello() -> ChatRequest {
+    ChatRequest::new(vec![Message::user("Hello!")])
+}
+
+/// Answers with `responses` in turn (the last one repeated), recording when each request
+/// arrived.
+#[derive(Clone)]
+struct Sequence {
+    responses: Arc<Vec<ResponseTemplate>>,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Sequence {
+    async fn mount(responses: Vec<ResponseTemplate>) -> (MockServer, Sequence) {
+        let server = MockServer::start().await;
+        let seq = Sequence {
+            responses: Arc::new(responses),
+            arrivals: Arc::default(),
+        };
+        Mock::given(method("POST"))
+            .respond_with(seq.clone())
+            .mount(&server)
+            .await;
+        (server, seq)
+    }
+
+    fn arrivals(&self) -> Vec<Instant> {
+        self.arrivals.lock().unwrap().clone()
+    }
+}
+
+impl Respond for Sequence {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let mut arrivals = self.arrivals.lock().unwrap();
+        arrivals.push(Instant::now());
+        let i = (arrivals.len() - 1).min(self.responses.len() - 1);
+        self.responses[i].clone()
+    }
+}
+
+#[tokio::test]
+async fn unauthorized_is_auth_and_not_retried() {
+    // What an Ollama server behind an authenticating proxy (or ollama.com) answers.
+    let (server, seq) = Sequence::mount(vec![
+        ResponseTemplate::new(401).set_body_json(json!({"error": "unauthorized"}))
+    ])
+    .await;
+    let model = chat(&server.uri());
+    let e = model.generate(hello()).await.unwrap_err();
+    assert!(e.is_auth(), "{e:?}");
+    let p = e.as_provider().unwrap();
+    assert_eq!(p.status, Some(401));
+    assert_eq!(p.provider.as_deref(), Some("ollama"));
+    assert!(p.message.contains("unauthorized"), "{p}");
+    assert!(!e.is_retryable());
+    assert_eq!(seq.arrivals().len(), 1, "401 is not retried");
+    // The same on a stream: `stream()` itself fails, once.
+    let e = model.stream(hello()).await.err().unwrap();
+    assert!(e.is_auth(), "{e:?}");
+    assert_eq!(seq.arrivals().len(), 2);
+}
+
+#[tokio::test]
+async fn server_error_then_success_is_two_requests() {
+    let (server, seq) = Sequence::mount(vec![
+        ResponseTemplate::new(500)
+            .set_body_json(json!({"error": "llama runner process has terminated"})),
+        ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"),
+    ])
+    .await;
+    let r = chat(&server.uri()).generate(hello()).await.unwrap();
+    assert_eq!(r.text(), "Hello! How are you today?");
+    assert_eq!(seq.arrivals().len(), 2);
+}
+
+#[tokio::test]
+async fn persistent_unavailable_is_three_attempts() {
+    let (server, seq) = Sequence::mount(vec![ResponseTemplate::new(503).set_body_json(
+        json!({"error": "server busy, please try again.  maximum pending requests exceeded"}),
+    )])
+    .await;
+    let model = OllamaChatModel::builder()
+        .host(server.uri())
+        .http(
+            HttpOptions::new().retry(
+                RetryPolicy::default()
+                    .initial_backoff(Duration::from_millis(50))
+                    .jitter(false),
+            ),
+        )
+        .build()
+        .unwrap();
+    let e = model.generate(hello()).await.unwrap_err();
+    let p = e.as_provider().unwrap();
+    assert_eq!(p.kind, ProviderErrorKind::Server);
+    assert_eq!(p.status, Some(503));
+    assert!(p.message.contains("server busy"), "{p}");
+    let t = seq.arrivals();
+    assert_eq!(t.len(), 3, "1 attempt + 2 retries");
+    // Backoff 50 ms, then 100 ms (lower bounds only: a busy machine may be slower).
+    assert!(
+        t[1] - t[0] >= Duration::from_millis(50),
+        "{:?}",
+        t[1] - t[0]
+    );
+    assert!(
+        t[2] - t[1] >= Duration::from_millis(100),
+        "{:?}",
+        t[2] - t[1]
+    );
+
+    // A stream's start is retried the same way.
+    let e = model.stream(hello()).await.err().unwrap();
+    assert_eq!(e.as_provider().unwrap().status, Some(503));
+    assert_eq!(seq.arrivals().len(), 6);
+}
+
+#[tokio::test]
+async fn malformed_json_line_mid_stream_follows_the_delivered_delta() {
+    use futures::StreamExt;
+    let host = raw_server(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nconnection: close\r\n\r\n\
+          {\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"The sky is\"},\"done\":false}\n\
+          {\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\n\
+          {\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\"}\n",
+    )
+    .await;
+    let items: Vec<_> = chat(&host).stream(hello()).await.unwrap().collect().await;
+    let texts: Vec<_> = items
+        .iter()
+        .filter_map(|i| match i {
+            Ok(ChatChunk::TextDelta(t)) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        ["The sky is"],
+        "the delta before the bad line is delivered"
+    );
+    let last = items
+        .last()
+        .unwrap()
+        .as_ref()
+        .expect_err("the stream ends with the error, not with `done`");
+    assert_eq!(
+        last.provider_kind(),
+        Some(&ProviderErrorKind::MalformedResponse),
+        "{last:?}"
+    );
+    assert!(
+        last.to_string().contains("The sky is"),
+        "the error carries the partial answer: {last}"
+    );
+}
+
+/// What the structured-output tests ask for.
+#[derive(Debug, PartialEq, serde::Deserialize, schemars::JsonSchema)]
+struct Country {
+    name: String,
+    capital: String,
+    languages: Vec<String>,
+}
+
+#[tokio::test]
+async fn structured_output_parses_into_a_rust_type() {
+    // As in Ollama's "structured outputs" example: the JSON comes as the message text.
+    let answer = r#"{"name": "Canada", "capital": "Ottawa", "languages": ["English", "French"]}"#;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat"))
+        .respond_with(move |req: &Request| {
+            if body_of(req)["stream"] == true {
+                let (a, b) = answer.split_at(20);
+                let line = |t: &str| json!({"model": "llama3.1", "message": {"role": "assistant", "content": t}, "done": false}).to_string();
+                let done = json!({"model": "llama3.1", "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop"});
+                ResponseTemplate::new(200).set_body_raw(
+                    format!("{}\n{}\n{done}\n", line(a), line(b)),
+                    "application/x-ndjson",
+                )
+            } else {
+                ResponseTemplate::new(200).set_body_json(json!({
+                    "model": "llama3.1",
+                    "created_at": "2024-12-06T00:48:09.983619Z",
+                    "message": {"role": "assistant", "content": answer},
+                    "done_reason": "stop",
+                    "done": true,
+                    "prompt_eval_count": 32,
+                    "eval_count": 37
+                }))
+            }
+        })
+        .mount(&server)
+        .await;
+    let parser = TypedOutputParser::<Country>::new();
+    let req = ChatRequest::new(vec![Message::user("Tell me about Canada.")])
+        .with_response_format(ResponseFormat::json_schema_for::<Country>());
+    let model = chat(&server.uri());
+    let expected = Country {
+        name: "Canada".into(),
+        capital: "Ottawa".into(),
+        languages: vec!["English".into(), "French".into()],
+    };
+
+    let r = model.generate(req.clone()).await.unwrap();
+    assert_eq!(parser.parse(&r.text()).unwrap(), expected);
+    let streamed = collect_stream(model.stream(req).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(parser.parse(&streamed.text()).unwrap(), expected);
+
+    // The schema went out as `format`, as Ollama documents it.
+    let sent = body_of(&server.received_requests().await.unwrap()[0]);
+    assert_eq!(sent["format"]["type"], "object");
+    let mut required: Vec<&str> = sent["format"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    required.sort_unstable();
+    assert_eq!(required, ["capital", "languages", "name"]);
+    assert_eq!(sent["format"]["properties"]["languages"]["type"], "array");
+}
+
+/// Sets environment variables for one test and restores them afterwards, even on panic.
+struct EnvGuard(Vec<(&'static str, Option<std::ffi::OsString>)>);
+
+impl EnvGuard {
+    fn set(vars: &[(&'static str, &str)]) -> Self {
+        let saved = vars
+            .iter()
+            .map(|(k, _)| (*k, std::env::var_os(k)))
+            .collect();
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        EnvGuard(saved)
+    }
+}
+
+impl Drop for EnvGuard {
+    fn drop(&mut self) {
+        for (k, v) in &self.0 {
+            match v {
+                Some(v) => std::env::set_var(k, v),
+                None => std::env::remove_var(k),
+            }
+        }
+    }
+}
+
+/// The only test that touches `OLLAMA_*` variables (the environment is process-wide).
+#[tokio::test]
+async fn from_env_honours_ollama_host() {
+    use catena_llms::ollama::{OLLAMA_EMBED_MODEL_ENV, OLLAMA_HOST_ENV, OLLAMA_MODEL_ENV};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/embed"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"model": "all-minilm", "embeddings": [vec![0.5f32; 384]]})),
+        )
+        .mount(&server)
+        .await;
+    // `host:port` without a scheme, as `OLLAMA_HOST` is usually written.
+    let host = server.address().to_string();
+    let (chat_model, embedder) = {
+        let _env = EnvGuard::set(&[
+            (OLLAMA_HOST_ENV, &host),
+            (OLLAMA_MODEL_ENV, "qwen2.5:7b"),
+            (OLLAMA_EMBED_MODEL_ENV, "all-minilm"),
+        ]);
+        (
+            OllamaChatModel::from_env().unwrap(),
+            OllamaEmbedder::from_env().unwrap(),
+        )
+    };
+    let r = chat_model.generate(hello()).await.unwrap();
+    assert_eq!(r.text(), "Hello! How are you today?");
+    assert_eq!(chat_model.model_info().model, "qwen2.5:7b");
+    assert_eq!(embedder.embed_query("x").await.unwrap().len(), 384);
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len(), 2, "both clients talked to OLLAMA_HOST");
+    assert_eq!(body_of(&received[0])["model"], "qwen2.5:7b");
+    assert_eq!(body_of(&received[1])["model"], "all-minilm");
+}

@@ -7,8 +7,11 @@
 //! deterministic bag-of-words embedder and a scripted chat model that quotes the sentences
 //! of the retrieved context that best match the question. It says so when it starts.
 //!
-//! Environment: `CATENA_DOCS_DIR` (optional) — the folder to answer from; default is this
-//! repository's `docs/` folder.
+//! Environment (all optional):
+//! - `CATENA_DOCS_DIR` — the folder to answer from; default is this repository's `docs/`.
+//! - `OPENAI_API_KEY`, else `GEMINI_API_KEY`, else `OLLAMA_HOST` — use that provider's chat
+//!   model and embedder instead of the test doubles (`OPENAI_MODEL`, `GEMINI_MODEL`,
+//!   `OLLAMA_MODEL`, `OLLAMA_EMBED_MODEL` pick the models).
 //!
 //! Run with `cargo run -p example-quickstart -- "your question"`.
 
@@ -24,6 +27,9 @@ use catena_core::{
     ChatModel, ChatRequest, ChatResponse, EmbeddedDocument, Embedder, Error, FinishReason, Message,
     Result, Role, VectorStore, VectorStoreRetriever,
 };
+use catena_llms::gemini::{GeminiChatModel, GeminiEmbedder};
+use catena_llms::ollama::{OllamaChatModel, OllamaEmbedder};
+use catena_llms::openai::{OpenAiChatModel, OpenAiEmbedder};
 use catena_vectorstores::InMemoryVectorStore;
 
 const DEFAULT_QUESTION: &str = "How does the recursive splitter choose where to cut?";
@@ -52,11 +58,8 @@ async fn run() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs")));
 
-    eprintln!(
-        "catena quickstart: embedded defaults — in-memory vector store; models are the \
-         catena-core TEST DOUBLES (deterministic bag-of-words embedder, extractive scripted \
-         chat model), because no model backend is built yet."
-    );
+    let (embedder, model, which) = pick_models()?;
+    eprintln!("catena quickstart: in-memory vector store; models: {which}");
 
     // 1. Load.
     let docs = DirectoryLoader::builder(&root)
@@ -78,7 +81,6 @@ async fn run() -> Result<()> {
     let chunks = splitter.split_documents(&docs);
 
     // 3. Embed and index.
-    let embedder = Arc::new(DeterministicEmbedder::new(512));
     let store = Arc::new(InMemoryVectorStore::new());
     let texts: Vec<String> = chunks.iter().map(|c| c.content.clone()).collect();
     let vectors = embedder.embed_documents(&texts).await?;
@@ -116,7 +118,6 @@ async fn run() -> Result<()> {
         ("context", context.as_str()),
         ("question", question.as_str()),
     ])?;
-    let model = ScriptedChatModel::new().with_responder(extractive_answer);
     let answer = model.generate(ChatRequest::new(messages)).await?;
 
     println!("Question: {question}\n");
@@ -130,6 +131,41 @@ async fn run() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An embedder, a chat model, and a description of both for the start-up line.
+type Models = (Arc<dyn Embedder>, Arc<dyn ChatModel>, String);
+
+/// The provider named by the environment, or the test doubles.
+fn pick_models() -> Result<Models> {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    if set("OPENAI_API_KEY") {
+        let chat = OpenAiChatModel::from_env()?;
+        let which = format!("OpenAI ({})", chat.model());
+        return Ok((Arc::new(OpenAiEmbedder::from_env()?), Arc::new(chat), which));
+    }
+    if set("GEMINI_API_KEY") || set("GOOGLE_API_KEY") {
+        return Ok((
+            Arc::new(GeminiEmbedder::from_env()?),
+            Arc::new(GeminiChatModel::from_env()?),
+            "Gemini".to_owned(),
+        ));
+    }
+    if set("OLLAMA_HOST") {
+        return Ok((
+            Arc::new(OllamaEmbedder::from_env()?),
+            Arc::new(OllamaChatModel::from_env()?),
+            "Ollama".to_owned(),
+        ));
+    }
+    Ok((
+        Arc::new(DeterministicEmbedder::new(512)),
+        Arc::new(ScriptedChatModel::new().with_responder(extractive_answer)),
+        "the catena-core TEST DOUBLES (deterministic bag-of-words embedder, extractive \
+         scripted chat model) — set OPENAI_API_KEY, GEMINI_API_KEY or OLLAMA_HOST for a real \
+         model; the offline local model is not built yet"
+            .to_owned(),
+    ))
 }
 
 const STOPWORDS: &[&str] = &[

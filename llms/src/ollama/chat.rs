@@ -348,17 +348,23 @@ impl Decoder {
         let reply: ChatReply = match serde_json::from_str(line) {
             Ok(r) => r,
             Err(e) => {
+                let partial = self.partial.text().to_owned();
                 self.pending.push_back(Err(provider_error(
                     PROVIDER,
                     ProviderErrorKind::MalformedResponse,
-                    format!("stream line is not valid JSON: {e}"),
+                    format!(
+                        "stream line is not valid JSON: {e}; partial answer so far: {partial:?}"
+                    ),
                 )));
                 self.finished = true;
                 return;
             }
         };
         if let Some(e) = &reply.error {
-            self.pending.push_back(Err(mid_stream_error(e)));
+            let partial = self.partial.text().to_owned();
+            self.pending.push_back(Err(mid_stream_error(&format!(
+                "{e}; partial answer so far: {partial:?}"
+            ))));
             self.finished = true;
             return;
         }
