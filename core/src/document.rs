@@ -25,10 +25,36 @@ pub type Metadata = serde_json::Map<String, Value>;
 #[serde(transparent)]
 pub struct DocumentId(String);
 
+/// The namespace of [`DocumentId::derived`] ids (a fixed, random UUID).
+const DERIVED_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6b1e_3c2a_9f4d_4e8b_a5c7_1d20_8e3f_5a91);
+
 impl DocumentId {
     /// An id from any string.
     pub fn new(id: impl Into<String>) -> Self {
         DocumentId(id.into())
+    }
+
+    /// The deterministic id of a document: a UUIDv5 of its content and source. Ingesting the
+    /// same text from the same source twice gives the same id, so the second upsert changes
+    /// nothing instead of duplicating it.
+    ///
+    /// ```
+    /// use catena_core::DocumentId;
+    /// let a = DocumentId::derived("Rust is fast.", Some("faq.md"));
+    /// assert_eq!(a, DocumentId::derived("Rust is fast.", Some("faq.md")));
+    /// assert_ne!(a, DocumentId::derived("Rust is fast.", Some("other.md")));
+    /// assert_eq!(a.as_str().len(), 36);
+    /// ```
+    pub fn derived(content: &str, source: Option<&str>) -> Self {
+        // Length-prefix the source so ("ab", "c") and ("a", "bc") differ.
+        let source = source.unwrap_or("");
+        let mut name = Vec::with_capacity(content.len() + source.len() + 24);
+        name.extend_from_slice(source.len().to_string().as_bytes());
+        name.push(b':');
+        name.extend_from_slice(source.as_bytes());
+        name.extend_from_slice(content.as_bytes());
+        DocumentId(uuid::Uuid::new_v5(&DERIVED_ID_NAMESPACE, &name).to_string())
     }
 
     /// The id as a string slice.
@@ -114,5 +140,12 @@ impl Document {
     /// The `source` metadata entry, when it is a string.
     pub fn source(&self) -> Option<&str> {
         self.metadata.get("source").and_then(Value::as_str)
+    }
+
+    /// The document's id, or its [derived](DocumentId::derived) id when it has none.
+    pub fn id_or_derived(&self) -> DocumentId {
+        self.id
+            .clone()
+            .unwrap_or_else(|| DocumentId::derived(&self.content, self.source()))
     }
 }

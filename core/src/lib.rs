@@ -74,8 +74,8 @@ pub use tool::{
     schema_for, Tool, ToolDefinition, ToolError, ToolOutput, TypedTool, TypedToolAdapter,
 };
 pub use vectorstore::{
-    validate_vector, EmbeddedDocument, Filter, RangeFilter, ScoredDocument, SearchRequest,
-    VectorStore,
+    lookup, mmr_select, validate_key, validate_vector, EmbeddedDocument, FailedUpsert, Filter,
+    MmrRequest, RangeBound, RangeFilter, ScoredDocument, SearchRequest, UpsertReport, VectorStore,
 };
 
 /// The traits, for `use catena_core::prelude::*`.

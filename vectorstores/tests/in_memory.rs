@@ -204,8 +204,11 @@ impl VectorStore for MissingFieldsDontMatchNe {
     async fn upsert(
         &self,
         documents: Vec<EmbeddedDocument>,
-    ) -> catena_core::Result<Vec<catena_core::DocumentId>> {
+    ) -> catena_core::Result<catena_core::UpsertReport> {
         self.0.upsert(documents).await
+    }
+    async fn count(&self, filter: Option<&Filter>) -> catena_core::Result<usize> {
+        self.0.count(filter).await
     }
     async fn search(
         &self,

@@ -32,4 +32,4 @@ pub use chat_conformance::ChatModelConformance;
 pub use embedder::DeterministicEmbedder;
 pub use embedder_conformance::embedder_conformance;
 pub use scripted::ScriptedChatModel;
-pub use store_conformance::vector_store_conformance;
+pub use store_conformance::{vector_store_conformance, VectorStoreConformance};

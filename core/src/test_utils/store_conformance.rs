@@ -1,13 +1,11 @@
 //! The vector-store conformance suite.
 
-use std::collections::BTreeSet;
-
 use serde_json::{json, Value};
 
 use crate::document::{Document, DocumentId, Metadata};
 use crate::embed::Embedding;
 use crate::error::Error;
-use crate::vectorstore::{EmbeddedDocument, Filter, SearchRequest, VectorStore};
+use crate::vectorstore::{EmbeddedDocument, Filter, MmrRequest, SearchRequest, VectorStore};
 
 /// Every document the suite writes carries this metadata key, so it can clean up.
 const CASE_KEY: &str = "conformance_case";
@@ -53,6 +51,8 @@ fn fixture(dims: usize) -> Vec<EmbeddedDocument> {
                 "parity": if i % 2 == 0 { "even" } else { "odd" },
                 "tags": if i < 5 { json!(["low", "all"]) } else { json!(["high", "all"]) },
                 "score_f": (i as f64) * 0.5,
+                "title": format!("t{i}"),
+                "author": {"name": format!("A{}", i % 3), "year": 2000 + i},
             });
             if i % 3 == 0 {
                 m["opt"] = json!(format!("o{i}"));
@@ -69,41 +69,80 @@ fn fixture(dims: usize) -> Vec<EmbeddedDocument> {
 }
 
 /// Runs the vector-store contract against `store`, which must start empty and take
-/// `dims`-dimensional vectors (at least 2). It leaves the store empty.
+/// `dims`-dimensional vectors (at least 2). It leaves the store empty. Same as
+/// `VectorStoreConformance::new(dims).run(store)`.
 ///
-/// Checked: ids kept or assigned; ranking and `k`; score threshold; every [`Filter`]
-/// operator, compared against [`Filter::matches`] as the reference; upsert replaces by id;
-/// `get` order and unknown ids; delete by ids and by filter with counts; all-or-nothing
-/// rejection of bad vectors; `k = 0`; a selective filter over 1,000 documents returning a
-/// full `k` (the pgvector HNSW pitfall); concurrent upserts; Unicode content and nested
-/// metadata surviving a round trip.
+/// Checked: ids kept, or derived from content and source (so re-ingesting changes nothing);
+/// upsert reports (inserted / updated / unchanged); ranking and `k`; score threshold; every
+/// [`Filter`] operator including nested keys and text ranges, compared against
+/// [`Filter::matches`] as the reference; upsert replaces by id; `get` order and unknown ids;
+/// `count` with and without a filter; vectors returned on request; MMR; delete by ids and
+/// by filter with counts; all-or-nothing rejection of bad vectors; `k = 0`; a selective
+/// filter over 1,000 documents returning a full `k` (the pgvector HNSW pitfall); concurrent
+/// upserts; Unicode content and nested metadata surviving a round trip.
 ///
 /// # Panics
 /// When the store breaks a rule; the message names it.
 pub async fn vector_store_conformance(store: &dyn VectorStore, dims: usize) {
-    assert!(
-        dims >= 2,
-        "conformance: the suite needs at least 2 dimensions"
-    );
-    ranking_and_k(store, dims).await;
-    threshold(store, dims).await;
-    filters(store, dims).await;
-    upsert_replaces_and_get(store, dims).await;
-    assigned_ids(store, dims).await;
-    deletes(store, dims).await;
-    bad_input_writes_nothing(store, dims).await;
-    selective_filter(store, dims).await;
-    concurrent_upserts(store, dims).await;
-    round_trip(store, dims).await;
-    cleanup(store).await;
-    let left = store
-        .search(SearchRequest::new(axis(dims), 10_000))
-        .await
-        .expect("conformance: search failed");
-    assert!(
-        left.is_empty(),
-        "conformance: the store must be empty at the end"
-    );
+    VectorStoreConformance::new(dims).run(store).await;
+}
+
+/// The vector-store conformance suite with options; see [`vector_store_conformance`].
+#[derive(Debug, Clone)]
+pub struct VectorStoreConformance {
+    dims: usize,
+    text_ranges: bool,
+}
+
+impl VectorStoreConformance {
+    /// The suite for `dims`-dimensional vectors, every check on.
+    pub fn new(dims: usize) -> Self {
+        VectorStoreConformance {
+            dims,
+            text_ranges: true,
+        }
+    }
+
+    /// Whether to check range filters with text bounds. Turn it off only for a backend that
+    /// documents it cannot compare strings by range (and rejects such filters). Default true.
+    #[must_use]
+    pub fn text_ranges(mut self, yes: bool) -> Self {
+        self.text_ranges = yes;
+        self
+    }
+
+    /// Runs the suite.
+    ///
+    /// # Panics
+    /// When the store breaks a rule; the message names it.
+    pub async fn run(&self, store: &dyn VectorStore) {
+        let dims = self.dims;
+        assert!(
+            dims >= 2,
+            "conformance: the suite needs at least 2 dimensions"
+        );
+        ranking_and_k(store, dims).await;
+        threshold(store, dims).await;
+        filters(store, dims, self.text_ranges).await;
+        upsert_replaces_and_get(store, dims).await;
+        assigned_ids(store, dims).await;
+        counts(store, dims).await;
+        vectors_and_mmr(store, dims).await;
+        deletes(store, dims).await;
+        bad_input_writes_nothing(store, dims).await;
+        selective_filter(store, dims).await;
+        concurrent_upserts(store, dims).await;
+        round_trip(store, dims).await;
+        cleanup(store).await;
+        let left = store
+            .search(SearchRequest::new(axis(dims), 10_000))
+            .await
+            .expect("conformance: search failed");
+        assert!(
+            left.is_empty(),
+            "conformance: the store must be empty at the end"
+        );
+    }
 }
 
 async fn cleanup(store: &dyn VectorStore) {
@@ -114,7 +153,7 @@ async fn cleanup(store: &dyn VectorStore) {
 }
 
 async fn load_fixture(store: &dyn VectorStore, dims: usize) {
-    let ids = store
+    let report = store
         .upsert(fixture(dims))
         .await
         .expect("conformance: upsert failed");
@@ -122,8 +161,18 @@ async fn load_fixture(store: &dyn VectorStore, dims: usize) {
         .map(|i| DocumentId::from(format!("c-{i}")))
         .collect();
     assert_eq!(
-        ids, want,
+        report.ids, want,
         "conformance: upsert must return the given ids in order"
+    );
+    assert_eq!(
+        (report.inserted, report.updated, report.unchanged),
+        (10, 0, 0),
+        "conformance: a fresh upsert inserts every document"
+    );
+    assert!(
+        report.is_complete(),
+        "conformance: nothing may fail: {:?}",
+        report.failed
     );
 }
 
@@ -185,10 +234,10 @@ async fn threshold(store: &dyn VectorStore, dims: usize) {
     cleanup(store).await;
 }
 
-async fn filters(store: &dyn VectorStore, dims: usize) {
+async fn filters(store: &dyn VectorStore, dims: usize, text_ranges: bool) {
     load_fixture(store, dims).await;
     let fixture = fixture(dims);
-    let cases = vec![
+    let mut cases = vec![
         Filter::eq("parity", "odd"),
         Filter::eq("i", 3),
         Filter::eq("i", 3.0),
@@ -208,7 +257,19 @@ async fn filters(store: &dyn VectorStore, dims: usize) {
         Filter::eq("parity", "even").not(),
         Filter::And(vec![]),
         Filter::exists("opt").not().and(Filter::eq("tags", "low")),
+        Filter::eq("author.name", "A1"),
+        Filter::ne("author.name", "A1"),
+        Filter::range("author.year").gte(2003).lt(2007),
+        Filter::exists("author.year"),
+        Filter::exists("author.missing"),
+        Filter::ne("author.missing", 1),
+        Filter::is_in("author.name", ["A0", "A2"]).and(Filter::range("i").lt(6)),
     ];
+    if text_ranges {
+        cases.push(Filter::range("title").gte("t3").lt("t7"));
+        cases.push(Filter::range("title").gt("t8"));
+        cases.push(Filter::range("author.name").lte("A1"));
+    }
     for f in cases {
         let expected: Vec<String> = fixture
             .iter()
@@ -236,13 +297,27 @@ async fn upsert_replaces_and_get(store: &dyn VectorStore, dims: usize) {
         .with_id("c-4")
         .with_metadata(CASE_KEY, "ranked")
         .with_metadata("revised", true);
-    store
+    let report = store
         .upsert(vec![EmbeddedDocument::new(
             replacement,
             at_angle(dims, 1.5),
         )])
         .await
         .expect("conformance: upsert failed");
+    assert_eq!(
+        (report.inserted, report.updated, report.unchanged),
+        (0, 1, 0),
+        "conformance: replacing a document counts as an update"
+    );
+    let again = store
+        .upsert(fixture(dims).into_iter().skip(5).collect())
+        .await
+        .expect("conformance: upsert failed");
+    assert_eq!(
+        (again.inserted, again.updated, again.unchanged),
+        (0, 0, 5),
+        "conformance: upserting identical documents changes nothing"
+    );
     let all = store
         .search(SearchRequest::new(axis(dims), 100))
         .await
@@ -278,26 +353,30 @@ async fn upsert_replaces_and_get(store: &dyn VectorStore, dims: usize) {
 }
 
 async fn assigned_ids(store: &dyn VectorStore, dims: usize) {
-    let docs = (0..3)
-        .map(|i| {
-            EmbeddedDocument::new(
-                Document::new(format!("anonymous {i}")).with_metadata(CASE_KEY, "anon"),
-                at_angle(dims, 0.2 * i as f32),
-            )
-        })
-        .collect();
-    let ids = store
-        .upsert(docs)
+    let docs = || -> Vec<EmbeddedDocument> {
+        (0..3)
+            .map(|i| {
+                EmbeddedDocument::new(
+                    Document::new(format!("anonymous {i}"))
+                        .with_metadata(CASE_KEY, "anon")
+                        .with_metadata("source", "conformance.txt"),
+                    at_angle(dims, 0.2 * i as f32),
+                )
+            })
+            .collect()
+    };
+    let report = store
+        .upsert(docs())
         .await
         .expect("conformance: upsert failed");
-    assert_eq!(ids.len(), 3);
-    let distinct: BTreeSet<_> = ids.iter().collect();
+    let ids = report.ids.clone();
+    let want: Vec<DocumentId> = (0..3)
+        .map(|i| DocumentId::derived(&format!("anonymous {i}"), Some("conformance.txt")))
+        .collect();
     assert_eq!(
-        distinct.len(),
-        3,
-        "conformance: assigned ids must be distinct"
+        ids, want,
+        "conformance: documents without ids get their derived ids"
     );
-    assert!(ids.iter().all(|i| !i.as_str().is_empty()));
     let got = store.get(&ids).await.expect("conformance: get failed");
     let contents: Vec<_> = got.iter().map(|d| d.content.as_str()).collect();
     assert_eq!(contents, ["anonymous 0", "anonymous 1", "anonymous 2"]);
@@ -305,6 +384,103 @@ async fn assigned_ids(store: &dyn VectorStore, dims: usize) {
         got[0].id.as_ref(),
         Some(&ids[0]),
         "conformance: get returns ids"
+    );
+    // Re-ingesting the same documents changes nothing and duplicates nothing.
+    let again = store
+        .upsert(docs())
+        .await
+        .expect("conformance: upsert failed");
+    assert_eq!(again.ids, ids);
+    assert_eq!((again.inserted, again.updated, again.unchanged), (0, 0, 3));
+    let n = store
+        .count(Some(&Filter::eq(CASE_KEY, "anon")))
+        .await
+        .expect("conformance: count failed");
+    assert_eq!(n, 3, "conformance: re-ingesting must not duplicate");
+    cleanup(store).await;
+}
+
+async fn counts(store: &dyn VectorStore, dims: usize) {
+    load_fixture(store, dims).await;
+    let all = store.count(None).await.expect("conformance: count failed");
+    assert_eq!(all, 10, "conformance: count(None) counts everything");
+    let odd = store
+        .count(Some(&Filter::eq("parity", "odd")))
+        .await
+        .expect("conformance: count failed");
+    assert_eq!(odd, 5, "conformance: count with a filter");
+    assert!(
+        matches!(
+            store.count(Some(&Filter::eq("bad key!", 1))).await,
+            Err(Error::InvalidInput(_))
+        ),
+        "conformance: count with a malformed filter must be InvalidInput"
+    );
+    cleanup(store).await;
+}
+
+async fn vectors_and_mmr(store: &dyn VectorStore, dims: usize) {
+    let doc = |id: &str, angle: f32| {
+        EmbeddedDocument::new(
+            Document::new(format!("mmr {id}"))
+                .with_id(id)
+                .with_metadata(CASE_KEY, "mmr"),
+            at_angle(dims, angle),
+        )
+    };
+    store
+        .upsert(vec![
+            doc("mmr-0", 0.0),
+            doc("mmr-1", 0.01),
+            doc("mmr-2", 0.02),
+            doc("mmr-far", 0.6),
+        ])
+        .await
+        .expect("conformance: upsert failed");
+    let hits = store
+        .search(SearchRequest::new(axis(dims), 2).with_vectors(true))
+        .await
+        .expect("conformance: search failed");
+    let v = hits[0]
+        .embedding
+        .as_ref()
+        .expect("conformance: include_vectors must return vectors");
+    assert_eq!(v.len(), dims);
+    assert!(
+        (v[0] - 1.0).abs() < 1e-4 && v[1].abs() < 1e-4,
+        "conformance: the stored vector"
+    );
+
+    let relevant = store
+        .search_mmr(MmrRequest::new(axis(dims), 2).with_lambda(1.0))
+        .await
+        .expect("conformance: mmr failed");
+    assert_eq!(
+        ids_of(&relevant),
+        ["mmr-0", "mmr-1"],
+        "conformance: MMR with λ = 1 ranks by relevance"
+    );
+    let diverse = store
+        .search_mmr(
+            MmrRequest::new(axis(dims), 2)
+                .with_lambda(0.3)
+                .with_fetch_k(4),
+        )
+        .await
+        .expect("conformance: mmr failed");
+    assert_eq!(
+        ids_of(&diverse),
+        ["mmr-0", "mmr-far"],
+        "conformance: MMR with λ = 0.3 diversifies"
+    );
+    assert!(
+        matches!(
+            store
+                .search_mmr(MmrRequest::new(axis(dims), 3).with_fetch_k(2))
+                .await,
+            Err(Error::InvalidInput(_))
+        ),
+        "conformance: fetch_k below k must be InvalidInput"
     );
     cleanup(store).await;
 }
@@ -395,10 +571,11 @@ async fn selective_filter(store: &dyn VectorStore, dims: usize) {
             EmbeddedDocument::new(doc, at_angle(dims, (i as f32) * 0.0015))
         })
         .collect();
-    store
+    let report = store
         .upsert(docs)
         .await
         .expect("conformance: bulk upsert failed");
+    assert_eq!(report.inserted, 1000, "conformance: bulk insert count");
     let hits = store
         .search(SearchRequest::new(axis(dims), 5).with_filter(Filter::eq("rare", true)))
         .await

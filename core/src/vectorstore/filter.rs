@@ -8,15 +8,19 @@ use crate::error::{Error, Result};
 
 /// A condition on document metadata, translated by each store into its native filter.
 ///
-/// Keys name top-level metadata fields. The semantics every store must honour (the
-/// conformance suite checks them):
+/// Keys name metadata fields; a dotted key (`"author.name"`) reaches into nested objects.
+/// A key is one or more segments of ASCII letters, digits, `_` and `-`, joined by `.`;
+/// anything else is rejected by [`Filter::validate`], so no key can carry syntax into a
+/// store's query language. The semantics every store must honour (the conformance suite
+/// checks them):
 /// - [`Eq`](Filter::Eq): the field equals the value (numbers compare numerically, `1 == 1.0`),
 ///   or the field is an array that contains the value.
 /// - [`Ne`](Filter::Ne): not `Eq`, so documents **without** the field match.
 /// - [`In`](Filter::In): `Eq` for any of the values; an empty list matches nothing.
 /// - [`NotIn`](Filter::NotIn): not `In`; documents without the field match.
-/// - [`Range`](Filter::Range): the field is a number within the bounds; other values and
-///   missing fields do not match.
+/// - [`Range`](Filter::Range): with number bounds, the field is a number within them; with
+///   text bounds, the field is a string within them in byte-wise (code point) order. Other
+///   values and missing fields do not match.
 /// - [`Exists`](Filter::Exists): the field is present and not `null`.
 /// - [`And`](Filter::And) of nothing is true, [`Or`](Filter::Or) of nothing is false.
 ///
@@ -42,7 +46,7 @@ pub enum Filter {
     In(String, Vec<Value>),
     /// Not [`Filter::In`].
     NotIn(String, Vec<Value>),
-    /// Field is a number within bounds.
+    /// Field is within bounds (numbers, or strings in byte-wise order).
     Range(RangeFilter),
     /// Field is present and not null.
     Exists(String),
@@ -54,7 +58,62 @@ pub enum Filter {
     Not(Box<Filter>),
 }
 
-/// Numeric bounds on one field; build it with [`Filter::range`].
+/// One bound of a [`RangeFilter`]: a number, or a string compared byte-wise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum RangeBound {
+    /// Matches numeric fields.
+    Number(f64),
+    /// Matches string fields, in byte-wise (code point) order.
+    Text(String),
+}
+
+impl From<f64> for RangeBound {
+    fn from(v: f64) -> Self {
+        RangeBound::Number(v)
+    }
+}
+
+impl From<i64> for RangeBound {
+    fn from(v: i64) -> Self {
+        // Precision beyond 2^53 is not representable in the comparison anyway.
+        RangeBound::Number(v as f64)
+    }
+}
+
+impl From<i32> for RangeBound {
+    fn from(v: i32) -> Self {
+        RangeBound::Number(f64::from(v))
+    }
+}
+
+impl From<&str> for RangeBound {
+    fn from(v: &str) -> Self {
+        RangeBound::Text(v.to_owned())
+    }
+}
+
+impl From<String> for RangeBound {
+    fn from(v: String) -> Self {
+        RangeBound::Text(v)
+    }
+}
+
+impl RangeBound {
+    /// Compares a metadata value with this bound: `Some(ordering of value vs bound)` when
+    /// they are of the same type, `None` otherwise.
+    fn compare(&self, value: &Value) -> Option<std::cmp::Ordering> {
+        match (self, value) {
+            (RangeBound::Number(b), Value::Number(n)) => n.as_f64()?.partial_cmp(b),
+            (RangeBound::Text(b), Value::String(s)) => Some(s.as_bytes().cmp(b.as_bytes())),
+            _ => None,
+        }
+    }
+}
+
+/// Bounds on one field; build it with [`Filter::range`]. All bounds of one range must be
+/// of the same type ([`Filter::validate`] checks).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RangeFilter {
@@ -62,49 +121,67 @@ pub struct RangeFilter {
     pub key: String,
     /// Exclusive lower bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gt: Option<f64>,
+    pub gt: Option<RangeBound>,
     /// Inclusive lower bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gte: Option<f64>,
+    pub gte: Option<RangeBound>,
     /// Exclusive upper bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lt: Option<f64>,
+    pub lt: Option<RangeBound>,
     /// Inclusive upper bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lte: Option<f64>,
+    pub lte: Option<RangeBound>,
 }
 
 impl RangeFilter {
     /// Sets the exclusive lower bound.
     #[must_use]
-    pub fn gt(mut self, v: f64) -> Filter {
-        self.gt = Some(v);
+    pub fn gt(mut self, v: impl Into<RangeBound>) -> Filter {
+        self.gt = Some(v.into());
         Filter::Range(self)
     }
     /// Sets the inclusive lower bound.
     #[must_use]
-    pub fn gte(mut self, v: f64) -> Filter {
-        self.gte = Some(v);
+    pub fn gte(mut self, v: impl Into<RangeBound>) -> Filter {
+        self.gte = Some(v.into());
         Filter::Range(self)
     }
     /// Sets the exclusive upper bound.
     #[must_use]
-    pub fn lt(mut self, v: f64) -> Filter {
-        self.lt = Some(v);
+    pub fn lt(mut self, v: impl Into<RangeBound>) -> Filter {
+        self.lt = Some(v.into());
         Filter::Range(self)
     }
     /// Sets the inclusive upper bound.
     #[must_use]
-    pub fn lte(mut self, v: f64) -> Filter {
-        self.lte = Some(v);
+    pub fn lte(mut self, v: impl Into<RangeBound>) -> Filter {
+        self.lte = Some(v.into());
         Filter::Range(self)
     }
 
-    fn contains(&self, x: f64) -> bool {
-        self.gt.is_none_or(|b| x > b)
-            && self.gte.is_none_or(|b| x >= b)
-            && self.lt.is_none_or(|b| x < b)
-            && self.lte.is_none_or(|b| x <= b)
+    /// The bounds that are set, in the order gt, gte, lt, lte.
+    pub fn bounds(&self) -> impl Iterator<Item = &RangeBound> {
+        [&self.gt, &self.gte, &self.lt, &self.lte]
+            .into_iter()
+            .flatten()
+    }
+
+    fn contains(&self, x: &Value) -> bool {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        let check = |b: &Option<RangeBound>, ok: &[std::cmp::Ordering]| {
+            b.as_ref()
+                .is_none_or(|b| b.compare(x).is_some_and(|o| ok.contains(&o)))
+        };
+        // A range with no bounds still requires a value of a comparable type: a number.
+        let typed = self
+            .bounds()
+            .next()
+            .map_or(x.is_number(), |b| b.compare(x).is_some());
+        typed
+            && check(&self.gt, &[Greater])
+            && check(&self.gte, &[Greater, Equal])
+            && check(&self.lt, &[Less])
+            && check(&self.lte, &[Less, Equal])
     }
 }
 
@@ -177,22 +254,22 @@ impl Filter {
 
     /// Adds a bound to a range filter (other filters are returned unchanged).
     #[must_use]
-    pub fn lt(self, v: f64) -> Filter {
+    pub fn lt(self, v: impl Into<RangeBound>) -> Filter {
         self.with_range(|r| r.lt(v))
     }
     /// Adds a bound to a range filter (other filters are returned unchanged).
     #[must_use]
-    pub fn lte(self, v: f64) -> Filter {
+    pub fn lte(self, v: impl Into<RangeBound>) -> Filter {
         self.with_range(|r| r.lte(v))
     }
     /// Adds a bound to a range filter (other filters are returned unchanged).
     #[must_use]
-    pub fn gt(self, v: f64) -> Filter {
+    pub fn gt(self, v: impl Into<RangeBound>) -> Filter {
         self.with_range(|r| r.gt(v))
     }
     /// Adds a bound to a range filter (other filters are returned unchanged).
     #[must_use]
-    pub fn gte(self, v: f64) -> Filter {
+    pub fn gte(self, v: impl Into<RangeBound>) -> Filter {
         self.with_range(|r| r.gte(v))
     }
 
@@ -203,31 +280,36 @@ impl Filter {
         }
     }
 
-    /// Checks the filter is well formed: keys non-empty, range bounds finite.
+    /// Checks the filter is well formed: every key is a valid path (see [`Filter`]), range
+    /// bounds are finite and of one type.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] naming the problem.
     pub fn validate(&self) -> Result<()> {
-        let key_ok = |k: &str| {
-            if k.is_empty() {
-                Err(Error::invalid_input("filter key must not be empty"))
-            } else {
-                Ok(())
-            }
-        };
         match self {
             Filter::Eq(k, _) | Filter::Ne(k, _) | Filter::In(k, _) | Filter::NotIn(k, _) => {
-                key_ok(k)
+                validate_key(k)
             }
-            Filter::Exists(k) => key_ok(k),
+            Filter::Exists(k) => validate_key(k),
             Filter::Range(r) => {
-                key_ok(&r.key)?;
-                for b in [r.gt, r.gte, r.lt, r.lte].into_iter().flatten() {
-                    if !b.is_finite() {
+                validate_key(&r.key)?;
+                let mut kinds = r.bounds().map(|b| matches!(b, RangeBound::Number(_)));
+                if let Some(first) = kinds.next() {
+                    if kinds.any(|k| k != first) {
                         return Err(Error::invalid_input(format!(
-                            "range bound on `{}` must be finite, got {b}",
+                            "range on `{}` mixes number and text bounds",
                             r.key
                         )));
+                    }
+                }
+                for b in r.bounds() {
+                    if let RangeBound::Number(n) = b {
+                        if !n.is_finite() {
+                            return Err(Error::invalid_input(format!(
+                                "range bound on `{}` must be finite, got {n}",
+                                r.key
+                            )));
+                        }
                     }
                 }
                 Ok(())
@@ -240,24 +322,53 @@ impl Filter {
     /// Evaluates the filter against metadata, with the semantics documented on [`Filter`].
     pub fn matches(&self, metadata: &Metadata) -> bool {
         match self {
-            Filter::Eq(k, v) => metadata.get(k).is_some_and(|x| value_matches(x, v)),
-            Filter::Ne(k, v) => !metadata.get(k).is_some_and(|x| value_matches(x, v)),
-            Filter::In(k, vs) => metadata
-                .get(k)
-                .is_some_and(|x| vs.iter().any(|v| value_matches(x, v))),
-            Filter::NotIn(k, vs) => !metadata
-                .get(k)
-                .is_some_and(|x| vs.iter().any(|v| value_matches(x, v))),
-            Filter::Range(r) => metadata
-                .get(&r.key)
-                .and_then(Value::as_f64)
-                .is_some_and(|x| r.contains(x)),
-            Filter::Exists(k) => metadata.get(k).is_some_and(|x| !x.is_null()),
+            Filter::Eq(k, v) => lookup(metadata, k).is_some_and(|x| value_matches(x, v)),
+            Filter::Ne(k, v) => !lookup(metadata, k).is_some_and(|x| value_matches(x, v)),
+            Filter::In(k, vs) => {
+                lookup(metadata, k).is_some_and(|x| vs.iter().any(|v| value_matches(x, v)))
+            }
+            Filter::NotIn(k, vs) => {
+                !lookup(metadata, k).is_some_and(|x| vs.iter().any(|v| value_matches(x, v)))
+            }
+            Filter::Range(r) => lookup(metadata, &r.key).is_some_and(|x| r.contains(x)),
+            Filter::Exists(k) => lookup(metadata, k).is_some_and(|x| !x.is_null()),
             Filter::And(fs) => fs.iter().all(|f| f.matches(metadata)),
             Filter::Or(fs) => fs.iter().any(|f| f.matches(metadata)),
             Filter::Not(f) => !f.matches(metadata),
         }
     }
+}
+
+/// Checks a filter key: segments of ASCII letters, digits, `_` and `-`, joined by `.`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming the key.
+pub fn validate_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.len() <= 256
+        && key.split('.').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(format!(
+            "invalid filter key {key:?}: use segments of letters, digits, `_` or `-` joined by `.`"
+        )))
+    }
+}
+
+/// The value at a dotted path in `metadata`.
+pub fn lookup<'a>(metadata: &'a Metadata, key: &str) -> Option<&'a Value> {
+    let mut parts = key.split('.');
+    let mut current = metadata.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
 }
 
 fn scalar_eq(a: &Value, b: &Value) -> bool {
@@ -315,6 +426,11 @@ mod tests {
         assert!(Filter::not_in("s", ["u"]).matches(&m));
         assert!(Filter::not_in("missing", ["u"]).matches(&m));
         assert!(Filter::range("a").gte(1.0).lt(2.0).matches(&m));
+        assert!(Filter::range("s").gte("s").lt("u").matches(&m));
+        assert!(
+            !Filter::range("a").gte("0").matches(&m),
+            "text bounds skip numbers"
+        );
         assert!(!Filter::range("a").gt(1.0).matches(&m));
         assert!(!Filter::range("s").gt(0.0).matches(&m));
         assert!(Filter::exists("a").matches(&m));
@@ -326,9 +442,26 @@ mod tests {
     }
 
     #[test]
+    fn nested_paths() {
+        let m = meta(json!({"author": {"name": "Ada", "born": 1815, "tags": ["math"]}, "flat": 1}));
+        assert!(Filter::eq("author.name", "Ada").matches(&m));
+        assert!(Filter::eq("author.tags", "math").matches(&m));
+        assert!(Filter::range("author.born").lt(1900).matches(&m));
+        assert!(Filter::exists("author.born").matches(&m));
+        assert!(!Filter::exists("author.died").matches(&m));
+        assert!(!Filter::exists("flat.deeper").matches(&m));
+        assert!(Filter::ne("author.died", 1).matches(&m));
+    }
+
+    #[test]
     fn validation_and_serde() {
         assert!(Filter::eq("", 1).validate().is_err());
         assert!(Filter::range("x").lt(f64::NAN).validate().is_err());
+        assert!(Filter::range("x").gt(1.0).lt("z").validate().is_err());
+        for bad in ["a') OR 1=1 --", "a..b", ".a", "a b", "a\"", "é"] {
+            assert!(Filter::eq(bad, 1).validate().is_err(), "{bad}");
+        }
+        assert!(Filter::exists("author.name_2.x-y").validate().is_ok());
         let f = Filter::eq("a", 1).and(Filter::range("b").gte(2.0).not());
         assert!(f.validate().is_ok());
         let back: Filter = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();

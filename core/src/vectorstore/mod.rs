@@ -21,10 +21,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use filter::{Filter, RangeFilter};
+pub use filter::{lookup, validate_key, Filter, RangeBound, RangeFilter};
 
 use crate::document::{Document, DocumentId};
-use crate::embed::Embedding;
+use crate::embed::{cosine_similarity, Embedding};
 use crate::error::{Error, Result};
 
 /// A document with its vector, ready to upsert.
@@ -45,6 +45,83 @@ impl EmbeddedDocument {
             embedding,
         }
     }
+
+    /// The id the document is stored under: its own, or the
+    /// [deterministic](DocumentId::derived) id of its content and source.
+    pub fn id(&self) -> DocumentId {
+        self.document.id_or_derived()
+    }
+}
+
+/// A document an upsert could not store, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FailedUpsert {
+    /// The document's id.
+    pub id: DocumentId,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl FailedUpsert {
+    /// A failure record.
+    pub fn new(id: DocumentId, reason: impl Into<String>) -> Self {
+        FailedUpsert {
+            id,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What an upsert did: the ids in input order, and how many documents were new, changed,
+/// identical to what was stored, or not stored.
+///
+/// Stores with atomic batches (in-memory, pgvector) fail the whole call instead of listing
+/// failures; stores whose batches are not atomic (Qdrant) list them in `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UpsertReport {
+    /// The id of every input document, in input order.
+    pub ids: Vec<DocumentId>,
+    /// Documents that did not exist before.
+    pub inserted: usize,
+    /// Documents that existed and changed.
+    pub updated: usize,
+    /// Documents that existed with the same content, metadata and vector.
+    pub unchanged: usize,
+    /// Documents that could not be stored.
+    pub failed: Vec<FailedUpsert>,
+}
+
+impl UpsertReport {
+    /// A report for `ids` with all counts at zero.
+    pub fn new(ids: Vec<DocumentId>) -> Self {
+        UpsertReport {
+            ids,
+            ..Default::default()
+        }
+    }
+
+    /// Sets the counts.
+    #[must_use]
+    pub fn with_counts(mut self, inserted: usize, updated: usize, unchanged: usize) -> Self {
+        self.inserted = inserted;
+        self.updated = updated;
+        self.unchanged = unchanged;
+        self
+    }
+
+    /// Adds a failure.
+    #[must_use]
+    pub fn with_failure(mut self, failure: FailedUpsert) -> Self {
+        self.failed.push(failure);
+        self
+    }
+
+    /// Whether every document was stored.
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
 }
 
 /// A similarity search.
@@ -61,6 +138,9 @@ pub struct SearchRequest {
     /// Only documents whose metadata match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
+    /// Whether results carry their vectors ([`ScoredDocument::embedding`]).
+    #[serde(default)]
+    pub include_vectors: bool,
 }
 
 impl SearchRequest {
@@ -71,7 +151,15 @@ impl SearchRequest {
             k,
             score_threshold: None,
             filter: None,
+            include_vectors: false,
         }
+    }
+
+    /// Asks for the results' vectors too. Default false.
+    #[must_use]
+    pub fn with_vectors(mut self, yes: bool) -> Self {
+        self.include_vectors = yes;
+        self
     }
 
     /// Sets the score threshold.
@@ -139,13 +227,150 @@ pub struct ScoredDocument {
     pub document: Document,
     /// Its similarity to the query; higher is closer.
     pub score: f32,
+    /// Its vector, when the search asked for vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Embedding>,
 }
 
 impl ScoredDocument {
     /// A hit.
     pub fn new(document: Document, score: f32) -> Self {
-        ScoredDocument { document, score }
+        ScoredDocument {
+            document,
+            score,
+            embedding: None,
+        }
     }
+
+    /// Attaches the hit's vector.
+    #[must_use]
+    pub fn with_embedding(mut self, embedding: Embedding) -> Self {
+        self.embedding = Some(embedding);
+        self
+    }
+}
+
+/// A maximal-marginal-relevance search: fetch the `fetch_k` nearest documents, then pick `k`
+/// of them that are relevant to the query **and** unlike each other.
+///
+/// `lambda` trades the two: 1 is plain similarity ranking, 0 is maximal diversity
+/// (LangChain's `lambda_mult`, default 0.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MmrRequest {
+    /// The query vector.
+    pub vector: Embedding,
+    /// How many results.
+    pub k: usize,
+    /// How many candidates to choose from (default 20, at least `k`).
+    pub fetch_k: usize,
+    /// Relevance versus diversity, in `0..=1` (default 0.5).
+    pub lambda: f32,
+    /// Only documents whose metadata match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+}
+
+impl MmrRequest {
+    /// `k` results chosen from 20 candidates with λ = 0.5 (LangChain's defaults).
+    pub fn new(vector: Embedding, k: usize) -> Self {
+        MmrRequest {
+            vector,
+            k,
+            fetch_k: 20,
+            lambda: 0.5,
+            filter: None,
+        }
+    }
+
+    /// Sets how many candidates to fetch.
+    #[must_use]
+    pub fn with_fetch_k(mut self, fetch_k: usize) -> Self {
+        self.fetch_k = fetch_k;
+        self
+    }
+
+    /// Sets λ.
+    #[must_use]
+    pub fn with_lambda(mut self, lambda: f32) -> Self {
+        self.lambda = lambda;
+        self
+    }
+
+    /// Sets the metadata filter.
+    #[must_use]
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Checks `k`, `fetch_k`, λ, the vector and the filter.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the problem.
+    pub fn validate(&self) -> Result<()> {
+        if self.k == 0 {
+            return Err(Error::invalid_input("k must be at least 1"));
+        }
+        if self.fetch_k < self.k {
+            return Err(Error::invalid_input("fetch_k must be at least k"));
+        }
+        if !(0.0..=1.0).contains(&self.lambda) {
+            return Err(Error::invalid_input(format!(
+                "lambda must be within 0..=1, got {}",
+                self.lambda
+            )));
+        }
+        validate_vector(&self.vector)?;
+        if let Some(f) = &self.filter {
+            f.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// Maximal marginal relevance over candidates that carry their vectors: repeatedly picks the
+/// candidate maximising `λ·sim(query, d) − (1−λ)·max sim(d, picked)` (cosine similarities),
+/// as LangChain's `maximal_marginal_relevance`. Returns indices into `candidates`, in pick
+/// order; candidates without a vector are skipped.
+pub fn mmr_select(
+    query: &[f32],
+    candidates: &[ScoredDocument],
+    k: usize,
+    lambda: f32,
+) -> Vec<usize> {
+    let usable: Vec<(usize, &Embedding)> = candidates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.embedding.as_ref().map(|e| (i, e)))
+        .collect();
+    let relevance: Vec<f32> = usable
+        .iter()
+        .map(|(_, e)| cosine_similarity(query, e))
+        .collect();
+    let mut picked: Vec<usize> = Vec::with_capacity(k.min(usable.len()));
+    let mut taken = vec![false; usable.len()];
+    while picked.len() < k.min(usable.len()) {
+        let mut best: Option<(usize, f32)> = None;
+        for (j, (_, e)) in usable.iter().enumerate() {
+            if taken[j] {
+                continue;
+            }
+            let redundancy = picked
+                .iter()
+                .map(|&p| cosine_similarity(e, usable[p].1))
+                .fold(f32::NEG_INFINITY, f32::max);
+            let redundancy = if picked.is_empty() { 0.0 } else { redundancy };
+            let score = lambda * relevance[j] - (1.0 - lambda) * redundancy;
+            if best.is_none_or(|(_, s)| score > s) {
+                best = Some((j, score));
+            }
+        }
+        let Some((j, _)) = best else { break };
+        taken[j] = true;
+        picked.push(j);
+    }
+    picked.into_iter().map(|j| usable[j].0).collect()
 }
 
 /// A store of embedded documents searchable by vector.
@@ -153,13 +378,14 @@ impl ScoredDocument {
 /// Writes are all-or-nothing: a batch with one bad vector writes nothing.
 #[async_trait]
 pub trait VectorStore: Send + Sync {
-    /// Inserts or replaces documents, returning their ids in input order. Documents without an
-    /// id get a new one.
+    /// Inserts or replaces documents. Documents without an id are stored under their
+    /// [deterministic id](EmbeddedDocument::id), so ingesting the same document twice
+    /// changes nothing. The report lists the ids in input order and what happened.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for vectors of the wrong dimension or with non-finite values;
     /// nothing is written then.
-    async fn upsert(&self, documents: Vec<EmbeddedDocument>) -> Result<Vec<DocumentId>>;
+    async fn upsert(&self, documents: Vec<EmbeddedDocument>) -> Result<UpsertReport>;
 
     /// The closest documents, best first.
     ///
@@ -184,12 +410,44 @@ pub trait VectorStore: Send + Sync {
     /// # Errors
     /// Backend failures.
     async fn get(&self, ids: &[DocumentId]) -> Result<Vec<Document>>;
+
+    /// How many documents match `filter` (all of them for `None`).
+    ///
+    /// # Errors
+    /// Backend failures; [`Error::InvalidInput`] for a malformed filter.
+    async fn count(&self, filter: Option<&Filter>) -> Result<usize>;
+
+    /// A [maximal-marginal-relevance](MmrRequest) search. The default fetches `fetch_k`
+    /// candidates with their vectors through [`search`](Self::search) and picks with
+    /// [`mmr_select`]; scores are the candidates' similarity scores.
+    ///
+    /// # Errors
+    /// As for [`search`](Self::search); [`Error::InvalidInput`] for a bad request.
+    async fn search_mmr(&self, request: MmrRequest) -> Result<Vec<ScoredDocument>> {
+        request.validate()?;
+        let mut search =
+            SearchRequest::new(request.vector.clone(), request.fetch_k).with_vectors(true);
+        search.filter = request.filter.clone();
+        let candidates = self.search(search).await?;
+        let order = mmr_select(&request.vector, &candidates, request.k, request.lambda);
+        let mut slots: Vec<Option<ScoredDocument>> = candidates.into_iter().map(Some).collect();
+        Ok(order
+            .into_iter()
+            .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+            .collect())
+    }
 }
 
 #[async_trait]
 impl<T: VectorStore + ?Sized> VectorStore for Arc<T> {
-    async fn upsert(&self, documents: Vec<EmbeddedDocument>) -> Result<Vec<DocumentId>> {
+    async fn upsert(&self, documents: Vec<EmbeddedDocument>) -> Result<UpsertReport> {
         (**self).upsert(documents).await
+    }
+    async fn count(&self, filter: Option<&Filter>) -> Result<usize> {
+        (**self).count(filter).await
+    }
+    async fn search_mmr(&self, request: MmrRequest) -> Result<Vec<ScoredDocument>> {
+        (**self).search_mmr(request).await
     }
     async fn search(&self, request: SearchRequest) -> Result<Vec<ScoredDocument>> {
         (**self).search(request).await
@@ -207,8 +465,14 @@ impl<T: VectorStore + ?Sized> VectorStore for Arc<T> {
 
 #[async_trait]
 impl<T: VectorStore + ?Sized> VectorStore for Box<T> {
-    async fn upsert(&self, documents: Vec<EmbeddedDocument>) -> Result<Vec<DocumentId>> {
+    async fn upsert(&self, documents: Vec<EmbeddedDocument>) -> Result<UpsertReport> {
         (**self).upsert(documents).await
+    }
+    async fn count(&self, filter: Option<&Filter>) -> Result<usize> {
+        (**self).count(filter).await
+    }
+    async fn search_mmr(&self, request: MmrRequest) -> Result<Vec<ScoredDocument>> {
+        (**self).search_mmr(request).await
     }
     async fn search(&self, request: SearchRequest) -> Result<Vec<ScoredDocument>> {
         (**self).search(request).await

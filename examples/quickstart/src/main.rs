@@ -89,10 +89,10 @@ async fn run() -> Result<()> {
         .zip(vectors)
         .map(|(doc, v)| EmbeddedDocument::new(doc, v))
         .collect();
-    let ids = store.upsert(batch).await?;
+    let report = store.upsert(batch).await?;
     eprintln!(
         "indexed {} chunks from {} documents under {}",
-        ids.len(),
+        report.ids.len(),
         docs.len(),
         root.display()
     );

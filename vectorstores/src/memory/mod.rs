@@ -5,14 +5,12 @@ mod persist;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use catena_core::{
     validate_vector, Document, DocumentId, EmbeddedDocument, Error, Filter, Metadata, Result,
-    ScoredDocument, SearchRequest, VectorStore,
+    ScoredDocument, SearchRequest, UpsertReport, VectorStore,
 };
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +86,6 @@ pub struct InMemoryVectorStore {
     state: RwLock<State>,
     metric: DistanceMetric,
     path: Option<PathBuf>,
-    next_id: AtomicU64,
 }
 
 impl fmt::Debug for InMemoryVectorStore {
@@ -181,7 +178,6 @@ impl InMemoryVectorStoreBuilder {
             state: RwLock::new(state),
             metric,
             path: self.path,
-            next_id: AtomicU64::new(0),
         })
     }
 }
@@ -198,7 +194,6 @@ impl InMemoryVectorStore {
             state: RwLock::new(State::default()),
             metric: DistanceMetric::Cosine,
             path: None,
-            next_id: AtomicU64::new(0),
         }
     }
 
@@ -218,7 +213,6 @@ impl InMemoryVectorStore {
             state: RwLock::new(snap.into_state()?),
             metric,
             path: None,
-            next_id: AtomicU64::new(0),
         })
     }
 
@@ -256,20 +250,6 @@ impl InMemoryVectorStore {
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn fresh_id(&self, state: &State) -> DocumentId {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        loop {
-            let n = self.next_id.fetch_add(1, AtomicOrdering::Relaxed);
-            let id = DocumentId::from(format!("mem-{nanos:x}-{n}"));
-            if !state.index.contains_key(&id) {
-                return id;
-            }
-        }
     }
 
     /// Persists after a write, or undoes the write and reports why.
@@ -346,7 +326,7 @@ fn check_dims(expected: Option<usize>, got: usize, what: &str) -> Result<()> {
 
 #[async_trait]
 impl VectorStore for InMemoryVectorStore {
-    async fn upsert(&self, documents: Vec<EmbeddedDocument>) -> Result<Vec<DocumentId>> {
+    async fn upsert(&self, documents: Vec<EmbeddedDocument>) -> Result<UpsertReport> {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         // Validate the whole batch before touching anything.
         let mut dims = state.dimensions;
@@ -358,11 +338,9 @@ impl VectorStore for InMemoryVectorStore {
         }
         let mut ids = Vec::with_capacity(documents.len());
         let mut undo = Vec::with_capacity(documents.len());
+        let (mut inserted, mut updated, mut unchanged) = (0, 0, 0);
         for d in documents {
-            let id = match d.document.id {
-                Some(id) => id,
-                None => self.fresh_id(&state),
-            };
+            let id = d.id();
             let entry = Entry {
                 norm: norm(&d.embedding),
                 id: id.clone(),
@@ -370,17 +348,34 @@ impl VectorStore for InMemoryVectorStore {
                 metadata: d.document.metadata,
                 vector: d.embedding,
             };
-            let old = state.insert(entry);
-            undo.push((id.clone(), old));
+            let same = state.index.get(&id).is_some_and(|&i| {
+                let old = &state.entries[i];
+                old.content == entry.content
+                    && old.metadata == entry.metadata
+                    && old.vector == entry.vector
+            });
+            if same {
+                unchanged += 1;
+            } else {
+                let old = state.insert(entry);
+                if old.is_some() {
+                    updated += 1;
+                } else {
+                    inserted += 1;
+                }
+                undo.push((id.clone(), old));
+            }
             ids.push(id);
         }
         let old_dims = state.dimensions;
         state.dimensions = dims;
-        if let Err(e) = self.commit(&mut state, Undo::Restore(undo)) {
-            state.dimensions = old_dims;
-            return Err(e);
+        if !undo.is_empty() || old_dims != dims {
+            if let Err(e) = self.commit(&mut state, Undo::Restore(undo)) {
+                state.dimensions = old_dims;
+                return Err(e);
+            }
         }
-        Ok(ids)
+        Ok(UpsertReport::new(ids).with_counts(inserted, updated, unchanged))
     }
 
     async fn search(&self, request: SearchRequest) -> Result<Vec<ScoredDocument>> {
@@ -415,8 +410,31 @@ impl VectorStore for InMemoryVectorStore {
         hits.sort_by(by_rank);
         Ok(hits
             .into_iter()
-            .map(|(score, i)| ScoredDocument::new(state.entries[i].document(), score))
+            .map(|(score, i)| {
+                let entry = &state.entries[i];
+                let hit = ScoredDocument::new(entry.document(), score);
+                if request.include_vectors {
+                    hit.with_embedding(entry.vector.clone())
+                } else {
+                    hit
+                }
+            })
             .collect())
+    }
+
+    async fn count(&self, filter: Option<&Filter>) -> Result<usize> {
+        if let Some(f) = filter {
+            f.validate()?;
+        }
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(match filter {
+            None => state.entries.len(),
+            Some(f) => state
+                .entries
+                .iter()
+                .filter(|e| f.matches(&e.metadata))
+                .count(),
+        })
     }
 
     async fn delete(&self, ids: &[DocumentId]) -> Result<usize> {
