@@ -1,0 +1,1 @@
+//! pgvector tests (being written).
