@@ -18,7 +18,6 @@ use super::wire::{
     ResponseToolCall, StreamOptions, WireUsage,
 };
 use crate::http::{provider_error, read_limited};
-use crate::{ApiKey, HttpOptions};
 
 /// The chat model used when none is set: `gpt-4o-mini`.
 pub const DEFAULT_CHAT_MODEL: &str = "gpt-4o-mini";
@@ -79,14 +78,6 @@ impl fmt::Debug for OpenAiChatModelBuilder {
 }
 
 impl OpenAiChatModelBuilder {
-    /// The API key, sent as `Authorization: Bearer <key>`. No default: required for
-    /// `api.openai.com`; other base URLs (local servers) may go without one, and then no
-    /// `Authorization` header is sent.
-    pub fn api_key(mut self, key: impl Into<ApiKey>) -> Self {
-        self.connection.api_key = Some(key.into());
-        self
-    }
-
     /// The model id. Default [`DEFAULT_CHAT_MODEL`] (`gpt-4o-mini`).
     /// [`ChatRequest::model`] overrides it per call.
     pub fn model(mut self, model: impl Into<String>) -> Self {
@@ -94,67 +85,7 @@ impl OpenAiChatModelBuilder {
         self
     }
 
-    /// The API root, up to and including the version. Default
-    /// [`DEFAULT_BASE_URL`](super::DEFAULT_BASE_URL) (`https://api.openai.com/v1`); any
-    /// OpenAI-compatible server works (`http://localhost:8000/v1` for vLLM,
-    /// `http://localhost:11434/v1` for Ollama).
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.connection.base_url = url.into();
-        self
-    }
-
-    /// The organization id, sent as `OpenAI-Organization`. Default: not sent.
-    pub fn organization(mut self, id: impl Into<String>) -> Self {
-        self.connection.organization = Some(id.into());
-        self
-    }
-
-    /// The project id, sent as `OpenAI-Project`. Default: not sent.
-    pub fn project(mut self, id: impl Into<String>) -> Self {
-        self.connection.project = Some(id.into());
-        self
-    }
-
-    /// Targets an Azure OpenAI deployment: requests go to
-    /// `{endpoint}/openai/deployments/{deployment}/…?api-version={api_version}` and the key
-    /// is sent as an `api-key` header. Default: OpenAI itself.
-    pub fn azure(
-        mut self,
-        endpoint: impl AsRef<str>,
-        deployment: impl AsRef<str>,
-        api_version: impl AsRef<str>,
-    ) -> Self {
-        self.connection
-            .azure(endpoint.as_ref(), deployment.as_ref(), api_version.as_ref());
-        self
-    }
-
-    /// Adds a header to every request (gateways, proxies). Its value is treated as a
-    /// secret: never logged or printed. Default: none.
-    pub fn default_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.connection.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Adds a query parameter to every request. Default: none.
-    pub fn default_query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.connection.query.push((name.into(), value.into()));
-        self
-    }
-
-    /// Timeouts, retries and limits. Default [`HttpOptions::default`] (2 retries, 600 s
-    /// request timeout, 120 s stream idle timeout).
-    pub fn http(mut self, options: HttpOptions) -> Self {
-        self.connection.http = options;
-        self
-    }
-
-    /// Shares an existing `reqwest` client and its connection pool; shorthand for
-    /// `http(options.client(client))`. Default: a client of our own.
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.connection.http = self.connection.http.client(client);
-        self
-    }
+    super::client::connection_setters!();
 
     /// Builds the model.
     ///
