@@ -487,3 +487,50 @@ impl<T: VectorStore + ?Sized> VectorStore for Box<T> {
         (**self).get(ids).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(id: &str, v: Vec<f32>) -> ScoredDocument {
+        ScoredDocument::new(Document::new(id).with_id(id), 0.0).with_embedding(v)
+    }
+
+    #[test]
+    fn mmr_trades_relevance_for_diversity() {
+        let query = [1.0, 0.0];
+        let candidates = vec![
+            hit("a", vec![1.0, 0.0]),
+            hit("a-copy", vec![0.999, 0.04]),
+            hit("b", vec![0.7, 0.7]),
+            ScoredDocument::new(Document::new("no vector"), 0.9),
+        ];
+        assert_eq!(mmr_select(&query, &candidates, 2, 1.0), [0, 1]);
+        assert_eq!(mmr_select(&query, &candidates, 2, 0.3), [0, 2]);
+        assert_eq!(
+            mmr_select(&query, &candidates, 10, 0.5).len(),
+            3,
+            "no vector, not picked"
+        );
+        assert!(mmr_select(&query, &[], 3, 0.5).is_empty());
+    }
+
+    #[test]
+    fn requests_validate() {
+        assert!(MmrRequest::new(vec![1.0], 2).validate().is_ok());
+        assert!(MmrRequest::new(vec![1.0], 0).validate().is_err());
+        assert!(MmrRequest::new(vec![1.0], 2)
+            .with_lambda(1.5)
+            .validate()
+            .is_err());
+        assert!(MmrRequest::new(vec![1.0], 5)
+            .with_fetch_k(4)
+            .validate()
+            .is_err());
+        assert!(SearchRequest::new(vec![f32::NAN], 1).validate().is_err());
+        assert!(
+            validate_vector(&[1e20, 1e20]).is_err(),
+            "squared length overflows f32"
+        );
+    }
+}
