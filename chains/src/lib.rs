@@ -1,8 +1,14 @@
 //! Chains for Catena: compositions of the core traits (LLM chain, sequential chains,
-//! retrieval QA, conversational retrieval, summarisation, memory).
+//! retrieval QA, conversational retrieval, summarisation, SQL question answering), memory,
+//! retrievers, incremental indexing and retrieval evaluation.
 //!
-//! **Status: no chains yet.** Until they land, compose steps with
-//! [`catena_core::Chain`], [`catena_core::ChainExt::pipe`] and [`catena_core::chain_fn`]:
+//! Everything here works with any [`catena_core::ChatModel`], [`catena_core::Embedder`],
+//! [`catena_core::VectorStore`] and [`catena_core::ChatHistory`] — never a concrete backend.
+//!
+//! | feature | default | adds |
+//! | --- | --- | --- |
+//! | `postgres` | no | chat history, record manager and read-only SQL database on PostgreSQL |
+//! | `redis` | no | chat history on Redis |
 //!
 //! ```
 //! use catena_core::{chain_fn, Chain, ChainExt};
@@ -13,3 +19,19 @@
 //! assert_eq!(trim.pipe(words).invoke("  two words ".into()).await.unwrap(), 2);
 //! # });
 //! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod compose;
+pub mod conversational;
+pub mod eval;
+pub mod history;
+pub mod indexing;
+pub mod llm;
+pub mod memory;
+pub mod qa;
+pub mod retrievers;
+pub mod sequential;
+pub mod sql;
+pub mod summarize;

@@ -1,0 +1,2 @@
+//! Chain overhead benchmarks (being written).
+fn main() {}

@@ -1,0 +1,1 @@
+//! conversational (being written).

@@ -1,0 +1,1 @@
+//! indexing (being written).

@@ -1,0 +1,1 @@
+//! qa (being written).

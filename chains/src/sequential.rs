@@ -1,0 +1,1 @@
+//! sequential (being written).

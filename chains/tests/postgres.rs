@@ -1,0 +1,1 @@
+//! postgres tests (being written).

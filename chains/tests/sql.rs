@@ -1,0 +1,1 @@
+//! sql tests (being written).
