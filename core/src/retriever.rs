@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use crate::document::Document;
 use crate::embed::Embedder;
 use crate::error::Result;
-use crate::vectorstore::{Filter, ScoredDocument, SearchRequest, VectorStore};
+use crate::vectorstore::{Filter, MmrRequest, ScoredDocument, SearchRequest, VectorStore};
 
 /// Finds documents relevant to a query.
 #[async_trait]
@@ -59,6 +59,7 @@ pub struct VectorStoreRetriever {
     k: usize,
     score_threshold: Option<f32>,
     filter: Option<Filter>,
+    mmr: Option<(usize, f32)>,
 }
 
 impl fmt::Debug for VectorStoreRetriever {
@@ -67,6 +68,7 @@ impl fmt::Debug for VectorStoreRetriever {
             .field("k", &self.k)
             .field("score_threshold", &self.score_threshold)
             .field("filter", &self.filter)
+            .field("mmr", &self.mmr)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +82,7 @@ impl VectorStoreRetriever {
             k: 4,
             score_threshold: None,
             filter: None,
+            mmr: None,
         }
     }
 
@@ -104,12 +107,28 @@ impl VectorStoreRetriever {
         self
     }
 
+    /// Picks the `k` results by maximal marginal relevance among the `fetch_k` nearest,
+    /// with `lambda` trading relevance (1) for diversity (0); see [`MmrRequest`]. The score
+    /// threshold does not apply to MMR. Default: plain similarity search.
+    #[must_use]
+    pub fn with_mmr(mut self, fetch_k: usize, lambda: f32) -> Self {
+        self.mmr = Some((fetch_k, lambda));
+        self
+    }
+
     /// The hits with their scores.
     ///
     /// # Errors
     /// Failures of the embedder or the store.
     pub async fn retrieve_scored(&self, query: &str) -> Result<Vec<ScoredDocument>> {
         let vector = self.embedder.embed_query(query).await?;
+        if let Some((fetch_k, lambda)) = self.mmr {
+            let mut req = MmrRequest::new(vector, self.k)
+                .with_fetch_k(fetch_k)
+                .with_lambda(lambda);
+            req.filter = self.filter.clone();
+            return self.store.search_mmr(req).await;
+        }
         let mut req = SearchRequest::new(vector, self.k);
         req.score_threshold = self.score_threshold;
         req.filter = self.filter.clone();

@@ -1,1 +1,0 @@
-//! retrievers (being written).
