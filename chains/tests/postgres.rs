@@ -1,1 +1,255 @@
-//! postgres tests (being written).
+//! The PostgreSQL chat history and record manager against a real server.
+//!
+//! Needs `DATABASE_URL`: `eval "$(bash scripts/pg.sh start)"` (stop with
+//! `bash scripts/pg.sh stop`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "indexing.rs"]
+mod indexing_cases;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use catena_chains::history::PostgresChatHistory;
+use catena_chains::indexing::PostgresRecordManager;
+use catena_chains::memory::{Memory, SummaryBufferMemory};
+use catena_core::test_utils::ScriptedChatModel;
+use catena_core::{
+    ChatHistory, ContentPart, Error, InMemoryChatHistory, Message, SessionId, ToolCall,
+};
+
+fn database_url() -> String {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "DATABASE_URL is not set: start PostgreSQL with `eval \"$(bash scripts/pg.sh start)\"` \
+             (stop it with `bash scripts/pg.sh stop`)"
+        ),
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+async fn drop_table(table: &str) {
+    let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(conn);
+    client
+        .batch_execute(&format!("DROP TABLE IF EXISTS \"{table}\""))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = task.await;
+}
+
+fn tricky_messages() -> Vec<Message> {
+    vec![
+        Message::system("You are terse."),
+        Message::user_parts(vec![
+            ContentPart::text("what's this? \"quotes\" \\ 'single' ünïcødé 🚀"),
+            ContentPart::image_url("https://example.com/cat.png"),
+        ])
+        .with_name("alice"),
+        Message::assistant_with_tool_calls(
+            "",
+            vec![
+                ToolCall::new("call_1", "lookup", r#"{"q":"cat","n":2}"#),
+                ToolCall::new("call_2", "broken", "{not json"),
+            ],
+        ),
+        Message::tool_result("call_1", "a cat"),
+        Message::tool_result("call_2", ""),
+        Message::assistant("It is a cat.\nLine two."),
+    ]
+}
+
+/// The behaviour every chat history shares with `InMemoryChatHistory`.
+async fn check_history(history: &dyn ChatHistory, tag: &str) {
+    let a = SessionId::new(format!("{tag}-a"));
+    let b = SessionId::new(format!("{tag}-b"));
+    assert!(
+        history.messages(&a).await.unwrap().is_empty(),
+        "unknown session"
+    );
+    history.append(&a, &[]).await.unwrap();
+    assert!(history.messages(&a).await.unwrap().is_empty());
+    let tricky = tricky_messages();
+    history.append(&a, &tricky[..2]).await.unwrap();
+    history.append(&b, &[Message::user("other")]).await.unwrap();
+    history.append(&a, &tricky[2..]).await.unwrap();
+    assert_eq!(
+        history.messages(&a).await.unwrap(),
+        tricky,
+        "exact round trip, in order"
+    );
+    assert_eq!(
+        history.messages(&b).await.unwrap(),
+        [Message::user("other")]
+    );
+    history.clear(&a).await.unwrap();
+    assert!(history.messages(&a).await.unwrap().is_empty());
+    assert_eq!(
+        history.messages(&b).await.unwrap().len(),
+        1,
+        "sessions are isolated"
+    );
+    history.clear(&b).await.unwrap();
+    history.clear(&b).await.unwrap();
+}
+
+#[tokio::test]
+async fn in_memory_history_passes_the_shared_check() {
+    check_history(&InMemoryChatHistory::new(), "mem").await;
+}
+
+#[tokio::test]
+async fn postgres_history_behaves_like_in_memory() {
+    let table = unique("catena_test_hist");
+    let history = PostgresChatHistory::builder()
+        .connection_string(database_url())
+        .table(&table)
+        .build()
+        .unwrap();
+    check_history(&history, "pg").await;
+    // A second handle on the same table (a restart) sees the same data.
+    let s = SessionId::new("persist");
+    history.append(&s, &[Message::user("kept")]).await.unwrap();
+    let again = PostgresChatHistory::builder()
+        .connection_string(database_url())
+        .table(&table)
+        .build()
+        .unwrap();
+    assert_eq!(again.messages(&s).await.unwrap(), [Message::user("kept")]);
+    drop_table(&table).await;
+}
+
+#[tokio::test]
+async fn postgres_concurrent_appends_keep_every_message() {
+    let table = unique("catena_test_conc");
+    let history = Arc::new(
+        PostgresChatHistory::builder()
+            .connection_string(database_url())
+            .table(&table)
+            .build()
+            .unwrap(),
+    );
+    let s = SessionId::new("shared");
+    let tasks: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|who| {
+            let (history, s) = (history.clone(), s.clone());
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    history
+                        .append(&s, &[Message::user(format!("{who}-{i}"))])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all: Vec<String> = history
+        .messages(&s)
+        .await
+        .unwrap()
+        .iter()
+        .map(Message::text)
+        .collect();
+    assert_eq!(all.len(), 200);
+    for who in ["a", "b"] {
+        let mine: Vec<&String> = all.iter().filter(|t| t.starts_with(who)).collect();
+        let want: Vec<String> = (0..100).map(|i| format!("{who}-{i}")).collect();
+        assert_eq!(mine, want.iter().collect::<Vec<_>>(), "task {who} in order");
+    }
+    // A batch lands whole and contiguous even while another task appends.
+    let batch: Vec<Message> = (0..50)
+        .map(|i| Message::assistant(format!("batch-{i}")))
+        .collect();
+    let other = {
+        let (history, s) = (history.clone(), s.clone());
+        tokio::spawn(async move {
+            for i in 0..20 {
+                history
+                    .append(&s, &[Message::user(format!("c-{i}"))])
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    history.append(&s, &batch).await.unwrap();
+    other.await.unwrap();
+    let all = history.messages(&s).await.unwrap();
+    let start = all.iter().position(|m| m.text() == "batch-0").unwrap();
+    assert_eq!(&all[start..start + 50], &batch[..]);
+    drop_table(&table).await;
+}
+
+#[tokio::test]
+async fn postgres_history_rejects_bad_table_names() {
+    for bad in ["Chat", "1chat", "chat; DROP TABLE x", ""] {
+        let err = PostgresChatHistory::builder()
+            .connection_string(database_url())
+            .table(bad)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{bad}: {err:?}");
+    }
+    let err = PostgresRecordManager::builder()
+        .connection_string(database_url())
+        .table("x-y")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)));
+    let debug = format!(
+        "{:?}",
+        PostgresChatHistory::builder().connection_string("postgres://u:hunter2@h/db")
+    );
+    assert!(!debug.contains("hunter2"), "{debug}");
+}
+
+#[tokio::test]
+async fn summary_buffer_survives_a_restart_on_postgres() {
+    let table = unique("catena_test_sbm");
+    let open = || {
+        Arc::new(
+            PostgresChatHistory::builder()
+                .connection_string(database_url())
+                .table(&table)
+                .build()
+                .unwrap(),
+        )
+    };
+    let s = SessionId::new("s");
+    let model = Arc::new(ScriptedChatModel::new().with_text("They said hi."));
+    let memory = SummaryBufferMemory::new(open(), model, 1);
+    memory.save(&s, &[Message::user("hi")]).await.unwrap();
+    let loaded = memory.load(&s).await.unwrap();
+    let restarted = SummaryBufferMemory::new(open(), Arc::new(ScriptedChatModel::new()), 1);
+    assert_eq!(restarted.load(&s).await.unwrap(), loaded);
+    assert!(loaded[0].text().ends_with("They said hi."));
+    drop_table(&table).await;
+}
+
+#[tokio::test]
+async fn postgres_record_manager_contract_and_index_scenarios() {
+    let table = unique("catena_test_rec");
+    let records = PostgresRecordManager::builder()
+        .connection_string(database_url())
+        .table(&table)
+        .build()
+        .unwrap();
+    indexing_cases::record_manager_contract(&records).await;
+    indexing_cases::scenarios(&records).await;
+    drop_table(&table).await;
+}

@@ -1,1 +1,0 @@
-//! indexing (being written).
