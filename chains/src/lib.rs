@@ -35,3 +35,33 @@ pub mod retrievers;
 pub mod sequential;
 pub mod sql;
 pub mod summarize;
+
+pub use compose::{
+    batch_bounded, ChainComposeExt, Fallback, FallbackList, Retry, RetryPolicy, SharedChain,
+    Timeout,
+};
+pub use conversational::{ConversationTurn, ConversationalAnswer, ConversationalRetrieval};
+pub use eval::{evaluate, evaluate_ranking, EvalCase, EvalReport};
+#[cfg(feature = "postgres")]
+pub use history::PostgresChatHistory;
+#[cfg(feature = "redis")]
+pub use history::RedisChatHistory;
+#[cfg(feature = "postgres")]
+pub use indexing::PostgresRecordManager;
+pub use indexing::{
+    index, Cleanup, InMemoryRecordManager, IndexOptions, IndexReport, Record, RecordManager,
+};
+pub use llm::LlmChain;
+pub use memory::{
+    BufferMemory, Memory, SummaryBufferMemory, SummaryMemory, TokenBufferMemory, WindowMemory,
+};
+pub use qa::{QaAnswer, RetrievalQa};
+pub use retrievers::{
+    Bm25Retriever, BudgetedRetriever, ContextualCompressionRetriever, EnsembleRetriever,
+    MultiQueryRetriever, ParentDocumentRetriever,
+};
+pub use sequential::{SequentialChain, SequentialError, SequentialStep};
+#[cfg(feature = "postgres")]
+pub use sql::PostgresSqlDatabase;
+pub use sql::{SqlAnswer, SqlDatabase, SqlQaChain, SqlRows};
+pub use summarize::{SummarizeError, SummarizeStrategy, Summarizer};

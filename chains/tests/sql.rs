@@ -1,1 +1,264 @@
-//! sql tests (being written).
+//! SQL question answering against the real PostgreSQL of the test command: read-only
+//! transactions, statement timeout, row limit, multi-statement rejection, value decoding.
+//!
+//! Needs `DATABASE_URL`; locally run `eval "$(bash scripts/pg.sh start)"` first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use catena_chains::sql::{PostgresSqlDatabase, SqlDatabase, SqlQaChain};
+use catena_core::test_utils::ScriptedChatModel;
+use catena_core::{Chain, Error};
+use serde_json::json;
+use tokio_postgres::NoTls;
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "DATABASE_URL is not set: these tests need PostgreSQL; start it with \
+             `eval \"$(bash scripts/pg.sh start)\"` (and `bash scripts/pg.sh stop` afterwards)"
+        )
+    })
+}
+
+/// A table of cities with a unique name, created on a direct connection.
+struct Fixture {
+    client: tokio_postgres::Client,
+    table: String,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let (client, connection) = tokio_postgres::connect(&database_url(), NoTls)
+            .await
+            .expect("connect to DATABASE_URL");
+        tokio::spawn(connection);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let table = format!("chains_sql_cities_{}_{nanos}", std::process::id());
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {table} (id serial PRIMARY KEY, name text NOT NULL, population bigint, capital boolean);
+                 INSERT INTO {table} (name, population, capital) VALUES
+                   ('Paris', 2100000, true), ('Lyon', 520000, false), ('Nice', 340000, false);"
+            ))
+            .await
+            .unwrap();
+        Fixture { client, table }
+    }
+
+    fn db(&self) -> PostgresSqlDatabase {
+        PostgresSqlDatabase::builder()
+            .url(database_url())
+            .allowed_tables([self.table.as_str()])
+            .max_rows(5)
+            .statement_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap()
+    }
+
+    async fn count(&self) -> i64 {
+        self.client
+            .query_one(&format!("SELECT count(*) FROM {}", self.table), &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    async fn drop(self) {
+        self.client
+            .batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn table_info_describes_the_allowed_tables() {
+    let f = Fixture::new().await;
+    let info = f.db().table_info().await.unwrap();
+    assert_eq!(
+        info,
+        format!(
+            "CREATE TABLE {} (\n  id integer NOT NULL,\n  name text NOT NULL,\n  population bigint,\n  capital boolean\n);",
+            f.table
+        )
+    );
+    f.drop().await;
+}
+
+#[tokio::test]
+async fn chain_answers_from_the_rows() {
+    let f = Fixture::new().await;
+    let sql = format!(
+        "SELECT name, population FROM {} WHERE capital ORDER BY population DESC;",
+        f.table
+    );
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text(format!("```sql\n{sql}\n```"))
+            .with_text("Paris."),
+    );
+    let chain = SqlQaChain::builder(Arc::new(f.db()), model.clone())
+        .build()
+        .unwrap();
+    let out = chain
+        .invoke("Which city is the capital?".into())
+        .await
+        .unwrap();
+    assert_eq!(out.sql, sql);
+    assert_eq!(out.rows.columns, vec!["name", "population"]);
+    assert_eq!(out.rows.rows, vec![vec![json!("Paris"), json!(2_100_000)]]);
+    assert!(!out.rows.truncated);
+    assert_eq!(out.answer, "Paris.");
+    let requests = model.requests();
+    assert!(requests[0].messages[0]
+        .text()
+        .contains(&format!("CREATE TABLE {} (", f.table)));
+    assert!(requests[1].messages[0]
+        .text()
+        .contains("SQLResult:\nname | population\nParis | 2100000\nAnswer:"));
+    f.drop().await;
+}
+
+#[tokio::test]
+async fn writes_fail_and_change_nothing() {
+    let f = Fixture::new().await;
+    let db = f.db();
+    for sql in [
+        format!("INSERT INTO {} (name) VALUES ('Evil')", f.table),
+        format!("UPDATE {} SET population = 0", f.table),
+        format!("DELETE FROM {}", f.table),
+        format!("DROP TABLE {}", f.table),
+        format!(
+            "WITH x AS (INSERT INTO {} (name) VALUES ('Evil') RETURNING id) SELECT * FROM x",
+            f.table
+        ),
+        format!("SELECT nextval('{}_id_seq')", f.table),
+    ] {
+        let err = db.run_read_only(&sql).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput(m) if m.contains("read-only transaction")),
+            "{sql}: {err:?}"
+        );
+    }
+    // The transaction cannot be switched to read-write: a query already ran in it.
+    let err = db
+        .run_read_only("SET TRANSACTION READ WRITE")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    // Written by the model, through the chain.
+    let model = Arc::new(
+        ScriptedChatModel::new().with_text(format!("```sql\nDROP TABLE {};\n```", f.table)),
+    );
+    let chain = SqlQaChain::builder(Arc::new(db), model).build().unwrap();
+    let err = chain.invoke("Drop it".into()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m.contains("read-only")),
+        "{err:?}"
+    );
+    assert_eq!(f.count().await, 3);
+    f.drop().await;
+}
+
+#[tokio::test]
+async fn multiple_statements_are_rejected() {
+    let f = Fixture::new().await;
+    let db = f.db();
+    let err = db
+        .run_read_only(&format!("SELECT 1; DROP TABLE {}", f.table))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m.contains("more than one statement")),
+        "{err:?}"
+    );
+    let err = db
+        .run_read_only(&format!("COMMIT; DELETE FROM {}", f.table))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)));
+    // A semicolon inside a string is not a separator; a trailing one is allowed.
+    let rows = db.run_read_only("SELECT 'a;b' AS s;").await.unwrap();
+    assert_eq!(rows.rows, vec![vec![json!("a;b")]]);
+    assert_eq!(f.count().await, 3);
+    f.drop().await;
+}
+
+#[tokio::test]
+async fn slow_queries_hit_the_statement_timeout() {
+    let f = Fixture::new().await;
+    let db = f.db();
+    let start = Instant::now();
+    let err = db.run_read_only("SELECT pg_sleep(5)").await.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(d) if d == Duration::from_millis(300)),
+        "{err:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(3));
+    // The pooled connection is still usable, with the limit still in force.
+    let rows = db.run_read_only("SELECT 1 AS one").await.unwrap();
+    assert_eq!(rows.rows, vec![vec![json!(1)]]);
+    f.drop().await;
+}
+
+#[tokio::test]
+async fn the_row_limit_holds() {
+    let f = Fixture::new().await;
+    let db = f.db();
+    let rows = db
+        .run_read_only("SELECT g AS n FROM generate_series(1, 1000000) AS g")
+        .await
+        .unwrap();
+    assert_eq!(rows.rows.len(), 5);
+    assert!(rows.truncated);
+    assert_eq!(rows.rows[4], vec![json!(5)]);
+    let rows = db
+        .run_read_only("SELECT g AS n FROM generate_series(1, 5) AS g")
+        .await
+        .unwrap();
+    assert_eq!(rows.rows.len(), 5);
+    assert!(!rows.truncated);
+    f.drop().await;
+}
+
+#[tokio::test]
+async fn values_are_decoded_to_json() {
+    let f = Fixture::new().await;
+    let rows = f
+        .db()
+        .run_read_only(
+            "SELECT 1::int2 AS a, 2::int4 AS b, 3::int8 AS c, 1.5::float8 AS d, 12.340::numeric AS e, \
+             (-0.05)::numeric AS f, 'x'::varchar AS g, true AS h, NULL::text AS i, \
+             DATE '2024-02-29' AS j, TIMESTAMP '2024-02-29 13:14:15.5' AS k, \
+             '{\"k\": [1]}'::jsonb AS l, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS m, \
+             12345678901234567890.5::numeric AS n",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.rows[0],
+        vec![
+            json!(1),
+            json!(2),
+            json!(3),
+            json!(1.5),
+            json!(12.34),
+            json!(-0.05),
+            json!("x"),
+            json!(true),
+            json!(null),
+            json!("2024-02-29"),
+            json!("2024-02-29T13:14:15.500000"),
+            json!({"k": [1]}),
+            json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            json!("12345678901234567890.5"),
+        ]
+    );
+    f.drop().await;
+}
