@@ -33,6 +33,48 @@ impl fmt::Debug for Connection {
 }
 
 /// The connection string with any password replaced by `***`.
+/// The connection setters shared by the PostgreSQL builders (each has the fields
+/// `connection`, `table`, `max_connections` and `connect_timeout`).
+macro_rules! pg_builder_setters {
+    (table = $table:literal, max_connections = $max:literal) => {
+        /// Connects with a connection string (a URL or `key=value` pairs; no TLS). Default:
+        /// the [`DATABASE_URL`]($crate::history::DATABASE_URL_ENV) environment variable.
+        pub fn connection_string(mut self, url: impl Into<String>) -> Self {
+            self.connection = Some($crate::history::pg::Connection::Url(url.into()));
+            self
+        }
+
+        /// Uses an existing `deadpool-postgres` pool. Overrides
+        /// [`connection_string`](Self::connection_string). Default: a pool of its own.
+        pub fn pool(mut self, pool: deadpool_postgres::Pool) -> Self {
+            self.connection = Some($crate::history::pg::Connection::Pool(pool));
+            self
+        }
+
+        #[doc = concat!(
+            "The table: 1 to 63 characters of `a-z`, `0-9` and `_`, not starting with a digit.\n",
+            "Default `\"", $table, "\"`."
+        )]
+        pub fn table(mut self, name: impl Into<String>) -> Self {
+            self.table = name.into();
+            self
+        }
+
+        #[doc = concat!("The size of its own pool. Default ", $max, ".")]
+        pub fn max_connections(mut self, n: usize) -> Self {
+            self.max_connections = n;
+            self
+        }
+
+        /// How long to wait for a connection. Default 10 s.
+        pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.connect_timeout = timeout;
+            self
+        }
+    };
+}
+pub(crate) use pg_builder_setters;
+
 pub(crate) fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
         if let Some((userinfo, host)) = rest.rsplit_once('@') {

@@ -70,38 +70,7 @@ pub struct PostgresChatHistoryBuilder {
 }
 
 impl PostgresChatHistoryBuilder {
-    /// Connects with a connection string (a URL or `key=value` pairs; no TLS). Default: the
-    /// [`DATABASE_URL`](super::DATABASE_URL_ENV) environment variable.
-    pub fn connection_string(mut self, url: impl Into<String>) -> Self {
-        self.connection = Some(Connection::Url(url.into()));
-        self
-    }
-
-    /// Uses an existing `deadpool-postgres` pool. Overrides
-    /// [`connection_string`](Self::connection_string). Default: a pool of its own.
-    pub fn pool(mut self, pool: Pool) -> Self {
-        self.connection = Some(Connection::Pool(pool));
-        self
-    }
-
-    /// The table: 1 to 63 characters of `a-z`, `0-9` and `_`, not starting with a digit.
-    /// Default `"catena_chat_history"`.
-    pub fn table(mut self, name: impl Into<String>) -> Self {
-        self.table = name.into();
-        self
-    }
-
-    /// The size of its own pool. Default 8.
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n;
-        self
-    }
-
-    /// How long to wait for a connection. Default 10 s.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
+    crate::history::pg::pg_builder_setters!(table = "catena_chat_history", max_connections = "8");
 
     /// Checks the options and opens the pool; connects (and creates the table) on first use.
     ///
