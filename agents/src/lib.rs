@@ -1,17 +1,73 @@
-//! Agent loops and the executor for Catena, and the gRPC contract for delegating tasks to
-//! an agent service.
+//! Agent loops for Catena: a chat model that calls tools until it can answer.
 //!
-//! **Status: no agents yet.** An agent will drive a [`catena_core::ChatModel`] with
-//! [`catena_core::Tool`]s; both traits exist now, so tools written today will plug in:
+//! What is here:
+//! - [`AgentExecutor`]: the tool-calling agent, using the provider's native tool calls.
+//!   Several calls in one turn run concurrently with a bound and are paired back by call
+//!   id; tool errors, timeouts, bad arguments and unknown tools go back to the model as
+//!   `"Error: …"` results instead of ending the run. Limits: `max_iterations`, a
+//!   `time_budget`, a `token_budget`, a per-tool timeout, and [`EarlyStopping`]. Every run
+//!   returns its intermediate [`AgentStep`]s.
+//! - [`AgentExecutor::run_stream`]: the same run as a stream of typed [`AgentEvent`]s.
+//!   Dropping the stream (or the `run` future) cancels the run and its tools.
+//! - [`AgentTool`]: an agent offered to another agent as a tool.
+//! - [`AgentError`]: the typed limits; runs return [`catena_core::Result`] with the
+//!   `AgentError` kept as the source of [`catena_core::Error::Other`]
+//!   (see [`AgentError::from_error`]).
+//!
+//! **Not built yet:** the ReAct text agent (for models without native tool calling), the
+//! router that picks a chain or agent by a model's classification, and the gRPC contract for
+//! delegating tasks to an agent service.
 //!
 //! ```
 //! use std::sync::Arc;
-//! use catena_core::{ChatRequest, Message, Tool, ToolChoice};
+//! use catena_agents::{AgentError, AgentExecutor, EarlyStopping};
+//! use catena_core::test_utils::ScriptedChatModel;
+//! use catena_core::{ToolError, TypedTool};
 //!
-//! fn request_with_tools(tools: &[Arc<dyn Tool>], question: &str) -> ChatRequest {
-//!     ChatRequest::new(vec![Message::user(question)])
-//!         .with_tools(tools.iter().map(|t| t.definition()))
-//!         .with_tool_choice(ToolChoice::Auto)
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! struct AddArgs { a: i64, b: i64 }
+//!
+//! struct Add;
+//! #[async_trait::async_trait]
+//! impl TypedTool for Add {
+//!     type Args = AddArgs;
+//!     type Output = i64;
+//!     fn name(&self) -> &str { "add" }
+//!     fn description(&self) -> &str { "Adds two integers." }
+//!     async fn call(&self, a: AddArgs) -> Result<i64, ToolError> {
+//!         a.a.checked_add(a.b).ok_or_else(|| ToolError::execution("overflow"))
+//!     }
 //! }
-//! assert!(request_with_tools(&[], "hi").tools.is_empty());
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // A model that keeps calling tools is stopped at the limit with a typed error.
+//! let looping = ScriptedChatModel::new().with_responder(|_| {
+//!     Ok(catena_core::ChatResponse::new(catena_core::Message::assistant_with_tool_calls(
+//!         "",
+//!         vec![catena_core::ToolCall::new("c", "add", r#"{"a":1,"b":2}"#)],
+//!     )))
+//! });
+//! let agent = AgentExecutor::builder(Arc::new(looping))
+//!     .tool(Add.into_tool())
+//!     .max_iterations(3)
+//!     .early_stopping(EarlyStopping::Force)
+//!     .build()?;
+//! let err = agent.run("1+2, forever").await.unwrap_err();
+//! assert_eq!(AgentError::from_error(&err), Some(&AgentError::MaxIterations { limit: 3 }));
+//! # Ok::<(), catena_core::Error>(())
+//! # }).unwrap();
 //! ```
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod agent_tool;
+pub mod error;
+pub mod events;
+pub mod executor;
+
+pub use agent_tool::{AgentTool, AgentToolArgs};
+pub use error::AgentError;
+pub use events::{AgentEvent, AgentEventStream};
+pub use executor::{
+    AgentExecutor, AgentExecutorBuilder, AgentRun, AgentStep, EarlyStopping, StepError,
+};

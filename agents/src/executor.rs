@@ -1,0 +1,582 @@
+//! The tool-calling agent executor: a loop that lets a chat model call tools through the
+//! provider's native tool calls until it gives a final answer or hits a limit.
+//!
+//! Each turn sends the conversation and the tool definitions. When the model answers with
+//! tool calls, they run concurrently (at most
+//! [`max_concurrent_tools`](AgentExecutorBuilder::max_concurrent_tools) at a time, results
+//! kept in call order) and each result goes back as a tool message paired with its call id.
+//! A tool that fails, times out, gets bad arguments or does not exist does **not** end the
+//! run: the model gets `"Error: …"` as that call's result and can correct itself. The
+//! executor only ever runs the tool calls the model emitted; tool output is data, never
+//! instructions to the executor.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use catena_agents::AgentExecutor;
+//! use catena_core::test_utils::ScriptedChatModel;
+//! use catena_core::{ToolError, TypedTool};
+//!
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! struct CityArgs { city: String }
+//!
+//! struct Weather;
+//! #[async_trait::async_trait]
+//! impl TypedTool for Weather {
+//!     type Args = CityArgs;
+//!     type Output = String;
+//!     fn name(&self) -> &str { "weather" }
+//!     fn description(&self) -> &str { "Current weather for a city." }
+//!     async fn call(&self, args: CityArgs) -> Result<String, ToolError> {
+//!         Ok(format!("{}: 21°C, sunny", args.city))
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let model = Arc::new(
+//!     ScriptedChatModel::new()
+//!         .with_tool_call("weather", r#"{"city":"Oslo"}"#)
+//!         .with_text("It is sunny in Oslo."),
+//! );
+//! let agent = AgentExecutor::builder(model.clone())
+//!     .system_prompt("You are a weather assistant.")
+//!     .tool(Weather.into_tool())
+//!     .max_iterations(5)
+//!     .build()?;
+//! let run = agent.run("Weather in Oslo?").await?;
+//! assert_eq!(run.output, "It is sunny in Oslo.");
+//! assert_eq!(run.steps[0].result.as_deref(), Ok("Oslo: 21°C, sunny"));
+//! assert_eq!(run.iterations, 2);
+//! // The second request carried the tool result, paired with the call id.
+//! let second = &model.requests()[1];
+//! assert_eq!(second.messages.last().unwrap().tool_call_id.as_deref(), Some("call_0"));
+//! # Ok::<(), catena_core::Error>(())
+//! # }).unwrap();
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catena_core::{
+    ChatChunk, ChatModel, ChatRequest, ChatResponse, Error, Message, Result, StreamAccumulator,
+    Tool, ToolCall, ToolChoice, ToolError, Usage,
+};
+use futures::StreamExt;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+
+use crate::error::AgentError;
+use crate::events::{AgentEvent, AgentEventStream};
+
+/// What the executor does when a limit (iterations, time or tokens) stops the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum EarlyStopping {
+    /// Fail the run with the [`AgentError`] (the default).
+    #[default]
+    Force,
+    /// Ask the model once more, with [`ToolChoice::None`], for a final answer from what it
+    /// has so far. The run then succeeds with [`AgentRun::stopped_by`] set. This last call is
+    /// not bounded by the time budget; put a timeout on the model if it must be. If the model
+    /// still gives no text, the run fails with the [`AgentError`].
+    Generate,
+}
+
+/// Why one tool call produced no output. Its [`Display`](fmt::Display) text, prefixed with
+/// `"Error: "`, is what the model receives as the call's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepError {
+    /// The model called a tool that is not registered.
+    UnknownTool {
+        /// The name the model used.
+        name: String,
+        /// The names of the registered tools.
+        available: Vec<String>,
+    },
+    /// The arguments were not valid JSON or did not fit the tool's schema.
+    InvalidArguments(String),
+    /// The tool ran and failed.
+    Execution(String),
+    /// The tool did not finish within the per-tool timeout.
+    Timeout(Duration),
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepError::UnknownTool { name, available } => {
+                let list = if available.is_empty() {
+                    "none".to_owned()
+                } else {
+                    available.join(", ")
+                };
+                write!(f, "tool `{name}` does not exist; available: {list}")
+            }
+            StepError::InvalidArguments(m) => write!(f, "invalid arguments: {m}"),
+            StepError::Execution(m) => write!(f, "tool failed: {m}"),
+            StepError::Timeout(d) => write!(f, "tool timed out after {d:?}"),
+        }
+    }
+}
+
+impl std::error::Error for StepError {}
+
+/// One tool call the agent made, with its result.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct AgentStep {
+    /// The call as the model emitted it.
+    pub call: ToolCall,
+    /// The tool's output as text, or why there is none.
+    pub result: std::result::Result<String, StepError>,
+    /// How long the call took.
+    pub duration: Duration,
+}
+
+impl AgentStep {
+    /// The text the model received for this call: the output, or `"Error: …"`.
+    pub fn model_text(&self) -> String {
+        match &self.result {
+            Ok(text) => text.clone(),
+            Err(e) => format!("Error: {e}"),
+        }
+    }
+}
+
+/// The result of a finished run.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct AgentRun {
+    /// The model's final answer.
+    pub output: String,
+    /// Every tool call, in the order the model made them.
+    pub steps: Vec<AgentStep>,
+    /// Token usage summed over every model call.
+    pub usage: Usage,
+    /// Model calls made (including an early-stopping final call).
+    pub iterations: usize,
+    /// The limit that stopped the loop, when [`EarlyStopping::Generate`] produced the answer.
+    pub stopped_by: Option<AgentError>,
+}
+
+struct Inner {
+    model: Arc<dyn ChatModel>,
+    tools: Vec<Arc<dyn Tool>>,
+    system_prompt: Option<String>,
+    max_iterations: usize,
+    max_concurrent_tools: usize,
+    tool_timeout: Duration,
+    time_budget: Option<Duration>,
+    token_budget: Option<u64>,
+    early_stopping: EarlyStopping,
+}
+
+/// Runs a tool-calling agent; see the [module docs](self).
+///
+/// Cheap to clone (the configuration is shared).
+#[derive(Clone)]
+pub struct AgentExecutor {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for AgentExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("AgentExecutor")
+            .field("model", &i.model.model_info().model)
+            .field(
+                "tools",
+                &i.tools.iter().map(|t| t.name()).collect::<Vec<_>>(),
+            )
+            .field("max_iterations", &i.max_iterations)
+            .field("max_concurrent_tools", &i.max_concurrent_tools)
+            .field("tool_timeout", &i.tool_timeout)
+            .field("time_budget", &i.time_budget)
+            .field("token_budget", &i.token_budget)
+            .field("early_stopping", &i.early_stopping)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`AgentExecutor`]; start with [`AgentExecutor::builder`].
+pub struct AgentExecutorBuilder {
+    inner: Inner,
+}
+
+impl fmt::Debug for AgentExecutorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentExecutorBuilder")
+            .field(
+                "tools",
+                &self
+                    .inner
+                    .tools
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentExecutorBuilder {
+    /// Sets the system prompt sent first in every run. Default: none.
+    #[must_use]
+    pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.inner.system_prompt = Some(prompt.into());
+        self
+    }
+
+    /// Adds a tool. Default: no tools.
+    #[must_use]
+    pub fn tool(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.inner.tools.push(tool);
+        self
+    }
+
+    /// Adds tools.
+    #[must_use]
+    pub fn tools(mut self, tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Self {
+        self.inner.tools.extend(tools);
+        self
+    }
+
+    /// The most model turns that may end in tool calls before the run stops with
+    /// [`AgentError::MaxIterations`]. Default 10.
+    #[must_use]
+    pub fn max_iterations(mut self, n: usize) -> Self {
+        self.inner.max_iterations = n;
+        self
+    }
+
+    /// How many tool calls of one turn run at the same time. Default 4.
+    #[must_use]
+    pub fn max_concurrent_tools(mut self, n: usize) -> Self {
+        self.inner.max_concurrent_tools = n;
+        self
+    }
+
+    /// How long one tool call may take; a call that takes longer is cancelled and the model
+    /// gets a timeout error as its result. Default 30 s.
+    #[must_use]
+    pub fn tool_timeout(mut self, timeout: Duration) -> Self {
+        self.inner.tool_timeout = timeout;
+        self
+    }
+
+    /// An overall deadline for the run (model calls and tools); past it the loop stops with
+    /// [`AgentError::TimeBudget`]. Default: none.
+    #[must_use]
+    pub fn time_budget(mut self, budget: Duration) -> Self {
+        self.inner.time_budget = Some(budget);
+        self
+    }
+
+    /// A limit on the total tokens the model reports over the run. It is checked before each
+    /// model call, so a final answer is never thrown away; once the sum is over the budget the
+    /// loop stops with [`AgentError::TokenBudget`]. Default: none.
+    #[must_use]
+    pub fn token_budget(mut self, tokens: u64) -> Self {
+        self.inner.token_budget = Some(tokens);
+        self
+    }
+
+    /// What happens when a limit stops the loop. Default [`EarlyStopping::Force`].
+    #[must_use]
+    pub fn early_stopping(mut self, mode: EarlyStopping) -> Self {
+        self.inner.early_stopping = mode;
+        self
+    }
+
+    /// Checks the configuration and builds the executor.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when two tools share a name, or `max_iterations`,
+    /// `max_concurrent_tools` or `tool_timeout` is zero.
+    pub fn build(self) -> Result<AgentExecutor> {
+        let i = &self.inner;
+        if i.max_iterations == 0 {
+            return Err(Error::invalid_config("max_iterations must be at least 1"));
+        }
+        if i.max_concurrent_tools == 0 {
+            return Err(Error::invalid_config(
+                "max_concurrent_tools must be at least 1",
+            ));
+        }
+        if i.tool_timeout.is_zero() {
+            return Err(Error::invalid_config("tool_timeout must not be zero"));
+        }
+        let mut seen = HashSet::new();
+        for t in &i.tools {
+            if !seen.insert(t.name()) {
+                return Err(Error::invalid_config(format!(
+                    "two tools are named `{}`",
+                    t.name()
+                )));
+            }
+        }
+        Ok(AgentExecutor {
+            inner: Arc::new(self.inner),
+        })
+    }
+}
+
+/// Why the loop stopped without a final answer.
+enum Stop {
+    Limit(AgentError),
+    Fail(Error),
+}
+
+struct State {
+    messages: Vec<Message>,
+    steps: Vec<AgentStep>,
+    usage: Usage,
+    iterations: usize,
+}
+
+type Sink<'a> = Option<&'a UnboundedSender<AgentEvent>>;
+
+fn emit(sink: Sink<'_>, event: AgentEvent) {
+    if let Some(tx) = sink {
+        // A closed channel means the stream was dropped; the run is being cancelled.
+        let _ = tx.send(event);
+    }
+}
+
+impl AgentExecutor {
+    /// Starts a builder for an agent driven by `model`.
+    pub fn builder(model: Arc<dyn ChatModel>) -> AgentExecutorBuilder {
+        AgentExecutorBuilder {
+            inner: Inner {
+                model,
+                tools: Vec::new(),
+                system_prompt: None,
+                max_iterations: 10,
+                max_concurrent_tools: 4,
+                tool_timeout: Duration::from_secs(30),
+                time_budget: None,
+                token_budget: None,
+                early_stopping: EarlyStopping::Force,
+            },
+        }
+    }
+
+    /// The registered tools.
+    pub fn tools(&self) -> &[Arc<dyn Tool>] {
+        &self.inner.tools
+    }
+
+    /// Runs the agent on `input` until the model gives a final answer, using
+    /// [`ChatModel::generate`]. Dropping the future cancels the run, including running tools.
+    ///
+    /// # Errors
+    /// The model's errors; an [`AgentError`] (inside [`Error::Other`]) when a limit stops the
+    /// loop under [`EarlyStopping::Force`]. Tool failures are not errors of the run.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime with the time driver enabled (the tool timeout needs it).
+    pub async fn run(&self, input: &str) -> Result<AgentRun> {
+        self.drive(input, None).await
+    }
+
+    /// Runs the agent on `input` and reports what happens as a stream of [`AgentEvent`]s,
+    /// using [`ChatModel::stream`]; it ends with [`AgentEvent::FinalAnswer`] or
+    /// [`AgentEvent::Error`]. Dropping the stream cancels the run, including running tools.
+    /// Nothing is spawned: the run makes progress while the stream is polled.
+    pub fn run_stream(&self, input: &str) -> AgentEventStream {
+        AgentEventStream::new(self.clone(), input.to_owned())
+    }
+
+    pub(crate) async fn drive(&self, input: &str, sink: Sink<'_>) -> Result<AgentRun> {
+        let inner = &self.inner;
+        let mut messages = Vec::with_capacity(2);
+        if let Some(p) = &inner.system_prompt {
+            messages.push(Message::system(p.clone()));
+        }
+        messages.push(Message::user(input));
+        let mut state = State {
+            messages,
+            steps: Vec::new(),
+            usage: Usage::default(),
+            iterations: 0,
+        };
+        let outcome = match inner.time_budget {
+            Some(budget) => {
+                match tokio::time::timeout(budget, self.turns(&mut state, sink)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Stop::Limit(AgentError::TimeBudget { budget })),
+                }
+            }
+            None => self.turns(&mut state, sink).await,
+        };
+        let (output, stopped_by) = match outcome {
+            Ok(output) => (output, None),
+            Err(Stop::Fail(e)) => return Err(e),
+            Err(Stop::Limit(limit)) => {
+                tracing::debug!(%limit, "agent loop stopped by a limit");
+                match inner.early_stopping {
+                    EarlyStopping::Generate => {
+                        let output = self.final_answer(&mut state, &limit, sink).await?;
+                        (output, Some(limit))
+                    }
+                    _ => return Err(limit.into()),
+                }
+            }
+        };
+        Ok(AgentRun {
+            output,
+            steps: state.steps,
+            usage: state.usage,
+            iterations: state.iterations,
+            stopped_by,
+        })
+    }
+
+    /// The loop. State is only changed between awaits, so when the time budget cancels this
+    /// future the conversation is left whole (no tool call without its result).
+    async fn turns(&self, state: &mut State, sink: Sink<'_>) -> std::result::Result<String, Stop> {
+        let inner = &self.inner;
+        loop {
+            if let Some(budget) = inner.token_budget {
+                if state.usage.total_tokens > budget {
+                    return Err(Stop::Limit(AgentError::TokenBudget {
+                        budget,
+                        used: state.usage.total_tokens,
+                    }));
+                }
+            }
+            if state.iterations >= inner.max_iterations {
+                return Err(Stop::Limit(AgentError::MaxIterations {
+                    limit: inner.max_iterations,
+                }));
+            }
+            let mut request = ChatRequest::new(state.messages.clone());
+            if !inner.tools.is_empty() {
+                request = request
+                    .with_tools(inner.tools.iter().map(|t| t.definition()))
+                    .with_tool_choice(ToolChoice::Auto);
+            }
+            state.iterations += 1;
+            let response = self.call_model(request, sink).await.map_err(Stop::Fail)?;
+            state.usage += response.usage.unwrap_or_default();
+            if response.tool_calls().is_empty() {
+                let text = response.text();
+                state.messages.push(response.message);
+                return Ok(text);
+            }
+            let calls = response.tool_calls().to_vec();
+            tracing::debug!(count = calls.len(), "agent runs tool calls");
+            let steps: Vec<AgentStep> = futures::stream::iter(calls)
+                .map(|call| self.execute(call, sink))
+                .buffered(inner.max_concurrent_tools)
+                .collect()
+                .await;
+            state.messages.push(response.message);
+            for step in &steps {
+                state.messages.push(Message::tool_result(
+                    step.call.id.clone(),
+                    step.model_text(),
+                ));
+            }
+            state.steps.extend(steps);
+        }
+    }
+
+    async fn final_answer(
+        &self,
+        state: &mut State,
+        limit: &AgentError,
+        sink: Sink<'_>,
+    ) -> Result<String> {
+        let inner = &self.inner;
+        let mut messages = state.messages.clone();
+        messages.push(Message::user(format!(
+            "You must stop now ({limit}). Do not call any tools. Give your best final answer \
+             from the information above."
+        )));
+        let mut request = ChatRequest::new(messages);
+        if !inner.tools.is_empty() {
+            request = request.with_tools(inner.tools.iter().map(|t| t.definition()));
+        }
+        request = request.with_tool_choice(ToolChoice::None);
+        state.iterations += 1;
+        let response = self.call_model(request, sink).await?;
+        state.usage += response.usage.unwrap_or_default();
+        let text = response.text();
+        if text.trim().is_empty() {
+            return Err(limit.clone().into());
+        }
+        Ok(text)
+    }
+
+    async fn call_model(&self, request: ChatRequest, sink: Sink<'_>) -> Result<ChatResponse> {
+        let model = &self.inner.model;
+        let Some(tx) = sink else {
+            return model.generate(request).await;
+        };
+        let mut stream = model.stream(request).await?;
+        let mut acc = StreamAccumulator::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if let ChatChunk::TextDelta(t) = &chunk {
+                emit(Some(tx), AgentEvent::ModelDelta(t.clone()));
+            }
+            acc.push(&chunk);
+        }
+        acc.finish()
+    }
+
+    async fn execute(&self, call: ToolCall, sink: Sink<'_>) -> AgentStep {
+        emit(
+            sink,
+            AgentEvent::ToolCallStarted {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            },
+        );
+        let start = Instant::now();
+        let result = self.invoke(&call).await;
+        let duration = start.elapsed();
+        if let Err(e) = &result {
+            tracing::debug!(tool = %call.name, error = %e, "tool call failed");
+        }
+        emit(
+            sink,
+            AgentEvent::ToolResult {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                result: result.clone(),
+            },
+        );
+        AgentStep {
+            call,
+            result,
+            duration,
+        }
+    }
+
+    async fn invoke(&self, call: &ToolCall) -> std::result::Result<String, StepError> {
+        let inner = &self.inner;
+        let tool = inner
+            .tools
+            .iter()
+            .find(|t| t.name() == call.name)
+            .ok_or_else(|| StepError::UnknownTool {
+                name: call.name.clone(),
+                available: inner.tools.iter().map(|t| t.name().to_owned()).collect(),
+            })?;
+        let args = call
+            .arguments_json()
+            .map_err(|e| StepError::InvalidArguments(e.to_string()))?;
+        match tokio::time::timeout(inner.tool_timeout, tool.call(args)).await {
+            Err(_) => Err(StepError::Timeout(inner.tool_timeout)),
+            Ok(Ok(out)) => Ok(out.to_text()),
+            Ok(Err(ToolError::InvalidArguments(m))) => Err(StepError::InvalidArguments(m)),
+            Ok(Err(ToolError::Execution(m))) => Err(StepError::Execution(m)),
+            Ok(Err(other)) => Err(StepError::Execution(other.to_string())),
+        }
+    }
+}
