@@ -1,27 +1,63 @@
-//! Built-in tools for Catena agents.
+//! Built-in tools for Catena agents, and the ergonomics for writing your own.
 //!
-//! **Status: no built-in tools yet.** Write your own with [`catena_core::TypedTool`]: the
-//! JSON schema of the arguments is derived from a Rust type.
+//! | item | what it does |
+//! | --- | --- |
+//! | [`Calculator`] (`calculator`) | arithmetic with a hand-written parser and limits on length, depth and magnitude; [`calculator::evaluate`] is the pure function |
+//! | [`CurrentTime`] (`current_time`) | the current time as RFC 3339 and unix seconds, at an optional UTC offset |
+//! | [`RetrieverTool`] | offers any [`catena_core::Retriever`] to a model as a search tool |
+//! | [`tool_fn`] / [`FnTool`] | a tool from an async closure over a typed argument struct |
+//!
+//! Every tool is, or erases to, an `Arc<dyn `[`catena_core::Tool`]`>`. Arguments that do not
+//! fit a tool's schema, and inputs a tool refuses (a calculator expression that divides by
+//! zero), come back as [`catena_core::ToolError::InvalidArguments`], which an agent sends
+//! back to the model so it can correct itself; [`catena_core::ToolError::Execution`] is a
+//! real failure. The guide `docs/tools.md` shows how to write your own tool.
+//!
+//! **Not built yet:** web search, web fetch (with SSRF protection), SQL query/introspection,
+//! HTTP request and MCP client tools are planned but not in this crate yet. This crate has no
+//! optional features so far.
 //!
 //! ```
-//! use catena_core::{ToolError, TypedTool};
+//! use std::sync::Arc;
+//! use catena_core::{ChatRequest, Message, Tool, TypedTool};
+//! use catena_tools::{tool_fn, Calculator, CurrentTime};
 //!
 //! #[derive(serde::Deserialize, schemars::JsonSchema)]
-//! struct Args { text: String }
-//!
-//! struct WordCount;
-//!
-//! #[async_trait::async_trait]
-//! impl TypedTool for WordCount {
-//!     type Args = Args;
-//!     type Output = usize;
-//!     fn name(&self) -> &str { "word_count" }
-//!     fn description(&self) -> &str { "Counts the words in a text." }
-//!     async fn call(&self, args: Args) -> Result<usize, ToolError> {
-//!         Ok(args.text.split_whitespace().count())
-//!     }
+//! struct Shout {
+//!     /// The text to shout.
+//!     text: String,
 //! }
 //!
-//! let tool = WordCount.into_tool();
-//! assert_eq!(tool.name(), "word_count");
+//! let tools: Vec<Arc<dyn Tool>> = vec![
+//!     Calculator::new().into_tool(),
+//!     CurrentTime::new().into_tool(),
+//!     tool_fn("shout", "Upper-cases a text.", |a: Shout| async move {
+//!         Ok(a.text.to_uppercase())
+//!     }),
+//! ];
+//! let request = ChatRequest::new(vec![Message::user("What is 2^10?")])
+//!     .with_tools(tools.iter().map(|t| t.definition()));
+//! assert_eq!(request.tools.len(), 3);
+//!
+//! # futures::executor::block_on(async {
+//! let out = tools[0].call(serde_json::json!({"expression": "2^10"})).await.unwrap();
+//! assert_eq!(out.to_text(), "1024.0");
+//! # });
 //! ```
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod calculator;
+pub mod function;
+pub mod retriever;
+pub mod time;
+
+pub use calculator::{evaluate, CalcError, CalcLimits, Calculator, CalculatorArgs};
+pub use function::{tool_fn, FnTool};
+pub use retriever::{RetrievedDocument, RetrieverArgs, RetrieverTool};
+pub use time::{CurrentTime, CurrentTimeArgs, CurrentTimeOutput};
+
+/// The "write your own tool" guide (`docs/tools.md`), compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/tools.md")]
+pub struct ToolsGuide;
