@@ -1,0 +1,1 @@
+//! web tool tests (being written).
