@@ -48,6 +48,15 @@ pub enum AgentError {
         /// Tokens used when the executor stopped.
         used: u64,
     },
+    /// The [`ReactAgent`](crate::ReactAgent)'s model twice in a row wrote text that is
+    /// neither a well-formed action nor a final answer (the first time it was reminded of
+    /// the format).
+    OutputParse {
+        /// The model's last output, as written.
+        output: String,
+        /// What was wrong with it.
+        reason: String,
+    },
 }
 
 impl AgentError {
@@ -80,6 +89,18 @@ impl fmt::Display for AgentError {
             }
             AgentError::TokenBudget { budget, used } => {
                 write!(f, "agent used {used} tokens, over its budget of {budget}")
+            }
+            AgentError::OutputParse { output, reason } => {
+                let shown: String = output.chars().take(200).collect();
+                let more = if shown.len() < output.len() {
+                    "…"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "agent model output could not be parsed ({reason}): {shown:?}{more}"
+                )
             }
         }
     }

@@ -14,9 +14,12 @@
 //!   `AgentError` kept as the source of [`catena_core::Error::Other`]
 //!   (see [`AgentError::from_error`]).
 //!
-//! **Not built yet:** the ReAct text agent (for models without native tool calling), the
-//! router that picks a chain or agent by a model's classification, and the gRPC contract for
-//! delegating tasks to an agent service.
+//! - [`ReactAgent`]: the ReAct text agent, for models without native tool calling (tools
+//!   described in the prompt, `Thought:`/`Action:`/`Action Input:`/`Final Answer:` parsed
+//!   leniently, one format reminder before [`AgentError::OutputParse`]).
+//! - [`Router`]: picks a chain or agent for an input by a model's classification.
+//!
+//! **Not built yet:** the gRPC contract for delegating tasks to an agent service.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -64,6 +67,8 @@ pub mod agent_tool;
 pub mod error;
 pub mod events;
 pub mod executor;
+pub mod react;
+pub mod router;
 
 pub use agent_tool::{AgentTool, AgentToolArgs};
 pub use error::AgentError;
@@ -71,3 +76,5 @@ pub use events::{AgentEvent, AgentEventStream};
 pub use executor::{
     AgentExecutor, AgentExecutorBuilder, AgentRun, AgentStep, EarlyStopping, StepError,
 };
+pub use react::{ReactAgent, ReactAgentBuilder, REACT_STOP};
+pub use router::{Route, Router, RouterBuilder, RouterError, RouterOutput};

@@ -1,0 +1,348 @@
+//! The ReAct text agent against scripted models: prompts, parsing, errors and limits.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use catena_agents::{AgentError, ReactAgent, StepError, REACT_STOP};
+use catena_core::test_utils::ScriptedChatModel;
+use catena_core::{ChatRequest, ToolError, TypedTool};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use support::{Echo, Failing, Sleeper};
+
+#[derive(Deserialize, JsonSchema)]
+struct AddArgs {
+    a: i64,
+    b: i64,
+}
+
+/// Two integer arguments: plain-text input cannot be wrapped for it.
+struct Add;
+
+#[async_trait]
+impl TypedTool for Add {
+    type Args = AddArgs;
+    type Output = i64;
+    fn name(&self) -> &str {
+        "add"
+    }
+    fn description(&self) -> &str {
+        "Adds two integers."
+    }
+    async fn call(&self, args: AddArgs) -> Result<i64, ToolError> {
+        Ok(args.a + args.b)
+    }
+}
+
+fn prompt(req: &ChatRequest) -> String {
+    req.messages.last().unwrap().text()
+}
+
+fn agent(model: &Arc<ScriptedChatModel>) -> ReactAgent {
+    ReactAgent::builder(model.clone())
+        .tool(Echo::default().into_tool())
+        .tool(Add.into_tool())
+        .tool(Failing.into_tool())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_step_run_sends_react_prompts_without_tools() {
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text(" I should echo.\nAction: echo\nAction Input: {\"text\": \"hi\"}")
+            .with_text(" I now know the final answer.\nFinal Answer: it said hi"),
+    );
+    let run = agent(&model).run("What does echo say?").await.unwrap();
+    assert_eq!(run.output, "it said hi");
+    assert_eq!(run.iterations, 2);
+    assert_eq!(run.steps.len(), 1);
+    assert_eq!(run.steps[0].call.name, "echo");
+    assert_eq!(run.steps[0].call.arguments, r#"{"text":"hi"}"#);
+    assert_eq!(run.steps[0].result.as_deref(), Ok("echo:hi"));
+
+    let requests = model.requests();
+    assert_eq!(requests.len(), 2);
+    for req in &requests {
+        assert!(req.tools.is_empty(), "no native tools in a ReAct request");
+        assert!(req.tool_choice.is_none());
+        assert_eq!(req.stop, vec![REACT_STOP.to_string()]);
+        assert_eq!(REACT_STOP, "\nObservation:");
+    }
+    let first = prompt(&requests[0]);
+    // Tools listed with description and argument schema; the format is explained.
+    assert!(first.contains("echo: Echoes its text."));
+    assert!(first.contains("add: Adds two integers."));
+    assert!(first.contains(r#""required":["a","b"]"#), "{first}");
+    assert!(first.contains("should be one of [echo, add, failing]"));
+    for label in [
+        "Thought:",
+        "Action:",
+        "Action Input:",
+        "Observation:",
+        "Final Answer:",
+    ] {
+        assert!(first.contains(label), "{label} missing");
+    }
+    assert!(first.ends_with("Question: What does echo say?\nThought:"));
+    // The scratchpad grows with the model's text and the observation.
+    let second = prompt(&requests[1]);
+    assert!(second.starts_with(&first));
+    assert_eq!(
+        &second[first.len()..],
+        " I should echo.\nAction: echo\nAction Input: {\"text\": \"hi\"}\nObservation: echo:hi\nThought:"
+    );
+}
+
+#[tokio::test]
+async fn malformed_output_is_corrected_after_one_reminder() {
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text("I think the answer is 4.")
+            .with_text("Final Answer: 4"),
+    );
+    let run = agent(&model).run("2+2?").await.unwrap();
+    assert_eq!(run.output, "4");
+    assert_eq!(run.iterations, 2);
+    assert!(run.steps.is_empty());
+    let second = prompt(&model.requests()[1]);
+    assert!(second.ends_with(
+        "Thought:I think the answer is 4.\nObservation: Invalid format: no `Action:` or \
+         `Final Answer:` was found. Remember to use Action/Action Input or Final Answer.\nThought:"
+    ));
+}
+
+#[tokio::test]
+async fn malformed_twice_in_a_row_is_a_typed_error() {
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text("no idea")
+            .with_text("still chatting"),
+    );
+    let err = agent(&model).run("2+2?").await.unwrap_err();
+    match AgentError::from_error(&err) {
+        Some(AgentError::OutputParse { output, reason }) => {
+            assert_eq!(output, "still chatting");
+            assert!(reason.contains("Final Answer"));
+        }
+        other => panic!("unexpected {other:?} / {err}"),
+    }
+    assert_eq!(model.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_good_turn_resets_the_reminder() {
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text("oops")
+            .with_text("Action: echo\nAction Input: a")
+            .with_text("oops again")
+            .with_text("Final Answer: done"),
+    );
+    let run = agent(&model).run("go").await.unwrap();
+    assert_eq!(run.output, "done");
+    assert_eq!(run.iterations, 4);
+}
+
+#[tokio::test]
+async fn action_and_final_answer_together_is_a_format_error() {
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text("Action: echo\nAction Input: a\nFinal Answer: guessed")
+            .with_text("Final Answer: real"),
+    );
+    let run = agent(&model).run("go").await.unwrap();
+    assert_eq!(run.output, "real");
+    assert!(run.steps.is_empty(), "the action was not run");
+    assert!(prompt(&model.requests()[1]).contains("both an Action and a Final Answer"));
+}
+
+#[tokio::test]
+async fn invented_observation_is_dropped_when_stop_is_ignored() {
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text("Action: echo\nAction Input: a\nObservation: made up\nFinal Answer: fake")
+            .with_text("Final Answer: real"),
+    );
+    let run = agent(&model).run("go").await.unwrap();
+    assert_eq!(run.output, "real");
+    assert_eq!(run.steps[0].result.as_deref(), Ok("echo:a"));
+    let second = prompt(&model.requests()[1]);
+    assert!(!second.contains("made up"));
+    assert!(second.ends_with("Action: echo\nAction Input: a\nObservation: echo:a\nThought:"));
+}
+
+#[tokio::test]
+async fn unknown_tool_observation_lists_available_tools() {
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text("Action: search\nAction Input: rust")
+            .with_text("Final Answer: gave up"),
+    );
+    let run = agent(&model).run("go").await.unwrap();
+    assert_eq!(
+        run.steps[0].result,
+        Err(StepError::UnknownTool {
+            name: "search".into(),
+            available: vec!["echo".into(), "add".into(), "failing".into()],
+        })
+    );
+    assert!(prompt(&model.requests()[1]).contains(
+        "Observation: Error: tool `search` does not exist; available: echo, add, failing\nThought:"
+    ));
+}
+
+#[tokio::test]
+async fn bold_labels_code_fences_and_case_are_tolerated() {
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text(
+                "**Thought:** add them\n**ACTION:** `Add`\n**Action Input:**\n```json\n{\"a\": 2, \"b\": 3}\n```",
+            )
+            .with_text("**action**: echo\n  action input :  `hello there`  ")
+            .with_text("**Final Answer:** 5"),
+    );
+    let run = agent(&model).run("2+3?").await.unwrap();
+    assert_eq!(run.output, "5");
+    assert_eq!(run.steps[0].call.name, "add");
+    assert_eq!(run.steps[0].result.as_deref(), Ok("5"));
+    // Plain text for a single-string-argument tool is wrapped.
+    assert_eq!(run.steps[1].call.arguments, r#"{"text":"hello there"}"#);
+    assert_eq!(run.steps[1].result.as_deref(), Ok("echo:hello there"));
+}
+
+#[tokio::test]
+async fn plain_text_for_a_multi_argument_tool_is_a_format_error() {
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text("Action: add\nAction Input: two and three")
+            .with_text("Action: add\nAction Input: {\"a\": 2, \"b\": 3}")
+            .with_text("Final Answer: 5"),
+    );
+    let run = agent(&model).run("2+3?").await.unwrap();
+    assert_eq!(run.output, "5");
+    assert_eq!(run.steps.len(), 1);
+    assert!(prompt(&model.requests()[1]).contains(
+        "Invalid format: the Action Input for `add` must be a JSON object matching its arguments schema"
+    ));
+}
+
+#[tokio::test]
+async fn tool_errors_become_observations() {
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text("Action: failing\nAction Input: x")
+            .with_text("Action: add\nAction Input: {\"a\": \"two\"}")
+            .with_text("Final Answer: could not"),
+    );
+    let run = agent(&model).run("go").await.unwrap();
+    assert_eq!(run.output, "could not");
+    assert_eq!(
+        run.steps[0].result,
+        Err(StepError::Execution("database unreachable".into()))
+    );
+    assert!(matches!(
+        run.steps[1].result,
+        Err(StepError::InvalidArguments(_))
+    ));
+    let requests = model.requests();
+    assert!(prompt(&requests[1])
+        .ends_with("Observation: Error: tool failed: database unreachable\nThought:"));
+    assert!(prompt(&requests[2]).contains("Observation: Error: invalid arguments:"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_tool_times_out_into_an_observation() {
+    let finished = Arc::new(AtomicBool::new(false));
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text("Action: sleeper\nAction Input: x")
+            .with_text("Final Answer: too slow"),
+    );
+    let agent = ReactAgent::builder(model.clone())
+        .tool(
+            Sleeper {
+                delay: Duration::from_secs(60),
+                finished: finished.clone(),
+            }
+            .into_tool(),
+        )
+        .tool_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let run = agent.run("go").await.unwrap();
+    assert_eq!(
+        run.steps[0].result,
+        Err(StepError::Timeout(Duration::from_secs(1)))
+    );
+    assert!(!finished.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn max_iterations_stops_a_looping_model() {
+    let model = Arc::new(ScriptedChatModel::new().with_responder(|_| {
+        Ok(catena_core::ChatResponse::new(
+            catena_core::Message::assistant("Action: echo\nAction Input: again"),
+        ))
+    }));
+    let agent = ReactAgent::builder(model.clone())
+        .tool(Echo::default().into_tool())
+        .max_iterations(3)
+        .build()
+        .unwrap();
+    let err = agent.run("loop").await.unwrap_err();
+    assert_eq!(
+        AgentError::from_error(&err),
+        Some(&AgentError::MaxIterations { limit: 3 })
+    );
+    let requests = model.requests();
+    assert_eq!(requests.len(), 3);
+    // Each turn's prompt carries one more observation.
+    for (n, req) in requests.iter().enumerate() {
+        assert_eq!(prompt(req).matches("Observation: echo:again").count(), n);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn time_budget_stops_the_run() {
+    let model = Arc::new(ScriptedChatModel::new().with_responder(|_| {
+        Ok(catena_core::ChatResponse::new(
+            catena_core::Message::assistant("Action: sleeper\nAction Input: x"),
+        ))
+    }));
+    let agent = ReactAgent::builder(model)
+        .tool(
+            Sleeper {
+                delay: Duration::from_secs(10),
+                finished: Arc::default(),
+            }
+            .into_tool(),
+        )
+        .max_iterations(100)
+        .time_budget(Duration::from_secs(25))
+        .build()
+        .unwrap();
+    let err = agent.run("go").await.unwrap_err();
+    assert!(AgentError::from_error(&err).is_some_and(AgentError::is_timeout));
+}
+
+#[tokio::test]
+async fn builder_rejects_bad_config() {
+    let model = Arc::new(ScriptedChatModel::new());
+    assert!(ReactAgent::builder(model.clone())
+        .max_iterations(0)
+        .build()
+        .is_err());
+    assert!(ReactAgent::builder(model)
+        .tool(Add.into_tool())
+        .tool(Add.into_tool())
+        .build()
+        .is_err());
+}
