@@ -6,6 +6,7 @@
 //! | [`CurrentTime`] (`current_time`) | the current time as RFC 3339 and unix seconds, at an optional UTC offset |
 //! | [`RetrieverTool`] | offers any [`catena_core::Retriever`] to a model as a search tool |
 //! | [`tool_fn`] / [`FnTool`] | a tool from an async closure over a typed argument struct |
+//! | `web::{WebFetch, HttpRequest, WebSearch}` (`web`, feature `web`) | page fetch as readable text, one HTTP request, DuckDuckGo search; all behind an SSRF guard enforced in the connector |
 //!
 //! Every tool is, or erases to, an `Arc<dyn `[`catena_core::Tool`]`>`. Arguments that do not
 //! fit a tool's schema, and inputs a tool refuses (a calculator expression that divides by
@@ -13,9 +14,12 @@
 //! back to the model so it can correct itself; [`catena_core::ToolError::Execution`] is a
 //! real failure. The guide `docs/tools.md` shows how to write your own tool.
 //!
-//! **Not built yet:** web search, web fetch (with SSRF protection), SQL query/introspection,
-//! HTTP request and MCP client tools are planned but not in this crate yet. This crate has no
-//! optional features so far.
+//! **Not built yet:** SQL query/introspection and MCP client tools are planned but not in this
+//! crate yet.
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `web` | no | the `web` module: web fetch, HTTP request and web search tools (reqwest, rustls) |
 //!
 //! ```
 //! use std::sync::Arc;
@@ -51,6 +55,9 @@ pub mod calculator;
 pub mod function;
 pub mod retriever;
 pub mod time;
+#[cfg(feature = "web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
+pub mod web;
 
 pub use calculator::{evaluate, CalcError, CalcLimits, Calculator, CalculatorArgs};
 pub use function::{tool_fn, FnTool};
