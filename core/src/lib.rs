@@ -38,6 +38,7 @@ mod error;
 mod history;
 mod message;
 mod retriever;
+mod sql;
 mod tool;
 mod vectorstore;
 
@@ -70,6 +71,7 @@ pub use splitter::{
     count_tokens, CharacterTextSplitter, MarkdownHeaderTextSplitter,
     RecursiveCharacterTextSplitter, TextSplitter, TokenEncoding, TokenTextSplitter,
 };
+pub use sql::{SqlDatabase, SqlRows};
 pub use tool::{
     schema_for, Tool, ToolDefinition, ToolError, ToolOutput, TypedTool, TypedToolAdapter,
 };

@@ -5,6 +5,7 @@
 //! | [`Calculator`] (`calculator`) | arithmetic with a hand-written parser and limits on length, depth and magnitude; [`calculator::evaluate`] is the pure function |
 //! | [`CurrentTime`] (`current_time`) | the current time as RFC 3339 and unix seconds, at an optional UTC offset |
 //! | [`RetrieverTool`] | offers any [`catena_core::Retriever`] to a model as a search tool |
+//! | [`SqlQueryTool`] (`sql_query`), [`SqlSchemaTool`] (`sql_schema`) | one read-only query over any [`catena_core::SqlDatabase`] with a byte cap on the result; the tables and columns |
 //! | [`tool_fn`] / [`FnTool`] | a tool from an async closure over a typed argument struct |
 //! | `web::{WebFetch, HttpRequest, WebSearch}` (`web`, feature `web`) | page fetch as readable text, one HTTP request, DuckDuckGo search; all behind an SSRF guard enforced in the connector |
 //!
@@ -14,8 +15,7 @@
 //! back to the model so it can correct itself; [`catena_core::ToolError::Execution`] is a
 //! real failure. The guide `docs/tools.md` shows how to write your own tool.
 //!
-//! **Not built yet:** SQL query/introspection and MCP client tools are planned but not in this
-//! crate yet.
+//! **Not built yet:** MCP client tools are planned but not in this crate yet.
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
@@ -54,6 +54,7 @@
 pub mod calculator;
 pub mod function;
 pub mod retriever;
+pub mod sql;
 pub mod time;
 #[cfg(feature = "web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "web")))]
@@ -62,6 +63,7 @@ pub mod web;
 pub use calculator::{evaluate, CalcError, CalcLimits, Calculator, CalculatorArgs};
 pub use function::{tool_fn, FnTool};
 pub use retriever::{RetrievedDocument, RetrieverArgs, RetrieverTool};
+pub use sql::{SqlQueryArgs, SqlQueryOutput, SqlQueryTool, SqlSchemaArgs, SqlSchemaTool};
 pub use time::{CurrentTime, CurrentTimeArgs, CurrentTimeOutput};
 
 /// The "write your own tool" guide (`docs/tools.md`), compiled as doctests.

@@ -55,7 +55,6 @@ use async_trait::async_trait;
 use catena_core::prompt::{PromptTemplate, PromptValues};
 use catena_core::{Chain, ChatModel, ChatRequest, Prompt, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::llm::{ask, check_variables};
 
@@ -79,100 +78,7 @@ pub const DEFAULT_SQL_ANSWER_PROMPT: &str = "Given the following user question, 
 that was run and its result, answer the question.\n\n\
 Question: {question}\nSQLQuery: {query}\nSQLResult:\n{result}\nAnswer:";
 
-/// The rows a query returned.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct SqlRows {
-    /// Column names, in order.
-    pub columns: Vec<String>,
-    /// The rows, each with one JSON value per column.
-    pub rows: Vec<Vec<Value>>,
-    /// Whether the database had more rows than its row limit (and dropped them).
-    pub truncated: bool,
-}
-
-impl SqlRows {
-    /// Rows with these columns, not truncated.
-    pub fn new(columns: Vec<String>, rows: Vec<Vec<Value>>) -> Self {
-        SqlRows {
-            columns,
-            rows,
-            truncated: false,
-        }
-    }
-
-    /// Marks the rows as truncated.
-    #[must_use]
-    pub fn with_truncated(mut self, truncated: bool) -> Self {
-        self.truncated = truncated;
-        self
-    }
-
-    /// The rows as text for a prompt: a header line of column names, then one line per row,
-    /// values separated by ` | ` (strings as they are, other values as JSON), and a note
-    /// when truncated.
-    pub fn to_text(&self) -> String {
-        let mut out = self.columns.join(" | ");
-        for row in &self.rows {
-            out.push('\n');
-            let cells: Vec<String> = row
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
-            out.push_str(&cells.join(" | "));
-        }
-        if self.rows.is_empty() {
-            out.push_str("\n(no rows)");
-        }
-        if self.truncated {
-            out.push_str(&format!(
-                "\n(truncated: only the first {} rows are shown)",
-                self.rows.len()
-            ));
-        }
-        out
-    }
-}
-
-/// A database the model's SQL can be run against, read-only.
-///
-/// Implementations must make writes impossible (a read-only transaction, a read-only role)
-/// and enforce their own row limit and timeout: the SQL comes from a model.
-#[async_trait]
-pub trait SqlDatabase: Send + Sync {
-    /// The SQL dialect, for the prompt (`"PostgreSQL"`, `"SQLite"`, …).
-    fn dialect(&self) -> &str;
-
-    /// The schema the model may query, as text (typically `CREATE TABLE` statements).
-    ///
-    /// # Errors
-    /// The database's errors.
-    async fn table_info(&self) -> Result<String>;
-
-    /// Runs one statement read-only and returns its rows (at most the database's row limit).
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`](catena_core::Error::InvalidInput) for statements that are
-    /// rejected or fail (including writes), [`Error::Timeout`](catena_core::Error::Timeout)
-    /// when the statement runs too long, and connection errors.
-    async fn run_read_only(&self, sql: &str) -> Result<SqlRows>;
-}
-
-#[async_trait]
-impl<T: SqlDatabase + ?Sized> SqlDatabase for Arc<T> {
-    fn dialect(&self) -> &str {
-        (**self).dialect()
-    }
-    async fn table_info(&self) -> Result<String> {
-        (**self).table_info().await
-    }
-    async fn run_read_only(&self, sql: &str) -> Result<SqlRows> {
-        (**self).run_read_only(sql).await
-    }
-}
+pub use catena_core::{SqlDatabase, SqlRows};
 
 /// The SQL in a model's output: the content of the first fenced code block when there is
 /// one (its language tag dropped), with a leading `SQLQuery:` label removed and whitespace
