@@ -51,9 +51,12 @@ impl Fixture {
         Fixture { client, table }
     }
 
+    /// The database as the superuser of the test server: privileged roles must be allowed
+    /// explicitly (see `a_privileged_role_is_refused_by_default`).
     fn db(&self) -> PostgresSqlDatabase {
         PostgresSqlDatabase::builder()
             .url(database_url())
+            .allow_privileged_role(true)
             .allowed_tables([self.table.as_str()])
             .max_rows(5)
             .statement_timeout(Duration::from_millis(300))
@@ -261,4 +264,27 @@ async fn values_are_decoded_to_json() {
         ]
     );
     f.drop().await;
+}
+
+#[tokio::test]
+async fn a_privileged_role_is_refused_by_default() {
+    // The test server's role is a superuser: a read-only transaction would not stop it from
+    // reading server files or running programs, so the default refuses to run anything.
+    let db = PostgresSqlDatabase::builder()
+        .url(database_url())
+        .build()
+        .unwrap();
+    let err = db.run_read_only("SELECT 1").await.unwrap_err();
+    assert!(
+        matches!(err, catena_core::Error::InvalidConfig(ref m) if m.contains("superuser")),
+        "{err:?}"
+    );
+    let err = db
+        .run_read_only("SELECT length(pg_read_file('/etc/passwd'))")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, catena_core::Error::InvalidConfig(_)),
+        "{err:?}"
+    );
 }

@@ -15,13 +15,23 @@ use tokio_postgres::NoTls;
 
 use super::{SqlDatabase, SqlRows};
 
+/// True when the current role can escape a read-only transaction through the server's file
+/// and program functions.
+const PRIVILEGED_ROLE_SQL: &str = "SELECT coalesce(bool_or(r.rolsuper), false) \
+    OR pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') \
+    OR pg_has_role(current_user, 'pg_write_server_files', 'MEMBER') \
+    OR pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') \
+    FROM pg_roles r WHERE r.rolname = current_user";
+
 /// A read-only [`SqlDatabase`] on PostgreSQL.
 ///
 /// Each call of [`run_read_only`](SqlDatabase::run_read_only) takes a pooled connection and:
 /// 1. rejects text holding more than one statement (semicolons inside strings, quoted
 ///    identifiers, dollar quotes and comments are understood; one trailing `;` is allowed);
 /// 2. opens a `READ ONLY` transaction, runs `SET LOCAL statement_timeout` and takes the
-///    transaction's snapshot (so `SET TRANSACTION READ WRITE` is refused);
+///    transaction's snapshot (so `SET TRANSACTION READ WRITE` is refused); refuses to go on
+///    when the role is a superuser or may read server files or run programs (unless
+///    [`allow_privileged_role`](PostgresSqlDatabaseBuilder::allow_privileged_role));
 /// 3. prepares the statement as it is (no wrapping) and **fetches at most `max_rows + 1`
 ///    rows** from a portal, so the server stops producing rows there; when a row beyond
 ///    `max_rows` exists it is dropped and the result is marked
@@ -58,6 +68,7 @@ pub struct PostgresSqlDatabase {
     allowed_tables: Option<Vec<String>>,
     max_rows: usize,
     statement_timeout: Duration,
+    allow_privileged_role: bool,
 }
 
 impl fmt::Debug for PostgresSqlDatabase {
@@ -67,6 +78,7 @@ impl fmt::Debug for PostgresSqlDatabase {
             .field("allowed_tables", &self.allowed_tables)
             .field("max_rows", &self.max_rows)
             .field("statement_timeout", &self.statement_timeout)
+            .field("allow_privileged_role", &self.allow_privileged_role)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +93,7 @@ pub struct PostgresSqlDatabaseBuilder {
     allowed_tables: Option<Vec<String>>,
     max_rows: Option<usize>,
     statement_timeout: Option<Duration>,
+    allow_privileged_role: bool,
 }
 
 impl fmt::Debug for PostgresSqlDatabaseBuilder {
@@ -137,6 +150,16 @@ impl PostgresSqlDatabaseBuilder {
         self
     }
 
+    /// Whether queries may run as a superuser or as a member of `pg_read_server_files`,
+    /// `pg_write_server_files` or `pg_execute_server_program`. A read-only transaction does
+    /// not stop such a role from reading server files (`pg_read_file`) or running programs
+    /// (`COPY … TO PROGRAM`), so by default every call first checks the role and refuses
+    /// with [`Error::InvalidConfig`]. Default false; turn it on only for trusted SQL.
+    pub fn allow_privileged_role(mut self, yes: bool) -> Self {
+        self.allow_privileged_role = yes;
+        self
+    }
+
     /// Builds the database handle (no connection is opened yet).
     ///
     /// # Errors
@@ -183,6 +206,7 @@ impl PostgresSqlDatabaseBuilder {
             allowed_tables: self.allowed_tables,
             max_rows,
             statement_timeout,
+            allow_privileged_role: self.allow_privileged_role,
         })
     }
 }
@@ -296,6 +320,20 @@ impl SqlDatabase for PostgresSqlDatabase {
         tx.batch_execute(&format!("SET LOCAL statement_timeout = {millis}; SELECT 1"))
             .await
             .map_err(|e| self.map_error(e))?;
+        if !self.allow_privileged_role {
+            let privileged: bool = tx
+                .query_one(PRIVILEGED_ROLE_SQL, &[])
+                .await
+                .map_err(|e| self.map_error(e))?
+                .get(0);
+            if privileged {
+                return Err(Error::invalid_config(
+                    "refusing to run model-written SQL as a superuser or a role that can read \
+                     server files or run programs; connect as a role with SELECT only, or call \
+                     `allow_privileged_role(true)`",
+                ));
+            }
+        }
         let prepared = tx.prepare(statement).await.map_err(|e| self.map_error(e))?;
         let portal = tx
             .bind(&prepared, &[])
