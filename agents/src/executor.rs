@@ -571,12 +571,22 @@ impl AgentExecutor {
         let args = call
             .arguments_json()
             .map_err(|e| StepError::InvalidArguments(e.to_string()))?;
-        match tokio::time::timeout(inner.tool_timeout, tool.call(args)).await {
-            Err(_) => Err(StepError::Timeout(inner.tool_timeout)),
-            Ok(Ok(out)) => Ok(out.to_text()),
-            Ok(Err(ToolError::InvalidArguments(m))) => Err(StepError::InvalidArguments(m)),
-            Ok(Err(ToolError::Execution(m))) => Err(StepError::Execution(m)),
-            Ok(Err(other)) => Err(StepError::Execution(other.to_string())),
-        }
+        call_tool(tool.as_ref(), args, inner.tool_timeout).await
+    }
+}
+
+/// Calls `tool` with a deadline and maps its outcome to a step result: the output as text,
+/// or the error the model will see. Shared by every agent so tool failures read the same.
+pub(crate) async fn call_tool(
+    tool: &dyn Tool,
+    args: serde_json::Value,
+    timeout: Duration,
+) -> std::result::Result<String, StepError> {
+    match tokio::time::timeout(timeout, tool.call(args)).await {
+        Err(_) => Err(StepError::Timeout(timeout)),
+        Ok(Ok(out)) => Ok(out.to_text()),
+        Ok(Err(ToolError::InvalidArguments(m))) => Err(StepError::InvalidArguments(m)),
+        Ok(Err(ToolError::Execution(m))) => Err(StepError::Execution(m)),
+        Ok(Err(other)) => Err(StepError::Execution(other.to_string())),
     }
 }

@@ -78,9 +78,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catena_core::{
-    Chain, ChatModel, ChatRequest, Error, Message, Result, Tool, ToolCall, ToolError, Usage,
-};
+use catena_core::{Chain, ChatModel, ChatRequest, Error, Message, Result, Tool, ToolCall, Usage};
 use tokio::time::Instant;
 
 use crate::error::AgentError;
@@ -424,14 +422,7 @@ impl ReactAgent {
         let args = parser::arguments(tool.name(), &input, tool.parameters())?;
         let call = ToolCall::new(id, tool.name(), args.to_string());
         let start = Instant::now();
-        let timeout = self.inner.tool_timeout;
-        let result = match tokio::time::timeout(timeout, tool.call(args)).await {
-            Err(_) => Err(StepError::Timeout(timeout)),
-            Ok(Ok(out)) => Ok(out.to_text()),
-            Ok(Err(ToolError::InvalidArguments(m))) => Err(StepError::InvalidArguments(m)),
-            Ok(Err(ToolError::Execution(m))) => Err(StepError::Execution(m)),
-            Ok(Err(other)) => Err(StepError::Execution(other.to_string())),
-        };
+        let result = crate::executor::call_tool(tool.as_ref(), args, self.inner.tool_timeout).await;
         if let Err(e) = &result {
             tracing::debug!(tool = %call.name, error = %e, "react tool call failed");
         }
