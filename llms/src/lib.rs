@@ -11,6 +11,7 @@
 //! | `openai` | yes | OpenAI Chat Completions and Embeddings, and any OpenAI-compatible server |
 //! | `gemini` | yes | Gemini (Generative Language API with an API key; Vertex AI) |
 //! | `ollama` | yes | Ollama's native `/api/chat` and `/api/embed` |
+//! | `local` | no | in-process models on the CPU (candle): a sentence-transformer embedder and a GGUF chat model |
 //!
 //! The [`Retry`] decorator adds the same retry behaviour to any chat model or embedder:
 //!
@@ -38,6 +39,9 @@ mod http;
 #[cfg(feature = "gemini")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gemini")))]
 pub mod gemini;
+#[cfg(feature = "local")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+pub mod local;
 #[cfg(feature = "ollama")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ollama")))]
 pub mod ollama;

@@ -8,6 +8,7 @@
 //! | [`SqlQueryTool`] (`sql_query`), [`SqlSchemaTool`] (`sql_schema`) | one read-only query over any [`catena_core::SqlDatabase`] with a byte cap on the result; the tables and columns |
 //! | [`tool_fn`] / [`FnTool`] | a tool from an async closure over a typed argument struct |
 //! | `web::{WebFetch, HttpRequest, WebSearch}` (`web`, feature `web`) | page fetch as readable text, one HTTP request, DuckDuckGo search; all behind an SSRF guard enforced in the connector |
+//! | `mcp::McpClient` (`mcp`, feature `mcp`) | the tools of a Model Context Protocol server, over stdio or streamable HTTP, as Catena tools |
 //!
 //! Every tool is, or erases to, an `Arc<dyn `[`catena_core::Tool`]`>`. Arguments that do not
 //! fit a tool's schema, and inputs a tool refuses (a calculator expression that divides by
@@ -15,11 +16,10 @@
 //! back to the model so it can correct itself; [`catena_core::ToolError::Execution`] is a
 //! real failure. The guide `docs/tools.md` shows how to write your own tool.
 //!
-//! **Not built yet:** MCP client tools are planned but not in this crate yet.
-//!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `web` | no | the `web` module: web fetch, HTTP request and web search tools (reqwest, rustls) |
+//! | `mcp` | no | the `mcp` module: an MCP client whose server tools become Catena tools (rmcp; reqwest 0.13 with rustls on ring) |
 //!
 //! ```
 //! use std::sync::Arc;
@@ -53,6 +53,9 @@
 
 pub mod calculator;
 pub mod function;
+#[cfg(feature = "mcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
+pub mod mcp;
 pub mod retriever;
 pub mod sql;
 pub mod time;
@@ -62,6 +65,9 @@ pub mod web;
 
 pub use calculator::{evaluate, CalcError, CalcLimits, Calculator, CalculatorArgs};
 pub use function::{tool_fn, FnTool};
+#[cfg(feature = "mcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
+pub use mcp::{McpClient, McpClientBuilder, McpError, McpTool};
 pub use retriever::{RetrievedDocument, RetrieverArgs, RetrieverTool};
 pub use sql::{SqlQueryArgs, SqlQueryOutput, SqlQueryTool, SqlSchemaArgs, SqlSchemaTool};
 pub use time::{CurrentTime, CurrentTimeArgs, CurrentTimeOutput};

@@ -1,0 +1,249 @@
+//! The typed client.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::time::Sleep;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
+use tonic::transport::{Channel, Endpoint};
+
+use super::error::TaskError;
+use super::pb::{self, agent_service_client};
+use super::types::{TaskEvent, TaskRequest};
+
+type Interceptor = Arc<dyn Fn(&mut MetadataMap) + Send + Sync>;
+
+/// A typed client for `catena.agent.v1.AgentService`; see the [module docs](super).
+///
+/// Cheap to clone (clones share the connection).
+#[derive(Clone)]
+pub struct AgentServiceClient {
+    inner: agent_service_client::AgentServiceClient<Channel>,
+    metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
+    interceptors: Vec<Interceptor>,
+    default_timeout: Option<Duration>,
+    error: Option<String>,
+}
+
+impl fmt::Debug for AgentServiceClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may be credentials: show only the header names.
+        let keys: Vec<&str> = self.metadata.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("AgentServiceClient")
+            .field("metadata", &keys)
+            .field("interceptors", &self.interceptors.len())
+            .field("default_timeout", &self.default_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentServiceClient {
+    /// Connects to the service at `endpoint` (for example `http://127.0.0.1:50051`).
+    ///
+    /// # Errors
+    /// [`TaskError::Connect`] when the address is invalid or the service cannot be reached.
+    pub async fn connect(endpoint: impl Into<String>) -> Result<Self, TaskError> {
+        let endpoint = endpoint.into();
+        let channel = Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| TaskError::Connect {
+                message: format!("invalid endpoint `{endpoint}`"),
+                source: Box::new(e),
+            })?
+            .connect()
+            .await
+            .map_err(|e| TaskError::Connect {
+                message: format!("cannot reach `{endpoint}`"),
+                source: Box::new(e),
+            })?;
+        Ok(Self::new(channel))
+    }
+
+    /// A client on an existing channel (to share a connection or configure TLS,
+    /// keep-alive and load balancing on the [`Endpoint`]).
+    pub fn new(channel: Channel) -> Self {
+        AgentServiceClient {
+            inner: agent_service_client::AgentServiceClient::new(channel),
+            metadata: Vec::new(),
+            interceptors: Vec::new(),
+            default_timeout: None,
+            error: None,
+        }
+    }
+
+    /// Adds a header to every call, such as `authorization` or a fixed `traceparent`.
+    /// An invalid name or value makes every [`run_task`](Self::run_task) fail with
+    /// [`TaskError::InvalidRequest`]. Default: no extra headers.
+    #[must_use]
+    pub fn with_metadata(mut self, key: &str, value: &str) -> Self {
+        match (
+            key.parse::<AsciiMetadataKey>(),
+            value.parse::<AsciiMetadataValue>(),
+        ) {
+            (Ok(k), Ok(v)) => self.metadata.push((k, v)),
+            _ => {
+                self.error
+                    .get_or_insert_with(|| format!("invalid metadata `{key}`"));
+            }
+        }
+        self
+    }
+
+    /// Runs `f` on each call's metadata just before it is sent, after the fixed headers:
+    /// the place to inject the *current* trace context (`traceparent` of the active span)
+    /// or a refreshed token. Default: none.
+    #[must_use]
+    pub fn with_interceptor(
+        mut self,
+        f: impl Fn(&mut MetadataMap) + Send + Sync + 'static,
+    ) -> Self {
+        self.interceptors.push(Arc::new(f));
+        self
+    }
+
+    /// The deadline of calls whose request sets none. Default: none (the service's cap).
+    #[must_use]
+    pub fn with_default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// Sends `request` and streams the task's events. The stream yields
+    /// [`TaskEvent`]s and ends after [`TaskEvent::FinalAnswer`], or yields one
+    /// [`TaskError`] and ends. The request's timeout is sent as the gRPC deadline and
+    /// also enforced here. Dropping the stream cancels the call, and the service stops
+    /// the agent.
+    pub fn run_task(&self, request: TaskRequest) -> TaskStream {
+        let timeout = request.timeout.or(self.default_timeout);
+        if let Some(e) = request.error.clone().or_else(|| self.error.clone()) {
+            return TaskStream::failed(TaskError::InvalidRequest(e));
+        }
+        let mut call = tonic::Request::new(request.message);
+        if let Some(t) = timeout {
+            call.set_timeout(t);
+        }
+        for (k, v) in &self.metadata {
+            call.metadata_mut().insert(k.clone(), v.clone());
+        }
+        for f in &self.interceptors {
+            f(call.metadata_mut());
+        }
+        let mut inner = self.inner.clone();
+        let start = async move { inner.run_task(call).await }.boxed();
+        TaskStream {
+            state: State::Starting(start),
+            deadline: timeout.map(|t| (Box::pin(tokio::time::sleep(t)), t)),
+        }
+    }
+}
+
+type Events = BoxStream<'static, Result<pb::RunTaskResponse, tonic::Status>>;
+
+enum State {
+    Starting(
+        BoxFuture<
+            'static,
+            Result<tonic::Response<tonic::Streaming<pb::RunTaskResponse>>, tonic::Status>,
+        >,
+    ),
+    Streaming(Events),
+    Failed(TaskError),
+    Done,
+}
+
+/// The events of one task, from [`AgentServiceClient::run_task`].
+#[must_use = "the call is only made while the stream is polled"]
+pub struct TaskStream {
+    state: State,
+    deadline: Option<(Pin<Box<Sleep>>, Duration)>,
+}
+
+impl fmt::Debug for TaskStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Starting(_) => "starting",
+            State::Streaming(_) => "streaming",
+            State::Failed(_) => "failed",
+            State::Done => "done",
+        };
+        f.debug_struct("TaskStream").field("state", &state).finish()
+    }
+}
+
+impl TaskStream {
+    fn failed(error: TaskError) -> Self {
+        TaskStream {
+            state: State::Failed(error),
+            deadline: None,
+        }
+    }
+
+    fn finish(&mut self, error: TaskError) -> Poll<Option<Result<TaskEvent, TaskError>>> {
+        self.state = State::Done;
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
+impl Stream for TaskStream {
+    type Item = Result<TaskEvent, TaskError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if matches!(this.state, State::Done) {
+                return Poll::Ready(None);
+            }
+            if let State::Failed(_) = this.state {
+                let State::Failed(e) = std::mem::replace(&mut this.state, State::Done) else {
+                    return Poll::Ready(None);
+                };
+                return Poll::Ready(Some(Err(e)));
+            }
+            if let Some((sleep, timeout)) = &mut this.deadline {
+                if sleep.poll_unpin(cx).is_ready() {
+                    let timeout = *timeout;
+                    return this.finish(TaskError::DeadlineExceeded(timeout));
+                }
+            }
+            match &mut this.state {
+                State::Starting(fut) => match fut.poll_unpin(cx) {
+                    Poll::Ready(Ok(response)) => {
+                        this.state = State::Streaming(response.into_inner().boxed());
+                    }
+                    Poll::Ready(Err(status)) => {
+                        return this.finish(TaskError::from_status(&status))
+                    }
+                    Poll::Pending => return Poll::Pending,
+                },
+                State::Streaming(events) => match events.poll_next_unpin(cx) {
+                    Poll::Ready(Some(Ok(response))) => match TaskEvent::from_proto(response) {
+                        Ok(Some(event)) => {
+                            if event.is_final() {
+                                this.state = State::Done;
+                            }
+                            return Poll::Ready(Some(Ok(event)));
+                        }
+                        // An event kind from a newer service: skip it.
+                        Ok(None) => {}
+                        Err(e) => return this.finish(e),
+                    },
+                    Poll::Ready(Some(Err(status))) => {
+                        return this.finish(TaskError::from_status(&status))
+                    }
+                    Poll::Ready(None) => {
+                        return this.finish(TaskError::Protocol(
+                            "the stream ended without a final answer or an error".into(),
+                        ))
+                    }
+                    Poll::Pending => return Poll::Pending,
+                },
+                State::Failed(_) | State::Done => {}
+            }
+        }
+    }
+}

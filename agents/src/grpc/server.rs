@@ -1,0 +1,359 @@
+//! The server adapter: serves any Catena agent over `catena.agent.v1`.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catena_core::{Message, Result, ScoredDocument};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use tokio::time::Instant;
+use tonic::transport::server::Router;
+use tonic::{Request, Response, Status};
+use tonic_health::server::HealthReporter;
+
+use super::context::{Report, TaskContext};
+use super::convert::duration_from_proto;
+use super::error::start_status;
+use super::pb::agent_service_server::{AgentService, AgentServiceServer};
+use super::pb::{self, RunTaskRequest};
+use super::stream::EventStream;
+use super::types::{AnswerSource, TaskLimits};
+use crate::events::AgentEvent;
+
+/// Starts agent runs for the service: one call per task.
+///
+/// A closure `Fn(TaskContext) -> Result<S>` (where `S` is a stream of [`AgentEvent`]s,
+/// such as [`AgentEventStream`](crate::AgentEventStream)) is the usual runner; see
+/// [`AgentGrpcService::new`]. Implement this trait for runners that are not closures.
+pub trait TaskRunner: Send + Sync + 'static {
+    /// Starts the task described by `ctx`. The returned stream must end with
+    /// [`AgentEvent::FinalAnswer`] or [`AgentEvent::Error`], and must stop its work when
+    /// dropped (the service drops it when the client goes away or the deadline passes).
+    ///
+    /// # Errors
+    /// Rejects the call before any event: [`Error::InvalidInput`](catena_core::Error::InvalidInput)
+    /// as `INVALID_ARGUMENT` (for example from [`TaskContext::select_tools`]), anything else
+    /// as `INTERNAL`.
+    fn start(&self, ctx: TaskContext) -> Result<BoxStream<'static, AgentEvent>>;
+}
+
+struct FnRunner<F>(F);
+
+impl<F, S> TaskRunner for FnRunner<F>
+where
+    F: Fn(TaskContext) -> Result<S> + Send + Sync + 'static,
+    S: Stream<Item = AgentEvent> + Send + 'static,
+{
+    fn start(&self, ctx: TaskContext) -> Result<BoxStream<'static, AgentEvent>> {
+        Ok((self.0)(ctx)?.boxed())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    max_task_bytes: usize,
+    max_documents: usize,
+    max_context_bytes: usize,
+    max_history: usize,
+    max_duration: Duration,
+    max_message_bytes: usize,
+}
+
+const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// Serves any agent as `catena.agent.v1.AgentService`; see the [module docs](super).
+///
+/// Per call it validates the request, builds a [`TaskContext`] (with the request's gRPC
+/// metadata and the effective deadline), starts the [`TaskRunner`], and streams the
+/// agent's events: a `StepStarted` per model turn, text deltas, tool calls and results,
+/// then the final answer (with sources and usage) or an error. The agent runs inside the
+/// response stream (nothing is spawned), so a client that goes away stops it, tools
+/// included. When the deadline passes the agent is stopped the same way and the call
+/// ends with `DEADLINE_EXCEEDED`.
+///
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct AgentGrpcService {
+    runner: Arc<dyn TaskRunner>,
+    config: Config,
+}
+
+impl fmt::Debug for AgentGrpcService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentGrpcService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentGrpcService {
+    /// A service that starts each task with `runner`, for example
+    /// `|ctx| Ok(agent.run_stream(&ctx.prompt()))`.
+    pub fn new<F, S>(runner: F) -> Self
+    where
+        F: Fn(TaskContext) -> Result<S> + Send + Sync + 'static,
+        S: Stream<Item = AgentEvent> + Send + 'static,
+    {
+        Self::from_runner(FnRunner(runner))
+    }
+
+    /// A service that starts each task with a [`TaskRunner`].
+    pub fn from_runner(runner: impl TaskRunner) -> Self {
+        AgentGrpcService {
+            runner: Arc::new(runner),
+            config: Config {
+                max_task_bytes: 64 * 1024,
+                max_documents: 64,
+                max_context_bytes: 1024 * 1024,
+                max_history: 256,
+                max_duration: Duration::from_secs(600),
+                max_message_bytes: 4 * 1024 * 1024,
+            },
+        }
+    }
+
+    /// The longest task text accepted, in bytes; longer is `RESOURCE_EXHAUSTED`.
+    /// Default 64 KiB.
+    #[must_use]
+    pub fn max_task_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_task_bytes = bytes;
+        self
+    }
+
+    /// The most context documents accepted; more is `RESOURCE_EXHAUSTED`. Default 64.
+    #[must_use]
+    pub fn max_documents(mut self, n: usize) -> Self {
+        self.config.max_documents = n;
+        self
+    }
+
+    /// The most context text accepted (all documents' content together), in bytes; more
+    /// is `RESOURCE_EXHAUSTED`. Default 1 MiB.
+    #[must_use]
+    pub fn max_context_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_context_bytes = bytes;
+        self
+    }
+
+    /// The most history messages accepted; more is `RESOURCE_EXHAUSTED`. Default 256.
+    #[must_use]
+    pub fn max_history(mut self, n: usize) -> Self {
+        self.config.max_history = n;
+        self
+    }
+
+    /// The longest a task may run: the deadline when the call has none, and a cap on the
+    /// call's deadline and `max_duration`. Default 10 minutes.
+    #[must_use]
+    pub fn max_duration(mut self, duration: Duration) -> Self {
+        self.config.max_duration = duration;
+        self
+    }
+
+    /// The largest encoded request accepted, in bytes (gRPC's own check, answered with
+    /// `OUT_OF_RANGE` by tonic). Default 4 MiB.
+    #[must_use]
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_message_bytes = bytes;
+        self
+    }
+
+    /// The tonic service, to add to a server of your own.
+    pub fn into_server(self) -> AgentServiceServer<AgentGrpcService> {
+        let max = self.config.max_message_bytes;
+        AgentServiceServer::new(self).max_decoding_message_size(max)
+    }
+
+    /// A server router with this service and the standard gRPC health service
+    /// (`grpc.health.v1.Health`), where both the server (`""`) and
+    /// `catena.agent.v1.AgentService` are `SERVING`. Keep the [`HealthReporter`] to report
+    /// `NOT_SERVING` while draining.
+    ///
+    /// ```no_run
+    /// # use catena_agents::grpc::AgentGrpcService;
+    /// # async fn run(service: AgentGrpcService) -> Result<(), Box<dyn std::error::Error>> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let (router, _health) = service.into_router().await;
+    /// router
+    ///     .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn into_router(self) -> (Router, HealthReporter) {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_serving::<AgentServiceServer<AgentGrpcService>>()
+            .await;
+        let router = tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(self.into_server());
+        (router, reporter)
+    }
+
+    fn validate(&self, req: &RunTaskRequest) -> std::result::Result<(), Status> {
+        let c = &self.config;
+        if req.task.trim().is_empty() {
+            return Err(Status::invalid_argument("task is empty"));
+        }
+        if req.task.len() > c.max_task_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "task is {} bytes; this service accepts at most {}",
+                req.task.len(),
+                c.max_task_bytes
+            )));
+        }
+        if req.request_id.chars().count() > MAX_REQUEST_ID_CHARS {
+            return Err(Status::invalid_argument(format!(
+                "request_id is longer than {MAX_REQUEST_ID_CHARS} characters"
+            )));
+        }
+        if req.documents.len() > c.max_documents {
+            return Err(Status::resource_exhausted(format!(
+                "request has {} context documents; this service accepts at most {}",
+                req.documents.len(),
+                c.max_documents
+            )));
+        }
+        let context_bytes: usize = req.documents.iter().map(|d| d.content.len()).sum();
+        if context_bytes > c.max_context_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "context documents hold {context_bytes} bytes of text; this service accepts at most {}",
+                c.max_context_bytes
+            )));
+        }
+        if req.history.len() > c.max_history {
+            return Err(Status::resource_exhausted(format!(
+                "history has {} messages; this service accepts at most {}",
+                req.history.len(),
+                c.max_history
+            )));
+        }
+        if let Some(i) = req.allowed_tools.iter().position(|t| t.trim().is_empty()) {
+            return Err(Status::invalid_argument(format!(
+                "allowed_tools[{i}] is empty"
+            )));
+        }
+        if let Some(d) = req.limits.as_ref().and_then(|l| l.max_duration) {
+            if duration_from_proto(d).is_none() {
+                return Err(Status::invalid_argument(
+                    "limits.max_duration is negative or malformed",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentGrpcService {
+    type RunTaskStream =
+        Pin<Box<dyn Stream<Item = std::result::Result<pb::RunTaskResponse, Status>> + Send>>;
+
+    async fn run_task(
+        &self,
+        request: Request<RunTaskRequest>,
+    ) -> std::result::Result<Response<Self::RunTaskStream>, Status> {
+        let (metadata, _extensions, req) = request.into_parts();
+        self.validate(&req)?;
+        let history = req
+            .history
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                Message::try_from(m)
+                    .map_err(|e| Status::invalid_argument(format!("history[{i}]: {e}")))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let limits = TaskLimits::from(req.limits.unwrap_or_default());
+        let timeout = [
+            grpc_timeout(&metadata),
+            limits.max_duration,
+            Some(self.config.max_duration),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.config.max_duration);
+        let deadline = Instant::now() + timeout;
+        let documents: Vec<ScoredDocument> = req
+            .documents
+            .into_iter()
+            .map(ScoredDocument::from)
+            .collect();
+        let context_sources = documents.iter().map(AnswerSource::from_document).collect();
+        let span = tracing::info_span!(
+            "agent.run_task",
+            request_id = %req.request_id,
+            traceparent = metadata.get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or(""),
+        );
+        let report = Arc::new(Report::default());
+        let ctx = TaskContext {
+            request_id: req.request_id,
+            task: req.task,
+            documents,
+            history,
+            allowed_tools: req.allowed_tools,
+            limits,
+            deadline,
+            metadata,
+            report: report.clone(),
+        };
+        let agent = {
+            let _entered = span.enter();
+            self.runner.start(ctx).map_err(|e| start_status(&e))?
+        };
+        let stream = EventStream::new(
+            agent,
+            deadline,
+            timeout,
+            report,
+            context_sources,
+            limits.max_steps,
+            span,
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// The call's `grpc-timeout` header, when present and well formed (gRPC over HTTP/2:
+/// at most 8 digits and a unit).
+fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let split = value.len().checked_sub(1)?;
+    let (digits, unit) = (value.get(..split)?, value.get(split..)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_grpc_timeouts() {
+        let mut m = tonic::metadata::MetadataMap::new();
+        assert_eq!(grpc_timeout(&m), None);
+        m.insert("grpc-timeout", "250m".parse().unwrap());
+        assert_eq!(grpc_timeout(&m), Some(Duration::from_millis(250)));
+        m.insert("grpc-timeout", "3S".parse().unwrap());
+        assert_eq!(grpc_timeout(&m), Some(Duration::from_secs(3)));
+        m.insert("grpc-timeout", "123456789S".parse().unwrap());
+        assert_eq!(grpc_timeout(&m), None);
+        m.insert("grpc-timeout", "5x".parse().unwrap());
+        assert_eq!(grpc_timeout(&m), None);
+    }
+}

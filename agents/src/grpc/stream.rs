@@ -1,0 +1,333 @@
+//! The server side of one call: the runner's [`AgentEvent`]s mapped to wire events, with
+//! step numbering, the deadline and the step limit applied.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream};
+use tokio::time::{Instant, Sleep};
+use tonic::Status;
+
+use super::context::Report;
+use super::error::{error_event, status_code};
+use super::pb::{self, run_task_response::Event, ErrorCode};
+use super::types::AnswerSource;
+use crate::events::AgentEvent;
+
+type Item = Result<pb::RunTaskResponse, Status>;
+
+/// Drives the agent while polled; dropping it (the client went away) drops the agent run
+/// and its tools. Nothing is spawned.
+pub(crate) struct EventStream {
+    agent: Option<BoxStream<'static, AgentEvent>>,
+    deadline: Pin<Box<Sleep>>,
+    timeout: Duration,
+    report: Arc<Report>,
+    context_sources: Vec<AnswerSource>,
+    max_steps: Option<u32>,
+    queue: VecDeque<Item>,
+    sequence: u64,
+    step: u32,
+    /// The step's tool results have all arrived; the next event belongs to a new step.
+    step_done: bool,
+    /// Tool calls of the current step: expected (from the metered model), started, finished.
+    expected: Option<usize>,
+    started: usize,
+    finished: usize,
+    span: tracing::Span,
+}
+
+impl EventStream {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        agent: BoxStream<'static, AgentEvent>,
+        deadline: Instant,
+        timeout: Duration,
+        report: Arc<Report>,
+        context_sources: Vec<AnswerSource>,
+        max_steps: Option<u32>,
+        span: tracing::Span,
+    ) -> Self {
+        let mut stream = EventStream {
+            agent: Some(agent),
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            timeout,
+            report,
+            context_sources,
+            max_steps,
+            queue: VecDeque::new(),
+            sequence: 0,
+            step: 0,
+            step_done: false,
+            expected: None,
+            started: 0,
+            finished: 0,
+            span,
+        };
+        stream.start_step();
+        stream
+    }
+
+    fn push(&mut self, event: Event) {
+        self.sequence += 1;
+        self.queue.push_back(Ok(pb::RunTaskResponse {
+            sequence: self.sequence,
+            event: Some(event),
+        }));
+    }
+
+    fn start_step(&mut self) {
+        self.step += 1;
+        self.step_done = false;
+        self.expected = None;
+        self.started = 0;
+        self.finished = 0;
+        let step = self.step;
+        self.push(Event::StepStarted(pb::StepStarted { step }));
+    }
+
+    /// Ends the call: stops the agent (dropping it cancels its work), sends the error event
+    /// and closes with the matching status.
+    fn fail(&mut self, event: pb::ErrorEvent) {
+        self.agent = None;
+        let code = status_code(ErrorCode::try_from(event.code).unwrap_or(ErrorCode::Internal));
+        tracing::debug!(parent: &self.span, code = ?code, message = %event.message, "task failed");
+        let status = Status::new(code, event.message.clone());
+        self.push(Event::Error(event));
+        self.queue.push_back(Err(status));
+    }
+
+    fn on_event(&mut self, event: AgentEvent) {
+        let terminal = matches!(event, AgentEvent::FinalAnswer(_) | AgentEvent::Error(_));
+        if self.step_done && !matches!(event, AgentEvent::Error(_)) {
+            if !terminal && self.max_steps.is_some_and(|max| self.step >= max) {
+                let max = self.max_steps.unwrap_or_default();
+                return self.fail(pb::ErrorEvent {
+                    code: ErrorCode::LimitExceeded.into(),
+                    message: format!("the agent went over max_steps = {max}"),
+                    retryable: false,
+                });
+            }
+            self.start_step();
+        }
+        match event {
+            AgentEvent::ModelDelta(text) => self.push(Event::TextDelta(pb::TextDelta { text })),
+            AgentEvent::ToolCallStarted {
+                id,
+                name,
+                arguments,
+            } => {
+                if self.started == 0 {
+                    self.expected = self.report.next_turn_calls();
+                }
+                self.started += 1;
+                self.push(Event::ToolCall(pb::ToolCall {
+                    id,
+                    name,
+                    arguments_json: arguments,
+                }));
+            }
+            AgentEvent::ToolResult { id, name, result } => {
+                self.finished += 1;
+                let (content, is_error) = match result {
+                    Ok(text) => (text, false),
+                    Err(e) => (format!("Error: {e}"), true),
+                };
+                self.push(Event::ToolResult(pb::ToolResult {
+                    id,
+                    name,
+                    content,
+                    is_error,
+                }));
+                // Without the metered model's count, a step ends when no call is running.
+                self.step_done = self.finished >= self.expected.unwrap_or(self.started);
+            }
+            AgentEvent::FinalAnswer(text) => {
+                self.agent = None;
+                let mut sources = self.report.sources();
+                if sources.is_empty() {
+                    sources = std::mem::take(&mut self.context_sources);
+                }
+                let usage = self.report.usage();
+                tracing::debug!(parent: &self.span, steps = self.step, tokens = usage.total_tokens, "task answered");
+                self.push(Event::FinalAnswer(pb::FinalAnswer {
+                    text,
+                    sources: sources.into_iter().map(pb::Source::from).collect(),
+                    usage: Some(usage.into()),
+                }));
+            }
+            AgentEvent::Error(e) => self.fail(error_event(&e)),
+        }
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(item) = this.queue.pop_front() {
+                return Poll::Ready(Some(item));
+            }
+            let Some(agent) = this.agent.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if this.deadline.poll_unpin(cx).is_ready() {
+                let timeout = this.timeout;
+                this.fail(pb::ErrorEvent {
+                    code: ErrorCode::DeadlineExceeded.into(),
+                    message: format!("the task did not finish within its deadline of {timeout:?}"),
+                    retryable: false,
+                });
+                continue;
+            }
+            let agent_event = {
+                let _entered = this.span.enter();
+                agent.as_mut().poll_next(cx)
+            };
+            match agent_event {
+                Poll::Ready(Some(event)) => this.on_event(event),
+                Poll::Ready(None) => this.fail(pb::ErrorEvent {
+                    code: ErrorCode::Internal.into(),
+                    message: "the agent stopped without a final answer or an error".into(),
+                    retryable: false,
+                }),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::StepError;
+    use futures::StreamExt;
+
+    fn call(id: &str) -> AgentEvent {
+        AgentEvent::ToolCallStarted {
+            id: id.into(),
+            name: "t".into(),
+            arguments: "{}".into(),
+        }
+    }
+
+    fn result(id: &str) -> AgentEvent {
+        AgentEvent::ToolResult {
+            id: id.into(),
+            name: "t".into(),
+            result: Ok("ok".into()),
+        }
+    }
+
+    /// The wire events as short labels.
+    async fn run(events: Vec<AgentEvent>, report: Report, max_steps: Option<u32>) -> Vec<String> {
+        let stream = EventStream::new(
+            futures::stream::iter(events).boxed(),
+            Instant::now() + Duration::from_secs(60),
+            Duration::from_secs(60),
+            Arc::new(report),
+            vec![],
+            max_steps,
+            tracing::Span::none(),
+        );
+        stream
+            .map(|item| match item {
+                Ok(r) => match r.event.unwrap() {
+                    Event::StepStarted(s) => format!("step{}", s.step),
+                    Event::TextDelta(d) => format!("delta:{}", d.text),
+                    Event::ToolCall(c) => format!("call:{}", c.id),
+                    Event::ToolResult(r) => format!("result:{}", r.id),
+                    Event::FinalAnswer(a) => format!("final:{}", a.text),
+                    Event::Error(e) => format!("error:{}", e.code),
+                },
+                Err(status) => format!("status:{:?}", status.code()),
+            })
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_metered_count_keeps_sequential_calls_in_one_step() {
+        // One turn with two calls run one after the other (max_concurrent_tools = 1).
+        let report = Report::default();
+        report.finish_turn(None, Some(2));
+        let events = vec![
+            call("a"),
+            result("a"),
+            call("b"),
+            result("b"),
+            AgentEvent::FinalAnswer("done".into()),
+        ];
+        assert_eq!(
+            run(events, report, None).await,
+            [
+                "step1",
+                "call:a",
+                "result:a",
+                "call:b",
+                "result:b",
+                "step2",
+                "final:done"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_count_a_step_ends_when_no_call_is_running() {
+        let events = vec![
+            AgentEvent::ModelDelta("hm".into()),
+            call("a"),
+            call("b"),
+            result("a"),
+            AgentEvent::ToolResult {
+                id: "b".into(),
+                name: "t".into(),
+                result: Err(StepError::Execution("boom".into())),
+            },
+            AgentEvent::ModelDelta("ok".into()),
+            AgentEvent::FinalAnswer("ok".into()),
+        ];
+        assert_eq!(
+            run(events, Report::default(), None).await,
+            [
+                "step1", "delta:hm", "call:a", "call:b", "result:a", "result:b", "step2",
+                "delta:ok", "final:ok"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_service_enforces_max_steps_itself() {
+        let events = vec![call("a"), result("a"), call("b"), result("b")];
+        let code = ErrorCode::LimitExceeded as i32;
+        assert_eq!(
+            run(events, Report::default(), Some(1)).await,
+            [
+                "step1".to_owned(),
+                "call:a".into(),
+                "result:a".into(),
+                format!("error:{code}"),
+                "status:ResourceExhausted".into()
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_just_ends_is_an_internal_error() {
+        let code = ErrorCode::Internal as i32;
+        assert_eq!(
+            run(vec![], Report::default(), None).await,
+            [
+                "step1".to_owned(),
+                format!("error:{code}"),
+                "status:Internal".into()
+            ]
+        );
+    }
+}

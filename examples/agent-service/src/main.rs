@@ -1,0 +1,148 @@
+//! The Catena agent service: a tool-calling agent (context search, calculator, web search,
+//! web fetch) served over the `catena.agent.v1` gRPC contract, with the standard gRPC
+//! health service. A gateway delegates tasks to it with
+//! `catena_agents::grpc::AgentServiceClient`.
+//!
+//! Environment:
+//! - `CATENA_AGENT_ADDR` — the address to listen on (default `127.0.0.1:50051`; the
+//!   `--addr` flag wins). Port 0 picks a free port; the log says which.
+//! - The model: `OPENAI_API_KEY`, else `GEMINI_API_KEY`, else `OLLAMA_HOST` (with
+//!   `OPENAI_MODEL`, `GEMINI_MODEL`, `OLLAMA_MODEL`, `OLLAMA_EMBED_MODEL`), else the
+//!   in-process local models from `CATENA_CHAT_MODEL` and `CATENA_EMBED_MODEL`
+//!   (`eval "$(bash scripts/models.sh fetch)"` sets both). The start-up log says which.
+//! - `CATENA_AGENT_WEB_ALLOW` — comma-separated hosts (`host` or `host:port`) the web
+//!   tools may reach although they are internal (default: public addresses only).
+//! - `RUST_LOG` — log filter (default `info`). Logs go to stderr.
+//!
+//! Stops gracefully on SIGTERM or Ctrl-C: health turns `NOT_SERVING` and running tasks
+//! finish.
+//!
+//! Run with `cargo run -p example-agent-service -- --addr 127.0.0.1:50051`.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use example_agent_service::{models_from_env, serve, service, ServiceOptions, DEFAULT_ADDR};
+use tracing_subscriber::EnvFilter;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const USAGE: &str = "usage: example-agent-service [--addr HOST:PORT]\n\
+    \n\
+    Serves catena.agent.v1 on HOST:PORT (default: $CATENA_AGENT_ADDR, else 127.0.0.1:50051).";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
+    let Some(addr) = parse_args(std::env::args().skip(1))? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    let models = models_from_env()?;
+    tracing::info!(model = %models.description, "chat model and embedder");
+
+    let mut options = ServiceOptions::new();
+    if let Ok(hosts) = std::env::var("CATENA_AGENT_WEB_ALLOW") {
+        for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            options = options.with_web_allow_host(host);
+        }
+    }
+    let service = service(models.chat, models.embedder, options)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "serving catena.agent.v1 and grpc.health.v1");
+    serve(listener, service, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The address to listen on, or `None` for `--help`.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<SocketAddr>, BoxError> {
+    let mut addr = std::env::var("CATENA_AGENT_ADDR")
+        .ok()
+        .filter(|a| !a.trim().is_empty());
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = Some(args.next().ok_or("--addr needs a value")?),
+            "-h" | "--help" => return Ok(None),
+            other => match other.strip_prefix("--addr=") {
+                Some(value) => addr = Some(value.to_owned()),
+                None => return Err(format!("unknown argument `{other}`\n{USAGE}").into()),
+            },
+        }
+    }
+    let addr = addr.unwrap_or_else(|| DEFAULT_ADDR.to_owned());
+    let parsed = addr
+        .parse()
+        .map_err(|e| format!("invalid address `{addr}`: {e}"))?;
+    Ok(Some(parsed))
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Result<Option<SocketAddr>, BoxError> {
+        parse_args(a.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn parses_the_address_flag() {
+        let addr = args(&["--addr", "127.0.0.1:7000"]).unwrap().unwrap();
+        assert_eq!(addr.port(), 7000);
+        let addr = args(&["--addr=0.0.0.0:0"]).unwrap().unwrap();
+        assert_eq!(addr.port(), 0);
+        assert!(args(&["--help"]).unwrap().is_none());
+        assert!(args(&["--addr"]).is_err());
+        assert!(args(&["--addr", "nowhere"]).is_err());
+        assert!(args(&["--scripted"]).is_err());
+    }
+}

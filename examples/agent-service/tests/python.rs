@@ -1,0 +1,341 @@
+//! The contract is language-neutral: the Python agent service (examples/python-agent,
+//! LangChain + grpcio, stubs generated from the same agent.proto) answers the Rust
+//! `AgentServiceClient` exactly as the Rust service does.
+//!
+//! Runs `bash scripts/python-agent.sh setup` (a venv under .catena/, pip, cached), then
+//! starts the Python server per test on 127.0.0.1 with a scripted LangChain chat model
+//! (its test fixture mode, `CATENA_PY_AGENT_SCRIPT`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use catena_agents::grpc::pb::ErrorCode;
+use catena_agents::grpc::{TaskError, TaskEvent, TaskLimits, TaskRequest};
+use catena_core::test_utils::{DeterministicEmbedder, ScriptedChatModel};
+use catena_core::ChatModel;
+use example_agent_service::{service, ServiceOptions, CALCULATOR, SEARCH_DOCUMENTS};
+use futures::StreamExt;
+use support::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic_health::pb::health_check_response::ServingStatus;
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// Runs the setup script once per test process.
+fn setup() {
+    static SETUP: OnceLock<()> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let status = std::process::Command::new("bash")
+            .arg("scripts/python-agent.sh")
+            .arg("setup")
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .status()
+            .expect("bash runs");
+        assert!(status.success(), "scripts/python-agent.sh setup failed");
+    });
+}
+
+/// The script of the Python server's scripted model: one entry per task.
+fn script() -> serde_json::Value {
+    serde_json::json!({"scripts": [
+        {"match": "garbage collector", "steps": [
+            {"tool_calls": [{"name": SEARCH_DOCUMENTS, "args": {"query": GC_QUERY}}]},
+            {"text": "Rust has no garbage collector."}
+        ]},
+        {"match": "6*(3+4)", "steps": [
+            {"tool_calls": [{"name": CALCULATOR, "args": {"expression": "6*(3+4)"}}]},
+            {"text": "42"}
+        ]},
+        {"match": "only calculate", "steps": [
+            {"tool_calls": [{"name": SEARCH_DOCUMENTS, "args": {"query": "rust"}}]},
+            {"text": "I may only calculate."}
+        ]},
+        {"match": "slow", "steps": [{"text": "too late", "delay_s": 60}]}
+    ]})
+}
+
+/// The Python server as a child process; killed on drop.
+struct PyServer {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl PyServer {
+    async fn start() -> PyServer {
+        setup();
+        let dir = tempfile::tempdir().unwrap();
+        let script_path = dir.path().join("script.json");
+        std::fs::write(&script_path, script().to_string()).unwrap();
+        let mut child = Command::new("bash")
+            .args(["scripts/python-agent.sh", "run", "127.0.0.1:0"])
+            .current_dir(repo_root())
+            .env("CATENA_PY_AGENT_SCRIPT", &script_path)
+            .env("CATENA_PY_AGENT_K", "2")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let addr = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                log.lock().unwrap().push(line.clone());
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    return addr.trim().to_owned();
+                }
+            }
+            panic!(
+                "the Python server exited before listening:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        })
+        .await
+        .expect("the Python server starts");
+        // Keep draining its log (a full pipe would block it) and keep the lines.
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        PyServer {
+            child,
+            url: format!("http://{addr}"),
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log_contains(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// The Rust service with the same scripted turns.
+async fn rust_server(model: ScriptedChatModel) -> Server {
+    let model: Arc<dyn ChatModel> = Arc::new(model);
+    let options = ServiceOptions::new().with_retriever_k(2);
+    Server::start(service(model, Arc::new(DeterministicEmbedder::new(256)), options).unwrap()).await
+}
+
+/// Events with what legitimately differs between the two services taken out: tool output
+/// is compared as JSON, and the usage figures (each side counts its own prompt) are only
+/// checked to be there.
+fn normalized(events: Vec<TaskEvent>) -> Vec<String> {
+    events
+        .into_iter()
+        .map(|e| match e {
+            TaskEvent::ToolResult {
+                id,
+                name,
+                content,
+                is_error,
+            } => {
+                let content = if is_error {
+                    "<error>".to_owned()
+                } else {
+                    serde_json::from_str::<serde_json::Value>(&content)
+                        .map_or(content, |v| v.to_string())
+                };
+                format!("result {id} {name} {content}")
+            }
+            TaskEvent::ToolCall {
+                id,
+                name,
+                arguments,
+            } => {
+                let args: serde_json::Value = serde_json::from_str(&arguments).unwrap();
+                format!("call {id} {name} {args}")
+            }
+            TaskEvent::FinalAnswer {
+                text,
+                sources,
+                usage,
+            } => {
+                assert!(
+                    usage.input_tokens > 0 && usage.output_tokens > 0,
+                    "{usage:?}"
+                );
+                assert_eq!(usage.total_tokens, usage.input_tokens + usage.output_tokens);
+                let sources: Vec<String> = sources
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}|{}|{}",
+                            s.id.as_ref().map_or("", |i| i.as_str()),
+                            s.source.as_deref().unwrap_or(""),
+                            s.score
+                        )
+                    })
+                    .collect();
+                format!("final {text:?} sources={sources:?}")
+            }
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+async fn both(py: &PyServer, rust: &Server, request: TaskRequest) -> (Vec<String>, Vec<String>) {
+    let py_events = events_ok(&client(&py.url).await, request.clone()).await;
+    let rust_events = events_ok(&client(&rust.url()).await, request).await;
+    (normalized(py_events), normalized(rust_events))
+}
+
+#[tokio::test]
+async fn the_python_service_streams_the_same_events_as_the_rust_service() {
+    let py = PyServer::start().await;
+
+    // A search, then the answer with the found sources.
+    let rust = rust_server(
+        ScriptedChatModel::new()
+            .with_tool_call(SEARCH_DOCUMENTS, format!(r#"{{"query":"{GC_QUERY}"}}"#))
+            .with_text("Rust has no garbage collector."),
+    )
+    .await;
+    let request = TaskRequest::new(GC_TASK)
+        .with_request_id("py-1")
+        .with_scored_documents(gc_documents())
+        .with_timeout(Duration::from_secs(30));
+    let client = client(&py.url)
+        .await
+        .with_metadata("traceparent", TRACEPARENT);
+    let py_events = normalized(events_ok(&client, request.clone()).await);
+    let rust_events = normalized(events_ok(&support::client(&rust.url()).await, request).await);
+    assert_eq!(py_events, rust_events);
+    assert_eq!(py_events[0], "StepStarted(1)");
+    assert!(py_events[1].starts_with("call call_0 search_documents"));
+    assert!(py_events[2].contains("Rust has no garbage collector: memory is freed"));
+    assert!(py_events
+        .last()
+        .unwrap()
+        .contains(r#"sources=["faq-1|faq.md|0.9", "faq-2||0.5"]"#));
+    // The Python service logged the caller's trace context.
+    wait_until(Duration::from_secs(5), "traceparent in the log", || {
+        py.log_contains(TRACEPARENT)
+    })
+    .await;
+
+    // The calculator.
+    let rust = rust_server(
+        ScriptedChatModel::new()
+            .with_tool_call(CALCULATOR, r#"{"expression":"6*(3+4)"}"#)
+            .with_text("42"),
+    )
+    .await;
+    let (py_events, rust_events) = both(&py, &rust, TaskRequest::new("What is 6*(3+4)?")).await;
+    assert_eq!(py_events, rust_events);
+    assert_eq!(py_events[2], r#"result call_0 calculator 42.0"#);
+
+    // allowed_tools: a call to another tool is an error result, and the task goes on.
+    let rust = rust_server(
+        ScriptedChatModel::new()
+            .with_tool_call(SEARCH_DOCUMENTS, r#"{"query":"rust"}"#)
+            .with_text("I may only calculate."),
+    )
+    .await;
+    let request = TaskRequest::new("You may only calculate.")
+        .with_scored_documents(gc_documents())
+        .with_allowed_tools([CALCULATOR]);
+    let (py_events, rust_events) = both(&py, &rust, request).await;
+    assert_eq!(py_events, rust_events);
+    assert_eq!(py_events[2], "result call_0 search_documents <error>");
+}
+
+#[tokio::test]
+async fn the_python_service_honours_deadlines_and_cancellation() {
+    let py = PyServer::start().await;
+    let client = client(&py.url).await;
+
+    // The task's max_duration: the service's own deadline error.
+    let request = TaskRequest::new("A slow task.")
+        .with_request_id("py-deadline")
+        .with_limits(TaskLimits::new().with_max_duration(Duration::from_secs(1)))
+        .with_timeout(Duration::from_secs(30));
+    let started = tokio::time::Instant::now();
+    let events = collect(&client, request).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(events[0].as_ref().unwrap(), &TaskEvent::StepStarted(1));
+    match events.last().unwrap() {
+        Err(TaskError::Task { code, .. }) => assert_eq!(*code, ErrorCode::DeadlineExceeded),
+        other => panic!("expected the service's deadline error, got {other:?}"),
+    }
+    wait_until(Duration::from_secs(5), "the slow turn to stop", || {
+        py.log_contains("agent of request_id=py-deadline stopped: cancelled")
+    })
+    .await;
+
+    // The gRPC deadline alone.
+    let events = collect(
+        &client,
+        TaskRequest::new("Another slow task.").with_timeout(Duration::from_millis(800)),
+    )
+    .await;
+    assert!(events
+        .last()
+        .unwrap()
+        .as_ref()
+        .unwrap_err()
+        .is_deadline_exceeded());
+
+    // The client goes away mid-task.
+    let mut stream =
+        client.run_task(TaskRequest::new("A slow one to drop.").with_request_id("py-drop"));
+    assert_eq!(
+        stream.next().await.unwrap().unwrap(),
+        TaskEvent::StepStarted(1)
+    );
+    drop(stream);
+    wait_until(Duration::from_secs(5), "the service to notice", || {
+        py.log_contains("task stopped request_id=py-drop: the client went away")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_python_service_rejects_invalid_requests_and_reports_health() {
+    let py = PyServer::start().await;
+    assert_eq!(health(&py.url, "").await, ServingStatus::Serving);
+    assert_eq!(
+        health(&py.url, "catena.agent.v1.AgentService").await,
+        ServingStatus::Serving
+    );
+
+    let client = client(&py.url).await;
+    for request in [
+        TaskRequest::new("  "),
+        TaskRequest::new("Run a shell command.").with_allowed_tools(["shell"]),
+        TaskRequest::new("x").with_request_id("r".repeat(129)),
+    ] {
+        let events = collect(&client, request).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        let err = events[0].as_ref().unwrap_err();
+        assert!(err.is_invalid_argument(), "{err}");
+    }
+    let events = collect(&client, TaskRequest::new("x".repeat(64 * 1024 + 1))).await;
+    assert_eq!(
+        events[0].as_ref().unwrap_err().code(),
+        tonic::Code::ResourceExhausted
+    );
+}

@@ -1,0 +1,128 @@
+//! API-key authentication: keys are configured as SHA-256 hashes and compared in constant time.
+//!
+//! ```
+//! use example_gateway::auth::{hash_key, ApiKeys};
+//!
+//! let keys = ApiKeys::from_hashes(&[hash_key("s3cret")]).unwrap();
+//! assert!(keys.verify("s3cret").is_some());
+//! assert!(keys.verify("guess").is_none());
+//! ```
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::GatewayError;
+
+/// Who called: a short, non-secret id derived from the key's hash (for rate-limit buckets,
+/// budgets and logs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Caller(pub String);
+
+/// The accepted keys (their hashes only).
+#[derive(Clone, Default)]
+pub struct ApiKeys {
+    hashes: Vec<[u8; 32]>,
+}
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeys")
+            .field("count", &self.hashes.len())
+            .finish()
+    }
+}
+
+/// The SHA-256 of `key`, as 64 lowercase hex digits.
+pub fn hash_key(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_hex(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl ApiKeys {
+    /// Keys from their hex SHA-256 hashes.
+    ///
+    /// # Errors
+    /// [`GatewayError::Config`] for a value that is not 64 hex digits.
+    pub fn from_hashes(hashes: &[String]) -> Result<Self, GatewayError> {
+        let hashes = hashes
+            .iter()
+            .map(|h| {
+                decode_hex(h.trim()).ok_or_else(|| {
+                    GatewayError::Config("an API key hash is not 64 hex digits".to_owned())
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ApiKeys { hashes })
+    }
+
+    /// Whether no key is configured.
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// The caller for `presented`, if it is an accepted key. Every configured hash is compared,
+    /// in constant time, whatever matches.
+    pub fn verify(&self, presented: &str) -> Option<Caller> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found: Option<usize> = None;
+        for (i, h) in self.hashes.iter().enumerate() {
+            if bool::from(h.ct_eq(&digest)) {
+                found = Some(i);
+            }
+        }
+        found.map(|i| {
+            let h = &self.hashes[i];
+            Caller(format!(
+                "key-{:02x}{:02x}{:02x}{:02x}",
+                h[0], h[1], h[2], h[3]
+            ))
+        })
+    }
+}
+
+/// The bearer token of an `Authorization` header value, if it has one.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
+        Some(token.trim())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_hash_and_bearer_parsing() {
+        assert_eq!(
+            hash_key("test"),
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer   abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        let keys = ApiKeys::from_hashes(&[hash_key("a"), hash_key("b")]).unwrap();
+        assert_ne!(keys.verify("a"), keys.verify("b"));
+        assert!(!format!("{keys:?}").contains(&hash_key("a")));
+    }
+}

@@ -1,0 +1,272 @@
+//! Configuration: an optional TOML file, then environment variables (which win).
+//!
+//! ```
+//! use example_gateway::config::Config;
+//!
+//! let config = Config::from_toml_str(r#"
+//!     listen = "127.0.0.1:9000"
+//!     [auth]
+//!     api_key_sha256 = ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+//!     [limits]
+//!     requests_per_minute = 120
+//! "#).unwrap();
+//! assert_eq!(config.limits.requests_per_minute, 120);
+//! assert_eq!(config.limits.burst, 20); // defaults fill the rest
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::GatewayError;
+
+/// Everything the gateway can be told. Secrets (provider API keys) are never read from here:
+/// only from the environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The address to listen on. Env `CATENA_GATEWAY_ADDR`. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Where the embedded defaults keep their state (the vector store and the ingest records).
+    /// Env `CATENA_DATA_DIR`. Default `.catena/gateway`.
+    pub data_dir: PathBuf,
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// Rate limits, budgets, sizes and timeouts.
+    pub limits: LimitsConfig,
+    /// Retrieval-augmented generation.
+    pub rag: RagConfig,
+    /// The agent service that `/v1/tasks` delegates to.
+    pub agent: AgentConfig,
+}
+
+/// API keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuthConfig {
+    /// SHA-256 hashes (hex) of the accepted API keys. Env `CATENA_API_KEY_SHA256` (comma
+    /// separated). `gateway hash-key KEY` prints a key's hash.
+    pub api_key_sha256: Vec<String>,
+}
+
+/// Rate limits, budgets, sizes and timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LimitsConfig {
+    /// Sustained requests per minute per API key (GCRA). Env `CATENA_RATE_PER_MINUTE`.
+    pub requests_per_minute: u32,
+    /// Requests a key may make at once above the sustained rate.
+    pub burst: u32,
+    /// Model tokens (input + output) a key may use per budget window; none = unlimited.
+    /// Env `CATENA_TOKEN_BUDGET`.
+    pub token_budget: Option<u64>,
+    /// The budget window in seconds. Default one day.
+    pub token_budget_window_secs: u64,
+    /// The largest request body in bytes (413 above it). Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Time limit for a whole non-streaming request, in seconds. Default 60.
+    pub request_timeout_secs: u64,
+    /// A stream that sends nothing for this long is ended with an error event. Default 60.
+    pub stream_idle_timeout_secs: u64,
+    /// Requests handled at once; more are refused with 503 at once. Default 64.
+    pub max_concurrent_requests: usize,
+}
+
+/// Retrieval-augmented generation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RagConfig {
+    /// Characters per chunk when ingesting. Default 600, which keeps English prose and code
+    /// under the 256-token limit of the embedded default embedder (all-MiniLM-L6-v2).
+    pub chunk_size: usize,
+    /// Characters shared by neighbouring chunks. Default 80.
+    pub chunk_overlap: usize,
+    /// Chunks retrieved per question unless the request says. Default 4.
+    pub k: usize,
+    /// The answer length limit passed to the model. Default 256.
+    pub max_answer_tokens: u32,
+}
+
+/// The agent service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AgentConfig {
+    /// Its gRPC endpoint, e.g. `http://127.0.0.1:50051`. Env `CATENA_AGENT_URL`. None: tasks
+    /// are refused with 503.
+    pub url: Option<String>,
+    /// The deadline of a delegated task in seconds, unless the request asks for less. Default 120.
+    pub task_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from(".catena/gateway"),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            rag: RagConfig::default(),
+            agent: AgentConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            requests_per_minute: 60,
+            burst: 20,
+            token_budget: None,
+            token_budget_window_secs: 86_400,
+            max_body_bytes: 1 << 20,
+            request_timeout_secs: 60,
+            stream_idle_timeout_secs: 60,
+            max_concurrent_requests: 64,
+        }
+    }
+}
+
+impl Default for RagConfig {
+    fn default() -> Self {
+        RagConfig {
+            chunk_size: 600,
+            chunk_overlap: 80,
+            k: 4,
+            max_answer_tokens: 256,
+        }
+    }
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            url: None,
+            task_timeout_secs: 120,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document (missing keys take their defaults; unknown keys are errors).
+    ///
+    /// # Errors
+    /// [`GatewayError::Config`] naming the bad key.
+    pub fn from_toml_str(text: &str) -> Result<Self, GatewayError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| GatewayError::Config(format!("config file: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads `path` (when given), then applies the environment.
+    ///
+    /// # Errors
+    /// [`GatewayError::Config`] for an unreadable file or a bad value.
+    pub fn load(path: Option<&Path>) -> Result<Self, GatewayError> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    GatewayError::Config(format!("cannot read {}: {e}", p.display()))
+                })?;
+                Self::from_toml_str(&text)?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies the `CATENA_*` variables read through `var`.
+    ///
+    /// # Errors
+    /// [`GatewayError::Config`] naming a variable with a bad value.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), GatewayError> {
+        fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, GatewayError> {
+            value
+                .trim()
+                .parse()
+                .map_err(|_| GatewayError::Config(format!("{name}={value:?} is not valid")))
+        }
+        let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("CATENA_GATEWAY_ADDR") {
+            self.listen = parse("CATENA_GATEWAY_ADDR", &v)?;
+        }
+        if let Some(v) = get("CATENA_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("CATENA_API_KEY_SHA256") {
+            self.auth.api_key_sha256 = v
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = get("CATENA_RATE_PER_MINUTE") {
+            self.limits.requests_per_minute = parse("CATENA_RATE_PER_MINUTE", &v)?;
+        }
+        if let Some(v) = get("CATENA_TOKEN_BUDGET") {
+            self.limits.token_budget = Some(parse("CATENA_TOKEN_BUDGET", &v)?);
+        }
+        if let Some(v) = get("CATENA_AGENT_URL") {
+            self.agent.url = Some(v);
+        }
+        Ok(())
+    }
+
+    /// Checks the values that have rules.
+    ///
+    /// # Errors
+    /// [`GatewayError::Config`] naming the bad value.
+    pub fn validate(&self) -> Result<(), GatewayError> {
+        let bad = |m: &str| Err(GatewayError::Config(m.to_owned()));
+        if self.limits.requests_per_minute == 0 {
+            return bad("limits.requests_per_minute must be at least 1");
+        }
+        if self.limits.max_concurrent_requests == 0 {
+            return bad("limits.max_concurrent_requests must be at least 1");
+        }
+        if self.rag.chunk_size == 0 || self.rag.chunk_overlap >= self.rag.chunk_size {
+            return bad("rag.chunk_size must be positive and larger than rag.chunk_overlap");
+        }
+        if self.rag.k == 0 {
+            return bad("rag.k must be at least 1");
+        }
+        for h in &self.auth.api_key_sha256 {
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return bad("auth.api_key_sha256 entries must be 64 hex digits (a SHA-256)");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_bad_values_are_named() {
+        let mut c = Config::from_toml_str("[limits]\nrequests_per_minute = 5").unwrap();
+        c.apply_env(|k| (k == "CATENA_RATE_PER_MINUTE").then(|| "7".to_owned()))
+            .unwrap();
+        assert_eq!(c.limits.requests_per_minute, 7);
+        let err = c
+            .apply_env(|k| (k == "CATENA_GATEWAY_ADDR").then(|| "nowhere".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().contains("CATENA_GATEWAY_ADDR"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_hashes_are_refused() {
+        assert!(Config::from_toml_str("lisen = \"x\"").is_err());
+        let err = Config::from_toml_str("[auth]\napi_key_sha256 = [\"abc\"]").unwrap_err();
+        assert!(err.to_string().contains("64 hex"), "{err}");
+    }
+}

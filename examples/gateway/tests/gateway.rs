@@ -1,0 +1,703 @@
+//! The gateway end to end on loopback: a real HTTP server (axum) and client (reqwest), a real
+//! gRPC agent service (tonic) for delegation, scripted models and the deterministic embedder.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use catena_agents::grpc::{AgentGrpcService, TaskContext};
+use catena_agents::AgentExecutor;
+use catena_chains::indexing::InMemoryRecordManager;
+use catena_core::test_utils::{DeterministicEmbedder, ScriptedChatModel};
+use catena_core::{
+    ChatChunk, ChatModel, ChatRequest, ChatResponse, ChatStream, Message, ModelInfo, Result, Role,
+    Tool, ToolError, ToolOutput,
+};
+use catena_vectorstores::InMemoryVectorStore;
+use example_gateway::auth::hash_key;
+use example_gateway::config::Config;
+use example_gateway::{Backends, Gateway};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+const KEY_A: &str = "key-a-secret";
+const KEY_B: &str = "key-b-secret";
+
+struct Running {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+    http: reqwest::Client,
+}
+
+impl Running {
+    fn post(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.base))
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.server)
+            .await
+            .expect("graceful shutdown finishes")
+            .unwrap();
+    }
+}
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.auth.api_key_sha256 = vec![hash_key(KEY_A), hash_key(KEY_B)];
+    c.limits.requests_per_minute = 600;
+    c.limits.burst = 100;
+    c
+}
+
+/// Answers with the first line of the context it was given, so answers show what was retrieved.
+fn quoting_model() -> ScriptedChatModel {
+    ScriptedChatModel::new().with_responder(|req: &ChatRequest| {
+        let system = req
+            .messages
+            .iter()
+            .find(|m| m.role == Role::System)
+            .map(Message::text)
+            .unwrap_or_default();
+        let context = system.split_once("Context:\n").map_or("", |(_, c)| c);
+        let first = context.lines().next().unwrap_or("I do not know.");
+        Ok(ChatResponse::new(Message::assistant(format!(
+            "From the context: {first}"
+        ))))
+    })
+}
+
+async fn start_with(config: Config, chat: Arc<dyn ChatModel>) -> Running {
+    let backends = Backends {
+        embedder: Arc::new(DeterministicEmbedder::new(256)),
+        chat,
+        store: Arc::new(InMemoryVectorStore::new()),
+        records: Arc::new(InMemoryRecordManager::new()),
+        chunk_tokens: None,
+        description: "test".into(),
+    };
+    let gateway = Gateway::new(config, backends).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        gateway
+            .serve(listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    Running {
+        base,
+        stop: Some(tx),
+        server,
+        http: reqwest::Client::new(),
+    }
+}
+
+async fn start() -> Running {
+    start_with(config(), Arc::new(quoting_model())).await
+}
+
+async fn ingest_samples(g: &Running) -> Value {
+    let res = g
+        .post("/v1/documents", KEY_A)
+        .json(&json!({ "documents": [
+            { "source": "rust.md", "content": "Rust guarantees memory safety without a garbage collector.\n\nOwnership and borrowing are checked at compile time.", "metadata": { "lang": "en" } },
+            { "source": "cooking.md", "content": "Bread needs flour, water, salt and yeast. Knead the dough and let it rise." }
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// Parses a whole SSE body into (event, data) pairs.
+fn sse_events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let mut event = "message".to_owned();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = e.trim().to_owned();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim());
+                }
+            }
+            (!data.is_empty()).then(|| (event, serde_json::from_str(&data).unwrap_or(Value::Null)))
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ RAG
+
+#[tokio::test]
+async fn ingest_then_query_answers_citing_the_ingested_source() {
+    let g = start().await;
+    let report = ingest_samples(&g).await;
+    assert_eq!(report["documents"], 2);
+    assert!(report["added"].as_u64().unwrap() >= 2);
+    // Ingesting the same documents again writes nothing.
+    let again = ingest_samples(&g).await;
+    assert_eq!(again["added"], 0);
+    assert_eq!(again["skipped"], report["added"]);
+
+    let res = g
+        .post("/v1/query", KEY_A)
+        .json(&json!({ "question": "Does Rust have a garbage collector?", "k": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("ratelimit"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["sources"][0]["source"], "rust.md");
+    assert!(
+        body["answer"].as_str().unwrap().contains("memory safety"),
+        "{body}"
+    );
+    assert!(body["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn query_streams_server_sent_events() {
+    let g = start().await;
+    ingest_samples(&g).await;
+    let res = g
+        .post("/v1/query", KEY_A)
+        .header("accept", "text/event-stream")
+        .json(&json!({ "question": "How do I bake bread?", "k": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let events = sse_events(&res.text().await.unwrap());
+    assert_eq!(events[0].0, "sources");
+    assert_eq!(events[0].1[0]["source"], "cooking.md");
+    let text: String = events
+        .iter()
+        .filter(|(e, _)| e == "token")
+        .map(|(_, d)| d["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(text.contains("flour"), "{text}");
+    assert!(
+        events.iter().filter(|(e, _)| e == "token").count() > 1,
+        "streamed in pieces"
+    );
+    assert_eq!(events.last().unwrap().0, "done");
+    g.shutdown().await;
+}
+
+// ------------------------------------------------------------------ auth and limits
+
+#[tokio::test]
+async fn the_auth_matrix() {
+    let g = start().await;
+    let body = json!({ "question": "hi" });
+    let no_header = g
+        .http
+        .post(format!("{}/v1/query", g.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_header.status(), 401);
+    assert!(no_header.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    assert_eq!(
+        no_header.headers()["content-type"],
+        "application/problem+json"
+    );
+    let basic = g
+        .http
+        .post(format!("{}/v1/query", g.base))
+        .header("authorization", "Basic a2V5LWEtc2VjcmV0Og==")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401);
+    let wrong = g
+        .post("/v1/query", "not-a-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let problem: Value = wrong.json().await.unwrap();
+    assert!(
+        !problem.to_string().contains("not-a-key"),
+        "never echo keys"
+    );
+    for key in [KEY_A, KEY_B] {
+        let ok = g.post("/v1/query", key).json(&body).send().await.unwrap();
+        assert_eq!(ok.status(), 200, "{key}");
+    }
+    // Health and the page need no key; everything else does.
+    assert_eq!(g.get("/healthz").send().await.unwrap().status(), 200);
+    assert_eq!(g.get("/readyz").send().await.unwrap().status(), 200);
+    assert_eq!(g.get("/").send().await.unwrap().status(), 200);
+    assert_eq!(g.get("/metrics").send().await.unwrap().status(), 401);
+    let metrics = g
+        .get("/metrics")
+        .bearer_auth(KEY_A)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(metrics.contains("route=\"/v1/query\""), "{metrics}");
+    assert!(metrics.contains("status=\"401\""), "{metrics}");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn rate_limits_are_per_key_with_headers() {
+    let mut c = config();
+    c.limits.requests_per_minute = 60;
+    c.limits.burst = 3;
+    let g = start_with(c, Arc::new(quoting_model())).await;
+    let body = json!({ "question": "hi" });
+    for i in 0..3 {
+        let res = g.post("/v1/query", KEY_A).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), 200, "request {i}");
+        assert_eq!(res.headers()["ratelimit-policy"], "\"per-key\";q=60;w=60");
+        let remaining = res.headers()["ratelimit"].to_str().unwrap().to_owned();
+        assert!(remaining.contains(&format!("r={}", 2 - i)), "{remaining}");
+    }
+    let limited = g.post("/v1/query", KEY_A).json(&body).send().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    assert!(limited.headers().contains_key("ratelimit-policy"));
+    // A spoofed X-Forwarded-For does not earn a fresh bucket.
+    let spoofed = g
+        .post("/v1/query", KEY_A)
+        .header("x-forwarded-for", "203.0.113.9")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 429);
+    // Another key has its own bucket.
+    let other = g.post("/v1/query", KEY_B).json(&body).send().await.unwrap();
+    assert_eq!(other.status(), 200);
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_budgets_are_counted_from_reported_usage() {
+    let mut c = config();
+    c.limits.token_budget = Some(5);
+    let g = start_with(c, Arc::new(quoting_model())).await;
+    let body = json!({ "question": "a question long enough to spend the budget" });
+    let first = g.post("/v1/query", KEY_A).json(&body).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = g.post("/v1/query", KEY_A).json(&body).send().await.unwrap();
+    assert_eq!(second.status(), 429);
+    let problem: Value = second.json().await.unwrap();
+    assert!(problem["type"].as_str().unwrap().contains("token-budget"));
+    let other = g.post("/v1/query", KEY_B).json(&body).send().await.unwrap();
+    assert_eq!(other.status(), 200);
+    g.shutdown().await;
+}
+
+// ------------------------------------------------------------------ bad input
+
+#[tokio::test]
+async fn bad_bodies_get_problem_details_naming_the_field() {
+    let mut c = config();
+    c.limits.max_body_bytes = 2048;
+    let g = start_with(c, Arc::new(quoting_model())).await;
+
+    let huge = json!({ "question": "x".repeat(10_000) });
+    let res = g.post("/v1/query", KEY_A).json(&huge).send().await.unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+
+    let res = g
+        .post("/v1/query", KEY_A)
+        .header("content-type", "application/json")
+        .body("{\"question\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["title"], "malformed JSON");
+
+    let res = g
+        .post("/v1/query", KEY_A)
+        .json(&json!({ "question": 42 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "question", "{p}");
+
+    let res = g
+        .post("/v1/query", KEY_A)
+        .json(&json!({ "question": "   " }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "question");
+
+    let res = g
+        .post("/v1/query", KEY_A)
+        .json(&json!({ "question": "ok", "k": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "k");
+
+    let res = g
+        .post("/v1/documents", KEY_A)
+        .json(&json!({ "documents": [{ "source": "a.md", "content": "" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "documents[0].content");
+
+    let res = g
+        .post("/v1/query", KEY_A)
+        .json(&json!({ "question": "ok", "surprise": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+
+    let res = g
+        .post("/v1/query", KEY_A)
+        .body("question=hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    g.shutdown().await;
+}
+
+// ------------------------------------------------------------------ load, cancellation, shutdown
+
+/// A model that streams a delta every 20 ms until dropped (then sets `dropped`), and whose
+/// `generate` takes `delay`.
+struct SlowModel {
+    delay: Duration,
+    dropped: Arc<AtomicBool>,
+    started: Arc<AtomicUsize>,
+}
+
+struct DropFlag(Arc<AtomicBool>);
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl ChatModel for SlowModel {
+    async fn generate(&self, _: ChatRequest) -> Result<ChatResponse> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        Ok(ChatResponse::new(Message::assistant("slow answer")))
+    }
+
+    async fn stream(&self, _: ChatRequest) -> Result<ChatStream> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let flag = DropFlag(Arc::clone(&self.dropped));
+        let ticks = futures::stream::unfold((0u64, flag), |(n, flag)| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Some((Ok(ChatChunk::TextDelta(format!("t{n} "))), (n + 1, flag)))
+        });
+        Ok(Box::pin(ticks))
+    }
+
+    fn model_info(&self) -> ModelInfo {
+        ModelInfo::new("test", "slow")
+    }
+}
+
+fn slow(delay: Duration) -> (Arc<SlowModel>, Arc<AtomicBool>) {
+    let dropped = Arc::new(AtomicBool::new(false));
+    (
+        Arc::new(SlowModel {
+            delay,
+            dropped: Arc::clone(&dropped),
+            started: Arc::new(AtomicUsize::new(0)),
+        }),
+        dropped,
+    )
+}
+
+#[tokio::test]
+async fn load_is_shed_with_503_instead_of_queueing() {
+    let mut c = config();
+    c.limits.max_concurrent_requests = 1;
+    let (model, _) = slow(Duration::from_millis(800));
+    let g = start_with(c, model).await;
+    let body = json!({ "question": "hi" });
+    let first = g.post("/v1/query", KEY_A).json(&body).send();
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        g.post("/v1/query", KEY_B).json(&body).send().await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.unwrap().status(), 200);
+    let second = second.unwrap();
+    assert_eq!(second.status(), 503);
+    assert!(
+        second.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    // Health probes are never shed.
+    assert_eq!(g.get("/healthz").send().await.unwrap().status(), 200);
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_the_model_stream() {
+    let (model, dropped) = slow(Duration::ZERO);
+    let g = start_with(config(), model).await;
+    let mut res = g
+        .post("/v1/query", KEY_A)
+        .json(&json!({ "question": "hi", "stream": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Read until a token arrives, then hang up.
+    let mut seen = String::new();
+    while !seen.contains("event: token") {
+        let chunk = res.chunk().await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!dropped.load(Ordering::SeqCst));
+    drop(res);
+    for _ in 0..100 {
+        if dropped.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the upstream stream was dropped"
+    );
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_ends_streams_with_a_terminal_event() {
+    let (model, dropped) = slow(Duration::ZERO);
+    let g = start_with(config(), model).await;
+    let mut res = g
+        .post("/v1/query", KEY_A)
+        .json(&json!({ "question": "hi", "stream": true }))
+        .send()
+        .await
+        .unwrap();
+    let mut body = String::new();
+    while !body.contains("event: token") {
+        body.push_str(&String::from_utf8_lossy(
+            &res.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    let stopping = tokio::spawn(g.shutdown());
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let events = sse_events(&body);
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "error");
+    assert_eq!(data["type"], "shutdown");
+    stopping.await.unwrap();
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+// ------------------------------------------------------------------ delegation over gRPC
+
+/// A tool that sleeps, so deadlines can pass while it runs.
+struct Nap(Duration, Value);
+
+#[async_trait]
+impl Tool for Nap {
+    fn name(&self) -> &str {
+        "nap"
+    }
+    fn description(&self) -> &str {
+        "Sleeps."
+    }
+    fn parameters(&self) -> &Value {
+        &self.1
+    }
+    async fn call(&self, _: Value) -> std::result::Result<ToolOutput, ToolError> {
+        tokio::time::sleep(self.0).await;
+        Ok(ToolOutput::new("rested"))
+    }
+}
+
+async fn start_agent(
+    script: impl Fn() -> ScriptedChatModel + Send + Sync + 'static,
+    nap: Duration,
+) -> String {
+    let service = AgentGrpcService::new(move |ctx: TaskContext| {
+        let model: Arc<dyn ChatModel> = Arc::new(script());
+        let tool: Arc<dyn Tool> = Arc::new(Nap(nap, json!({ "type": "object", "properties": {} })));
+        let agent = ctx
+            .apply_limits(AgentExecutor::builder(ctx.model(model)).tool(tool))
+            .build()?;
+        Ok(agent.run_stream(&ctx.prompt()))
+    });
+    let (router, _health) = service.into_router().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        router
+            .serve_with_incoming(tokio_stream_from(listener))
+            .await
+            .unwrap();
+    });
+    format!("http://{addr}")
+}
+
+fn tokio_stream_from(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(listener, |l| async move {
+        let next = l.accept().await.map(|(s, _)| s);
+        Some((next, l))
+    })
+}
+
+#[tokio::test]
+async fn a_task_is_delegated_and_its_events_stream_back() {
+    let agent_url = start_agent(
+        || {
+            ScriptedChatModel::new()
+                .with_tool_call("nap", "{}")
+                .with_text("Rust has no garbage collector.")
+        },
+        Duration::from_millis(10),
+    )
+    .await;
+    let mut c = config();
+    c.agent.url = Some(agent_url);
+    let g = start_with(c, Arc::new(quoting_model())).await;
+    ingest_samples(&g).await;
+    let ready = g.get("/readyz").send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let res = g
+        .post("/v1/tasks", KEY_A)
+        .json(&json!({ "task": "Rust memory safety garbage collector", "k": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let events = sse_events(&res.text().await.unwrap());
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names[0], "accepted");
+    assert!(names.contains(&"step"), "{names:?}");
+    let call = names.iter().position(|n| *n == "tool_call").unwrap();
+    let result = names.iter().position(|n| *n == "tool_result").unwrap();
+    assert!(call < result);
+    let (last, final_data) = events.last().unwrap();
+    assert_eq!(last, "final", "{names:?}");
+    assert_eq!(final_data["answer"], "Rust has no garbage collector.");
+    assert_eq!(
+        final_data["sources"][0]["source"], "rust.md",
+        "{final_data}"
+    );
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_task_deadline_that_expires_in_the_agent_service_is_reported() {
+    let agent_url = start_agent(
+        || {
+            ScriptedChatModel::new()
+                .with_tool_call("nap", "{}")
+                .with_text("never")
+        },
+        Duration::from_secs(30),
+    )
+    .await;
+    let mut c = config();
+    c.agent.url = Some(agent_url);
+    let g = start_with(c, Arc::new(quoting_model())).await;
+    let res = g
+        .post("/v1/tasks", KEY_A)
+        .json(&json!({ "task": "take a nap", "timeout_secs": 1 }))
+        .send()
+        .await
+        .unwrap();
+    let events = sse_events(&res.text().await.unwrap());
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "error", "{events:?}");
+    assert_eq!(data["type"], "deadline_exceeded", "{data}");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn tasks_without_an_agent_service_and_an_unreachable_one() {
+    let g = start().await;
+    let res = g
+        .post("/v1/tasks", KEY_A)
+        .json(&json!({ "task": "anything" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    g.shutdown().await;
+
+    // An agent URL where nothing listens: not ready.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut c = config();
+    c.agent.url = Some(url);
+    let g = start_with(c, Arc::new(quoting_model())).await;
+    let ready = g.get("/readyz").send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["agent_service"], false);
+    g.shutdown().await;
+}

@@ -1,0 +1,141 @@
+"""The agent loop: a LangChain chat model with bound tools, called until it answers.
+
+Events go to `emit` as plain tuples, in the order things happen, the same order the Rust
+service sends them:
+
+    ("step", n)                      a model turn began (n from 1)
+    ("text", delta)                  more text from the model
+    ("tool_call", id, name, args)    args as JSON text
+    ("tool_result", id, name, content, is_error)
+    ("final", text, usage)           usage: {"input_tokens", "output_tokens", "total_tokens"}
+    ("error", code, message, retryable)   code: an ErrorCode name, for example "MODEL_FAILED"
+
+The loop checks `cancel` between model chunks and tool calls: the service sets it when the
+deadline passes or the client goes away, and the run stops there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.tools import BaseTool
+
+log = logging.getLogger("catena.python_agent")
+
+Emit = Callable[[tuple], None]
+
+
+@dataclass
+class Limits:
+    """Limits of one task; 0 means none."""
+
+    max_steps: int = 0
+    max_tokens: int = 0
+
+
+class Cancelled(Exception):
+    """The task was cancelled (deadline or client gone)."""
+
+
+def run_agent(
+    model: BaseChatModel,
+    tools: list[BaseTool],
+    messages: list[BaseMessage],
+    limits: Limits,
+    cancel: threading.Event,
+    emit: Emit,
+    max_iterations: int = 8,
+    request_id: str = "",
+) -> None:
+    """Runs the loop until a final answer, an error or cancellation. Never raises."""
+    try:
+        _loop(model, tools, messages, limits, cancel, emit, max_iterations)
+    except Cancelled:
+        log.info("agent of request_id=%s stopped: cancelled", request_id)
+    except Exception as e:  # noqa: BLE001 - every failure becomes an error event
+        if cancel.is_set():
+            log.info("agent of request_id=%s stopped: cancelled", request_id)
+            return
+        log.warning("agent of request_id=%s failed: %s", request_id, e)
+        emit(("error", "MODEL_FAILED", f"the chat model failed: {e}", False))
+
+
+def _check(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise Cancelled()
+
+
+def _loop(model, tools, messages, limits, cancel, emit, max_iterations) -> None:
+    bound = model.bind_tools(tools) if tools else model
+    by_name = {t.name: t for t in tools}
+    usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    max_turns = limits.max_steps or max_iterations + 1
+    step = 0
+    while True:
+        _check(cancel)
+        if step >= max_turns:
+            limit = limits.max_steps or max_iterations
+            emit(("error", "LIMIT_EXCEEDED", f"the agent went over max_steps = {limit}", False))
+            return
+        if limits.max_tokens and usage["total_tokens"] >= limits.max_tokens:
+            emit(
+                (
+                    "error",
+                    "LIMIT_EXCEEDED",
+                    f"the agent used {usage['total_tokens']} tokens of its budget of "
+                    f"{limits.max_tokens}",
+                    False,
+                )
+            )
+            return
+        step += 1
+        emit(("step", step))
+        acc = None
+        for chunk in bound.stream(messages):
+            _check(cancel)
+            text = chunk.text
+            if text:
+                emit(("text", text))
+            acc = chunk if acc is None else acc + chunk
+        if acc is None:
+            raise RuntimeError("the model returned nothing")
+        for key in usage:
+            usage[key] += int((acc.usage_metadata or {}).get(key, 0))
+        reply = AIMessage(
+            content=acc.content,
+            tool_calls=acc.tool_calls,
+            usage_metadata=acc.usage_metadata,
+        )
+        messages.append(reply)
+        if not reply.tool_calls:
+            emit(("final", reply.text, dict(usage)))
+            return
+        for call in reply.tool_calls:
+            _check(cancel)
+            call_id = call.get("id") or f"call_{step}"
+            name = call["name"]
+            args = call.get("args", {})
+            emit(("tool_call", call_id, name, json.dumps(args, separators=(",", ":"))))
+            content, is_error = _run_tool(by_name, name, args)
+            _check(cancel)
+            emit(("tool_result", call_id, name, content, is_error))
+            messages.append(ToolMessage(content=content, tool_call_id=call_id, name=name))
+
+
+def _run_tool(by_name: dict[str, BaseTool], name: str, args: Any) -> tuple[str, bool]:
+    """Runs one tool call; failures go back to the model as `Error: …` text."""
+    tool = by_name.get(name)
+    if tool is None:
+        offered = ", ".join(by_name) or "none"
+        return f"Error: unknown tool `{name}`; the tools are: {offered}", True
+    try:
+        out = tool.invoke(args)
+    except Exception as e:  # noqa: BLE001 - the model sees the error and may correct itself
+        return f"Error: {e}", True
+    return (out if isinstance(out, str) else json.dumps(out)), False

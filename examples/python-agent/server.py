@@ -1,0 +1,79 @@
+"""The Catena agent service in Python: serves catena.agent.v1 (and grpc.health.v1) with a
+LangChain tool-calling loop. Start it with `bash scripts/python-agent.sh run [ADDR]`.
+
+Environment:
+- CATENA_PY_AGENT_SCRIPT=/path/to/script.json -- TEST FIXTURE mode: a scripted LangChain chat
+  model (see catena_py_agent/models.py). Otherwise OPENAI_API_KEY with langchain-openai.
+- CATENA_PY_AGENT_K -- documents one search returns at most (default 4; also --k).
+- LOG_LEVEL -- logging level (default INFO). Logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from concurrent import futures
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "generated"))
+sys.path.insert(0, HERE)
+
+import grpc  # noqa: E402
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
+
+from catena.agent.v1 import agent_pb2_grpc  # noqa: E402
+from catena_py_agent.models import model_from_env  # noqa: E402
+from catena_py_agent.service import AgentService  # noqa: E402
+
+SERVICE_NAME = "catena.agent.v1.AgentService"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="The Catena agent service, in Python.")
+    parser.add_argument("--addr", default=os.environ.get("CATENA_PY_AGENT_ADDR", "127.0.0.1:50052"))
+    parser.add_argument("--k", type=int, default=int(os.environ.get("CATENA_PY_AGENT_K", "4")))
+    parser.add_argument("--workers", type=int, default=16, help="concurrent tasks at most")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    log = logging.getLogger("catena.python_agent")
+
+    factory, which = model_from_env()
+    log.info("chat model: %s", which)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers + 2))
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(
+        AgentService(factory, retriever_k=max(1, args.k)), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(args.addr)
+    if port == 0:
+        log.error("cannot listen on %s", args.addr)
+        return 1
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    host = args.addr.rsplit(":", 1)[0]
+    # The test harness reads this line to find the port (with --addr HOST:0).
+    print(f"listening on {host}:{port}", file=sys.stderr, flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    log.info("shutting down: health is NOT_SERVING, draining running tasks")
+    health_servicer.enter_graceful_shutdown()
+    server.stop(grace=10).wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
