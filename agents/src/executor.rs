@@ -571,7 +571,7 @@ impl AgentExecutor {
         let args = call
             .arguments_json()
             .map_err(|e| StepError::InvalidArguments(e.to_string()))?;
-        call_tool(tool.as_ref(), args, inner.tool_timeout).await
+        call_tool(tool.as_ref(), &call.id, args, inner.tool_timeout).await
     }
 }
 
@@ -579,14 +579,40 @@ impl AgentExecutor {
 /// or the error the model will see. Shared by every agent so tool failures read the same.
 pub(crate) async fn call_tool(
     tool: &dyn Tool,
+    call_id: &str,
     args: serde_json::Value,
     timeout: Duration,
 ) -> std::result::Result<String, StepError> {
-    match tokio::time::timeout(timeout, tool.call(args)).await {
+    use tracing::Instrument;
+    // The OpenTelemetry GenAI convention for tool execution spans.
+    let span = tracing::info_span!(
+        "execute_tool",
+        otel.name = %format!("execute_tool {}", tool.name()),
+        otel.kind = "internal",
+        otel.status_code = tracing::field::Empty,
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %tool.name(),
+        gen_ai.tool.call.id = %call_id,
+        error.type = tracing::field::Empty,
+    );
+    let outcome = match tokio::time::timeout(timeout, tool.call(args))
+        .instrument(span.clone())
+        .await
+    {
         Err(_) => Err(StepError::Timeout(timeout)),
         Ok(Ok(out)) => Ok(out.to_text()),
         Ok(Err(ToolError::InvalidArguments(m))) => Err(StepError::InvalidArguments(m)),
         Ok(Err(ToolError::Execution(m))) => Err(StepError::Execution(m)),
         Ok(Err(other)) => Err(StepError::Execution(other.to_string())),
+    };
+    if let Err(e) = &outcome {
+        let kind = match e {
+            StepError::Timeout(_) => "timeout",
+            StepError::InvalidArguments(_) => "invalid_arguments",
+            _ => "tool_error",
+        };
+        span.record("error.type", kind);
+        span.record("otel.status_code", "ERROR");
     }
+    outcome
 }

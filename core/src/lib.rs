@@ -54,7 +54,7 @@ pub use chain::{chain_fn, Chain, ChainExt, FnChain, Pipe};
 pub use chat::{
     collect_stream, response_to_chunks, stream_interrupted, ChatChunk, ChatModel, ChatModelExt,
     ChatRequest, ChatResponse, ChatStream, ModelInfo, ResponseFormat, StreamAccumulator,
-    ToolChoice,
+    ToolChoice, TracedChatModel,
 };
 pub use document::{Document, DocumentId, Metadata};
 pub use embed::{cosine_similarity, Embedder, Embedding};

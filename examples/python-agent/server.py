@@ -6,6 +6,10 @@ Environment:
   model (see catena_py_agent/models.py). Otherwise OPENAI_API_KEY with langchain-openai.
 - CATENA_PY_AGENT_K -- documents one search returns at most (default 4; also --k).
 - LOG_LEVEL -- logging level (default INFO). Logs go to stderr.
+- OTEL_EXPORTER_OTLP_ENDPOINT -- export spans over OTLP/gRPC (OTEL_SERVICE_NAME, default
+  catena-python-agent). Each task joins the caller's trace (traceparent in the metadata).
+- CATENA_PY_AGENT_SPAN_LOG=/path/spans.jsonl -- TEST/DEBUG AID: every finished span as one JSON
+  line (see catena_py_agent/telemetry.py).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from catena.agent.v1 import agent_pb2_grpc  # noqa: E402
 from catena_py_agent.models import model_from_env  # noqa: E402
 from catena_py_agent.service import AgentService  # noqa: E402
+from catena_py_agent.telemetry import setup_tracing  # noqa: E402
 
 SERVICE_NAME = "catena.agent.v1.AgentService"
 
@@ -45,6 +50,7 @@ def main() -> int:
     )
     log = logging.getLogger("catena.python_agent")
 
+    tracer_provider = setup_tracing()
     factory, which = model_from_env()
     log.info("chat model: %s", which)
 
@@ -72,6 +78,8 @@ def main() -> int:
     log.info("shutting down: health is NOT_SERVING, draining running tasks")
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=10).wait()
+    if tracer_provider is not None:
+        tracer_provider.shutdown()  # flushes the batched spans
     return 0
 
 

@@ -64,6 +64,9 @@ mod client;
 mod context;
 mod convert;
 mod error;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 mod server;
 mod stream;
 mod types;

@@ -289,6 +289,8 @@ impl AgentService for AgentGrpcService {
             request_id = %req.request_id,
             traceparent = metadata.get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or(""),
         );
+        #[cfg(feature = "otel")]
+        super::otel::set_parent_from_metadata(&span, &metadata);
         let report = Arc::new(Report::default());
         let ctx = TaskContext {
             request_id: req.request_id,

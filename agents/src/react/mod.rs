@@ -422,7 +422,9 @@ impl ReactAgent {
         let args = parser::arguments(tool.name(), &input, tool.parameters())?;
         let call = ToolCall::new(id, tool.name(), args.to_string());
         let start = Instant::now();
-        let result = crate::executor::call_tool(tool.as_ref(), args, self.inner.tool_timeout).await;
+        let result =
+            crate::executor::call_tool(tool.as_ref(), &call.id, args, self.inner.tool_timeout)
+                .await;
         if let Err(e) = &result {
             tracing::debug!(tool = %call.name, error = %e, "react tool call failed");
         }

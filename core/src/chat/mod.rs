@@ -28,6 +28,7 @@
 
 mod request;
 mod stream;
+mod traced;
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub use stream::{
     collect_stream, response_to_chunks, stream_interrupted, ChatChunk, ChatStream,
     StreamAccumulator,
 };
+pub use traced::TracedChatModel;
 
 use crate::error::Result;
 
@@ -105,6 +107,15 @@ pub trait ChatModelExt: ChatModel {
         Self: Sized + 'static,
     {
         Arc::new(self)
+    }
+
+    /// Wraps the model in a [`TracedChatModel`]: a span with the OpenTelemetry GenAI
+    /// attributes around every call.
+    fn traced(self) -> TracedChatModel<Self>
+    where
+        Self: Sized,
+    {
+        TracedChatModel::new(self)
     }
 }
 

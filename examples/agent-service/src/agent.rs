@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use catena_agents::grpc::{AgentGrpcService, TaskContext};
 use catena_agents::{AgentEvent, AgentExecutor};
-use catena_core::{ChatModel, Embedder, Error, Result, Tool, TypedTool};
+use catena_core::{ChatModel, Embedder, Error, Result, Tool, TracedChatModel, TypedTool};
 use catena_tools::web::{SsrfPolicy, WebClient, WebFetch, WebSearch};
 use catena_tools::{Calculator, RetrieverTool};
 use futures::{Stream, StreamExt};
@@ -57,6 +57,9 @@ pub fn service(
     shared.extend(options.extra_tools.iter().cloned());
     let max_duration = options.max_duration;
     let options = Arc::new(options);
+    // Every model call gets a span with the GenAI attributes (tool calls get theirs from the
+    // executor); under the task span, which continues the caller's trace.
+    let model: Arc<dyn ChatModel> = Arc::new(TracedChatModel::new(model));
 
     let service = AgentGrpcService::new(move |ctx: TaskContext| {
         start_task(ctx, &model, &embedder, &shared, &options)

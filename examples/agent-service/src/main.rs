@@ -21,12 +21,10 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use example_agent_service::{models_from_env, serve, service, ServiceOptions, DEFAULT_ADDR};
-use tracing_subscriber::EnvFilter;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -36,12 +34,14 @@ const USAGE: &str = "usage: example-agent-service [--addr HOST:PORT]\n\
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // Logs to stderr; spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let _tracing = match catena_agents::grpc::otel::init_tracing("catena-agent-service") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: tracing: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

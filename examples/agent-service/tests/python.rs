@@ -4,7 +4,8 @@
 //!
 //! Runs `bash scripts/python-agent.sh setup` (a venv under .catena/, pip, cached), then
 //! starts the Python server per test on 127.0.0.1 with a scripted LangChain chat model
-//! (its test fixture mode, `CATENA_PY_AGENT_SCRIPT`).
+//! (its test fixture mode, `CATENA_PY_AGENT_SCRIPT`), writing its OpenTelemetry spans to a
+//! JSON-lines file (its test/debug aid, `CATENA_PY_AGENT_SPAN_LOG`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -71,6 +72,7 @@ struct PyServer {
     child: Child,
     url: String,
     log: Arc<Mutex<Vec<String>>>,
+    span_log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -80,11 +82,15 @@ impl PyServer {
         let dir = tempfile::tempdir().unwrap();
         let script_path = dir.path().join("script.json");
         std::fs::write(&script_path, script().to_string()).unwrap();
+        let span_log = dir.path().join("spans.jsonl");
         let mut child = Command::new("bash")
             .args(["scripts/python-agent.sh", "run", "127.0.0.1:0"])
             .current_dir(repo_root())
             .env("CATENA_PY_AGENT_SCRIPT", &script_path)
             .env("CATENA_PY_AGENT_K", "2")
+            .env("CATENA_PY_AGENT_SPAN_LOG", &span_log)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -118,8 +124,18 @@ impl PyServer {
             child,
             url: format!("http://{addr}"),
             log,
+            span_log,
             _dir: dir,
         }
+    }
+
+    /// The spans the server has finished so far, one JSON object each (complete lines only).
+    fn spans(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.span_log).unwrap_or_default();
+        text.split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .map(|l| serde_json::from_str(l).expect("a span log line is JSON"))
+            .collect()
     }
 
     fn log_contains(&self, needle: &str) -> bool {
@@ -311,6 +327,22 @@ async fn the_python_service_honours_deadlines_and_cancellation() {
         py.log_contains("task stopped request_id=py-drop: the client went away")
     })
     .await;
+
+    // Their spans say how they ended.
+    for (request_id, error) in [
+        ("py-deadline", "DEADLINE_EXCEEDED"),
+        ("py-drop", "CANCELLED"),
+    ] {
+        wait_until(Duration::from_secs(5), "the failed task's span", || {
+            py.spans().iter().any(|s| {
+                s["name"] == "agent.run_task"
+                    && s["attributes"]["catena.request_id"] == request_id
+                    && s["attributes"]["error.type"] == error
+                    && s["status"] == "ERROR"
+            })
+        })
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -337,5 +369,165 @@ async fn the_python_service_rejects_invalid_requests_and_reports_health() {
     assert_eq!(
         events[0].as_ref().unwrap_err().code(),
         tonic::Code::ResourceExhausted
+    );
+}
+
+#[tokio::test]
+async fn the_python_service_joins_the_callers_trace() {
+    const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+    const PARENT_SPAN_ID: &str = "b7ad6b7169203331";
+    let py = PyServer::start().await;
+    let client = client(&py.url)
+        .await
+        .with_metadata("traceparent", &format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01"));
+
+    // The retriever scenario: a search_documents call, then the answer.
+    let request = TaskRequest::new(GC_TASK)
+        .with_request_id("py-trace")
+        .with_scored_documents(gc_documents())
+        .with_timeout(Duration::from_secs(30));
+    let events = normalized(events_ok(&client, request).await);
+    assert!(
+        events[1].starts_with("call call_0 search_documents"),
+        "{events:?}"
+    );
+    assert!(events.last().unwrap().starts_with("final "), "{events:?}");
+
+    // The task's span ends as the call closes, just after the last event.
+    let is_task = |s: &serde_json::Value| {
+        s["name"] == "agent.run_task" && s["attributes"]["catena.request_id"] == "py-trace"
+    };
+    wait_until(Duration::from_secs(5), "the agent.run_task span", || {
+        py.spans().iter().any(is_task)
+    })
+    .await;
+    let spans = py.spans();
+    let dump = || {
+        spans
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    // One trace: the caller's.
+    for span in &spans {
+        assert_eq!(
+            span["trace_id"],
+            TRACE_ID,
+            "a span outside the caller's trace:\n{}",
+            dump()
+        );
+    }
+    let task = spans.iter().find(|s| is_task(s)).unwrap();
+    assert_eq!(task["parent_span_id"], PARENT_SPAN_ID, "{task}");
+    assert_eq!(task["parent_is_remote"], true, "{task}");
+    assert_eq!(task["kind"], "SERVER", "{task}");
+    let task_id = task["span_id"].as_str().unwrap();
+    assert_ne!(task_id, PARENT_SPAN_ID);
+
+    // Whether a span's parent chain leads to the task's span.
+    let by_id: std::collections::HashMap<&str, &serde_json::Value> = spans
+        .iter()
+        .map(|s| (s["span_id"].as_str().unwrap(), s))
+        .collect();
+    let under_task = |span: &serde_json::Value| {
+        let mut parent = span["parent_span_id"].as_str();
+        for _ in 0..16 {
+            match parent {
+                Some(id) if id == task_id => return true,
+                Some(id) => parent = by_id.get(id).and_then(|p| p["parent_span_id"].as_str()),
+                None => return false,
+            }
+        }
+        false
+    };
+    let of_operation = |op: &str| -> Vec<&serde_json::Value> {
+        spans
+            .iter()
+            .filter(|s| s["attributes"]["gen_ai.operation.name"] == op && under_task(s))
+            .collect()
+    };
+
+    // Model calls: GenAI `chat` spans (one per turn: the search, then the answer).
+    let chats = of_operation("chat");
+    assert_eq!(
+        chats.len(),
+        2,
+        "chat spans under agent.run_task:\n{}",
+        dump()
+    );
+    for chat in &chats {
+        let a = &chat["attributes"];
+        assert_eq!(chat["name"], "chat scripted-model", "{chat}");
+        assert_eq!(chat["kind"], "CLIENT", "{chat}");
+        assert_eq!(a["gen_ai.provider.name"], "scripted", "{chat}");
+        assert_eq!(a["gen_ai.request.model"], "scripted-model", "{chat}");
+        assert!(
+            a["gen_ai.usage.input_tokens"].as_i64().unwrap() > 0,
+            "{chat}"
+        );
+        assert!(
+            a["gen_ai.usage.output_tokens"].as_i64().unwrap() > 0,
+            "{chat}"
+        );
+        assert_eq!(chat["status"], "UNSET", "{chat}");
+    }
+
+    // The tool call: an `execute_tool` span.
+    let tools = of_operation("execute_tool");
+    assert_eq!(
+        tools.len(),
+        1,
+        "execute_tool spans under agent.run_task:\n{}",
+        dump()
+    );
+    let tool = tools[0];
+    assert_eq!(
+        tool["name"],
+        format!("execute_tool {SEARCH_DOCUMENTS}"),
+        "{tool}"
+    );
+    assert_eq!(
+        tool["attributes"]["gen_ai.tool.name"], SEARCH_DOCUMENTS,
+        "{tool}"
+    );
+    assert_eq!(
+        tool["attributes"]["gen_ai.tool.call.id"], "call_0",
+        "{tool}"
+    );
+    assert_eq!(tool["status"], "UNSET", "{tool}");
+
+    // A task without a traceparent starts its own trace.
+    let events = events_ok(
+        &support::client(&py.url).await,
+        TaskRequest::new("What is 6*(3+4)?").with_request_id("py-no-trace"),
+    )
+    .await;
+    assert!(matches!(events.last(), Some(TaskEvent::FinalAnswer { .. })));
+    wait_until(
+        Duration::from_secs(5),
+        "the second agent.run_task span",
+        || {
+            py.spans()
+                .iter()
+                .any(|s| s["attributes"]["catena.request_id"] == "py-no-trace")
+        },
+    )
+    .await;
+    let spans = py.spans();
+    let own = spans
+        .iter()
+        .find(|s| s["attributes"]["catena.request_id"] == "py-no-trace")
+        .unwrap();
+    assert_ne!(own["trace_id"], TRACE_ID, "{own}");
+    assert!(own["parent_span_id"].is_null(), "{own}");
+    let own_trace = &own["trace_id"];
+    assert!(
+        spans
+            .iter()
+            .any(|s| &s["trace_id"] == own_trace
+                && s["attributes"]["gen_ai.tool.name"] == CALCULATOR),
+        "the calculator span is in the task's own trace"
     );
 }

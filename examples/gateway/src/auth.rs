@@ -10,9 +10,12 @@
 
 use std::fmt;
 
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::config::JwtConfig;
 use crate::GatewayError;
 
 /// Who called: a short, non-secret id derived from the key's hash (for rate-limit buckets,
@@ -95,6 +98,114 @@ impl ApiKeys {
             ))
         })
     }
+}
+
+/// Validates JWT bearer tokens with one pinned algorithm and key.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+impl JwtVerifier {
+    /// A verifier for `config`.
+    ///
+    /// # Errors
+    /// [`GatewayError::Config`] for an unknown algorithm, a missing secret or key file, or a
+    /// key that does not parse.
+    pub fn new(config: &JwtConfig) -> Result<Self, GatewayError> {
+        let bad = |m: String| GatewayError::Config(format!("auth.jwt: {m}"));
+        let algorithm: Algorithm = config
+            .algorithm
+            .parse()
+            .map_err(|_| bad(format!("unknown algorithm {:?}", config.algorithm)))?;
+        let pem = || -> Result<Vec<u8>, GatewayError> {
+            let path = config
+                .public_key_pem
+                .as_ref()
+                .ok_or_else(|| bad(format!("{} needs public_key_pem", config.algorithm)))?;
+            std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))
+        };
+        let key = match algorithm {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                let secret = config
+                    .secret
+                    .as_deref()
+                    .filter(|s| s.len() >= 32)
+                    .ok_or_else(|| {
+                        bad("HS* needs CATENA_JWT_SECRET of at least 32 bytes".to_owned())
+                    })?;
+                DecodingKey::from_secret(secret.as_bytes())
+            }
+            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => {
+                DecodingKey::from_rsa_pem(&pem()?).map_err(|e| bad(e.to_string()))?
+            }
+            Algorithm::ES256 | Algorithm::ES384 => {
+                DecodingKey::from_ec_pem(&pem()?).map_err(|e| bad(e.to_string()))?
+            }
+            Algorithm::EdDSA => {
+                DecodingKey::from_ed_pem(&pem()?).map_err(|e| bad(e.to_string()))?
+            }
+            other => return Err(bad(format!("algorithm {other:?} is not supported"))),
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        validation.leeway = config.leeway_secs;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[config.issuer.as_str()]);
+        validation.set_audience(&[config.audience.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        Ok(JwtVerifier { key, validation })
+    }
+
+    /// The caller a valid token names (`jwt:<sub>`), or why the token is refused (never
+    /// quoting it).
+    ///
+    /// # Errors
+    /// A short reason: expired, not yet valid, wrong issuer or audience, bad signature,
+    /// wrong algorithm, malformed.
+    pub fn verify(&self, token: &str) -> Result<Caller, String> {
+        use jsonwebtoken::errors::ErrorKind;
+        match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
+            Ok(data) => Ok(Caller(format!("jwt:{}", data.claims.sub))),
+            Err(e) => Err(match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet",
+                ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
+                ErrorKind::InvalidAudience => "the token's audience is not accepted",
+                ErrorKind::InvalidSignature => "the token's signature is not valid",
+                ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted",
+                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+                _ => "the token is malformed",
+            }
+            .to_owned()),
+        }
+    }
+}
+
+/// Whether a bearer credential has the shape of a JWT (three base64url parts).
+pub fn looks_like_jwt(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3
+        && parts[..2].iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// The bearer token of an `Authorization` header value, if it has one.

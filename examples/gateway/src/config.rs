@@ -42,7 +42,7 @@ pub struct Config {
     pub agent: AgentConfig,
 }
 
-/// API keys.
+/// API keys, and optionally JWTs.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -50,6 +50,50 @@ pub struct AuthConfig {
     /// SHA-256 hashes (hex) of the accepted API keys. Env `CATENA_API_KEY_SHA256` (comma
     /// separated). `gateway hash-key KEY` prints a key's hash.
     pub api_key_sha256: Vec<String>,
+    /// Accept JWT bearer tokens too (each `sub` gets its own rate-limit bucket and budget).
+    pub jwt: Option<JwtConfig>,
+}
+
+/// JWT validation: the algorithm is pinned (a token naming another is refused, `none`
+/// included), `exp` is required, `nbf`, `iss` and `aud` are checked.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct JwtConfig {
+    /// `HS256`, `HS384`, `HS512` (shared secret from env `CATENA_JWT_SECRET`), `RS256`, `ES256` or
+    /// `EdDSA` (public key PEM file `public_key_pem`).
+    pub algorithm: String,
+    /// The PEM file with the verifying key, for the asymmetric algorithms.
+    #[serde(default)]
+    pub public_key_pem: Option<PathBuf>,
+    /// The required `iss`.
+    pub issuer: String,
+    /// The required `aud`.
+    pub audience: String,
+    /// Clock skew allowed for `exp` and `nbf`, in seconds. Default 30.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// The HMAC secret for `HS*`: only from the environment (`CATENA_JWT_SECRET`), never
+    /// from the file, never printed.
+    #[serde(skip)]
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("algorithm", &self.algorithm)
+            .field("public_key_pem", &self.public_key_pem)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_secs", &self.leeway_secs)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+fn default_leeway() -> u64 {
+    30
 }
 
 /// Rate limits, budgets, sizes and timeouts.
@@ -216,6 +260,11 @@ impl Config {
         }
         if let Some(v) = get("CATENA_AGENT_URL") {
             self.agent.url = Some(v);
+        }
+        if let Some(jwt) = self.auth.jwt.as_mut() {
+            if let Some(secret) = var("CATENA_JWT_SECRET").filter(|v| !v.is_empty()) {
+                jwt.secret = Some(secret);
+            }
         }
         Ok(())
     }

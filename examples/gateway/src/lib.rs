@@ -99,6 +99,7 @@ pub(crate) struct AppState {
     pub(crate) agent: Option<AgentServiceClient>,
     pub(crate) agent_channel: Option<tonic::transport::Channel>,
     pub(crate) keys: ApiKeys,
+    pub(crate) jwt: Option<auth::JwtVerifier>,
     pub(crate) rate: RateLimits,
     pub(crate) budgets: TokenBudgets,
     pub(crate) inflight: Arc<Semaphore>,
@@ -158,6 +159,12 @@ impl Gateway {
     pub fn new(config: Config, backends: Backends) -> Result<Self, GatewayError> {
         config.validate()?;
         let keys = ApiKeys::from_hashes(&config.auth.api_key_sha256)?;
+        let jwt = config
+            .auth
+            .jwt
+            .as_ref()
+            .map(auth::JwtVerifier::new)
+            .transpose()?;
         let (agent, agent_channel) = match &config.agent.url {
             Some(url) => {
                 let channel = tonic::transport::Endpoint::from_shared(url.clone())
@@ -180,13 +187,15 @@ impl Gateway {
             ),
             inflight: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
             embedder: backends.embedder,
-            chat: backends.chat,
+            // Every model call gets a span with the OpenTelemetry GenAI attributes.
+            chat: Arc::new(catena_core::TracedChatModel::new(backends.chat)),
             store: backends.store,
             records: backends.records,
             chunk_tokens: backends.chunk_tokens,
             agent,
             agent_channel,
             keys,
+            jwt,
             ready: AtomicBool::new(true),
             shutdown,
             metrics: metrics_handle(),
@@ -258,7 +267,46 @@ fn router(state: Arc<AppState>) -> Router {
             shed_load,
         ))
         .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn(trace_request))
         .with_state(state)
+}
+
+/// Runs each request in a server span that continues the caller's W3C trace context
+/// (`traceparent` header) and returns the span's own context in the response's `traceparent`.
+async fn trace_request(request: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| request.uri().path().to_owned());
+    let method = request.method().as_str().to_owned();
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let headers = request.headers();
+    catena_agents::grpc::otel::set_remote_parent(&span, |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    for (name, value) in catena_agents::grpc::otel::headers_of(&span) {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::try_from(name),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// Counts requests and their latency by route and status.
@@ -314,8 +362,15 @@ async fn authenticate(
     let Some(presented) = presented else {
         return Problem::unauthorized("send `Authorization: Bearer <api key>`").into_response();
     };
-    let Some(caller) = state.keys.verify(presented) else {
-        return Problem::unauthorized("the API key is not valid").into_response();
+    let caller = match (&state.jwt, auth::looks_like_jwt(presented)) {
+        (Some(jwt), true) => match jwt.verify(presented) {
+            Ok(caller) => caller,
+            Err(reason) => return Problem::unauthorized(&reason).into_response(),
+        },
+        _ => match state.keys.verify(presented) {
+            Some(caller) => caller,
+            None => return Problem::unauthorized("the API key is not valid").into_response(),
+        },
     };
     // Buckets are per key: headers such as X-Forwarded-For are not trusted and never pick one.
     let policy = HeaderValue::from_str(&state.rate.policy()).ok();

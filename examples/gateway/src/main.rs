@@ -26,13 +26,14 @@ const DEFAULT_QUESTION: &str = "How does the recursive splitter choose where to 
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs to stderr; spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let _tracing = match catena_agents::grpc::otel::init_tracing("catena-gateway") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: tracing: {e}");
+            std::process::exit(1);
+        }
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         None | Some("serve") => serve(args.get(1..).unwrap_or_default()).await,

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::auth::Caller;
 use crate::problem::Problem;
@@ -275,6 +276,20 @@ fn usage_json(u: &Usage) -> Value {
     json!({ "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "total_tokens": u.input_tokens + u.output_tokens })
 }
 
+/// The `k` chunks closest to `text`, in a `retrieval` span, within the request timeout.
+async fn retrieve(state: &AppState, text: &str, k: usize) -> Result<Vec<ScoredDocument>, Problem> {
+    let retriever =
+        VectorStoreRetriever::new(Arc::clone(&state.embedder), Arc::clone(&state.store)).with_k(k);
+    let span = tracing::info_span!("retrieval", otel.kind = "internal", retrieval.k = k);
+    tokio::time::timeout(
+        state.request_timeout(),
+        retriever.retrieve_scored(text).instrument(span),
+    )
+    .await
+    .map_err(|_| timeout_problem())?
+    .map_err(|e| upstream("retrieval", &e))
+}
+
 fn validate_k(k: Option<usize>, default: usize) -> Result<usize, Problem> {
     match k {
         None => Ok(default),
@@ -354,15 +369,7 @@ pub(crate) async fn query(
     validate_text("question", &body.question)?;
     let k = validate_k(body.k, state.config.rag.k)?;
     check_budget(&state, &caller)?;
-    let retriever =
-        VectorStoreRetriever::new(Arc::clone(&state.embedder), Arc::clone(&state.store)).with_k(k);
-    let hits = tokio::time::timeout(
-        state.request_timeout(),
-        retriever.retrieve_scored(&body.question),
-    )
-    .await
-    .map_err(|_| timeout_problem())?
-    .map_err(|e| upstream("retrieval", &e))?;
+    let hits = retrieve(&state, &body.question, k).await?;
     let request = rag_request(&state, &body.question, &hits)?;
 
     if wants_stream(&headers, body.stream) {
@@ -582,15 +589,7 @@ pub(crate) async fn task(
         );
     };
     check_budget(&state, &caller)?;
-    let retriever =
-        VectorStoreRetriever::new(Arc::clone(&state.embedder), Arc::clone(&state.store)).with_k(k);
-    let hits = tokio::time::timeout(
-        state.request_timeout(),
-        retriever.retrieve_scored(&body.task),
-    )
-    .await
-    .map_err(|_| timeout_problem())?
-    .map_err(|e| upstream("retrieval", &e))?;
+    let hits = retrieve(&state, &body.task, k).await?;
     let mut limits = TaskLimits::new();
     if let Some(steps) = body.max_steps {
         limits = limits.with_max_steps(steps);
@@ -603,6 +602,21 @@ pub(crate) async fn task(
         .with_limits(limits)
         .with_timeout(Duration::from_secs(timeout));
     tracing::info!(request_id = %id, caller = %caller, "delegating a task to the agent service");
+    // A client span for the call; its context travels in the gRPC metadata, so the agent
+    // service's spans join this trace. It lives as long as the event stream.
+    let call_span = tracing::info_span!(
+        "agent.delegate",
+        otel.name = "catena.agent.v1.AgentService/RunTask",
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.service = "catena.agent.v1.AgentService",
+        rpc.method = "RunTask",
+        request_id = %id,
+    );
+    let mut agent = agent;
+    for (name, value) in catena_agents::grpc::otel::headers_of(&call_span) {
+        agent = agent.with_metadata(&name, &value);
+    }
     let st = Arc::clone(&state);
     let first = Event::default()
         .event("accepted")
@@ -622,7 +636,12 @@ pub(crate) async fn task(
                 .unwrap_or_default()
         }
     });
-    let events = futures::stream::once(async move { first }).chain(events);
+    let events = futures::stream::once(async move { first })
+        .chain(events)
+        .map(move |event| {
+            let _keep = &call_span;
+            event
+        });
     Ok(sse(guard(events, &state)))
 }
 

@@ -701,3 +701,112 @@ async fn tasks_without_an_agent_service_and_an_unreachable_one() {
     assert_eq!(body["checks"]["agent_service"], false);
     g.shutdown().await;
 }
+
+// ------------------------------------------------------------------ JWT
+
+#[tokio::test]
+async fn jwt_bearer_tokens_are_checked_strictly() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+    let mut c = config();
+    let mut jwt: example_gateway::config::JwtConfig = toml_jwt();
+    jwt.secret = Some(SECRET.to_owned());
+    c.auth.jwt = Some(jwt);
+    let g = start_with(c, Arc::new(quoting_model())).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = |alg: Algorithm, secret: &str, claims: Value| {
+        encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let good =
+        json!({ "sub": "alice", "iss": "catena-test", "aud": "catena-gateway", "exp": now + 600 });
+    let ask = |t: String| {
+        g.post("/v1/query", &t)
+            .json(&json!({ "question": "hi" }))
+            .send()
+    };
+    assert_eq!(
+        ask(token(Algorithm::HS256, SECRET, good.clone()))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // API keys still work next to JWTs.
+    assert_eq!(ask(KEY_A.to_owned()).await.unwrap().status(), 200);
+
+    let mut expired = good.clone();
+    expired["exp"] = json!(now - 3600);
+    let mut early = good.clone();
+    early["nbf"] = json!(now + 3600);
+    let mut wrong_aud = good.clone();
+    wrong_aud["aud"] = json!("someone-else");
+    let mut wrong_iss = good.clone();
+    wrong_iss["iss"] = json!("evil");
+    let mut no_exp = good.clone();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let cases = [
+        ("expired", token(Algorithm::HS256, SECRET, expired)),
+        ("not valid yet", token(Algorithm::HS256, SECRET, early)),
+        ("audience", token(Algorithm::HS256, SECRET, wrong_aud)),
+        ("issuer", token(Algorithm::HS256, SECRET, wrong_iss)),
+        ("claim", token(Algorithm::HS256, SECRET, no_exp)),
+        (
+            "signature",
+            token(
+                Algorithm::HS256,
+                "another-secret-another-secret-xx",
+                good.clone(),
+            ),
+        ),
+        ("algorithm", token(Algorithm::HS512, SECRET, good.clone())),
+    ];
+    for (why, t) in cases {
+        let res = ask(t).await.unwrap();
+        assert_eq!(res.status(), 401, "{why}");
+        let p: Value = res.json().await.unwrap();
+        assert!(p["detail"].as_str().unwrap().contains(why), "{why}: {p}");
+    }
+    // `alg: none` with no signature.
+    let b64 = base64_url_lite;
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(good.to_string().as_bytes())
+    );
+    assert_eq!(ask(none).await.unwrap().status(), 401);
+    g.shutdown().await;
+}
+
+fn toml_jwt() -> example_gateway::config::JwtConfig {
+    let c = Config::from_toml_str(
+        "[auth.jwt]\nalgorithm = \"HS256\"\nissuer = \"catena-test\"\naudience = \"catena-gateway\"\n",
+    )
+    .unwrap();
+    c.auth.jwt.unwrap()
+}
+
+/// Unpadded base64url, enough for a hand-made `alg: none` token.
+fn base64_url_lite(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}

@@ -12,6 +12,10 @@ service sends them:
 
 The loop checks `cancel` between model chunks and tool calls: the service sets it when the
 deadline passes or the client goes away, and the run stops there.
+
+Each model call runs in a `chat {model}` span and each tool execution in an
+`execute_tool {tool}` span (see telemetry.py), children of the OpenTelemetry context the
+service hands over (`trace_context`: its `agent.run_task` span).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from typing import Any, Callable
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.tools import BaseTool
+from opentelemetry.context import Context
+
+from . import telemetry
 
 log = logging.getLogger("catena.python_agent")
 
@@ -52,10 +59,16 @@ def run_agent(
     emit: Emit,
     max_iterations: int = 8,
     request_id: str = "",
+    trace_context: Context | None = None,
 ) -> None:
-    """Runs the loop until a final answer, an error or cancellation. Never raises."""
+    """Runs the loop until a final answer, an error or cancellation. Never raises.
+
+    `trace_context`: the OpenTelemetry context the model and tool spans are children of (the
+    worker thread this runs in does not inherit the caller's).
+    """
     try:
-        _loop(model, tools, messages, limits, cancel, emit, max_iterations)
+        with telemetry.attached(trace_context):
+            _loop(model, tools, messages, limits, cancel, emit, max_iterations)
     except Cancelled:
         log.info("agent of request_id=%s stopped: cancelled", request_id)
     except Exception as e:  # noqa: BLE001 - every failure becomes an error event
@@ -73,6 +86,7 @@ def _check(cancel: threading.Event) -> None:
 
 def _loop(model, tools, messages, limits, cancel, emit, max_iterations) -> None:
     bound = model.bind_tools(tools) if tools else model
+    provider, model_name = telemetry.model_identity(model)
     by_name = {t.name: t for t in tools}
     usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
     max_turns = limits.max_steps or max_iterations + 1
@@ -97,14 +111,16 @@ def _loop(model, tools, messages, limits, cancel, emit, max_iterations) -> None:
         step += 1
         emit(("step", step))
         acc = None
-        for chunk in bound.stream(messages):
-            _check(cancel)
-            text = chunk.text
-            if text:
-                emit(("text", text))
-            acc = chunk if acc is None else acc + chunk
-        if acc is None:
-            raise RuntimeError("the model returned nothing")
+        with telemetry.chat_span(provider, model_name, not_failures=(Cancelled,)) as span:
+            for chunk in bound.stream(messages):
+                _check(cancel)
+                text = chunk.text
+                if text:
+                    emit(("text", text))
+                acc = chunk if acc is None else acc + chunk
+            if acc is None:
+                raise RuntimeError("the model returned nothing")
+            telemetry.record_chat_response(span, acc)
         for key in usage:
             usage[key] += int((acc.usage_metadata or {}).get(key, 0))
         reply = AIMessage(
@@ -122,20 +138,24 @@ def _loop(model, tools, messages, limits, cancel, emit, max_iterations) -> None:
             name = call["name"]
             args = call.get("args", {})
             emit(("tool_call", call_id, name, json.dumps(args, separators=(",", ":"))))
-            content, is_error = _run_tool(by_name, name, args)
+            content, is_error = _run_tool(by_name, name, args, call_id)
             _check(cancel)
             emit(("tool_result", call_id, name, content, is_error))
             messages.append(ToolMessage(content=content, tool_call_id=call_id, name=name))
 
 
-def _run_tool(by_name: dict[str, BaseTool], name: str, args: Any) -> tuple[str, bool]:
+def _run_tool(
+    by_name: dict[str, BaseTool], name: str, args: Any, call_id: str
+) -> tuple[str, bool]:
     """Runs one tool call; failures go back to the model as `Error: …` text."""
     tool = by_name.get(name)
     if tool is None:
         offered = ", ".join(by_name) or "none"
         return f"Error: unknown tool `{name}`; the tools are: {offered}", True
-    try:
-        out = tool.invoke(args)
-    except Exception as e:  # noqa: BLE001 - the model sees the error and may correct itself
-        return f"Error: {e}", True
+    with telemetry.tool_span(name, call_id) as span:
+        try:
+            out = tool.invoke(args)
+        except Exception as e:  # noqa: BLE001 - the model sees the error and may correct itself
+            telemetry.set_error(span, "tool_error", str(e))
+            return f"Error: {e}", True
     return (out if isinstance(out, str) else json.dumps(out)), False

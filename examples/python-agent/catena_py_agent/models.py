@@ -62,6 +62,13 @@ class ScriptedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "catena-scripted"
 
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any):
+        # The provider and model the `chat` spans report, as the Rust ScriptedChatModel does.
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "scripted"
+        params["ls_model_name"] = "scripted-model"
+        return params
+
     def bind_tools(self, tools, *, tool_choice=None, **kwargs):
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 

@@ -11,7 +11,9 @@ Behaviour follows the contract (agents/proto/catena/agent/v1/agent.proto) and th
   DEADLINE_EXCEEDED;
 - when the client cancels or goes away (`context.is_active()`, `add_callback`) the agent stops;
 - a failure after the start is a final `ErrorEvent`, then the matching non-OK status;
-- `traceparent` / `tracestate` from the invocation metadata are logged with the task.
+- `traceparent` / `tracestate` from the invocation metadata are logged with the task, and the
+  task joins that trace: it runs in a SERVER span `agent.run_task` whose parent is the
+  caller's span (telemetry.py), with the model and tool spans below it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from typing import Iterator
 
 import grpc
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from opentelemetry import trace
 
 from catena.agent.v1 import agent_pb2, agent_pb2_grpc
 
+from . import telemetry
 from .agent import Limits, run_agent
 from .models import ModelFactory
 from .tools import (
@@ -171,16 +175,44 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self.max_iterations = max_iterations
 
     def RunTask(self, request, context) -> Iterator[agent_pb2.RunTaskResponse]:
-        metadata = dict(context.invocation_metadata())
+        invocation_metadata = tuple(context.invocation_metadata())
+        metadata = dict(invocation_metadata)
         request_id = request.request_id or uuid.uuid4().hex[:12]
-        trace = {k: metadata[k] for k in ("traceparent", "tracestate") if k in metadata}
-        log.info("task received request_id=%s %s", request_id, " ".join(f"{k}={v}" for k, v in trace.items()))
+        headers = {k: metadata[k] for k in ("traceparent", "tracestate") if k in metadata}
+        log.info("task received request_id=%s %s", request_id, " ".join(f"{k}={v}" for k, v in headers.items()))
 
+        # Join the caller's trace: the task's span is a child of the caller's span.
+        span = telemetry.start_run_task_span(
+            telemetry.parent_from_metadata(invocation_metadata), request_id
+        )
+        span_lock = threading.Lock()
+        span_open = [True]
+
+        def end_span(error: tuple[str, str] | None = None) -> None:
+            # Ends the span once: from the generator's `finally`, or from the call's done
+            # callback when the client went away (the generator may never resume then).
+            with span_lock:
+                if not span_open[0]:
+                    return
+                span_open[0] = False
+                if error is not None:
+                    telemetry.set_error(span, *error)
+                span.end()
+
+        try:
+            yield from self._run_task(request, context, request_id, span, end_span)
+        finally:
+            end_span()
+
+    def _run_task(
+        self, request, context, request_id: str, span: trace.Span, end_span
+    ) -> Iterator[agent_pb2.RunTaskResponse]:
         offered = [SEARCH_DOCUMENTS, calculator.name]
         try:
             validate(request, offered)
         except Rejected as e:
             log.info("task rejected request_id=%s: %s", request_id, e)
+            end_span((e.code.name, str(e)))
             context.abort(e.code, str(e))
             return
 
@@ -191,8 +223,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         def on_rpc_done() -> None:
             # Runs when the call ends for any reason; without a last event, the client left.
             if not ended.is_set():
-                why = "the deadline passed" if time.monotonic() >= deadline else "the client went away"
+                late = time.monotonic() >= deadline
+                why = "the deadline passed" if late else "the client went away"
                 log.info("task stopped request_id=%s: %s", request_id, why)
+                end_span(("DEADLINE_EXCEEDED" if late else "CANCELLED", why))
             cancel.set()
 
         context.add_callback(on_rpc_done)
@@ -220,12 +254,14 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         try:
             model = self.model_factory(request.task, cancel)
         except Exception as e:  # noqa: BLE001
+            end_span(("INTERNAL", f"cannot start the task: {e}"))
             context.abort(grpc.StatusCode.INTERNAL, f"cannot start the task: {e}")
             return
 
         worker = threading.Thread(
             target=run_agent,
             args=(model, tools, messages, limits, cancel, events.put, self.max_iterations, request_id),
+            kwargs={"trace_context": trace.set_span_in_context(span)},
             name=f"task-{request_id}",
             daemon=True,
         )
@@ -245,6 +281,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     log.info("task stopped request_id=%s: %s", request_id, message)
                     ended.set()
                     cancel.set()
+                    end_span(("DEADLINE_EXCEEDED", message))
                     yield event(
                         error=agent_pb2.ErrorEvent(
                             code=agent_pb2.ERROR_CODE_DEADLINE_EXCEEDED, message=message
@@ -254,6 +291,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     context.set_details(message)
                     return
                 if not context.is_active():
+                    end_span(("CANCELLED", "the client went away"))
                     return
                 try:
                     item = events.get(timeout=min(remaining, POLL_S))
@@ -302,6 +340,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     _, code, message, retryable = item
                     log.info("task failed request_id=%s %s: %s", request_id, code, message)
                     ended.set()
+                    end_span((code, message))
                     yield event(
                         error=agent_pb2.ErrorEvent(
                             code=agent_pb2.ErrorCode.Value(f"ERROR_CODE_{code}"),
