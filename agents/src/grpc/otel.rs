@@ -153,8 +153,11 @@ mod otlp {
     pub fn init_tracing(service_name: &str) -> Result<TracingGuard, String> {
         super::install_propagator();
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        use std::io::IsTerminal as _;
         let fmt = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            // Colours only on a terminal: logs read by programs stay plain `key=value`.
+            .with_ansi(std::io::stderr().is_terminal())
             .with_filter(filter);
         let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
             .ok()

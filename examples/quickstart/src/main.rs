@@ -2,8 +2,8 @@
 //!
 //! Shows the whole retrieval-augmented generation pipeline with real components — the
 //! directory loader, the recursive splitter (Markdown separators), the in-memory vector
-//! store, the vector-store retriever and a chat prompt template — and, until the model
-//! backends exist, the **test doubles** of `catena-core` for the two model calls: a
+//! store, the vector-store retriever and a chat prompt template — and, without a provider
+//! configured, the **test doubles** of `catena-core` for the two model calls: a
 //! deterministic bag-of-words embedder and a scripted chat model that quotes the sentences
 //! of the retrieved context that best match the question. It says so when it starts.
 //!
@@ -163,7 +163,7 @@ fn pick_models() -> Result<Models> {
         Arc::new(ScriptedChatModel::new().with_responder(extractive_answer)),
         "the catena-core TEST DOUBLES (deterministic bag-of-words embedder, extractive \
          scripted chat model) — set OPENAI_API_KEY, GEMINI_API_KEY or OLLAMA_HOST for a real \
-         model; the offline local model is not built yet"
+         model, or run `bash scripts/demo.sh` for the in-process local models"
             .to_owned(),
     ))
 }
