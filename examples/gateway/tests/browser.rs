@@ -12,16 +12,16 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catena_chains::indexing::InMemoryRecordManager;
-use catena_core::test_utils::{DeterministicEmbedder, ScriptedChatModel};
+use catena_core::test_utils::ScriptedChatModel;
 use catena_core::{ChatModel, ChatResponse, Message};
-use catena_vectorstores::InMemoryVectorStore;
 use example_gateway::auth::hash_key;
 use example_gateway::config::Config;
-use example_gateway::{Backends, Gateway};
 use serde_json::{json, Value};
 use tokio::process::Command;
-use tokio::sync::oneshot;
+
+mod support;
+
+use support::Running;
 
 const KEY: &str = "browser-test-key";
 const SOURCE: &str = "handbook/ownership.md";
@@ -29,24 +29,6 @@ const SOURCE: &str = "handbook/ownership.md";
 /// markup that must stay text, and characters outside ASCII.
 const ANSWER: &str = "Rust checks ownership at compile time — so it needs no garbage collector.\n\
                       Borrowing rules keep <b>references</b> valid & data races out.";
-
-struct Running {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.server)
-            .await
-            .expect("graceful shutdown finishes")
-            .unwrap();
-    }
-}
 
 fn config() -> Config {
     let mut c = Config::default();
@@ -57,31 +39,7 @@ fn config() -> Config {
 }
 
 async fn start_with(config: Config, chat: Arc<dyn ChatModel>) -> Running {
-    let backends = Backends {
-        embedder: Arc::new(DeterministicEmbedder::new(256)),
-        chat,
-        store: Arc::new(InMemoryVectorStore::new()),
-        records: Arc::new(InMemoryRecordManager::new()),
-        chunk_tokens: None,
-        description: "browser test".into(),
-    };
-    let gateway = Gateway::new(config, backends).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        gateway
-            .serve(listener, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    Running {
-        base,
-        stop: Some(tx),
-        server,
-    }
+    support::start(config, support::backends(chat, 256)).await
 }
 
 fn workspace_root() -> PathBuf {

@@ -9,50 +9,21 @@ use std::time::Duration;
 use async_trait::async_trait;
 use catena_agents::grpc::{AgentGrpcService, TaskContext};
 use catena_agents::AgentExecutor;
-use catena_chains::indexing::InMemoryRecordManager;
-use catena_core::test_utils::{DeterministicEmbedder, ScriptedChatModel};
+use catena_core::test_utils::ScriptedChatModel;
 use catena_core::{
     ChatChunk, ChatModel, ChatRequest, ChatResponse, ChatStream, Message, ModelInfo, Result, Role,
     Tool, ToolError, ToolOutput,
 };
-use catena_vectorstores::InMemoryVectorStore;
 use example_gateway::auth::hash_key;
 use example_gateway::config::Config;
-use example_gateway::{Backends, Gateway};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+
+mod support;
+
+use support::Running;
 
 const KEY_A: &str = "key-a-secret";
 const KEY_B: &str = "key-b-secret";
-
-struct Running {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<()>,
-    http: reqwest::Client,
-}
-
-impl Running {
-    fn post(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
-        self.http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(key)
-    }
-
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.get(format!("{}{path}", self.base))
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.server)
-            .await
-            .expect("graceful shutdown finishes")
-            .unwrap();
-    }
-}
 
 fn config() -> Config {
     let mut c = Config::default();
@@ -80,32 +51,7 @@ fn quoting_model() -> ScriptedChatModel {
 }
 
 async fn start_with(config: Config, chat: Arc<dyn ChatModel>) -> Running {
-    let backends = Backends {
-        embedder: Arc::new(DeterministicEmbedder::new(256)),
-        chat,
-        store: Arc::new(InMemoryVectorStore::new()),
-        records: Arc::new(InMemoryRecordManager::new()),
-        chunk_tokens: None,
-        description: "test".into(),
-    };
-    let gateway = Gateway::new(config, backends).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        gateway
-            .serve(listener, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    Running {
-        base,
-        stop: Some(tx),
-        server,
-        http: reqwest::Client::new(),
-    }
+    support::start(config, support::backends(chat, 256)).await
 }
 
 async fn start() -> Running {
@@ -588,24 +534,7 @@ async fn start_agent(
         Ok(agent.run_stream(&ctx.prompt()))
     });
     let (router, _health) = service.into_router().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        router
-            .serve_with_incoming(tokio_stream_from(listener))
-            .await
-            .unwrap();
-    });
-    format!("http://{addr}")
-}
-
-fn tokio_stream_from(
-    listener: tokio::net::TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures::stream::unfold(listener, |l| async move {
-        let next = l.accept().await.map(|(s, _)| s);
-        Some((next, l))
-    })
+    support::serve_grpc(router).await
 }
 
 #[tokio::test]

@@ -9,15 +9,16 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catena_chains::indexing::InMemoryRecordManager;
 use catena_core::test_utils::{DeterministicEmbedder, ScriptedChatModel};
-use catena_vectorstores::InMemoryVectorStore;
 use example_agent_service::{service, ServiceOptions};
 use example_gateway::auth::hash_key;
 use example_gateway::config::Config;
-use example_gateway::{Backends, Gateway};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+mod support;
+
+use support::Running;
 
 const KEY: &str = "polyglot-key";
 const TASK: &str = "Does Rust have a garbage collector?";
@@ -27,24 +28,13 @@ fn repo_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-/// The gateway with an agent URL; returns its base URL.
-async fn gateway(agent_url: String) -> String {
+/// The gateway with an agent URL.
+async fn gateway(agent_url: String) -> Running {
     let mut config = Config::default();
     config.auth.api_key_sha256 = vec![hash_key(KEY)];
     config.agent.url = Some(agent_url);
-    let backends = Backends {
-        embedder: Arc::new(DeterministicEmbedder::new(128)),
-        chat: Arc::new(ScriptedChatModel::new().with_text("unused")),
-        store: Arc::new(InMemoryVectorStore::new()),
-        records: Arc::new(InMemoryRecordManager::new()),
-        chunk_tokens: None,
-        description: "test".into(),
-    };
-    let gateway = Gateway::new(config, backends).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(gateway.serve(listener, std::future::pending()));
-    base
+    let chat = Arc::new(ScriptedChatModel::new().with_text("unused"));
+    support::start(config, support::backends(chat, 128)).await
 }
 
 /// Ingests one document and runs the task; returns the SSE events.
@@ -107,16 +97,10 @@ async fn the_gateway_delegates_to_the_rust_agent_service() {
     )
     .unwrap();
     let (router, _health) = svc.into_router().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let incoming = futures::stream::unfold(listener, |l| async move {
-            Some((l.accept().await.map(|(s, _)| s), l))
-        });
-        router.serve_with_incoming(incoming).await.unwrap();
-    });
-    let base = gateway(url).await;
-    assert_delegated(&delegate(&base).await, "rust");
+    let url = support::serve_grpc(router).await;
+    let g = gateway(url).await;
+    assert_delegated(&delegate(&g.base).await, "rust");
+    g.shutdown().await;
 }
 
 #[tokio::test]
@@ -162,7 +146,8 @@ async fn the_gateway_delegates_to_the_python_agent_service() {
     .await
     .expect("the Python agent service starts");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let base = gateway(format!("http://{addr}")).await;
-    assert_delegated(&delegate(&base).await, "python");
+    let g = gateway(format!("http://{addr}")).await;
+    assert_delegated(&delegate(&g.base).await, "python");
+    g.shutdown().await;
     drop(child);
 }

@@ -12,13 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use catena_agents::grpc::{AgentGrpcService, TaskContext};
 use catena_agents::AgentExecutor;
-use catena_chains::indexing::InMemoryRecordManager;
-use catena_core::test_utils::{DeterministicEmbedder, ScriptedChatModel};
+use catena_core::test_utils::ScriptedChatModel;
 use catena_core::{ChatModel, Tool, ToolError, ToolOutput, TracedChatModel};
-use catena_vectorstores::InMemoryVectorStore;
 use example_gateway::auth::hash_key;
 use example_gateway::config::Config;
-use example_gateway::{Backends, Gateway};
 use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
 use opentelemetry::Value as OtelValue;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
@@ -27,6 +24,8 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
+
+mod support;
 
 const KEY: &str = "trace-key";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -93,31 +92,18 @@ async fn one_trace_from_the_http_request_to_the_agents_tool_call() {
         Ok(agent.run_stream(&ctx.prompt()))
     });
     let (router, _health) = service.into_router().await;
-    let agent_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let agent_url = format!("http://{}", agent_listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let incoming = futures::stream::unfold(agent_listener, |l| async move {
-            Some((l.accept().await.map(|(s, _)| s), l))
-        });
-        router.serve_with_incoming(incoming).await.unwrap();
-    });
+    let agent_url = support::serve_grpc(router).await;
 
     // The gateway.
     let mut config = Config::default();
     config.auth.api_key_sha256 = vec![hash_key(KEY)];
     config.agent.url = Some(agent_url);
-    let backends = Backends {
-        embedder: Arc::new(DeterministicEmbedder::new(64)),
-        chat: Arc::new(ScriptedChatModel::new().with_text("unused")),
-        store: Arc::new(InMemoryVectorStore::new()),
-        records: Arc::new(InMemoryRecordManager::new()),
-        chunk_tokens: None,
-        description: "test".into(),
-    };
-    let gateway = Gateway::new(config, backends).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(gateway.serve(listener, std::future::pending()));
+    let gateway = support::start(
+        config,
+        support::backends(Arc::new(ScriptedChatModel::new().with_text("unused")), 64),
+    )
+    .await;
+    let base = gateway.base.clone();
 
     let http = reqwest::Client::new();
     let ingest = http
@@ -211,5 +197,6 @@ async fn one_trace_from_the_http_request_to_the_agents_tool_call() {
         Some("echo".to_owned())
     );
     assert!(!named(&spans, "retrieval").is_empty());
+    gateway.shutdown().await;
     let _ = provider.shutdown();
 }
