@@ -9,7 +9,12 @@
 # answer with its sources. No API key or network model is needed; set OPENAI_API_KEY,
 # GEMINI_API_KEY or OLLAMA_HOST to use a hosted model instead. State (vectors, ingest records)
 # persists in $CATENA_DATA_DIR (default .catena/gateway), so a second run skips unchanged files.
+# With CATENA_GATEWAY_BIN set (the test command does this), that already-built gateway binary
+# runs instead of `cargo run`, so the demo reuses the test build instead of compiling again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 eval "$(bash scripts/models.sh fetch)"
+if [ -n "${CATENA_GATEWAY_BIN:-}" ]; then
+    exec "$CATENA_GATEWAY_BIN" demo "$@"
+fi
 exec cargo run --locked -q -p example-gateway -- demo "$@"

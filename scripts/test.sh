@@ -11,6 +11,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 # One-shot builds: incremental artifacts would only fill the disk.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# One feature resolution for every build step (tests, examples, binaries, the demo), so the heavy
+# dependencies (candle, tonic, tokio-postgres, ...) compile once per profile: clippy's check
+# build and this debug build. The examples and the demo run from the binaries built here.
+CARGO_FLAGS=(--locked --workspace --all-features)
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -35,25 +39,29 @@ eval "$(bash scripts/redis.sh start)"
 trap 'bash scripts/redis.sh stop; bash scripts/pg.sh stop' EXIT
 
 step "cargo clippy (all targets, all features, warnings denied)"
-cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
+cargo clippy "${CARGO_FLAGS[@]}" --all-targets -- -D warnings
 
 step "cargo test (unit, integration and doc tests)"
-cargo test --locked --workspace --all-features
+cargo test "${CARGO_FLAGS[@]}"
 
 step "build every example"
-cargo build --locked --workspace --examples --bins
+cargo build "${CARGO_FLAGS[@]}" --examples --bins
 
 step "run the quickstart example"
 env -u OPENAI_API_KEY -u GEMINI_API_KEY -u GOOGLE_API_KEY -u OLLAMA_HOST \
-    cargo run --locked -q -p example-quickstart -- "How does the recursive splitter choose where to cut?" >/dev/null
+    "${CARGO_TARGET_DIR:-target}/debug/example-quickstart" "How does the recursive splitter choose where to cut?" >/dev/null
 
 step "run the main job: the gateway demo on its embedded defaults (scripts/demo.sh)"
 demo_dir="$(mktemp -d)"
 env -u OPENAI_API_KEY -u GEMINI_API_KEY -u GOOGLE_API_KEY -u OLLAMA_HOST -u QDRANT_URL -u DATABASE_URL \
-    CATENA_DATA_DIR="$demo_dir" bash scripts/demo.sh "How does the recursive splitter choose where to cut?" \
+    CATENA_DATA_DIR="$demo_dir" CATENA_GATEWAY_BIN="${CARGO_TARGET_DIR:-target}/debug/gateway" bash scripts/demo.sh "How does the recursive splitter choose where to cut?" \
     | tee "$demo_dir/answer.txt"
 grep -q '^Answer: .' "$demo_dir/answer.txt" && grep -q '^  - .*\.md (score' "$demo_dir/answer.txt" \
     || { echo "the demo printed no answer with sources" >&2; exit 1; }
 rm -rf "$demo_dir"
+
+step "cargo package: every publishable crate packages (metadata, readme, license; --no-verify: built above)"
+cargo package --locked --no-verify --allow-dirty --quiet \
+    -p catena-core -p catena-llms -p catena-vectorstores -p catena-chains -p catena-agents -p catena-tools -p catena
 
 printf '\nAll checks passed.\n'

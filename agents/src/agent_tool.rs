@@ -1,27 +1,4 @@
 //! [`AgentTool`]: an agent offered to another agent as a tool.
-//!
-//! The tool takes `{"input": "…"}`, runs the wrapped [`AgentExecutor`] on it and returns
-//! the final answer as text. A failed run (a model error, or a limit under
-//! [`EarlyStopping::Force`](crate::EarlyStopping::Force)) becomes
-//! [`ToolError::Execution`], which the outer agent sees as an error result and can work
-//! around.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use catena_agents::{AgentExecutor, AgentTool};
-//! use catena_core::test_utils::ScriptedChatModel;
-//! use catena_core::Tool;
-//!
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let researcher = AgentExecutor::builder(Arc::new(ScriptedChatModel::new().with_text("42")))
-//!     .build()?;
-//! let tool = AgentTool::new("researcher", "Answers research questions.", researcher);
-//! assert_eq!(tool.parameters()["required"], serde_json::json!(["input"]));
-//! let out = tool.call(serde_json::json!({"input": "the answer?"})).await.unwrap();
-//! assert_eq!(out.to_text(), "42");
-//! # Ok::<(), catena_core::Error>(())
-//! # }).unwrap();
-//! ```
 
 use std::fmt;
 
@@ -40,7 +17,30 @@ pub struct AgentToolArgs {
     pub input: String,
 }
 
-/// An [`AgentExecutor`] as a [`Tool`]; see the [module docs](self).
+/// An [`AgentExecutor`] as a [`Tool`]: an agent offered to another agent as a tool.
+///
+/// The tool takes `{"input": "…"}`, runs the wrapped [`AgentExecutor`] on it and returns
+/// the final answer as text. A failed run (a model error, or a limit under
+/// [`EarlyStopping::Force`](crate::EarlyStopping::Force)) becomes
+/// [`ToolError::Execution`], which the outer agent sees as an error result and can work
+/// around.
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_agents::{AgentExecutor, AgentTool};
+/// use catena_core::test_utils::ScriptedChatModel;
+/// use catena_core::Tool;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let researcher = AgentExecutor::builder(Arc::new(ScriptedChatModel::new().with_text("42")))
+///     .build()?;
+/// let tool = AgentTool::new("researcher", "Answers research questions.", researcher);
+/// assert_eq!(tool.parameters()["required"], serde_json::json!(["input"]));
+/// let out = tool.call(serde_json::json!({"input": "the answer?"})).await.unwrap();
+/// assert_eq!(out.to_text(), "42");
+/// # Ok::<(), catena_core::Error>(())
+/// # }).unwrap();
+/// ```
 pub struct AgentTool {
     name: String,
     description: String,

@@ -1,22 +1,4 @@
 //! [`AgentError`]: why an agent stopped before its model gave a final answer.
-//!
-//! The executor returns [`catena_core::Result`], like every other Catena component, so an
-//! agent can sit inside a chain or be offered to another agent as a tool. A limit that stops
-//! a run becomes [`catena_core::Error::Other`] with the typed [`AgentError`] kept as its
-//! `source`; [`AgentError::from_error`] gets it back.
-//!
-//! ```
-//! use std::time::Duration;
-//! use catena_agents::AgentError;
-//! use catena_core::Error;
-//!
-//! let err: Error = AgentError::MaxIterations { limit: 10 }.into();
-//! assert_eq!(AgentError::from_error(&err), Some(&AgentError::MaxIterations { limit: 10 }));
-//! assert!(err.to_string().contains("10 iterations"));
-//!
-//! let timeout: Error = AgentError::TimeBudget { budget: Duration::from_secs(5) }.into();
-//! assert!(AgentError::from_error(&timeout).is_some_and(AgentError::is_timeout));
-//! ```
 
 use std::fmt;
 use std::time::Duration;
@@ -25,9 +7,25 @@ use catena_core::Error;
 
 /// A limit of the [`AgentExecutor`](crate::AgentExecutor) that ended a run.
 ///
-/// Converted into [`Error::Other`] with this value as the `source` (see the
-/// [module docs](self)). With [`EarlyStopping::Generate`](crate::EarlyStopping::Generate)
-/// the run is not ended; the error is kept in [`AgentRun::stopped_by`](crate::AgentRun::stopped_by).
+/// The executor returns [`catena_core::Result`], like every other Catena component, so an
+/// agent can sit inside a chain or be offered to another agent as a tool. A limit that stops
+/// a run becomes [`catena_core::Error::Other`] with the typed [`AgentError`] kept as its
+/// `source`; [`AgentError::from_error`] gets it back. With
+/// [`EarlyStopping::Generate`](crate::EarlyStopping::Generate) the run is not ended; the
+/// error is kept in [`AgentRun::stopped_by`](crate::AgentRun::stopped_by).
+///
+/// ```
+/// use std::time::Duration;
+/// use catena_agents::AgentError;
+/// use catena_core::Error;
+///
+/// let err: Error = AgentError::MaxIterations { limit: 10 }.into();
+/// assert_eq!(AgentError::from_error(&err), Some(&AgentError::MaxIterations { limit: 10 }));
+/// assert!(err.to_string().contains("10 iterations"));
+///
+/// let timeout: Error = AgentError::TimeBudget { budget: Duration::from_secs(5) }.into();
+/// assert!(AgentError::from_error(&timeout).is_some_and(AgentError::is_timeout));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AgentError {

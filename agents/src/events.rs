@@ -1,30 +1,5 @@
-//! Typed events of a streamed agent run: [`AgentExecutor::run_stream`].
-//!
-//! Events come in the order things happen: the model's text deltas
-//! ([`AgentEvent::ModelDelta`]), then for each tool call [`AgentEvent::ToolCallStarted`] and
-//! later its [`AgentEvent::ToolResult`], and so on for each turn, ending with exactly one
-//! [`AgentEvent::FinalAnswer`] or [`AgentEvent::Error`]. Dropping the stream cancels the run,
-//! including tools that are still running.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use catena_agents::{AgentEvent, AgentExecutor};
-//! use catena_core::test_utils::ScriptedChatModel;
-//! use futures::StreamExt;
-//!
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let model = Arc::new(ScriptedChatModel::new().with_text("Hello there"));
-//! let agent = AgentExecutor::builder(model).build()?;
-//! let events: Vec<AgentEvent> = agent.run_stream("hi").collect().await;
-//! let streamed: String = events
-//!     .iter()
-//!     .filter_map(|e| match e { AgentEvent::ModelDelta(d) => Some(d.as_str()), _ => None })
-//!     .collect();
-//! assert_eq!(streamed, "Hello there");
-//! assert_eq!(events.last(), Some(&AgentEvent::FinalAnswer("Hello there".into())));
-//! # Ok::<(), catena_core::Error>(())
-//! # }).unwrap();
-//! ```
+//! Typed events of a streamed agent run ([`AgentExecutor::run_stream`]): [`AgentEvent`] and
+//! the [`AgentEventStream`] that yields them.
 
 use std::fmt;
 use std::pin::Pin;
@@ -38,7 +13,33 @@ use tokio::sync::mpsc;
 
 use crate::executor::{AgentExecutor, StepError};
 
-/// One thing that happened during a streamed run.
+/// One thing that happened during a streamed run ([`AgentExecutor::run_stream`]).
+///
+/// Events come in the order things happen: the model's text deltas
+/// ([`AgentEvent::ModelDelta`]), then for each tool call [`AgentEvent::ToolCallStarted`] and
+/// later its [`AgentEvent::ToolResult`], and so on for each turn, ending with exactly one
+/// [`AgentEvent::FinalAnswer`] or [`AgentEvent::Error`]. Dropping the stream cancels the run,
+/// including tools that are still running.
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_agents::{AgentEvent, AgentExecutor};
+/// use catena_core::test_utils::ScriptedChatModel;
+/// use futures::StreamExt;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let model = Arc::new(ScriptedChatModel::new().with_text("Hello there"));
+/// let agent = AgentExecutor::builder(model).build()?;
+/// let events: Vec<AgentEvent> = agent.run_stream("hi").collect().await;
+/// let streamed: String = events
+///     .iter()
+///     .filter_map(|e| match e { AgentEvent::ModelDelta(d) => Some(d.as_str()), _ => None })
+///     .collect();
+/// assert_eq!(streamed, "Hello there");
+/// assert_eq!(events.last(), Some(&AgentEvent::FinalAnswer("Hello there".into())));
+/// # Ok::<(), catena_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum AgentEvent {

@@ -1,59 +1,6 @@
-//! The tool-calling agent executor: a loop that lets a chat model call tools through the
-//! provider's native tool calls until it gives a final answer or hits a limit.
-//!
-//! Each turn sends the conversation and the tool definitions. When the model answers with
-//! tool calls, they run concurrently (at most
-//! [`max_concurrent_tools`](AgentExecutorBuilder::max_concurrent_tools) at a time, results
-//! kept in call order) and each result goes back as a tool message paired with its call id.
-//! A tool that fails, times out, gets bad arguments or does not exist does **not** end the
-//! run: the model gets `"Error: …"` as that call's result and can correct itself. The
-//! executor only ever runs the tool calls the model emitted; tool output is data, never
-//! instructions to the executor.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use catena_agents::AgentExecutor;
-//! use catena_core::test_utils::ScriptedChatModel;
-//! use catena_core::{ToolError, TypedTool};
-//!
-//! #[derive(serde::Deserialize, schemars::JsonSchema)]
-//! struct CityArgs { city: String }
-//!
-//! struct Weather;
-//! #[async_trait::async_trait]
-//! impl TypedTool for Weather {
-//!     type Args = CityArgs;
-//!     type Output = String;
-//!     fn name(&self) -> &str { "weather" }
-//!     fn description(&self) -> &str { "Current weather for a city." }
-//!     async fn call(&self, args: CityArgs) -> Result<String, ToolError> {
-//!         Ok(format!("{}: 21°C, sunny", args.city))
-//!     }
-//! }
-//!
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let model = Arc::new(
-//!     ScriptedChatModel::new()
-//!         .with_tool_call("weather", r#"{"city":"Oslo"}"#)
-//!         .with_text("It is sunny in Oslo."),
-//! );
-//! let agent = AgentExecutor::builder(model.clone())
-//!     .system_prompt("You are a weather assistant.")
-//!     .tool(Weather.into_tool())
-//!     .max_iterations(5)
-//!     .build()?;
-//! let run = agent.run("Weather in Oslo?").await?;
-//! assert_eq!(run.output, "It is sunny in Oslo.");
-//! assert_eq!(run.steps[0].result.as_deref(), Ok("Oslo: 21°C, sunny"));
-//! assert_eq!(run.iterations, 2);
-//! // The second request carried the tool result, paired with the call id.
-//! let second = &model.requests()[1];
-//! assert_eq!(second.messages.last().unwrap().tool_call_id.as_deref(), Some("call_0"));
-//! # Ok::<(), catena_core::Error>(())
-//! # }).unwrap();
-//! ```
+//! The tool-calling agent executor: [`AgentExecutor`] and its builder, the records of a run
+//! ([`AgentRun`], [`AgentStep`], [`StepError`]), and the tool call every agent shares.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::error::AgentError;
 use crate::events::{AgentEvent, AgentEventStream};
+use crate::options::AgentOptions;
 
 /// What the executor does when a limit (iterations, time or tokens) stops the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -173,7 +121,60 @@ struct Inner {
     early_stopping: EarlyStopping,
 }
 
-/// Runs a tool-calling agent; see the [module docs](self).
+/// Runs a tool-calling agent: a loop that lets a chat model call tools through the
+/// provider's native tool calls until it gives a final answer or hits a limit.
+///
+/// Each turn sends the conversation and the tool definitions. When the model answers with
+/// tool calls, they run concurrently (at most
+/// [`max_concurrent_tools`](AgentExecutorBuilder::max_concurrent_tools) at a time, results
+/// kept in call order) and each result goes back as a tool message paired with its call id.
+/// A tool that fails, times out, gets bad arguments or does not exist does **not** end the
+/// run: the model gets `"Error: …"` as that call's result and can correct itself. The
+/// executor only ever runs the tool calls the model emitted; tool output is data, never
+/// instructions to the executor.
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_agents::AgentExecutor;
+/// use catena_core::test_utils::ScriptedChatModel;
+/// use catena_core::{ToolError, TypedTool};
+///
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct CityArgs { city: String }
+///
+/// struct Weather;
+/// #[async_trait::async_trait]
+/// impl TypedTool for Weather {
+///     type Args = CityArgs;
+///     type Output = String;
+///     fn name(&self) -> &str { "weather" }
+///     fn description(&self) -> &str { "Current weather for a city." }
+///     async fn call(&self, args: CityArgs) -> Result<String, ToolError> {
+///         Ok(format!("{}: 21°C, sunny", args.city))
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let model = Arc::new(
+///     ScriptedChatModel::new()
+///         .with_tool_call("weather", r#"{"city":"Oslo"}"#)
+///         .with_text("It is sunny in Oslo."),
+/// );
+/// let agent = AgentExecutor::builder(model.clone())
+///     .system_prompt("You are a weather assistant.")
+///     .tool(Weather.into_tool())
+///     .max_iterations(5)
+///     .build()?;
+/// let run = agent.run("Weather in Oslo?").await?;
+/// assert_eq!(run.output, "It is sunny in Oslo.");
+/// assert_eq!(run.steps[0].result.as_deref(), Ok("Oslo: 21°C, sunny"));
+/// assert_eq!(run.iterations, 2);
+/// // The second request carried the tool result, paired with the call id.
+/// let second = &model.requests()[1];
+/// assert_eq!(second.messages.last().unwrap().tool_call_id.as_deref(), Some("call_0"));
+/// # Ok::<(), catena_core::Error>(())
+/// # }).unwrap();
+/// ```
 ///
 /// Cheap to clone (the configuration is shared).
 #[derive(Clone)]
@@ -201,8 +202,14 @@ impl fmt::Debug for AgentExecutor {
 }
 
 /// Builds an [`AgentExecutor`]; start with [`AgentExecutor::builder`].
+///
+/// The options it shares with the ReAct agent live in one [`AgentOptions`], set whole with
+/// [`options`](Self::options) or one by one with the setters of the same names.
 pub struct AgentExecutorBuilder {
-    inner: Inner,
+    model: Arc<dyn ChatModel>,
+    options: AgentOptions,
+    max_concurrent_tools: usize,
+    early_stopping: EarlyStopping,
 }
 
 impl fmt::Debug for AgentExecutorBuilder {
@@ -211,7 +218,7 @@ impl fmt::Debug for AgentExecutorBuilder {
             .field(
                 "tools",
                 &self
-                    .inner
+                    .options
                     .tools
                     .iter()
                     .map(|t| t.name())
@@ -222,24 +229,32 @@ impl fmt::Debug for AgentExecutorBuilder {
 }
 
 impl AgentExecutorBuilder {
+    /// Replaces the system prompt, tools and limits with `options`. Default:
+    /// [`AgentOptions::new`].
+    #[must_use]
+    pub fn options(mut self, options: AgentOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Sets the system prompt sent first in every run. Default: none.
     #[must_use]
     pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
-        self.inner.system_prompt = Some(prompt.into());
+        self.options = self.options.system_prompt(prompt);
         self
     }
 
     /// Adds a tool. Default: no tools.
     #[must_use]
     pub fn tool(mut self, tool: Arc<dyn Tool>) -> Self {
-        self.inner.tools.push(tool);
+        self.options = self.options.tool(tool);
         self
     }
 
     /// Adds tools.
     #[must_use]
     pub fn tools(mut self, tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Self {
-        self.inner.tools.extend(tools);
+        self.options = self.options.tools(tools);
         self
     }
 
@@ -247,14 +262,14 @@ impl AgentExecutorBuilder {
     /// [`AgentError::MaxIterations`]. Default 10.
     #[must_use]
     pub fn max_iterations(mut self, n: usize) -> Self {
-        self.inner.max_iterations = n;
+        self.options = self.options.max_iterations(n);
         self
     }
 
     /// How many tool calls of one turn run at the same time. Default 4.
     #[must_use]
     pub fn max_concurrent_tools(mut self, n: usize) -> Self {
-        self.inner.max_concurrent_tools = n;
+        self.max_concurrent_tools = n;
         self
     }
 
@@ -262,7 +277,7 @@ impl AgentExecutorBuilder {
     /// gets a timeout error as its result. Default 30 s.
     #[must_use]
     pub fn tool_timeout(mut self, timeout: Duration) -> Self {
-        self.inner.tool_timeout = timeout;
+        self.options = self.options.tool_timeout(timeout);
         self
     }
 
@@ -270,7 +285,7 @@ impl AgentExecutorBuilder {
     /// [`AgentError::TimeBudget`]. Default: none.
     #[must_use]
     pub fn time_budget(mut self, budget: Duration) -> Self {
-        self.inner.time_budget = Some(budget);
+        self.options = self.options.time_budget(budget);
         self
     }
 
@@ -279,14 +294,14 @@ impl AgentExecutorBuilder {
     /// loop stops with [`AgentError::TokenBudget`]. Default: none.
     #[must_use]
     pub fn token_budget(mut self, tokens: u64) -> Self {
-        self.inner.token_budget = Some(tokens);
+        self.options = self.options.token_budget(tokens);
         self
     }
 
     /// What happens when a limit stops the loop. Default [`EarlyStopping::Force`].
     #[must_use]
     pub fn early_stopping(mut self, mode: EarlyStopping) -> Self {
-        self.inner.early_stopping = mode;
+        self.early_stopping = mode;
         self
     }
 
@@ -296,29 +311,35 @@ impl AgentExecutorBuilder {
     /// [`Error::InvalidConfig`] when two tools share a name, or `max_iterations`,
     /// `max_concurrent_tools` or `tool_timeout` is zero.
     pub fn build(self) -> Result<AgentExecutor> {
-        let i = &self.inner;
-        if i.max_iterations == 0 {
-            return Err(Error::invalid_config("max_iterations must be at least 1"));
-        }
-        if i.max_concurrent_tools == 0 {
-            return Err(Error::invalid_config(
-                "max_concurrent_tools must be at least 1",
-            ));
-        }
-        if i.tool_timeout.is_zero() {
-            return Err(Error::invalid_config("tool_timeout must not be zero"));
-        }
-        let mut seen = HashSet::new();
-        for t in &i.tools {
-            if !seen.insert(t.name()) {
-                return Err(Error::invalid_config(format!(
-                    "two tools are named `{}`",
-                    t.name()
-                )));
+        let max_concurrent_tools = self.max_concurrent_tools;
+        self.options.validate(|| {
+            if max_concurrent_tools == 0 {
+                return Err(Error::invalid_config(
+                    "max_concurrent_tools must be at least 1",
+                ));
             }
-        }
+            Ok(())
+        })?;
+        let AgentOptions {
+            tools,
+            system_prompt,
+            max_iterations,
+            tool_timeout,
+            time_budget,
+            token_budget,
+        } = self.options;
         Ok(AgentExecutor {
-            inner: Arc::new(self.inner),
+            inner: Arc::new(Inner {
+                model: self.model,
+                tools,
+                system_prompt,
+                max_iterations,
+                max_concurrent_tools,
+                tool_timeout,
+                time_budget,
+                token_budget,
+                early_stopping: self.early_stopping,
+            }),
         })
     }
 }
@@ -349,17 +370,10 @@ impl AgentExecutor {
     /// Starts a builder for an agent driven by `model`.
     pub fn builder(model: Arc<dyn ChatModel>) -> AgentExecutorBuilder {
         AgentExecutorBuilder {
-            inner: Inner {
-                model,
-                tools: Vec::new(),
-                system_prompt: None,
-                max_iterations: 10,
-                max_concurrent_tools: 4,
-                tool_timeout: Duration::from_secs(30),
-                time_budget: None,
-                token_budget: None,
-                early_stopping: EarlyStopping::Force,
-            },
+            model,
+            options: AgentOptions::new(),
+            max_concurrent_tools: 4,
+            early_stopping: EarlyStopping::Force,
         }
     }
 
@@ -584,17 +598,8 @@ pub(crate) async fn call_tool(
     timeout: Duration,
 ) -> std::result::Result<String, StepError> {
     use tracing::Instrument;
-    // The OpenTelemetry GenAI convention for tool execution spans.
-    let span = tracing::info_span!(
-        "execute_tool",
-        otel.name = %format!("execute_tool {}", tool.name()),
-        otel.kind = "internal",
-        otel.status_code = tracing::field::Empty,
-        gen_ai.operation.name = "execute_tool",
-        gen_ai.tool.name = %tool.name(),
-        gen_ai.tool.call.id = %call_id,
-        error.type = tracing::field::Empty,
-    );
+    // The one `execute_tool` span of the workspace (OpenTelemetry GenAI), with the call id.
+    let span = catena_core::backend::execute_tool_span(tool.name(), Some(call_id));
     let outcome = match tokio::time::timeout(timeout, tool.call(args))
         .instrument(span.clone())
         .await
@@ -611,8 +616,7 @@ pub(crate) async fn call_tool(
             StepError::InvalidArguments(_) => "invalid_arguments",
             _ => "tool_error",
         };
-        span.record("error.type", kind);
-        span.record("otel.status_code", "ERROR");
+        catena_core::backend::record_tool_error(&span, kind);
     }
     outcome
 }

@@ -19,13 +19,21 @@
 //!   leniently, one format reminder before [`AgentError::OutputParse`]).
 //! - [`Router`]: picks a chain or agent for an input by a model's classification.
 //!
+//! - [`AgentOptions`]: the system prompt, tools and limits both agent builders share.
+//!
+//! Everything above is at the crate root. Two feature-gated modules hold the rest, each
+//! item at one path:
 //! - `grpc` (feature `grpc`): the versioned gRPC delegation contract
 //!   (`catena.agent.v1`): a typed client, a server adapter that serves any agent, and the
 //!   standard health service.
+//! - `otel` (feature `otel`): W3C trace context to and from any transport's headers, and
+//!   (feature `otlp`) the process's tracing set-up that the example binaries share.
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `grpc` | no | the `grpc` module: tonic client and server for `agents/proto/catena/agent/v1/agent.proto` |
+//! | `otel` | no | the `otel` module: trace-context propagation; with `grpc`, served tasks continue the caller's trace |
+//! | `otlp` | no | `otel` plus `otel::init_tracing`: logs to stderr and spans over OTLP/gRPC |
 //!
 //! ```
 //! use std::sync::Arc;
@@ -67,16 +75,23 @@
 //! # }).unwrap();
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod agent_tool;
-pub mod error;
-pub mod events;
-pub mod executor;
+mod agent_tool;
+mod error;
+mod events;
+mod executor;
+mod options;
+mod react;
+mod router;
+
 #[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;
-pub mod react;
-pub mod router;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 
 pub use agent_tool::{AgentTool, AgentToolArgs};
 pub use error::AgentError;
@@ -84,5 +99,6 @@ pub use events::{AgentEvent, AgentEventStream};
 pub use executor::{
     AgentExecutor, AgentExecutorBuilder, AgentRun, AgentStep, EarlyStopping, StepError,
 };
+pub use options::AgentOptions;
 pub use react::{ReactAgent, ReactAgentBuilder, REACT_STOP};
 pub use router::{Route, Router, RouterBuilder, RouterError, RouterOutput};

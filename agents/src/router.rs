@@ -1,39 +1,5 @@
-//! [`Router`]: picks a chain or agent for an input by a model's classification.
-//!
-//! The router sends the model one prompt listing each [`Route`]'s name and description and
-//! asking for only the name of the best route. The answer is read leniently (first line,
-//! surrounding whitespace, quotes, backticks, emphasis and punctuation removed,
-//! case-insensitive), then the chosen route's target runs on the original input. An answer
-//! that names no route goes to the default route when there is one, and is otherwise a
-//! [`RouterError::UnknownRoute`]. The result says which route was taken
-//! ([`RouterOutput`]).
-//!
-//! Targets are `Arc<dyn Chain<String, String>>`. Both agents are such chains:
-//! [`AgentExecutor`] and [`ReactAgent`](crate::ReactAgent) implement
-//! `Chain<String, String>`, returning the final answer.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use catena_agents::{Route, Router};
-//! use catena_core::test_utils::ScriptedChatModel;
-//! use catena_core::{chain_fn, Chain, ChainExt};
-//!
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let math = chain_fn(|s: String| async move { Ok(format!("math: {s}")) }).boxed();
-//! let chat = chain_fn(|s: String| async move { Ok(format!("chat: {s}")) }).boxed();
-//! let model = Arc::new(ScriptedChatModel::new().with_text("  'Math'. "));
-//! let router = Router::builder(model.clone())
-//!     .route(Route::new("math", "Arithmetic and algebra questions.", math))
-//!     .route(Route::new("chat", "Small talk.", chat))
-//!     .default_route("chat")
-//!     .build()?;
-//! let out = router.invoke("2+2?".to_string()).await?;
-//! assert_eq!(out.route, "math");
-//! assert_eq!(out.output, "math: 2+2?");
-//! assert!(model.requests()[0].messages[0].text().contains("math: Arithmetic and algebra"));
-//! # Ok::<(), catena_core::Error>(())
-//! # }).unwrap();
-//! ```
+//! [`Router`]: picks a chain or agent for an input by a model's classification, with its
+//! [`Route`]s, builder, output and errors.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -154,7 +120,43 @@ impl From<RouterError> for Error {
     }
 }
 
-/// Routes each input to one of its [`Route`]s; see the [module docs](self).
+/// Routes each input to one of its [`Route`]s: picks a chain or agent for an input by a
+/// model's classification.
+///
+/// The router sends the model one prompt listing each [`Route`]'s name and description and
+/// asking for only the name of the best route. The answer is read leniently (first line,
+/// surrounding whitespace, quotes, backticks, emphasis and punctuation removed,
+/// case-insensitive), then the chosen route's target runs on the original input. An answer
+/// that names no route goes to the default route when there is one, and is otherwise a
+/// [`RouterError::UnknownRoute`]. The result says which route was taken
+/// ([`RouterOutput`]).
+///
+/// Targets are `Arc<dyn Chain<String, String>>`. Both agents are such chains:
+/// [`AgentExecutor`] and [`ReactAgent`](crate::ReactAgent) implement
+/// `Chain<String, String>`, returning the final answer.
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_agents::{Route, Router};
+/// use catena_core::test_utils::ScriptedChatModel;
+/// use catena_core::{chain_fn, Chain, ChainExt};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let math = chain_fn(|s: String| async move { Ok(format!("math: {s}")) }).boxed();
+/// let chat = chain_fn(|s: String| async move { Ok(format!("chat: {s}")) }).boxed();
+/// let model = Arc::new(ScriptedChatModel::new().with_text("  'Math'. "));
+/// let router = Router::builder(model.clone())
+///     .route(Route::new("math", "Arithmetic and algebra questions.", math))
+///     .route(Route::new("chat", "Small talk.", chat))
+///     .default_route("chat")
+///     .build()?;
+/// let out = router.invoke("2+2?".to_string()).await?;
+/// assert_eq!(out.route, "math");
+/// assert_eq!(out.output, "math: 2+2?");
+/// assert!(model.requests()[0].messages[0].text().contains("math: Arithmetic and algebra"));
+/// # Ok::<(), catena_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct Router {
     model: Arc<dyn ChatModel>,
@@ -295,7 +297,7 @@ impl Router {
     }
 
     /// The route an answer of the model names, read leniently (see the
-    /// [module docs](self)); `None` when it names none.
+    /// [`Router`] docs); `None` when it names none.
     pub fn parse_route(&self, answer: &str) -> Option<&Route> {
         let first = answer.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
         let mut candidate = normalize(first);

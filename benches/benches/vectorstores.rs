@@ -188,7 +188,7 @@ fn bench_vectorstores(c: &mut Criterion) {
     let store = rt
         .block_on(
             PgVectorStore::builder()
-                .connection_string(url.clone())
+                .url(url.clone())
                 .collection(&name)
                 .dimensions(DIMS)
                 .metric(DistanceMetric::Cosine)
@@ -277,7 +277,7 @@ fn bench_vectorstores(c: &mut Criterion) {
                 let target = rt
                     .block_on(
                         PgVectorStore::builder()
-                            .connection_string(url.clone())
+                            .url(url.clone())
                             .collection(format!("{name}_ingest_{i}"))
                             .dimensions(DIMS)
                             .build(),

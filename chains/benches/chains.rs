@@ -15,8 +15,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catena_chains::compose::batch_bounded;
-use catena_chains::llm::LlmChain;
+use catena_chains::batch_bounded;
+use catena_chains::LlmChain;
 use catena_core::prompt::{ChatPromptTemplate, PromptValues};
 use catena_core::test_utils::ScriptedChatModel;
 use catena_core::{Chain, ChatModel, ChatRequest, ChatResponse, Message};

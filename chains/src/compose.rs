@@ -1,16 +1,20 @@
-//! Composition: decorators any [`Chain`] can take, and bounded batches.
+//! Composition: the decorators every component takes, and bounded batches.
 //!
-//! Cross-cutting behaviour is a **decorator implementing the same trait**, as in tower:
-//! [`Retry`] re-runs a chain after a [retryable](catena_core::Error::is_retryable) error with
-//! exponential backoff, [`Fallback`] tries a second chain when the first fails with a
-//! retryable error, and [`Timeout`] turns a slow call into [`Error::Timeout`]. They are built
-//! with [`ChainComposeExt`] and stack in any order. [`batch_bounded`] runs many inputs with at
-//! most `max_concurrency` in flight, keeping input order and one result per input.
+//! Cross-cutting behaviour is a **decorator implementing the same trait**, as in tower, one
+//! of each for the whole workspace: [`Retry`] re-runs a call after an error the
+//! [`RetryPolicy`] retries (exponential backoff, `Retry-After` honoured) and [`Timeout`]
+//! turns a slow call into [`Error::Timeout`] — both for any [`Chain`], [`ChatModel`],
+//! [`Embedder`], [`VectorStore`] and [`Retriever`]. [`Fallback`] tries a second chain or
+//! model when the first fails with a retryable error. They are built with [`ComposeExt`]
+//! and stack in any order. A `Retry` around a client whose transport retries too never
+//! multiplies the attempts: only the outermost policy retries (see [`RetryPolicy`]).
+//! [`batch_bounded`] runs many inputs with at most `max_concurrency` in flight, keeping
+//! input order and one result per input.
 //!
 //! ```
 //! use std::time::Duration;
-//! use catena_core::{chain_fn, Chain, Error, ProviderError, ProviderErrorKind};
-//! use catena_chains::compose::{batch_bounded, ChainComposeExt, RetryPolicy};
+//! use catena_core::{chain_fn, Chain, Error, ProviderError, ProviderErrorKind, RetryPolicy};
+//! use catena_chains::{batch_bounded, ComposeExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> catena_core::Result<()> {
@@ -23,7 +27,7 @@
 //! });
 //! let backup = chain_fn(|n: u32| async move { Ok(n + 100) });
 //! let chain = flaky
-//!     .with_retry(RetryPolicy::new(2).with_initial_backoff(Duration::from_millis(1)))
+//!     .with_retry(RetryPolicy::new().with_initial_backoff(Duration::from_millis(1)))
 //!     .with_fallback(backup)
 //!     .with_timeout(Duration::from_secs(5));
 //!
@@ -35,104 +39,24 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catena_core::{Chain, Error, Result};
+use catena_core::EmbeddedDocument;
+use catena_core::{
+    Chain, ChatModel, ChatRequest, ChatResponse, ChatStream, Document, DocumentId, Embedder,
+    Embedding, Error, Filter, MmrRequest, ModelInfo, Result, Retriever, RetryPolicy,
+    ScoredDocument, SearchRequest, UpsertReport, VectorStore,
+};
 use futures::StreamExt;
 
-/// When and how long to wait before retrying a failed call.
+/// Re-runs calls after the errors its [`RetryPolicy`] retries; see [`ComposeExt::with_retry`].
 ///
-/// Only [retryable](catena_core::Error::is_retryable) errors are retried. The wait before
-/// retry `n` (from 0) is `initial_backoff * multiplier^n`, capped at `max_backoff`; a
-/// provider's `Retry-After` takes precedence when it is longer.
-///
-/// ```
-/// use std::time::Duration;
-/// use catena_chains::compose::RetryPolicy;
-///
-/// let policy = RetryPolicy::new(3).with_initial_backoff(Duration::from_millis(100));
-/// assert_eq!(policy.backoff(0, None), Duration::from_millis(100));
-/// assert_eq!(policy.backoff(2, None), Duration::from_millis(400));
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    max_retries: u32,
-    initial_backoff: Duration,
-    max_backoff: Duration,
-    multiplier: f64,
-}
-
-impl Default for RetryPolicy {
-    /// Three retries, 200 ms initial backoff, doubling, capped at 10 s.
-    fn default() -> Self {
-        RetryPolicy::new(3)
-    }
-}
-
-impl RetryPolicy {
-    /// A policy that retries at most `max_retries` times (so up to `max_retries + 1`
-    /// calls), with the default backoff.
-    pub fn new(max_retries: u32) -> Self {
-        RetryPolicy {
-            max_retries,
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(10),
-            multiplier: 2.0,
-        }
-    }
-
-    /// Sets the wait before the first retry. Default 200 ms.
-    #[must_use]
-    pub fn with_initial_backoff(mut self, backoff: Duration) -> Self {
-        self.initial_backoff = backoff;
-        self
-    }
-
-    /// Caps the wait between retries. Default 10 s.
-    #[must_use]
-    pub fn with_max_backoff(mut self, backoff: Duration) -> Self {
-        self.max_backoff = backoff;
-        self
-    }
-
-    /// Sets the factor the wait grows by after each retry (values below 1 are treated as
-    /// 1). Default 2.
-    #[must_use]
-    pub fn with_multiplier(mut self, multiplier: f64) -> Self {
-        self.multiplier = if multiplier.is_finite() {
-            multiplier.max(1.0)
-        } else {
-            1.0
-        };
-        self
-    }
-
-    /// How many retries are allowed.
-    pub fn max_retries(&self) -> u32 {
-        self.max_retries
-    }
-
-    /// The wait before retry number `retry` (from 0), given the provider's `Retry-After`.
-    pub fn backoff(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        let factor = self
-            .multiplier
-            .powi(i32::try_from(retry).unwrap_or(i32::MAX));
-        let scaled = self.initial_backoff.as_secs_f64() * factor;
-        let backoff = if scaled.is_finite() && scaled < self.max_backoff.as_secs_f64() {
-            Duration::from_secs_f64(scaled)
-        } else {
-            self.max_backoff
-        };
-        match retry_after {
-            Some(after) if after > backoff => after,
-            _ => backoff,
-        }
-    }
-}
-
-/// Re-runs a chain after retryable errors; see [`ChainComposeExt::with_retry`].
+/// Implements [`Chain`] (the input must be `Clone`), [`ChatModel`], [`Embedder`],
+/// [`VectorStore`] and [`Retriever`]. For a chat model's stream only the start is retried:
+/// once a stream has been handed out, its chunks are never replayed.
 #[derive(Debug, Clone)]
 pub struct Retry<C> {
     inner: C,
@@ -145,42 +69,107 @@ impl<C> Retry<C> {
         Retry { inner, policy }
     }
 
-    /// The wrapped chain.
+    /// The wrapped component.
     pub fn get_ref(&self) -> &C {
         &self.inner
     }
 
-    /// The wrapped chain, unwrapped.
+    /// The wrapped component, unwrapped.
     pub fn into_inner(self) -> C {
         self.inner
+    }
+
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.policy.run(tokio::time::sleep, op).await
     }
 }
 
 #[async_trait]
 impl<I, O, C> Chain<I, O> for Retry<C>
 where
-    I: Clone + Send + 'static,
+    I: Clone + Send + Sync + 'static,
     O: Send + 'static,
     C: Chain<I, O>,
 {
     async fn invoke(&self, input: I) -> Result<O> {
-        let mut retry = 0;
-        loop {
-            match self.inner.invoke(input.clone()).await {
-                Err(e) if e.is_retryable() && retry < self.policy.max_retries => {
-                    let wait = self.policy.backoff(retry, e.retry_after());
-                    tracing::debug!(retry, ?wait, error = %e, "retrying chain");
-                    tokio::time::sleep(wait).await;
-                    retry += 1;
-                }
-                other => return other,
-            }
-        }
+        self.run(|| self.inner.invoke(input.clone())).await
+    }
+}
+
+#[async_trait]
+impl<M: ChatModel> ChatModel for Retry<M> {
+    async fn generate(&self, request: ChatRequest) -> Result<ChatResponse> {
+        self.run(|| self.inner.generate(request.clone())).await
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
+        self.run(|| self.inner.stream(request.clone())).await
+    }
+
+    fn model_info(&self) -> ModelInfo {
+        self.inner.model_info()
+    }
+}
+
+#[async_trait]
+impl<E: Embedder> Embedder for Retry<E> {
+    async fn embed_documents(&self, texts: &[String]) -> Result<Vec<Embedding>> {
+        self.run(|| self.inner.embed_documents(texts)).await
+    }
+
+    async fn embed_query(&self, text: &str) -> Result<Embedding> {
+        self.run(|| self.inner.embed_query(text)).await
+    }
+
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+}
+
+#[async_trait]
+impl<R: Retriever> Retriever for Retry<R> {
+    async fn retrieve(&self, query: &str) -> Result<Vec<Document>> {
+        self.run(|| self.inner.retrieve(query)).await
+    }
+}
+
+#[async_trait]
+impl<S: VectorStore> VectorStore for Retry<S> {
+    async fn upsert(&self, documents: Vec<EmbeddedDocument>) -> Result<UpsertReport> {
+        self.run(|| self.inner.upsert(documents.clone())).await
+    }
+
+    async fn search(&self, request: SearchRequest) -> Result<Vec<ScoredDocument>> {
+        self.run(|| self.inner.search(request.clone())).await
+    }
+
+    async fn search_mmr(&self, request: MmrRequest) -> Result<Vec<ScoredDocument>> {
+        self.run(|| self.inner.search_mmr(request.clone())).await
+    }
+
+    async fn delete(&self, ids: &[DocumentId]) -> Result<usize> {
+        self.run(|| self.inner.delete(ids)).await
+    }
+
+    async fn delete_by_filter(&self, filter: &Filter) -> Result<usize> {
+        self.run(|| self.inner.delete_by_filter(filter)).await
+    }
+
+    async fn get(&self, ids: &[DocumentId]) -> Result<Vec<Document>> {
+        self.run(|| self.inner.get(ids)).await
+    }
+
+    async fn count(&self, filter: Option<&Filter>) -> Result<usize> {
+        self.run(|| self.inner.count(filter)).await
     }
 }
 
 /// Tries `primary`, then `fallback` when the primary fails with a retryable error; see
-/// [`ChainComposeExt::with_fallback`].
+/// [`ComposeExt::with_fallback`]. Implements [`Chain`] and [`ChatModel`].
 ///
 /// Non-retryable errors (bad credentials, invalid input, parse failures) are returned as
 /// they are: another model would fail the same way, or hide a bug.
@@ -216,8 +205,38 @@ where
     }
 }
 
+#[async_trait]
+impl<A: ChatModel, B: ChatModel> ChatModel for Fallback<A, B> {
+    async fn generate(&self, request: ChatRequest) -> Result<ChatResponse> {
+        match self.primary.generate(request.clone()).await {
+            Err(e) if e.is_retryable() => {
+                tracing::debug!(error = %e, "primary model failed; using the fallback");
+                self.fallback.generate(request).await
+            }
+            other => other,
+        }
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
+        match self.primary.stream(request.clone()).await {
+            Err(e) if e.is_retryable() => {
+                tracing::debug!(error = %e, "primary model failed; using the fallback");
+                self.fallback.stream(request).await
+            }
+            other => other,
+        }
+    }
+
+    fn model_info(&self) -> ModelInfo {
+        self.primary.model_info()
+    }
+}
+
 /// Fails a call that takes longer than its deadline with [`Error::Timeout`]; see
-/// [`ChainComposeExt::with_timeout`].
+/// [`ComposeExt::with_timeout`].
+///
+/// Implements [`Chain`], [`ChatModel`] (for a stream, the deadline covers its start),
+/// [`Embedder`], [`VectorStore`] and [`Retriever`].
 #[derive(Debug, Clone)]
 pub struct Timeout<C> {
     inner: C,
@@ -229,6 +248,17 @@ impl<C> Timeout<C> {
     pub fn new(inner: C, timeout: Duration) -> Self {
         Timeout { inner, timeout }
     }
+
+    /// The wrapped component.
+    pub fn get_ref(&self) -> &C {
+        &self.inner
+    }
+
+    async fn run<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or(Err(Error::Timeout(self.timeout)))
+    }
 }
 
 #[async_trait]
@@ -239,52 +269,99 @@ where
     C: Chain<I, O>,
 {
     async fn invoke(&self, input: I) -> Result<O> {
-        tokio::time::timeout(self.timeout, self.inner.invoke(input))
-            .await
-            .unwrap_or(Err(Error::Timeout(self.timeout)))
+        self.run(self.inner.invoke(input)).await
     }
 }
 
-/// Retry, fallback and timeout for every [`Chain`].
-pub trait ChainComposeExt<I, O>: Chain<I, O>
-where
-    I: Send + 'static,
-    O: Send + 'static,
-{
-    /// Retries retryable errors under `policy`. The input must be `Clone`.
-    fn with_retry(self, policy: RetryPolicy) -> Retry<Self>
-    where
-        Self: Sized,
-    {
-        Retry::new(self, policy)
+#[async_trait]
+impl<M: ChatModel> ChatModel for Timeout<M> {
+    async fn generate(&self, request: ChatRequest) -> Result<ChatResponse> {
+        self.run(self.inner.generate(request)).await
     }
 
-    /// Tries `fallback` when this chain fails with a retryable error.
-    fn with_fallback<B>(self, fallback: B) -> Fallback<Self, B>
-    where
-        Self: Sized,
-        B: Chain<I, O>,
-    {
-        Fallback::new(self, fallback)
+    async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
+        self.run(self.inner.stream(request)).await
+    }
+
+    fn model_info(&self) -> ModelInfo {
+        self.inner.model_info()
+    }
+}
+
+#[async_trait]
+impl<E: Embedder> Embedder for Timeout<E> {
+    async fn embed_documents(&self, texts: &[String]) -> Result<Vec<Embedding>> {
+        self.run(self.inner.embed_documents(texts)).await
+    }
+
+    async fn embed_query(&self, text: &str) -> Result<Embedding> {
+        self.run(self.inner.embed_query(text)).await
+    }
+
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+}
+
+#[async_trait]
+impl<R: Retriever> Retriever for Timeout<R> {
+    async fn retrieve(&self, query: &str) -> Result<Vec<Document>> {
+        self.run(self.inner.retrieve(query)).await
+    }
+}
+
+#[async_trait]
+impl<S: VectorStore> VectorStore for Timeout<S> {
+    async fn upsert(&self, documents: Vec<EmbeddedDocument>) -> Result<UpsertReport> {
+        self.run(self.inner.upsert(documents)).await
+    }
+
+    async fn search(&self, request: SearchRequest) -> Result<Vec<ScoredDocument>> {
+        self.run(self.inner.search(request)).await
+    }
+
+    async fn search_mmr(&self, request: MmrRequest) -> Result<Vec<ScoredDocument>> {
+        self.run(self.inner.search_mmr(request)).await
+    }
+
+    async fn delete(&self, ids: &[DocumentId]) -> Result<usize> {
+        self.run(self.inner.delete(ids)).await
+    }
+
+    async fn delete_by_filter(&self, filter: &Filter) -> Result<usize> {
+        self.run(self.inner.delete_by_filter(filter)).await
+    }
+
+    async fn get(&self, ids: &[DocumentId]) -> Result<Vec<Document>> {
+        self.run(self.inner.get(ids)).await
+    }
+
+    async fn count(&self, filter: Option<&Filter>) -> Result<usize> {
+        self.run(self.inner.count(filter)).await
+    }
+}
+
+/// Retry, timeout and fallback for every component: chains, chat models, embedders, stores
+/// and retrievers (whatever the wrapped type implements, the decorator implements too).
+pub trait ComposeExt: Sized {
+    /// Retries the errors `policy` retries. A chain's input must be `Clone`.
+    fn with_retry(self, policy: RetryPolicy) -> Retry<Self> {
+        Retry::new(self, policy)
     }
 
     /// Fails calls that take longer than `timeout` with [`Error::Timeout`] (which is
     /// retryable, so a [`Retry`] outside a [`Timeout`] retries slow calls).
-    fn with_timeout(self, timeout: Duration) -> Timeout<Self>
-    where
-        Self: Sized,
-    {
+    fn with_timeout(self, timeout: Duration) -> Timeout<Self> {
         Timeout::new(self, timeout)
+    }
+
+    /// Tries `fallback` when this chain or chat model fails with a retryable error.
+    fn with_fallback<B>(self, fallback: B) -> Fallback<Self, B> {
+        Fallback::new(self, fallback)
     }
 }
 
-impl<I, O, T> ChainComposeExt<I, O> for T
-where
-    I: Send + 'static,
-    O: Send + 'static,
-    T: Chain<I, O> + ?Sized,
-{
-}
+impl<T> ComposeExt for T {}
 
 /// Runs `chain` on every input with at most `max_concurrency` calls in flight (0 is
 /// treated as 1). Results come back in input order, one per input, so one failure does not

@@ -1,44 +1,7 @@
 //! Conversational retrieval: condense a follow-up question with the chat history, then
 //! retrieve and answer.
 //!
-//! [`ConversationalRetrieval`] reads the session's messages from any [`ChatHistory`]. When
-//! there are some, the model first rewrites the follow-up into a standalone question (the
-//! condense prompt); with an empty history the question is used as it is and no condense
-//! call is made. The standalone question is sent to the [`Retriever`] and answered from the
-//! stuffed documents; then the user's question and the answer are appended to the history.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use catena_core::test_utils::ScriptedChatModel;
-//! use catena_core::{chain_fn, Chain, ChatHistory, ChatModelExt, Document, InMemoryChatHistory, Retriever, SessionId};
-//! use catena_chains::conversational::{ConversationTurn, ConversationalRetrieval};
-//!
-//! struct Fixed;
-//! #[async_trait::async_trait]
-//! impl Retriever for Fixed {
-//!     async fn retrieve(&self, _q: &str) -> catena_core::Result<Vec<Document>> {
-//!         Ok(vec![Document::new("Ferris is the Rust mascot.")])
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> catena_core::Result<()> {
-//! let history = Arc::new(InMemoryChatHistory::new());
-//! let model = ScriptedChatModel::new()
-//!     .with_text("Ferris.")                          // first turn: no condensing
-//!     .with_text("What colour is Ferris?")           // condensed follow-up
-//!     .with_text("Orange.")
-//!     .boxed();
-//! let chain = ConversationalRetrieval::builder(Arc::new(Fixed), model, history.clone()).build()?;
-//! let session = SessionId::new("s1");
-//! chain.invoke(ConversationTurn::new(session.clone(), "Who is the Rust mascot?")).await?;
-//! let out = chain.invoke(ConversationTurn::new(session.clone(), "What colour is it?")).await?;
-//! assert_eq!(out.standalone_question, "What colour is Ferris?");
-//! assert_eq!(out.answer, "Orange.");
-//! assert_eq!(history.messages(&session).await?.len(), 4);
-//! # Ok(())
-//! # }
-//! ```
+//! The details and an example are on [`ConversationalRetrieval`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -107,7 +70,46 @@ pub fn format_chat_history(messages: &[Message]) -> String {
         .join("\n")
 }
 
-/// Condense → retrieve → answer, with history; see the [module docs](self).
+/// Condense → retrieve → answer, with history.
+///
+/// [`ConversationalRetrieval`] reads the session's messages from any [`ChatHistory`]. When
+/// there are some, the model first rewrites the follow-up into a standalone question (the
+/// condense prompt); with an empty history the question is used as it is and no condense
+/// call is made. The standalone question is sent to the [`Retriever`] and answered from the
+/// stuffed documents; then the user's question and the answer are appended to the history.
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_core::test_utils::ScriptedChatModel;
+/// use catena_core::{chain_fn, Chain, ChatHistory, ChatModelExt, Document, InMemoryChatHistory, Retriever, SessionId};
+/// use catena_chains::{ConversationTurn, ConversationalRetrieval};
+///
+/// struct Fixed;
+/// #[async_trait::async_trait]
+/// impl Retriever for Fixed {
+///     async fn retrieve(&self, _q: &str) -> catena_core::Result<Vec<Document>> {
+///         Ok(vec![Document::new("Ferris is the Rust mascot.")])
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> catena_core::Result<()> {
+/// let history = Arc::new(InMemoryChatHistory::new());
+/// let model = ScriptedChatModel::new()
+///     .with_text("Ferris.")                          // first turn: no condensing
+///     .with_text("What colour is Ferris?")           // condensed follow-up
+///     .with_text("Orange.")
+///     .boxed();
+/// let chain = ConversationalRetrieval::builder(Arc::new(Fixed), model, history.clone()).build()?;
+/// let session = SessionId::new("s1");
+/// chain.invoke(ConversationTurn::new(session.clone(), "Who is the Rust mascot?")).await?;
+/// let out = chain.invoke(ConversationTurn::new(session.clone(), "What colour is it?")).await?;
+/// assert_eq!(out.standalone_question, "What colour is Ferris?");
+/// assert_eq!(out.answer, "Orange.");
+/// assert_eq!(history.messages(&session).await?.len(), 4);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct ConversationalRetrieval {
     retriever: Arc<dyn Retriever>,

@@ -1,16 +1,7 @@
 //! Retrieval evaluation: recall@k, mean reciprocal rank and nDCG@k over a set of questions
 //! with known relevant documents, usable as a test gate.
 //!
-//! ```
-//! use catena_chains::eval::{evaluate_ranking, EvalCase};
-//!
-//! let cases = vec![EvalCase::new("q1", ["a"]), EvalCase::new("q2", ["b", "c"])];
-//! let ranked = vec![vec!["a".to_string(), "x".into()], vec!["x".to_string(), "c".into()]];
-//! let report = evaluate_ranking(&cases, &ranked, 2);
-//! assert_eq!(report.recall_at_k, 0.75); // 1/1 and 1/2
-//! assert_eq!(report.mrr, 0.75);         // 1/1 and 1/2
-//! assert!(report.passes(0.7, 0.7, 0.0));
-//! ```
+//! The details and an example are on [`evaluate_ranking`].
 
 use std::collections::HashSet;
 
@@ -107,6 +98,17 @@ fn score_case(case: &EvalCase, ranked: &[String], k: usize) -> CaseScores {
 
 /// Scores rankings that were already computed: `ranked[i]` is the ordered list of ids
 /// returned for `cases[i]`. Missing rankings count as empty.
+///
+/// ```
+/// use catena_chains::{evaluate_ranking, EvalCase};
+///
+/// let cases = vec![EvalCase::new("q1", ["a"]), EvalCase::new("q2", ["b", "c"])];
+/// let ranked = vec![vec!["a".to_string(), "x".into()], vec!["x".to_string(), "c".into()]];
+/// let report = evaluate_ranking(&cases, &ranked, 2);
+/// assert_eq!(report.recall_at_k, 0.75); // 1/1 and 1/2
+/// assert_eq!(report.mrr, 0.75);         // 1/1 and 1/2
+/// assert!(report.passes(0.7, 0.7, 0.0));
+/// ```
 pub fn evaluate_ranking(cases: &[EvalCase], ranked: &[Vec<String>], k: usize) -> EvalReport {
     let empty = Vec::new();
     let scores: Vec<CaseScores> = cases

@@ -3,12 +3,11 @@
 //! retrievers, incremental indexing and retrieval evaluation.
 //!
 //! Everything here works with any [`catena_core::ChatModel`], [`catena_core::Embedder`],
-//! [`catena_core::VectorStore`] and [`catena_core::ChatHistory`] — never a concrete backend.
-//!
-//! | feature | default | adds |
-//! | --- | --- | --- |
-//! | `postgres` | no | chat history, record manager and read-only SQL database on PostgreSQL |
-//! | `redis` | no | chat history on Redis |
+//! [`catena_core::VectorStore`], [`catena_core::ChatHistory`], [`catena_core::RecordManager`]
+//! and [`catena_core::SqlDatabase`] — never a concrete backend, and with no database client:
+//! the PostgreSQL and Redis chat histories, the PostgreSQL record manager and the read-only
+//! PostgreSQL SQL database live in `catena-vectorstores` (features `postgres`, `redis`). The
+//! crate has no features.
 //!
 //! ```
 //! use catena_core::{chain_fn, Chain, ChainExt};
@@ -23,45 +22,49 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod compose;
-pub mod conversational;
-pub mod eval;
-pub mod history;
-pub mod indexing;
-pub mod llm;
-pub mod memory;
-pub mod qa;
-pub mod retrievers;
-pub mod sequential;
-pub mod sql;
-pub mod summarize;
+mod compose;
+mod conversational;
+mod eval;
+mod indexing;
+mod llm;
+mod memory;
+mod qa;
+mod retrievers;
+mod sequential;
+mod sql;
+mod summarize;
 
-pub use compose::{
-    batch_bounded, ChainComposeExt, Fallback, FallbackList, Retry, RetryPolicy, SharedChain,
-    Timeout,
+pub use compose::{batch_bounded, ComposeExt, Fallback, FallbackList, Retry, SharedChain, Timeout};
+pub use conversational::{
+    format_chat_history, ConversationTurn, ConversationalAnswer, ConversationalRetrieval,
+    ConversationalRetrievalBuilder, DEFAULT_CONDENSE_PROMPT,
 };
-pub use conversational::{ConversationTurn, ConversationalAnswer, ConversationalRetrieval};
-pub use eval::{evaluate, evaluate_ranking, EvalCase, EvalReport};
-#[cfg(feature = "postgres")]
-pub use history::PostgresChatHistory;
-#[cfg(feature = "redis")]
-pub use history::RedisChatHistory;
-#[cfg(feature = "postgres")]
-pub use indexing::PostgresRecordManager;
-pub use indexing::{
-    index, Cleanup, InMemoryRecordManager, IndexOptions, IndexReport, Record, RecordManager,
-};
-pub use llm::LlmChain;
+pub use eval::{evaluate, evaluate_ranking, CaseScores, EvalCase, EvalReport};
+pub use indexing::{content_key, index, Cleanup, IndexOptions, IndexReport};
+pub use llm::{LlmChain, FORMAT_INSTRUCTIONS_VARIABLE};
 pub use memory::{
-    BufferMemory, Memory, SummaryBufferMemory, SummaryMemory, TokenBufferMemory, WindowMemory,
+    message_tokens, summary_session, BufferMemory, Memory, SummaryBufferMemory, SummaryMemory,
+    TokenBufferMemory, WindowMemory, DEFAULT_MEMORY_SUMMARY_PROMPT, MESSAGE_OVERHEAD_TOKENS,
+    SUMMARY_MESSAGE_PREFIX,
 };
-pub use qa::{QaAnswer, RetrievalQa};
+pub use qa::{
+    stuff_documents, QaAnswer, RetrievalQa, RetrievalQaBuilder, DEFAULT_DOCUMENT_SEPARATOR,
+    DEFAULT_QA_PROMPT,
+};
 pub use retrievers::{
-    Bm25Retriever, BudgetedRetriever, ContextualCompressionRetriever, EnsembleRetriever,
-    MultiQueryRetriever, ParentDocumentRetriever,
+    reciprocal_rank_fusion, trim_to_token_budget, Bm25Retriever, BudgetedRetriever,
+    ContextualCompressionRetriever, DocumentCompressor, EmbeddingsFilter, EnsembleRetriever,
+    InMemoryDocStore, LlmFilter, MultiQueryRetriever, ParentDocumentRetriever, LLM_FILTER_PROMPT,
+    MULTI_QUERY_PROMPT, PARENT_ID_KEY,
 };
-pub use sequential::{SequentialChain, SequentialError, SequentialStep};
-#[cfg(feature = "postgres")]
-pub use sql::PostgresSqlDatabase;
-pub use sql::{SqlAnswer, SqlDatabase, SqlQaChain, SqlRows};
-pub use summarize::{SummarizeError, SummarizeStrategy, Summarizer};
+pub use sequential::{
+    SequentialChain, SequentialChainBuilder, SequentialError, SequentialStep, Values,
+};
+pub use sql::{
+    extract_sql, SqlAnswer, SqlDatabase, SqlQaChain, SqlQaChainBuilder, SqlRows,
+    DEFAULT_SQL_ANSWER_PROMPT, DEFAULT_SQL_QUERY_PROMPT,
+};
+pub use summarize::{
+    SummarizeError, SummarizeStrategy, Summarizer, DEFAULT_REFINE_PROMPT, DEFAULT_SUMMARY_PROMPT,
+    SUMMARY_SEPARATOR,
+};

@@ -1,32 +1,6 @@
 //! The LLM chain: prompt → chat model → output parser.
 //!
-//! [`LlmChain`] formats [`PromptValues`] with any [`Prompt`] (a
-//! [`ChatPromptTemplate`](catena_core::ChatPromptTemplate), a
-//! [`PromptTemplate`](catena_core::PromptTemplate), a few-shot template), sends the messages
-//! to an `Arc<dyn ChatModel>` with the request options set on the chain, and parses the
-//! answer with an [`OutputParser`]. When the prompt has a `{format_instructions}` variable
-//! that the caller does not give, the parser's format instructions fill it.
-//! [`LlmChain::stream`] returns the model's stream of deltas instead.
-//!
-//! ```
-//! use catena_core::prompt::{ChatPromptTemplate, PromptValues};
-//! use catena_core::test_utils::ScriptedChatModel;
-//! use catena_core::{Chain, ChatModelExt};
-//! use catena_chains::llm::LlmChain;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> catena_core::Result<()> {
-//! let prompt = ChatPromptTemplate::builder()
-//!     .system("You answer in one word.")
-//!     .user("Capital of {country}?")
-//!     .build()?;
-//! let model = ScriptedChatModel::new().with_text(" Paris \n").boxed();
-//! let chain = LlmChain::text(prompt, model).with_temperature(0.0);
-//! let answer = chain.invoke(PromptValues::new().with("country", "France")).await?;
-//! assert_eq!(answer, "Paris");
-//! # Ok(())
-//! # }
-//! ```
+//! The details and an example are on [`LlmChain`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -44,6 +18,34 @@ use catena_core::{
 pub const FORMAT_INSTRUCTIONS_VARIABLE: &str = "format_instructions";
 
 /// Prompt → model → parser, as one [`Chain`] from [`PromptValues`] to the parser's output.
+///
+/// [`LlmChain`] formats [`PromptValues`] with any [`Prompt`] (a
+/// [`ChatPromptTemplate`](catena_core::ChatPromptTemplate), a
+/// [`PromptTemplate`](catena_core::PromptTemplate), a few-shot template), sends the messages
+/// to an `Arc<dyn ChatModel>` with the request options set on the chain, and parses the
+/// answer with an [`OutputParser`]. When the prompt has a `{format_instructions}` variable
+/// that the caller does not give, the parser's format instructions fill it.
+/// [`LlmChain::stream`] returns the model's stream of deltas instead.
+///
+/// ```
+/// use catena_core::prompt::{ChatPromptTemplate, PromptValues};
+/// use catena_core::test_utils::ScriptedChatModel;
+/// use catena_core::{Chain, ChatModelExt};
+/// use catena_chains::LlmChain;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> catena_core::Result<()> {
+/// let prompt = ChatPromptTemplate::builder()
+///     .system("You answer in one word.")
+///     .user("Capital of {country}?")
+///     .build()?;
+/// let model = ScriptedChatModel::new().with_text(" Paris \n").boxed();
+/// let chain = LlmChain::text(prompt, model).with_temperature(0.0);
+/// let answer = chain.invoke(PromptValues::new().with("country", "France")).await?;
+/// assert_eq!(answer, "Paris");
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// The request options (temperature, maximum tokens, stop sequences, seed, model id,
 /// response format) are kept in a base [`ChatRequest`] whose messages are replaced on

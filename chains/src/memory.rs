@@ -1,46 +1,7 @@
 //! Conversation memory: what a chain remembers of a session, on top of any
 //! [`ChatHistory`].
 //!
-//! A [`Memory`] [`save`](Memory::save)s the messages of each exchange to a history and
-//! [`load`](Memory::load)s the messages to put in front of the next prompt:
-//!
-//! | memory | loads |
-//! | --- | --- |
-//! | [`BufferMemory`] | every message |
-//! | [`WindowMemory`] | the last `k` turns (a turn starts at a user message) |
-//! | [`TokenBufferMemory`] | the newest messages that fit a token budget |
-//! | [`SummaryMemory`] | one system message with a running summary of the whole conversation |
-//! | [`SummaryBufferMemory`] | the running summary of older messages, then the newest messages that fit a token budget |
-//!
-//! Token counts are tiktoken counts ([`count_tokens`]): a message costs
-//! [`MESSAGE_OVERHEAD_TOKENS`] plus the tokens of its text and of each tool call's name and
-//! arguments. Trimming never separates an assistant message that asks for tool calls from
-//! the tool results that follow it: they are kept or dropped together.
-//!
-//! # Where summaries live
-//! The summary memories keep the full conversation in the history under the session's own
-//! id and their running summary under a second session, `"<session>:summary"` (see
-//! [`summary_session`]), in the same history. Each record there is a system message whose
-//! text is a small JSON object `{"summary": "...", "covered": n}`: the summary, and how many
-//! messages of the conversation it covers. The newest record wins, so the summary survives
-//! process restarts with any [`ChatHistory`] (a persistent one keeps it; the in-memory one
-//! loses it with the conversation).
-//!
-//! ```
-//! use std::sync::Arc;
-//! use catena_chains::memory::{Memory, WindowMemory};
-//! use catena_core::{InMemoryChatHistory, Message, SessionId};
-//!
-//! # futures::executor::block_on(async {
-//! let memory = WindowMemory::new(Arc::new(InMemoryChatHistory::new()), 1);
-//! let session = SessionId::new("user-7");
-//! memory.save(&session, &[Message::user("hi"), Message::assistant("hello")]).await.unwrap();
-//! memory.save(&session, &[Message::user("how are you?"), Message::assistant("fine")]).await.unwrap();
-//! let recent = memory.load(&session).await.unwrap();
-//! assert_eq!(recent.len(), 2);
-//! assert_eq!(recent[0].text(), "how are you?");
-//! # });
-//! ```
+//! The details and an example are on [`Memory`].
 
 use std::fmt;
 use std::ops::Range;
@@ -60,6 +21,47 @@ pub const MESSAGE_OVERHEAD_TOKENS: usize = 4;
 const MAX_SUMMARY_RECORDS: usize = 16;
 
 /// What a chain remembers of a conversation.
+///
+/// A [`Memory`] [`save`](Memory::save)s the messages of each exchange to a history and
+/// [`load`](Memory::load)s the messages to put in front of the next prompt:
+///
+/// | memory | loads |
+/// | --- | --- |
+/// | [`BufferMemory`] | every message |
+/// | [`WindowMemory`] | the last `k` turns (a turn starts at a user message) |
+/// | [`TokenBufferMemory`] | the newest messages that fit a token budget |
+/// | [`SummaryMemory`] | one system message with a running summary of the whole conversation |
+/// | [`SummaryBufferMemory`] | the running summary of older messages, then the newest messages that fit a token budget |
+///
+/// Token counts are tiktoken counts ([`count_tokens`]): a message costs
+/// [`MESSAGE_OVERHEAD_TOKENS`] plus the tokens of its text and of each tool call's name and
+/// arguments. Trimming never separates an assistant message that asks for tool calls from
+/// the tool results that follow it: they are kept or dropped together.
+///
+/// # Where summaries live
+/// The summary memories keep the full conversation in the history under the session's own
+/// id and their running summary under a second session, `"<session>:summary"` (see
+/// [`summary_session`]), in the same history. Each record there is a system message whose
+/// text is a small JSON object `{"summary": "...", "covered": n}`: the summary, and how many
+/// messages of the conversation it covers. The newest record wins, so the summary survives
+/// process restarts with any [`ChatHistory`] (a persistent one keeps it; the in-memory one
+/// loses it with the conversation).
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_chains::{Memory, WindowMemory};
+/// use catena_core::{InMemoryChatHistory, Message, SessionId};
+///
+/// # futures::executor::block_on(async {
+/// let memory = WindowMemory::new(Arc::new(InMemoryChatHistory::new()), 1);
+/// let session = SessionId::new("user-7");
+/// memory.save(&session, &[Message::user("hi"), Message::assistant("hello")]).await.unwrap();
+/// memory.save(&session, &[Message::user("how are you?"), Message::assistant("fine")]).await.unwrap();
+/// let recent = memory.load(&session).await.unwrap();
+/// assert_eq!(recent.len(), 2);
+/// assert_eq!(recent[0].text(), "how are you?");
+/// # });
+/// ```
 #[async_trait]
 pub trait Memory: Send + Sync {
     /// The messages to put in front of the next prompt, oldest first.
@@ -302,7 +304,8 @@ pub fn summary_session(session: &SessionId) -> SessionId {
 
 /// The default summarisation prompt (LangChain's progressive summary prompt). `{summary}`
 /// and `{new_lines}` are replaced by the current summary and the new lines of conversation.
-pub const DEFAULT_SUMMARY_PROMPT: &str = "Progressively summarize the lines of conversation \
+pub const DEFAULT_MEMORY_SUMMARY_PROMPT: &str =
+    "Progressively summarize the lines of conversation \
 provided, adding onto the previous summary returning a new summary.
 
 Current summary:
@@ -388,7 +391,7 @@ impl Summarizer {
         Summarizer {
             history,
             model,
-            prompt: DEFAULT_SUMMARY_PROMPT.to_owned(),
+            prompt: DEFAULT_MEMORY_SUMMARY_PROMPT.to_owned(),
             lock: Mutex::new(()),
         }
     }
@@ -445,7 +448,7 @@ impl Summarizer {
 /// Summarises the whole conversation with a model after every save and loads one system
 /// message with the running summary (nothing before the first save).
 ///
-/// The conversation itself is kept in full in the history; see the [module docs](self)
+/// The conversation itself is kept in full in the history; see [`Memory`]
 /// for where the summary is stored.
 pub struct SummaryMemory {
     inner: Summarizer,
@@ -469,7 +472,7 @@ impl SummaryMemory {
     }
 
     /// The summarisation prompt, sent as one user message; `{summary}` and `{new_lines}`
-    /// are filled in. Default [`DEFAULT_SUMMARY_PROMPT`].
+    /// are filled in. Default [`DEFAULT_MEMORY_SUMMARY_PROMPT`].
     #[must_use]
     pub fn with_prompt(mut self, prompt: impl Into<String>) -> Self {
         self.inner.prompt = prompt.into();
@@ -563,7 +566,7 @@ impl SummaryBufferMemory {
     }
 
     /// The summarisation prompt, sent as one user message; `{summary}` and `{new_lines}`
-    /// are filled in. Default [`DEFAULT_SUMMARY_PROMPT`].
+    /// are filled in. Default [`DEFAULT_MEMORY_SUMMARY_PROMPT`].
     #[must_use]
     pub fn with_prompt(mut self, prompt: impl Into<String>) -> Self {
         self.inner.prompt = prompt.into();

@@ -1,34 +1,6 @@
 //! Retrieval question answering: retrieve documents, stuff them into a prompt, answer.
 //!
-//! [`RetrievalQa`] asks any [`Retriever`] for documents relevant to the question, joins
-//! their contents into the `{context}` of a prompt (by default LangChain's "Use the
-//! following pieces of context to answer the question at the end…"), asks the model, and
-//! returns the answer with the documents it was given ([`QaAnswer`]).
-//!
-//! ```
-//! use std::sync::Arc;
-//! use catena_core::test_utils::{DeterministicEmbedder, ScriptedChatModel};
-//! use catena_core::{Chain, ChatModelExt, Document, Embedder, EmbeddedDocument, VectorStore, VectorStoreRetriever};
-//! use catena_vectorstores::InMemoryVectorStore;
-//! use catena_chains::qa::RetrievalQa;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> catena_core::Result<()> {
-//! let embedder = Arc::new(DeterministicEmbedder::new(64));
-//! let store = Arc::new(InMemoryVectorStore::new());
-//! let doc = Document::new("Rust was first released in 2015.");
-//! let embedding = embedder.embed_query(&doc.content).await?;
-//! store.upsert(vec![EmbeddedDocument::new(doc, embedding)]).await?;
-//!
-//! let retriever = Arc::new(VectorStoreRetriever::new(embedder, store).with_k(1));
-//! let model = ScriptedChatModel::new().with_text("In 2015.").boxed();
-//! let qa = RetrievalQa::builder(retriever, model).build()?;
-//! let out = qa.invoke("When was Rust released?".to_string()).await?;
-//! assert_eq!(out.answer, "In 2015.");
-//! assert_eq!(out.sources.len(), 1);
-//! # Ok(())
-//! # }
-//! ```
+//! The details and an example are on [`RetrievalQa`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -78,7 +50,37 @@ pub fn stuff_documents(documents: &[Document], separator: &str) -> String {
         .join(separator)
 }
 
-/// Retrieve → stuff → answer; see the [module docs](self).
+/// Retrieve → stuff → answer.
+///
+/// [`RetrievalQa`] asks any [`Retriever`] for documents relevant to the question, joins
+/// their contents into the `{context}` of a prompt (by default LangChain's "Use the
+/// following pieces of context to answer the question at the end…"), asks the model, and
+/// returns the answer with the documents it was given ([`QaAnswer`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_core::test_utils::{DeterministicEmbedder, ScriptedChatModel};
+/// use catena_core::{Chain, ChatModelExt, Document, Embedder, EmbeddedDocument, VectorStore, VectorStoreRetriever};
+/// use catena_vectorstores::InMemoryVectorStore;
+/// use catena_chains::RetrievalQa;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> catena_core::Result<()> {
+/// let embedder = Arc::new(DeterministicEmbedder::new(64));
+/// let store = Arc::new(InMemoryVectorStore::new());
+/// let doc = Document::new("Rust was first released in 2015.");
+/// let embedding = embedder.embed_query(&doc.content).await?;
+/// store.upsert(vec![EmbeddedDocument::new(doc, embedding)]).await?;
+///
+/// let retriever = Arc::new(VectorStoreRetriever::new(embedder, store).with_k(1));
+/// let model = ScriptedChatModel::new().with_text("In 2015.").boxed();
+/// let qa = RetrievalQa::builder(retriever, model).build()?;
+/// let out = qa.invoke("When was Rust released?".to_string()).await?;
+/// assert_eq!(out.answer, "In 2015.");
+/// assert_eq!(out.sources.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RetrievalQa {
     retriever: Arc<dyn Retriever>,

@@ -1,38 +1,7 @@
 //! Sequential chains: steps over a dynamic map of named values, each step's outputs
 //! feeding later steps' inputs.
 //!
-//! Each [`SequentialStep`] declares the keys it reads and the keys it writes. A
-//! [`SequentialChain`] checks at build time that every step's inputs are produced by the
-//! chain's declared inputs or an earlier step, and checks again at run time; a missing value
-//! is [`SequentialError::MissingVariable`] naming the step and the variable.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use catena_core::prompt::PromptTemplate;
-//! use catena_core::test_utils::ScriptedChatModel;
-//! use catena_core::ChatModelExt;
-//! use catena_chains::llm::LlmChain;
-//! use catena_chains::sequential::{SequentialChain, SequentialStep, Values};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let model = ScriptedChatModel::new().with_text("Tragedy at Sunset").with_text("A sad play.").boxed();
-//! let title = LlmChain::text(PromptTemplate::new("Title for a play about {topic}")?, model.clone());
-//! let review = LlmChain::text(PromptTemplate::new("Review the play {title}")?, model);
-//! let chain = SequentialChain::builder()
-//!     .input_keys(["topic"])
-//!     .step(SequentialStep::llm("title", title, "title"))
-//!     .step(SequentialStep::llm("review", review, "review"))
-//!     .output_keys(["title", "review"])
-//!     .build()?;
-//!
-//! let mut input = Values::new();
-//! input.insert("topic".into(), "sunsets".into());
-//! let out = chain.run(input).await?;
-//! assert_eq!(out["review"], "A sad play.");
-//! # Ok(())
-//! # }
-//! ```
+//! The details and an example are on [`SequentialChain`].
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -227,7 +196,40 @@ where
     }
 }
 
-/// Steps run in order over a [`Values`] map; see the [module docs](self).
+/// Steps run in order over a [`Values`] map.
+///
+/// Each [`SequentialStep`] declares the keys it reads and the keys it writes. A
+/// [`SequentialChain`] checks at build time that every step's inputs are produced by the
+/// chain's declared inputs or an earlier step, and checks again at run time; a missing value
+/// is [`SequentialError::MissingVariable`] naming the step and the variable.
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_core::prompt::PromptTemplate;
+/// use catena_core::test_utils::ScriptedChatModel;
+/// use catena_core::ChatModelExt;
+/// use catena_chains::LlmChain;
+/// use catena_chains::{SequentialChain, SequentialStep, Values};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let model = ScriptedChatModel::new().with_text("Tragedy at Sunset").with_text("A sad play.").boxed();
+/// let title = LlmChain::text(PromptTemplate::new("Title for a play about {topic}")?, model.clone());
+/// let review = LlmChain::text(PromptTemplate::new("Review the play {title}")?, model);
+/// let chain = SequentialChain::builder()
+///     .input_keys(["topic"])
+///     .step(SequentialStep::llm("title", title, "title"))
+///     .step(SequentialStep::llm("review", review, "review"))
+///     .output_keys(["title", "review"])
+///     .build()?;
+///
+/// let mut input = Values::new();
+/// input.insert("topic".into(), "sunsets".into());
+/// let out = chain.run(input).await?;
+/// assert_eq!(out["review"], "A sad play.");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct SequentialChain {
     steps: Vec<SequentialStep>,

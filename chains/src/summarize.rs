@@ -1,32 +1,6 @@
 //! Summarisation of many documents: stuff, map-reduce and refine.
 //!
-//! - **Stuff** puts every document into one prompt.
-//! - **Map-reduce** summarises each document on its own (at most `max_concurrency` calls in
-//!   flight), then combines the summaries. When the joined summaries exceed the token
-//!   budget (counted with [`count_tokens`]), they are grouped into chunks under the budget
-//!   and each chunk is summarised again, recursively, until they fit; after
-//!   `max_collapse_depth` rounds it stops with [`SummarizeError::CollapseDepthExceeded`].
-//! - **Refine** summarises the first document, then refines that summary with each next
-//!   document in turn.
-//!
-//! ```
-//! use catena_core::test_utils::ScriptedChatModel;
-//! use catena_core::{Chain, ChatModelExt, Document};
-//! use catena_chains::summarize::Summarizer;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> catena_core::Result<()> {
-//! let model = ScriptedChatModel::new()
-//!     .with_text("A is about cats.")
-//!     .with_text("B is about dogs.")
-//!     .with_text("Pets.")
-//!     .boxed();
-//! let summarizer = Summarizer::map_reduce(model).with_max_concurrency(1);
-//! let docs = vec![Document::new("cats ..."), Document::new("dogs ...")];
-//! assert_eq!(summarizer.invoke(docs).await?, "Pets.");
-//! # Ok(())
-//! # }
-//! ```
+//! The details and an example are on [`Summarizer`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -111,7 +85,35 @@ pub enum SummarizeStrategy {
     Refine,
 }
 
-/// Summarises a list of documents into one text; see the [module docs](self).
+/// Summarises a list of documents into one text.
+///
+/// - **Stuff** puts every document into one prompt.
+/// - **Map-reduce** summarises each document on its own (at most `max_concurrency` calls in
+///   flight), then combines the summaries. When the joined summaries exceed the token
+///   budget (counted with [`count_tokens`]), they are grouped into chunks under the budget
+///   and each chunk is summarised again, recursively, until they fit; after
+///   `max_collapse_depth` rounds it stops with [`SummarizeError::CollapseDepthExceeded`].
+/// - **Refine** summarises the first document, then refines that summary with each next
+///   document in turn.
+///
+/// ```
+/// use catena_core::test_utils::ScriptedChatModel;
+/// use catena_core::{Chain, ChatModelExt, Document};
+/// use catena_chains::Summarizer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> catena_core::Result<()> {
+/// let model = ScriptedChatModel::new()
+///     .with_text("A is about cats.")
+///     .with_text("B is about dogs.")
+///     .with_text("Pets.")
+///     .boxed();
+/// let summarizer = Summarizer::map_reduce(model).with_max_concurrency(1);
+/// let docs = vec![Document::new("cats ..."), Document::new("dogs ...")];
+/// assert_eq!(summarizer.invoke(docs).await?, "Pets.");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Summarizer {
     strategy: SummarizeStrategy,

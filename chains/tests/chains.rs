@@ -8,16 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catena_chains::compose::{batch_bounded, ChainComposeExt, FallbackList, RetryPolicy};
-use catena_chains::conversational::{ConversationTurn, ConversationalRetrieval};
-use catena_chains::llm::LlmChain;
-use catena_chains::qa::RetrievalQa;
-use catena_chains::sequential::{SequentialChain, SequentialError, SequentialStep, Values};
-use catena_chains::sql::{SqlDatabase, SqlQaChain, SqlRows};
-use catena_chains::summarize::{SummarizeError, Summarizer};
+use catena_chains::LlmChain;
+use catena_chains::RetrievalQa;
+use catena_chains::{batch_bounded, ComposeExt, FallbackList};
+use catena_chains::{ConversationTurn, ConversationalRetrieval};
+use catena_chains::{SequentialChain, SequentialError, SequentialStep, Values};
+use catena_chains::{SqlDatabase, SqlQaChain, SqlRows};
+use catena_chains::{SummarizeError, Summarizer};
 use catena_core::parser::{JsonOutputParser, ParseError};
 use catena_core::prompt::{ChatPromptTemplate, PromptError, PromptTemplate, PromptValues};
 use catena_core::test_utils::{DeterministicEmbedder, ScriptedChatModel};
+use catena_core::RetryPolicy;
 use catena_core::{
     chain_fn, collect_stream, Chain, ChatHistory, ChatModel, ChatModelExt, ChatRequest,
     ChatResponse, Document, EmbeddedDocument, Embedder, Error, InMemoryChatHistory, Message,
@@ -184,8 +185,12 @@ async fn retry_then_success_with_backoff() {
             .with_error(server_error())
             .with_text("Paris"),
     );
-    let chain = country_chain(model.clone())
-        .with_retry(RetryPolicy::new(3).with_initial_backoff(Duration::from_secs(1)));
+    let chain = country_chain(model.clone()).with_retry(
+        RetryPolicy::new()
+            .with_max_retries(3)
+            .with_initial_backoff(Duration::from_secs(1))
+            .with_jitter(false),
+    );
     let start = tokio::time::Instant::now();
     let out = chain
         .invoke(values(&[("country", "France")]))
@@ -205,7 +210,7 @@ async fn retry_gives_up_and_skips_non_retryable_errors() {
             .with_error(server_error()),
     );
     let err = country_chain(model.clone())
-        .with_retry(RetryPolicy::new(1))
+        .with_retry(RetryPolicy::new().with_max_retries(1))
         .invoke(values(&[("country", "France")]))
         .await
         .unwrap_err();
@@ -218,7 +223,7 @@ async fn retry_gives_up_and_skips_non_retryable_errors() {
             .with_text("x"),
     );
     let err = country_chain(model.clone())
-        .with_retry(RetryPolicy::new(3))
+        .with_retry(RetryPolicy::new().with_max_retries(3))
         .invoke(values(&[("country", "France")]))
         .await
         .unwrap_err();
@@ -277,6 +282,61 @@ async fn timeout_fails_slow_calls() {
     assert!(err.is_timeout());
 }
 
+/// The decorator on a chat model (moved from `catena-llms`, whose own `Retry` is gone).
+#[tokio::test(start_paused = true)]
+async fn retry_decorates_chat_models_and_gives_up_on_schedule() {
+    use catena_core::{ChatModel, ChatRequest, Message, ProviderError, ProviderErrorKind};
+    let unavailable =
+        || Error::from(ProviderError::new(ProviderErrorKind::Server, "x").with_status(503));
+    let model = ScriptedChatModel::new()
+        .with_error(unavailable())
+        .with_error(unavailable())
+        .with_error(unavailable())
+        .with_text("never reached")
+        .with_retry(RetryPolicy::default().with_jitter(false));
+    let start = tokio::time::Instant::now();
+    let e = model
+        .generate(ChatRequest::new(vec![Message::user("hi")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.as_provider().and_then(|p| p.status), Some(503));
+    assert_eq!(model.get_ref().requests().len(), 3, "1 attempt + 2 retries");
+    assert_eq!(start.elapsed(), Duration::from_millis(1500));
+    // The next call gets the queued answer on its first try.
+    let ok = model
+        .generate(ChatRequest::new(vec![Message::user("hi")]))
+        .await
+        .unwrap();
+    assert_eq!(ok.text(), "never reached");
+
+    let model = ScriptedChatModel::new()
+        .with_error(auth_error())
+        .with_text("unused")
+        .with_retry(RetryPolicy::default());
+    assert!(model
+        .generate(ChatRequest::new(vec![Message::user("hi")]))
+        .await
+        .unwrap_err()
+        .is_auth());
+    assert_eq!(model.get_ref().requests().len(), 1);
+}
+
+/// Timeout and fallback decorate chat models too.
+#[tokio::test(start_paused = true)]
+async fn timeout_and_fallback_decorate_chat_models() {
+    use catena_core::{ChatModel, ChatRequest, Message};
+    let primary = ScriptedChatModel::new().with_error(server_error());
+    let backup = ScriptedChatModel::new().with_text("from the backup");
+    let model = primary
+        .with_fallback(backup)
+        .with_timeout(Duration::from_secs(5));
+    let answer = model
+        .generate(ChatRequest::new(vec![Message::user("hi")]))
+        .await
+        .unwrap();
+    assert_eq!(answer.text(), "from the backup");
+}
+
 #[tokio::test(start_paused = true)]
 async fn retry_outside_timeout_retries_slow_calls() {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -292,7 +352,7 @@ async fn retry_outside_timeout_retries_slow_calls() {
     });
     let chain = flaky
         .with_timeout(Duration::from_secs(1))
-        .with_retry(RetryPolicy::new(1));
+        .with_retry(RetryPolicy::new().with_max_retries(1));
     assert_eq!(chain.invoke(()).await.unwrap(), 1);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use catena_chains::memory::{
+use catena_chains::{
     message_tokens, summary_session, BufferMemory, Memory, SummaryBufferMemory, SummaryMemory,
-    TokenBufferMemory, WindowMemory, DEFAULT_SUMMARY_PROMPT, SUMMARY_MESSAGE_PREFIX,
+    TokenBufferMemory, WindowMemory, DEFAULT_MEMORY_SUMMARY_PROMPT, SUMMARY_MESSAGE_PREFIX,
 };
 use catena_core::test_utils::ScriptedChatModel;
 use catena_core::{
@@ -18,7 +18,7 @@ fn texts(messages: &[Message]) -> Vec<String> {
 }
 
 fn prompt(summary: &str, lines: &str) -> String {
-    DEFAULT_SUMMARY_PROMPT
+    DEFAULT_MEMORY_SUMMARY_PROMPT
         .replace("{summary}", summary)
         .replace("{new_lines}", lines)
 }

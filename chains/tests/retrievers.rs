@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catena_chains::eval::{evaluate, EvalCase};
-use catena_chains::retrievers::{
+use catena_chains::{evaluate, EvalCase};
+use catena_chains::{
     Bm25Retriever, BudgetedRetriever, ContextualCompressionRetriever, EmbeddingsFilter,
     EnsembleRetriever, InMemoryDocStore, LlmFilter, MultiQueryRetriever, ParentDocumentRetriever,
     PARENT_ID_KEY,

@@ -93,6 +93,19 @@ impl<T: ChatHistory + ?Sized> ChatHistory for Arc<T> {
     }
 }
 
+#[async_trait]
+impl<T: ChatHistory + ?Sized> ChatHistory for Box<T> {
+    async fn messages(&self, session: &SessionId) -> Result<Vec<Message>> {
+        (**self).messages(session).await
+    }
+    async fn append(&self, session: &SessionId, messages: &[Message]) -> Result<()> {
+        (**self).append(session, messages).await
+    }
+    async fn clear(&self, session: &SessionId) -> Result<()> {
+        (**self).clear(session).await
+    }
+}
+
 /// Chat history in process memory; lost when the process exits.
 #[derive(Debug, Default)]
 pub struct InMemoryChatHistory {

@@ -30,6 +30,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod backend;
 mod chain;
 mod chat;
 mod document;
@@ -37,9 +38,12 @@ mod embed;
 mod error;
 mod history;
 mod message;
+mod record;
 mod retriever;
+mod retry;
 mod sql;
 mod tool;
+mod traced;
 mod vectorstore;
 
 pub mod loader;
@@ -52,12 +56,11 @@ pub mod test_utils;
 
 pub use chain::{chain_fn, Chain, ChainExt, FnChain, Pipe};
 pub use chat::{
-    collect_stream, response_to_chunks, stream_interrupted, ChatChunk, ChatModel, ChatModelExt,
-    ChatRequest, ChatResponse, ChatStream, ModelInfo, ResponseFormat, StreamAccumulator,
-    ToolChoice, TracedChatModel,
+    collect_stream, ChatChunk, ChatModel, ChatModelExt, ChatRequest, ChatResponse, ChatStream,
+    ModelInfo, ResponseFormat, StreamAccumulator, ToolChoice, TracedChatModel,
 };
 pub use document::{Document, DocumentId, Metadata};
-pub use embed::{cosine_similarity, Embedder, Embedding};
+pub use embed::{Embedder, Embedding};
 pub use error::{BoxError, Error, ProviderError, ProviderErrorKind, Result};
 pub use history::{ChatHistory, InMemoryChatHistory, SessionId};
 pub use loader::{DocumentLoader, LoadError};
@@ -66,7 +69,9 @@ pub use message::{
 };
 pub use parser::{OutputParser, ParseError};
 pub use prompt::{ChatPromptTemplate, MessagesPlaceholder, Prompt, PromptError, PromptTemplate};
+pub use record::{InMemoryRecordManager, Record, RecordManager};
 pub use retriever::{Retriever, VectorStoreRetriever};
+pub use retry::RetryPolicy;
 pub use splitter::{
     count_tokens, CharacterTextSplitter, MarkdownHeaderTextSplitter,
     RecursiveCharacterTextSplitter, TextSplitter, TokenEncoding, TokenTextSplitter,
@@ -75,9 +80,10 @@ pub use sql::{SqlDatabase, SqlRows};
 pub use tool::{
     schema_for, Tool, ToolDefinition, ToolError, ToolOutput, TypedTool, TypedToolAdapter,
 };
+pub use traced::{TracedEmbedder, TracedRetriever, TracedTool};
 pub use vectorstore::{
-    lookup, mmr_select, validate_key, validate_vector, EmbeddedDocument, FailedUpsert, Filter,
-    MmrRequest, RangeBound, RangeFilter, ScoredDocument, SearchRequest, UpsertReport, VectorStore,
+    EmbeddedDocument, FailedUpsert, Filter, MmrRequest, RangeBound, RangeFilter, ScoredDocument,
+    SearchRequest, UpsertReport, VectorStore,
 };
 
 /// The traits, for `use catena_core::prelude::*`.
@@ -100,8 +106,18 @@ fn _assert_contracts() {
     assert_send_sync::<Arc<dyn Retriever>>();
     assert_send_sync::<Arc<dyn Tool>>();
     assert_send_sync::<Arc<dyn ChatHistory>>();
+    assert_send_sync::<Arc<dyn RecordManager>>();
     assert_send_sync::<Arc<dyn Chain<String, String>>>();
     assert_send_sync::<Error>();
     fn assert_send<T: Send + ?Sized>() {}
     assert_send::<ChatStream>();
+    // Boxed trait objects are components too (the forwarding impls exist for Arc and Box).
+    fn forwards<H: ChatHistory, S: SqlDatabase, R: RecordManager, M: ChatModel, T: Tool>() {}
+    forwards::<
+        Box<dyn ChatHistory>,
+        Box<dyn SqlDatabase>,
+        Box<dyn RecordManager>,
+        Box<dyn ChatModel>,
+        Box<dyn Tool>,
+    >();
 }

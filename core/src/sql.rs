@@ -3,7 +3,7 @@
 //!
 //! A [`SqlDatabase`] has a dialect name, the schema as text and a read-only query runner
 //! that enforces its own row limit and timeout; the rows come back as [`SqlRows`]. Backends
-//! live outside core (`catena_chains::sql::PostgresSqlDatabase` with its `postgres`
+//! live outside core (`catena_vectorstores::PostgresSqlDatabase` with its `postgres`
 //! feature); consumers take an `Arc<dyn SqlDatabase>`.
 //!
 //! ```
@@ -126,6 +126,19 @@ pub trait SqlDatabase: Send + Sync {
 
 #[async_trait]
 impl<T: SqlDatabase + ?Sized> SqlDatabase for Arc<T> {
+    fn dialect(&self) -> &str {
+        (**self).dialect()
+    }
+    async fn table_info(&self) -> Result<String> {
+        (**self).table_info().await
+    }
+    async fn run_read_only(&self, sql: &str) -> Result<SqlRows> {
+        (**self).run_read_only(sql).await
+    }
+}
+
+#[async_trait]
+impl<T: SqlDatabase + ?Sized> SqlDatabase for Box<T> {
     fn dialect(&self) -> &str {
         (**self).dialect()
     }

@@ -3,7 +3,7 @@
 //! Every client implements [`catena_core::ChatModel`] and/or [`catena_core::Embedder`], so
 //! programs hold `Arc<dyn ChatModel>` and pick the provider from configuration. All clients
 //! share one HTTP transport ([`HttpOptions`]): connect / request / stream-idle timeouts,
-//! retries with exponential backoff that honour `Retry-After` ([`RetryPolicy`]), bounded
+//! retries with exponential backoff that honour `Retry-After` ([`catena_core::RetryPolicy`]), bounded
 //! bodies and stream lines, and typed errors that never contain the API key ([`ApiKey`]).
 //!
 //! | feature | default | provides |
@@ -13,24 +13,21 @@
 //! | `ollama` | yes | Ollama's native `/api/chat` and `/api/embed` |
 //! | `local` | no | in-process models on the CPU (candle): a sentence-transformer embedder and a GGUF chat model |
 //!
-//! The [`Retry`] decorator adds the same retry behaviour to any chat model or embedder:
+//! The transport retries by the one [`catena_core::RetryPolicy`] of the workspace; the
+//! `Retry` decorator of `catena-chains` adds the same behaviour to any chat model, embedder,
+//! store or chain, and never multiplies the attempts of a transport it wraps:
 //!
 //! ```
-//! use std::sync::Arc;
-//! use catena_core::{ChatModel, ChatModelExt};
-//! use catena_core::test_utils::ScriptedChatModel;
-//! use catena_llms::{RetryExt, RetryPolicy};
+//! use catena_core::RetryPolicy;
+//! use catena_llms::HttpOptions;
 //!
-//! let model: Arc<dyn ChatModel> = ScriptedChatModel::new()
-//!     .with_text("hi")
-//!     .with_retry(RetryPolicy::default())
-//!     .boxed();
+//! let http = HttpOptions::new().retry(RetryPolicy::default().with_max_retries(3));
 //! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-mod retry;
+mod env;
 mod secret;
 
 #[cfg(feature = "__http")]
@@ -49,7 +46,7 @@ pub mod ollama;
 #[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
 pub mod openai;
 
-pub use retry::{Retry, RetryExt, RetryPolicy};
+pub use env::{from_env, model_cache_dir, Providers};
 pub use secret::ApiKey;
 
 #[cfg(feature = "__http")]

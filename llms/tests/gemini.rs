@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use catena_core::test_utils::{embedder_conformance, ChatModelConformance, DeterministicEmbedder};
+use catena_core::RetryPolicy;
 use catena_core::{
     collect_stream, ChatChunk, ChatModel, ChatRequest, ContentPart, Embedder, Error, FinishReason,
     Message, ProviderErrorKind, ResponseFormat, ToolCall, ToolChoice, ToolDefinition, Usage,
 };
 use catena_llms::gemini::{GeminiChatModel, GeminiEmbedder};
-use catena_llms::{HttpOptions, RetryPolicy};
+use catena_llms::HttpOptions;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,8 +34,8 @@ fn fixture(name: &str) -> String {
 fn fast_http() -> HttpOptions {
     HttpOptions::new().retry(
         RetryPolicy::default()
-            .initial_backoff(Duration::from_millis(5))
-            .jitter(false),
+            .with_initial_backoff(Duration::from_millis(5))
+            .with_jitter(false),
     )
 }
 
@@ -708,8 +709,8 @@ async fn retry_info_delay_is_read_when_there_is_no_retry_after_header() {
         .respond_with(json_reply(fixture("generate_text.json")))
         .mount(&server)
         .await;
-    let slow_backoff =
-        HttpOptions::new().retry(RetryPolicy::default().initial_backoff(Duration::from_secs(30)));
+    let slow_backoff = HttpOptions::new()
+        .retry(RetryPolicy::default().with_initial_backoff(Duration::from_secs(30)));
     let model = GeminiChatModel::builder()
         .api_key(KEY)
         .base_url(format!("{}/v1beta", server.uri()))

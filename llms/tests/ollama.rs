@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use catena_core::test_utils::{embedder_conformance, ChatModelConformance};
+use catena_core::RetryPolicy;
 use catena_core::{
     collect_stream, ChatModel, ChatRequest, ContentPart, Embedder, Error, FinishReason, Message,
     ProviderErrorKind, ResponseFormat, ToolCall, ToolChoice, ToolDefinition, Usage,
 };
 use catena_llms::ollama::{OllamaChatModel, OllamaEmbedder};
-use catena_llms::{HttpOptions, RetryPolicy};
+use catena_llms::HttpOptions;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wiremock::matchers::{method, path};
@@ -28,8 +29,8 @@ fn fixture(name: &str) -> String {
 fn fast_http() -> HttpOptions {
     HttpOptions::new().retry(
         RetryPolicy::default()
-            .initial_backoff(Duration::from_millis(10))
-            .jitter(false),
+            .with_initial_backoff(Duration::from_millis(10))
+            .with_jitter(false),
     )
 }
 
@@ -666,8 +667,8 @@ async fn persistent_unavailable_is_three_attempts() {
         .http(
             HttpOptions::new().retry(
                 RetryPolicy::default()
-                    .initial_backoff(Duration::from_millis(50))
-                    .jitter(false),
+                    .with_initial_backoff(Duration::from_millis(50))
+                    .with_jitter(false),
             ),
         )
         .build()

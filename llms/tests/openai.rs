@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use catena_core::test_utils::{embedder_conformance, ChatModelConformance};
+use catena_core::RetryPolicy;
 use catena_core::{
     collect_stream, ChatChunk, ChatModel, ChatRequest, ContentPart, Embedder, Error, FinishReason,
     ImageDetail, Message, ProviderErrorKind, ResponseFormat, ToolCall, ToolChoice, ToolDefinition,
     Usage,
 };
 use catena_llms::openai::{OpenAiChatModel, OpenAiEmbedder};
-use catena_llms::{HttpOptions, RetryPolicy};
+use catena_llms::HttpOptions;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use support::{
@@ -32,8 +33,8 @@ const KEY: &str = "sk-test-key-0000";
 fn fast_retry() -> HttpOptions {
     HttpOptions::new().retry(
         RetryPolicy::default()
-            .initial_backoff(Duration::from_millis(10))
-            .jitter(false),
+            .with_initial_backoff(Duration::from_millis(10))
+            .with_jitter(false),
     )
 }
 
@@ -992,7 +993,7 @@ async fn persistent_unavailable_is_three_attempts_on_schedule() {
     let model = OpenAiChatModel::builder()
         .api_key(KEY)
         .base_url(format!("{}/v1", server.uri()))
-        .http(HttpOptions::new().retry(RetryPolicy::default().jitter(false)))
+        .http(HttpOptions::new().retry(RetryPolicy::default().with_jitter(false)))
         .build()
         .unwrap();
     let err = model.generate(hello()).await.unwrap_err();
@@ -1010,6 +1011,32 @@ async fn persistent_unavailable_is_three_attempts_on_schedule() {
         g2 >= Duration::from_millis(1000) && g2 < Duration::from_millis(2000),
         "{g2:?}"
     );
+}
+
+/// A `Retry` decorator around a client whose transport retries too: the attempts are what the
+/// outer policy says (1 + 3), never the product of the layers (3 × 4 = 12).
+#[tokio::test]
+async fn retry_decorator_over_a_retrying_transport_does_not_multiply_attempts() {
+    use catena_chains::ComposeExt;
+    let server = MockServer::start().await;
+    let arrivals = Unavailable::default();
+    mount_chat(&server, arrivals.clone()).await;
+    let model = chat(&server).with_retry(
+        RetryPolicy::default()
+            .with_max_retries(3)
+            .with_initial_backoff(Duration::from_millis(10))
+            .with_jitter(false),
+    );
+    let err = model.generate(hello()).await.unwrap_err();
+    assert_eq!(err.as_provider().unwrap().status, Some(503));
+    assert_eq!(arrivals.0.lock().unwrap().len(), 4, "1 attempt + 3 retries");
+
+    // Without the decorator the transport's own policy (2 retries) applies.
+    let arrivals = Unavailable::default();
+    server.reset().await;
+    mount_chat(&server, arrivals.clone()).await;
+    let _ = chat(&server).generate(hello()).await.unwrap_err();
+    assert_eq!(arrivals.0.lock().unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -6,10 +6,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use catena_core::RetryPolicy;
 use catena_core::{ChatModel, ChatRequest, Embedder, Message};
 use catena_llms::gemini::{GeminiChatModel, GeminiEmbedder};
 use catena_llms::openai::{OpenAiChatModel, OpenAiEmbedder};
-use catena_llms::{HttpOptions, RetryPolicy};
+use catena_llms::HttpOptions;
 use serde_json::json;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -80,9 +81,9 @@ async fn keys_stay_out_of_logs_errors_and_debug_output() {
     let http = || {
         HttpOptions::new().retry(
             RetryPolicy::default()
-                .max_retries(2)
-                .initial_backoff(Duration::from_millis(1))
-                .jitter(false),
+                .with_max_retries(2)
+                .with_initial_backoff(Duration::from_millis(1))
+                .with_jitter(false),
         )
     };
 

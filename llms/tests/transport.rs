@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use catena_core::RetryPolicy;
 use catena_core::{
     ChatChunk, ChatModel, ChatRequest, ChatStream, Embedder, Error, Message, ProviderErrorKind,
 };
 use catena_llms::ollama::{OllamaChatModel, OllamaEmbedder};
 use catena_llms::openai::{OpenAiChatModel, OpenAiEmbedder};
-use catena_llms::{HttpOptions, RetryPolicy};
+use catena_llms::HttpOptions;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use support::{chunked_response, closed_port, data_json, raw_server, stalling_server};
@@ -35,8 +36,8 @@ const KEY: &str = "sk-transport-test-0000";
 /// Retries with a tiny, deterministic backoff.
 fn fast_retry() -> RetryPolicy {
     RetryPolicy::default()
-        .initial_backoff(Duration::from_millis(10))
-        .jitter(false)
+        .with_initial_backoff(Duration::from_millis(10))
+        .with_jitter(false)
 }
 
 fn fast_http() -> HttpOptions {
@@ -407,7 +408,7 @@ async fn unanswered_request_times_out() {
         &format!("http://{addr}"),
         HttpOptions::new()
             .timeout(Duration::from_millis(300))
-            .retry(fast_retry().max_retries(2)),
+            .retry(fast_retry().with_max_retries(2)),
     );
     let err = within(10, "generate with retries", model.generate(hello()))
         .await
@@ -464,9 +465,9 @@ async fn connection_refused_is_a_retried_transport_error() {
         &base,
         HttpOptions::new().retry(
             RetryPolicy::default()
-                .max_retries(2)
-                .initial_backoff(Duration::from_millis(100))
-                .jitter(false),
+                .with_max_retries(2)
+                .with_initial_backoff(Duration::from_millis(100))
+                .with_jitter(false),
         ),
     );
     let start = Instant::now();
@@ -485,7 +486,7 @@ async fn attempts_for(status: u16, stream: bool) -> (Error, usize) {
     .await;
     let model = openai(
         &server.uri(),
-        HttpOptions::new().retry(fast_retry().max_retries(2)),
+        HttpOptions::new().retry(fast_retry().with_max_retries(2)),
     );
     let err = if stream {
         model.stream(hello()).await.err().unwrap()
@@ -575,7 +576,7 @@ async fn retry_after_beyond_the_cap_is_capped() {
     .await;
     let model = openai(
         &server.uri(),
-        HttpOptions::new().retry(fast_retry().max_retry_after(Duration::from_millis(200))),
+        HttpOptions::new().retry(fast_retry().with_max_retry_after(Duration::from_millis(200))),
     );
     within(10, "generate", model.generate(hello()))
         .await

@@ -10,12 +10,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use catena_core::test_utils::{embedder_conformance, ChatModelConformance, DeterministicEmbedder};
+use catena_core::RetryPolicy;
 use catena_core::{ChatModel, ChatRequest, Embedder, Message, ProviderErrorKind};
 use catena_llms::gemini::{
     credentials_from_json, AuthorizedUserTokenSource, GeminiChatModel, GeminiEmbedder,
     ServiceAccountTokenSource, StaticToken, TokenSource,
 };
-use catena_llms::{HttpOptions, RetryPolicy};
+use catena_llms::HttpOptions;
 use ring::signature::{KeyPair, RsaKeyPair, UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
@@ -36,8 +37,8 @@ fn fixture(name: &str) -> String {
 fn fast_http() -> HttpOptions {
     HttpOptions::new().retry(
         RetryPolicy::default()
-            .initial_backoff(Duration::from_millis(5))
-            .jitter(false),
+            .with_initial_backoff(Duration::from_millis(5))
+            .with_jitter(false),
     )
 }
 

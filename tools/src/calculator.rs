@@ -37,7 +37,7 @@
 //! itself. The calculator never returns [`ToolError::Execution`].
 //!
 //! ```
-//! use catena_tools::calculator::{evaluate, CalcError};
+//! use catena_tools::{evaluate, CalcError};
 //!
 //! assert_eq!(evaluate("1 + 2 * 3").unwrap(), 7.0);
 //! assert_eq!(evaluate("-2^2").unwrap(), -4.0);
@@ -56,7 +56,7 @@ use serde::Deserialize;
 
 /// The largest nesting depth [`CalcLimits::with_max_depth`] accepts; bigger values are
 /// clamped so that the parser's recursion always fits in a thread's stack.
-pub const MAX_DEPTH_CEILING: usize = 256;
+pub(crate) const MAX_DEPTH_CEILING: usize = 256;
 
 /// Why an expression could not be evaluated.
 #[derive(Debug, Clone, PartialEq, Eq)]

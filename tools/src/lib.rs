@@ -2,13 +2,13 @@
 //!
 //! | item | what it does |
 //! | --- | --- |
-//! | [`Calculator`] (`calculator`) | arithmetic with a hand-written parser and limits on length, depth and magnitude; [`calculator::evaluate`] is the pure function |
+//! | [`Calculator`] (`calculator`) | arithmetic with a hand-written parser and limits on length, depth and magnitude; [`evaluate`] is the pure function |
 //! | [`CurrentTime`] (`current_time`) | the current time as RFC 3339 and unix seconds, at an optional UTC offset |
 //! | [`RetrieverTool`] | offers any [`catena_core::Retriever`] to a model as a search tool |
 //! | [`SqlQueryTool`] (`sql_query`), [`SqlSchemaTool`] (`sql_schema`) | one read-only query over any [`catena_core::SqlDatabase`] with a byte cap on the result; the tables and columns |
 //! | [`tool_fn`] / [`FnTool`] | a tool from an async closure over a typed argument struct |
-//! | `web::{WebFetch, HttpRequest, WebSearch}` (`web`, feature `web`) | page fetch as readable text, one HTTP request, DuckDuckGo search; all behind an SSRF guard enforced in the connector |
-//! | `mcp::McpClient` (`mcp`, feature `mcp`) | the tools of a Model Context Protocol server, over stdio or streamable HTTP, as Catena tools |
+//! | `WebFetch`, `HttpRequest`, `WebSearch` (feature `web`) | page fetch as readable text, one HTTP request, DuckDuckGo search; all behind an SSRF guard enforced in the connector |
+//! | `McpClient` (feature `mcp`) | the tools of a Model Context Protocol server, over stdio or streamable HTTP, as Catena tools |
 //!
 //! Every tool is, or erases to, an `Arc<dyn `[`catena_core::Tool`]`>`. Arguments that do not
 //! fit a tool's schema, and inputs a tool refuses (a calculator expression that divides by
@@ -18,8 +18,8 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `web` | no | the `web` module: web fetch, HTTP request and web search tools (reqwest, rustls) |
-//! | `mcp` | no | the `mcp` module: an MCP client whose server tools become Catena tools (rmcp; reqwest 0.13 with rustls on ring) |
+//! | `web` | no | web fetch, HTTP request and web search tools (reqwest, rustls) |
+//! | `mcp` | no | an MCP client whose server tools become Catena tools (rmcp; reqwest 0.13 with rustls on ring) |
 //!
 //! ```
 //! use std::sync::Arc;
@@ -49,28 +49,38 @@
 //! # });
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod calculator;
-pub mod function;
+mod calculator;
+mod function;
 #[cfg(feature = "mcp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
-pub mod mcp;
-pub mod retriever;
-pub mod sql;
-pub mod time;
+mod mcp;
+mod retriever;
+mod sql;
+mod time;
 #[cfg(feature = "web")]
-#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
-pub mod web;
+mod web;
 
-pub use calculator::{evaluate, CalcError, CalcLimits, Calculator, CalculatorArgs};
+pub use calculator::{evaluate, evaluate_with, CalcError, CalcLimits, Calculator, CalculatorArgs};
 pub use function::{tool_fn, FnTool};
 #[cfg(feature = "mcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
-pub use mcp::{McpClient, McpClientBuilder, McpError, McpTool};
+pub use mcp::{McpClient, McpClientBuilder, McpError, McpServerInfo, McpTool, INVALID_PARAMS};
 pub use retriever::{RetrievedDocument, RetrieverArgs, RetrieverTool};
 pub use sql::{SqlQueryArgs, SqlQueryOutput, SqlQueryTool, SqlSchemaArgs, SqlSchemaTool};
-pub use time::{CurrentTime, CurrentTimeArgs, CurrentTimeOutput};
+pub use time::{
+    civil_from_days, format_rfc3339, weekday_from_days, CurrentTime, CurrentTimeArgs,
+    CurrentTimeOutput,
+};
+#[cfg(feature = "web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
+pub use web::{
+    classify, parse_results, AddressClass, HostResolver, HttpRequest, HttpRequestArgs,
+    HttpRequestOutput, Refusal, ResolveFuture, SearchResult, SsrfPolicy, StaticResolver,
+    SystemResolver, WebClient, WebClientBuilder, WebError, WebFetch, WebFetchArgs, WebFetchOutput,
+    WebRequest, WebResponse, WebSearch, WebSearchArgs,
+};
 
 /// The "write your own tool" guide (`docs/tools.md`), compiled as doctests.
 #[cfg(doctest)]

@@ -48,7 +48,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The default cap on the total characters of content returned.
-pub const DEFAULT_MAX_CHARS: usize = 16_000;
+pub(crate) const DEFAULT_MAX_CHARS: usize = 16_000;
 
 /// The arguments of [`RetrieverTool`].
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -1,7 +1,7 @@
 //! SQL tools: let a model query a database read-only ([`SqlQueryTool`], `sql_query`) and see
 //! its schema ([`SqlSchemaTool`], `sql_schema`).
 //!
-//! Both wrap any [`SqlDatabase`] (`catena_chains::sql::PostgresSqlDatabase` with its
+//! Both wrap any [`SqlDatabase`] (`catena_vectorstores::PostgresSqlDatabase` with its
 //! `postgres` feature, or your own). The **database** is what keeps the model's SQL
 //! harmless: a [`SqlDatabase`] must run one statement only, in a read-only transaction, with
 //! a statement timeout and a row limit. These tools add what belongs to the model's side:
@@ -90,10 +90,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The default cap on the bytes of serialised JSON `sql_query` returns (64 KiB).
-pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
 /// The default cap on the characters of a query `sql_query` accepts.
-pub const DEFAULT_MAX_QUERY_CHARS: usize = 16 * 1024;
+pub(crate) const DEFAULT_MAX_QUERY_CHARS: usize = 16 * 1024;
 
 /// The arguments of [`SqlQueryTool`].
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

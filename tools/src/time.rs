@@ -8,7 +8,7 @@
 //! or daylight saving, only fixed offsets.
 //!
 //! ```
-//! use catena_tools::time::{civil_from_days, format_rfc3339};
+//! use catena_tools::{civil_from_days, format_rfc3339};
 //!
 //! assert_eq!(civil_from_days(0), (1970, 1, 1));
 //! assert_eq!(format_rfc3339(951_782_400, 0), "2000-02-29T00:00:00Z");
@@ -23,7 +23,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The largest offset from UTC [`CurrentTime`] accepts, in minutes (23:59).
-pub const MAX_OFFSET_MINUTES: i32 = 24 * 60 - 1;
+pub(crate) const MAX_OFFSET_MINUTES: i32 = 24 * 60 - 1;
 
 const SECONDS_PER_DAY: i64 = 86_400;
 

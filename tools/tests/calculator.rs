@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use catena_core::{Tool, ToolError, TypedTool};
-use catena_tools::calculator::{evaluate, evaluate_with, CalcError, CalcLimits, Calculator};
+use catena_tools::{evaluate, evaluate_with, CalcError, CalcLimits, Calculator};
 use proptest::prelude::*;
 
 #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use catena_core::{Tool, ToolError};
-use catena_tools::mcp::{McpClient, McpClientBuilder, McpError, McpTool, INVALID_PARAMS};
+use catena_tools::{McpClient, McpClientBuilder, McpError, McpTool, INVALID_PARAMS};
 use mcp_support::{HttpServer, FIXTURE_ENV, TOKEN};
 use serde_json::json;
 

@@ -13,9 +13,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use catena_chains::sql::PostgresSqlDatabase;
 use catena_core::{SqlDatabase, Tool, ToolError, TypedTool};
 use catena_tools::{SqlQueryTool, SqlSchemaTool};
+use catena_vectorstores::PostgresSqlDatabase;
 use serde_json::json;
 
 fn database_url() -> String {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use catena_core::{Tool, ToolError, TypedTool};
-use catena_tools::web::{
+use catena_tools::{
     parse_results, HttpRequest, HttpRequestArgs, SsrfPolicy, StaticResolver, WebClient, WebFetch,
     WebSearch,
 };
@@ -771,7 +771,7 @@ async fn search_parses_the_results_page() {
 fn resolver_addresses_are_used() {
     let r = resolver();
     let addrs =
-        futures::executor::block_on(catena_tools::web::HostResolver::resolve(&*r, "MIXED.test."))
+        futures::executor::block_on(catena_tools::HostResolver::resolve(&*r, "MIXED.test."))
             .unwrap();
     assert_eq!(addrs.len(), 3);
 }

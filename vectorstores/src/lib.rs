@@ -1,13 +1,18 @@
-//! Vector stores for Catena.
+//! Vector stores for Catena, and everything else Catena keeps in a database, one module per
+//! engine.
 //!
 //! Every store implements [`catena_core::VectorStore`] and passes the shared conformance
-//! suite ([`catena_core::test_utils::vector_store_conformance`]).
+//! suite (`catena_core::test_utils::vector_store_conformance`). The chat histories pass
+//! `catena_core::test_utils::chat_history_conformance` and the record manager
+//! `catena_core::test_utils::record_manager_conformance` (feature `test-utils` of core).
 //!
-//! | store | feature | default |
+//! | feature | default | adds |
 //! | --- | --- | --- |
-//! | [`InMemoryVectorStore`]: exact search in process memory, optional write-through file | — | always built |
-//! | [`pgvector::PgVectorStore`]: PostgreSQL + pgvector, HNSW/IVFFlat, hybrid search | `pgvector` | off |
-//! | [`qdrant::QdrantStore`]: Qdrant over gRPC, payload indexes, hybrid (dense + BM25) search, tenants | `qdrant` | off |
+//! | — | always built | [`InMemoryVectorStore`]: exact search in process memory, optional write-through file |
+//! | `postgres` | off | PostgreSQL (tokio-postgres + deadpool, one shared connection config): [`PostgresChatHistory`], [`PostgresRecordManager`] (ingest records for `catena_chains::index`), [`PostgresSqlDatabase`] (read-only SQL for model-written queries) |
+//! | `pgvector` | off | [`pgvector::PgVectorStore`]: PostgreSQL + pgvector, HNSW/IVFFlat, hybrid search; implies `postgres` |
+//! | `qdrant` | off | [`qdrant::QdrantStore`]: Qdrant over gRPC, payload indexes, hybrid (dense + BM25) search, tenants |
+//! | `redis` | off | [`RedisChatHistory`]: chat history in Redis lists, optional TTL |
 //!
 //! ```
 //! use catena_core::{Document, EmbeddedDocument, Filter, SearchRequest, VectorStore};
@@ -35,11 +40,25 @@ mod memory;
 #[cfg(feature = "pgvector")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pgvector")))]
 pub mod pgvector;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "qdrant")]
 #[cfg_attr(docsrs, doc(cfg(feature = "qdrant")))]
 pub mod qdrant;
+#[cfg(feature = "redis")]
+mod redis;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisChatHistory, RedisChatHistoryBuilder, REDIS_URL_ENV};
 pub use memory::{DistanceMetric, InMemoryVectorStore, InMemoryVectorStoreBuilder};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{
+    PostgresChatHistory, PostgresChatHistoryBuilder, PostgresRecordManager,
+    PostgresRecordManagerBuilder, PostgresSqlDatabase, PostgresSqlDatabaseBuilder,
+    DATABASE_URL_ENV,
+};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

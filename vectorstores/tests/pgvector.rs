@@ -47,7 +47,7 @@ fn unique(prefix: &str) -> String {
 
 fn builder(name: &str, dims: usize) -> PgVectorStoreBuilder {
     PgVectorStore::builder()
-        .connection_string(database_url())
+        .url(database_url())
         .collection(name)
         .dimensions(dims)
         .max_connections(8)
@@ -210,7 +210,7 @@ async fn collection_lifecycle_and_mismatches() {
 
     // Reopening adopts the stored dimension and metric, and keeps the data.
     let reopened = PgVectorStore::builder()
-        .connection_string(database_url())
+        .url(database_url())
         .collection(&name)
         .create_if_missing(false)
         .build()
@@ -255,7 +255,7 @@ async fn collection_lifecycle_and_mismatches() {
     let err = builder(&missing, 4).create_if_missing(false).build().await;
     assert!(matches!(err, Err(Error::NotFound(_))), "{err:?}");
     let err = PgVectorStore::builder()
-        .connection_string(database_url())
+        .url(database_url())
         .collection(&missing)
         .build()
         .await;
@@ -302,7 +302,7 @@ async fn bad_names_and_options_fail_before_connecting() {
     ] {
         let err = PgVectorStore::builder()
             // Unreachable on purpose: the name must be refused before any connection.
-            .connection_string("postgres://nobody:pw@127.0.0.1:1/none")
+            .url("postgres://nobody:pw@127.0.0.1:1/none")
             .collection(name)
             .dimensions(3)
             .build()
@@ -313,7 +313,7 @@ async fn bad_names_and_options_fail_before_connecting() {
         );
     }
     let err = PgVectorStore::builder()
-        .connection_string("postgres://nobody:pw@127.0.0.1:1/none")
+        .url("postgres://nobody:pw@127.0.0.1:1/none")
         .dimensions(3)
         .index(Index::Hnsw {
             m: 64,
@@ -324,7 +324,7 @@ async fn bad_names_and_options_fail_before_connecting() {
     assert!(matches!(err, Err(Error::InvalidConfig(_))), "{err:?}");
     // An unreachable server is a provider error that never shows the password.
     let err = PgVectorStore::builder()
-        .connection_string("postgres://nobody:s3cr3t@127.0.0.1:1/none")
+        .url("postgres://nobody:s3cr3t@127.0.0.1:1/none")
         .dimensions(3)
         .connect_timeout(Duration::from_secs(2))
         .build()

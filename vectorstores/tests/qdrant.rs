@@ -25,11 +25,11 @@ use std::time::Duration;
 
 use catena_core::test_utils::VectorStoreConformance;
 use catena_core::{
-    Document, DocumentId, EmbeddedDocument, Error, Filter, SearchRequest, VectorStore,
+    Document, DocumentId, EmbeddedDocument, Error, Filter, RetryPolicy, SearchRequest, VectorStore,
 };
 use catena_vectorstores::qdrant::{
-    Bm25, PayloadIndexKind, QdrantStore, QdrantStoreBuilder, RetryPolicy, DENSE_VECTOR,
-    METADATA_FIELD, PAYLOAD_CONTENT, PAYLOAD_ID, SPARSE_VECTOR,
+    Bm25, PayloadIndexKind, QdrantStore, QdrantStoreBuilder, DENSE_VECTOR, METADATA_FIELD,
+    PAYLOAD_CONTENT, PAYLOAD_ID, SPARSE_VECTOR,
 };
 use catena_vectorstores::DistanceMetric;
 use qdrant_client::qdrant::{
@@ -742,8 +742,11 @@ mod fake {
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy::default()
+        .with_max_retries(3)
         .with_initial_backoff(Duration::from_millis(1))
         .with_max_backoff(Duration::from_millis(5))
+        .with_max_retry_after(Duration::from_millis(5))
+        .with_jitter(false)
 }
 
 async fn fake_store() -> (Fake, String) {

@@ -65,8 +65,7 @@ mod context;
 mod convert;
 mod error;
 #[cfg(feature = "otel")]
-#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
-pub mod otel;
+mod otel;
 mod server;
 mod stream;
 mod types;

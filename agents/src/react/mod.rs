@@ -1,77 +1,8 @@
-//! The ReAct text agent, for chat models without native tool calling.
-//!
-//! [`ReactAgent`] uses LangChain's ReAct prompt: the tools are listed in the prompt text
-//! (name, description and the JSON schema of their arguments), and the model answers in
-//! plain text with `Thought:` / `Action:` / `Action Input:` lines, or with
-//! `Final Answer:`. The model is called **without** tools in the request and with the stop
-//! sequence `"\nObservation:"`, so it stops where the tool's result belongs. The agent runs
-//! the tool and appends the model's text plus `Observation: <result>` to a scratchpad that
-//! is sent with the prompt on the next turn (LangChain's `agent_scratchpad`).
-//!
-//! Parsing is lenient: labels are case-insensitive and may be in markdown bold
-//! (`**Action:**`), the action input may sit in a code fence, and it may be a JSON object or
-//! plain text. Plain text is wrapped as `{"<property>": "<text>"}` when the tool's schema
-//! has a single string property (for [`AgentTool`](crate::AgentTool) that is
-//! `{"input": …}`); otherwise it is a format error. If a provider ignores the stop sequence,
-//! everything from the first `Observation:` line on (an observation the model invented) is
-//! dropped.
-//!
-//! **Action and final answer in one output.** As in LangChain, this is a format error: the
-//! model cannot know the answer before it has seen the action's observation.
-//!
-//! **Format errors.** A malformed output goes back to the model as the observation
-//! `"Invalid format: … Remember to use Action/Action Input or Final Answer."`. If its next
-//! output is malformed too, the run fails with [`AgentError::OutputParse`]. A well-formed
-//! output in between resets this, so a long run may recover from separate slips.
-//!
-//! Tools behave as in the [`AgentExecutor`](crate::AgentExecutor): a per-tool timeout, and
-//! failures, timeouts, bad arguments and unknown tools (with the list of available tools) go
-//! back to the model as `"Error: …"` observations instead of ending the run. Every model call
-//! counts towards `max_iterations`; the time and token budgets apply to the whole run.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use catena_agents::ReactAgent;
-//! use catena_core::test_utils::ScriptedChatModel;
-//! use catena_core::{ToolError, TypedTool};
-//!
-//! #[derive(serde::Deserialize, schemars::JsonSchema)]
-//! struct CityArgs { city: String }
-//!
-//! struct Weather;
-//! #[async_trait::async_trait]
-//! impl TypedTool for Weather {
-//!     type Args = CityArgs;
-//!     type Output = String;
-//!     fn name(&self) -> &str { "weather" }
-//!     fn description(&self) -> &str { "Current weather for a city." }
-//!     async fn call(&self, args: CityArgs) -> Result<String, ToolError> {
-//!         Ok(format!("{}: 21°C, sunny", args.city))
-//!     }
-//! }
-//!
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let model = Arc::new(
-//!     ScriptedChatModel::new()
-//!         // Plain text input: `weather` has one string argument, so this is {"city": "Oslo"}.
-//!         .with_text(" I should check.\nAction: weather\nAction Input: Oslo")
-//!         .with_text(" I now know.\nFinal Answer: Sunny in Oslo."),
-//! );
-//! let agent = ReactAgent::builder(model.clone()).tool(Weather.into_tool()).build()?;
-//! let run = agent.run("Weather in Oslo?").await?;
-//! assert_eq!(run.output, "Sunny in Oslo.");
-//! assert_eq!(run.steps[0].result.as_deref(), Ok("Oslo: 21°C, sunny"));
-//! let second = &model.requests()[1];
-//! assert!(second.tools.is_empty());
-//! assert_eq!(second.stop, vec!["\nObservation:".to_string()]);
-//! assert!(second.messages[0].text().ends_with("Observation: Oslo: 21°C, sunny\nThought:"));
-//! # Ok::<(), catena_core::Error>(())
-//! # }).unwrap();
-//! ```
+//! The ReAct text agent, for chat models without native tool calling: [`ReactAgent`] and its
+//! builder; the lenient output parser is in `parser`.
 
 mod parser;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -83,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::error::AgentError;
 use crate::executor::{AgentRun, AgentStep, StepError};
+use crate::options::AgentOptions;
 use parser::Parsed;
 
 /// The stop sequence sent with every ReAct model call.
@@ -90,15 +22,79 @@ pub const REACT_STOP: &str = "\nObservation:";
 
 struct Inner {
     model: Arc<dyn ChatModel>,
-    tools: Vec<Arc<dyn Tool>>,
-    system_prompt: Option<String>,
-    max_iterations: usize,
-    tool_timeout: Duration,
-    time_budget: Option<Duration>,
-    token_budget: Option<u64>,
+    options: AgentOptions,
 }
 
-/// Runs a ReAct text agent; see the [module docs](self).
+/// Runs a ReAct text agent, for chat models without native tool calling.
+///
+/// [`ReactAgent`] uses LangChain's ReAct prompt: the tools are listed in the prompt text
+/// (name, description and the JSON schema of their arguments), and the model answers in
+/// plain text with `Thought:` / `Action:` / `Action Input:` lines, or with
+/// `Final Answer:`. The model is called **without** tools in the request and with the stop
+/// sequence `"\nObservation:"`, so it stops where the tool's result belongs. The agent runs
+/// the tool and appends the model's text plus `Observation: <result>` to a scratchpad that
+/// is sent with the prompt on the next turn (LangChain's `agent_scratchpad`).
+///
+/// Parsing is lenient: labels are case-insensitive and may be in markdown bold
+/// (`**Action:**`), the action input may sit in a code fence, and it may be a JSON object or
+/// plain text. Plain text is wrapped as `{"<property>": "<text>"}` when the tool's schema
+/// has a single string property (for [`AgentTool`](crate::AgentTool) that is
+/// `{"input": …}`); otherwise it is a format error. If a provider ignores the stop sequence,
+/// everything from the first `Observation:` line on (an observation the model invented) is
+/// dropped.
+///
+/// **Action and final answer in one output.** As in LangChain, this is a format error: the
+/// model cannot know the answer before it has seen the action's observation.
+///
+/// **Format errors.** A malformed output goes back to the model as the observation
+/// `"Invalid format: … Remember to use Action/Action Input or Final Answer."`. If its next
+/// output is malformed too, the run fails with [`AgentError::OutputParse`]. A well-formed
+/// output in between resets this, so a long run may recover from separate slips.
+///
+/// Tools behave as in the [`AgentExecutor`](crate::AgentExecutor): a per-tool timeout, and
+/// failures, timeouts, bad arguments and unknown tools (with the list of available tools) go
+/// back to the model as `"Error: …"` observations instead of ending the run. Every model call
+/// counts towards `max_iterations`; the time and token budgets apply to the whole run.
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_agents::ReactAgent;
+/// use catena_core::test_utils::ScriptedChatModel;
+/// use catena_core::{ToolError, TypedTool};
+///
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct CityArgs { city: String }
+///
+/// struct Weather;
+/// #[async_trait::async_trait]
+/// impl TypedTool for Weather {
+///     type Args = CityArgs;
+///     type Output = String;
+///     fn name(&self) -> &str { "weather" }
+///     fn description(&self) -> &str { "Current weather for a city." }
+///     async fn call(&self, args: CityArgs) -> Result<String, ToolError> {
+///         Ok(format!("{}: 21°C, sunny", args.city))
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let model = Arc::new(
+///     ScriptedChatModel::new()
+///         // Plain text input: `weather` has one string argument, so this is {"city": "Oslo"}.
+///         .with_text(" I should check.\nAction: weather\nAction Input: Oslo")
+///         .with_text(" I now know.\nFinal Answer: Sunny in Oslo."),
+/// );
+/// let agent = ReactAgent::builder(model.clone()).tool(Weather.into_tool()).build()?;
+/// let run = agent.run("Weather in Oslo?").await?;
+/// assert_eq!(run.output, "Sunny in Oslo.");
+/// assert_eq!(run.steps[0].result.as_deref(), Ok("Oslo: 21°C, sunny"));
+/// let second = &model.requests()[1];
+/// assert!(second.tools.is_empty());
+/// assert_eq!(second.stop, vec!["\nObservation:".to_string()]);
+/// assert!(second.messages[0].text().ends_with("Observation: Oslo: 21°C, sunny\nThought:"));
+/// # Ok::<(), catena_core::Error>(())
+/// # }).unwrap();
+/// ```
 ///
 /// Cheap to clone (the configuration is shared).
 #[derive(Clone)]
@@ -108,9 +104,9 @@ pub struct ReactAgent {
 
 impl fmt::Debug for ReactAgent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let i = &self.inner;
+        let i = &self.inner.options;
         f.debug_struct("ReactAgent")
-            .field("model", &i.model.model_info().model)
+            .field("model", &self.inner.model.model_info().model)
             .field(
                 "tools",
                 &i.tools.iter().map(|t| t.name()).collect::<Vec<_>>(),
@@ -124,6 +120,9 @@ impl fmt::Debug for ReactAgent {
 }
 
 /// Builds a [`ReactAgent`]; start with [`ReactAgent::builder`].
+///
+/// The options it shares with the tool-calling agent live in one [`AgentOptions`], set whole
+/// with [`options`](Self::options) or one by one with the setters of the same names.
 pub struct ReactAgentBuilder {
     inner: Inner,
 }
@@ -135,6 +134,7 @@ impl fmt::Debug for ReactAgentBuilder {
                 "tools",
                 &self
                     .inner
+                    .options
                     .tools
                     .iter()
                     .map(|t| t.name())
@@ -145,24 +145,32 @@ impl fmt::Debug for ReactAgentBuilder {
 }
 
 impl ReactAgentBuilder {
+    /// Replaces the system prompt, tools and limits with `options`. Default:
+    /// [`AgentOptions::new`].
+    #[must_use]
+    pub fn options(mut self, options: AgentOptions) -> Self {
+        self.inner.options = options;
+        self
+    }
+
     /// Sets a system message sent before the ReAct prompt. Default: none.
     #[must_use]
     pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
-        self.inner.system_prompt = Some(prompt.into());
+        self.inner.options = self.inner.options.system_prompt(prompt);
         self
     }
 
     /// Adds a tool. Default: no tools.
     #[must_use]
     pub fn tool(mut self, tool: Arc<dyn Tool>) -> Self {
-        self.inner.tools.push(tool);
+        self.inner.options = self.inner.options.tool(tool);
         self
     }
 
     /// Adds tools.
     #[must_use]
     pub fn tools(mut self, tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Self {
-        self.inner.tools.extend(tools);
+        self.inner.options = self.inner.options.tools(tools);
         self
     }
 
@@ -170,7 +178,7 @@ impl ReactAgentBuilder {
     /// the run stops with [`AgentError::MaxIterations`]. Default 10.
     #[must_use]
     pub fn max_iterations(mut self, n: usize) -> Self {
-        self.inner.max_iterations = n;
+        self.inner.options = self.inner.options.max_iterations(n);
         self
     }
 
@@ -178,7 +186,7 @@ impl ReactAgentBuilder {
     /// gets a timeout error as the observation. Default 30 s.
     #[must_use]
     pub fn tool_timeout(mut self, timeout: Duration) -> Self {
-        self.inner.tool_timeout = timeout;
+        self.inner.options = self.inner.options.tool_timeout(timeout);
         self
     }
 
@@ -186,7 +194,7 @@ impl ReactAgentBuilder {
     /// [`AgentError::TimeBudget`]. Default: none.
     #[must_use]
     pub fn time_budget(mut self, budget: Duration) -> Self {
-        self.inner.time_budget = Some(budget);
+        self.inner.options = self.inner.options.time_budget(budget);
         self
     }
 
@@ -194,7 +202,7 @@ impl ReactAgentBuilder {
     /// it the run stops with [`AgentError::TokenBudget`]. Default: none.
     #[must_use]
     pub fn token_budget(mut self, tokens: u64) -> Self {
-        self.inner.token_budget = Some(tokens);
+        self.inner.options = self.inner.options.token_budget(tokens);
         self
     }
 
@@ -204,22 +212,7 @@ impl ReactAgentBuilder {
     /// [`Error::InvalidConfig`] when two tools share a name, or `max_iterations` or
     /// `tool_timeout` is zero.
     pub fn build(self) -> Result<ReactAgent> {
-        let i = &self.inner;
-        if i.max_iterations == 0 {
-            return Err(Error::invalid_config("max_iterations must be at least 1"));
-        }
-        if i.tool_timeout.is_zero() {
-            return Err(Error::invalid_config("tool_timeout must not be zero"));
-        }
-        let mut seen = HashSet::new();
-        for t in &i.tools {
-            if !seen.insert(t.name()) {
-                return Err(Error::invalid_config(format!(
-                    "two tools are named `{}`",
-                    t.name()
-                )));
-            }
-        }
+        self.inner.options.validate(|| Ok(()))?;
         Ok(ReactAgent {
             inner: Arc::new(self.inner),
         })
@@ -248,25 +241,20 @@ impl ReactAgent {
         ReactAgentBuilder {
             inner: Inner {
                 model,
-                tools: Vec::new(),
-                system_prompt: None,
-                max_iterations: 10,
-                tool_timeout: Duration::from_secs(30),
-                time_budget: None,
-                token_budget: None,
+                options: AgentOptions::new(),
             },
         }
     }
 
     /// The registered tools.
     pub fn tools(&self) -> &[Arc<dyn Tool>] {
-        &self.inner.tools
+        &self.inner.options.tools
     }
 
     /// The prompt text sent for `input` with the given scratchpad (the previous turns'
     /// model text and observations, empty on the first turn).
     pub fn render_prompt(&self, input: &str, scratchpad: &str) -> String {
-        let tools = &self.inner.tools;
+        let tools = &self.inner.options.tools;
         let mut p = String::from(
             "Answer the following questions as best you can. You have access to the \
              following tools:\n\n",
@@ -314,7 +302,7 @@ impl ReactAgent {
     /// Outside a Tokio runtime with the time driver enabled (the tool timeout needs it).
     pub async fn run(&self, input: &str) -> Result<AgentRun> {
         let mut state = State::default();
-        let outcome = match self.inner.time_budget {
+        let outcome = match self.inner.options.time_budget {
             Some(budget) => {
                 match tokio::time::timeout(budget, self.turns(input, &mut state)).await {
                     Ok(r) => r,
@@ -340,7 +328,8 @@ impl ReactAgent {
     }
 
     async fn turns(&self, input: &str, state: &mut State) -> std::result::Result<String, Stop> {
-        let inner = &self.inner;
+        let model = &self.inner.model;
+        let inner = &self.inner.options;
         loop {
             if let Some(budget) = inner.token_budget {
                 if state.usage.total_tokens > budget {
@@ -362,7 +351,7 @@ impl ReactAgent {
             messages.push(Message::user(self.render_prompt(input, &state.scratchpad)));
             let request = ChatRequest::new(messages).with_stop([REACT_STOP]);
             state.iterations += 1;
-            let response = inner.model.generate(request).await.map_err(Stop::Fail)?;
+            let response = model.generate(request).await.map_err(Stop::Fail)?;
             state.usage += response.usage.unwrap_or_default();
             let text = response.text();
             let observation = match self.step(&text, state.steps.len()).await {
@@ -402,7 +391,7 @@ impl ReactAgent {
             Parsed::Final(answer) => return Ok(Turn::Final(answer)),
             Parsed::Action { tool, input } => (tool, input),
         };
-        let tools = &self.inner.tools;
+        let tools = &self.inner.options.tools;
         let tool = tools
             .iter()
             .find(|t| t.name() == name)
@@ -422,9 +411,13 @@ impl ReactAgent {
         let args = parser::arguments(tool.name(), &input, tool.parameters())?;
         let call = ToolCall::new(id, tool.name(), args.to_string());
         let start = Instant::now();
-        let result =
-            crate::executor::call_tool(tool.as_ref(), &call.id, args, self.inner.tool_timeout)
-                .await;
+        let result = crate::executor::call_tool(
+            tool.as_ref(),
+            &call.id,
+            args,
+            self.inner.options.tool_timeout,
+        )
+        .await;
         if let Err(e) = &result {
             tracing::debug!(tool = %call.name, error = %e, "react tool call failed");
         }

@@ -1,178 +1,21 @@
 //! Incremental indexing (LangChain's `index()` with a record manager): load documents into
 //! a vector store so that re-running an ingest only writes what changed.
 //!
-//! Each document's id is a hash of its content and metadata ([`content_key`]); a
-//! [`RecordManager`] remembers, per namespace, which keys were written and from which
-//! source (the document's `source` metadata, or another [`IndexOptions::source_key`]).
-//! [`index`] then:
-//!
-//! 1. skips documents whose key is already recorded: no embedding, no write
-//!    ([`IndexReport::skipped`]) — unless [`IndexOptions::force_update`];
-//! 2. embeds and upserts the rest, batch by batch, and records their keys
-//!    ([`IndexReport::added`], or [`IndexReport::updated`] for forced rewrites);
-//! 3. cleans up, **after** every new chunk is written, as chosen by [`Cleanup`]:
-//!    - [`Cleanup::None`]: deletes nothing;
-//!    - [`Cleanup::Incremental`]: deletes the recorded chunks of every source seen in this
-//!      run that this run did not produce — a changed document replaces its old chunks;
-//!    - [`Cleanup::Full`]: deletes every recorded chunk of the namespace this run did not
-//!      produce, so sources that vanished from the input are removed too. Pass the
-//!      **whole** corpus with `Full`.
-//!
-//! ```
-//! use catena_chains::indexing::{index, Cleanup, InMemoryRecordManager, IndexOptions};
-//! use catena_core::test_utils::DeterministicEmbedder;
-//! use catena_core::Document;
-//! use catena_vectorstores::InMemoryVectorStore;
-//!
-//! # futures::executor::block_on(async {
-//! let (records, store, embedder) =
-//!     (InMemoryRecordManager::new(), InMemoryVectorStore::new(), DeterministicEmbedder::new(8));
-//! let docs = vec![Document::new("Rust is fast.").with_metadata("source", "faq.md")];
-//! let options = IndexOptions::new().cleanup(Cleanup::Incremental);
-//! let first = index(docs.clone(), &records, &store, &embedder, &options).await.unwrap();
-//! assert_eq!(first.added, 1);
-//! let again = index(docs, &records, &store, &embedder, &options).await.unwrap();
-//! assert_eq!((again.added, again.skipped), (0, 1));
-//! # });
-//! ```
+//! The details and an example are on [`index`].
 
-#[cfg(feature = "postgres")]
-mod postgres;
+use std::collections::HashSet;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, PoisonError};
-use std::time::SystemTime;
-
-use async_trait::async_trait;
-use catena_core::{Document, DocumentId, EmbeddedDocument, Embedder, Error, Result, VectorStore};
+use catena_core::{
+    Document, DocumentId, EmbeddedDocument, Embedder, Error, Record, RecordManager, Result,
+    VectorStore,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use postgres::{PostgresRecordManager, PostgresRecordManagerBuilder};
-
-/// One record: a written document's key and the source (group) it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Record {
-    /// The document's key (its id in the vector store).
-    pub key: String,
-    /// The source it came from, when it has one.
-    pub group: Option<String>,
-}
-
-impl Record {
-    /// A record of `key` from `group`.
-    pub fn new(key: impl Into<String>, group: Option<String>) -> Self {
-        Record {
-            key: key.into(),
-            group,
-        }
-    }
-}
-
-/// Remembers which documents were written to a vector store, per namespace (use one
-/// namespace per store or collection). Each record also carries the time it was last
-/// written, stamped by the manager.
-#[async_trait]
-pub trait RecordManager: Send + Sync {
-    /// Which of `keys` are recorded, in order.
-    ///
-    /// # Errors
-    /// Backend failures.
-    async fn exists(&self, namespace: &str, keys: &[String]) -> Result<Vec<bool>>;
-
-    /// Inserts or refreshes records (their group and `updated_at`, set to now).
-    ///
-    /// # Errors
-    /// Backend failures; nothing is recorded then.
-    async fn update(&self, namespace: &str, records: &[Record]) -> Result<()>;
-
-    /// The recorded keys of the namespace, only those of `groups` when given.
-    ///
-    /// # Errors
-    /// Backend failures.
-    async fn list_keys(&self, namespace: &str, groups: Option<&[String]>) -> Result<Vec<String>>;
-
-    /// Deletes records; returns how many existed.
-    ///
-    /// # Errors
-    /// Backend failures.
-    async fn delete_keys(&self, namespace: &str, keys: &[String]) -> Result<usize>;
-}
-
-/// The records of one namespace: key → (group, updated_at).
-type Namespace = BTreeMap<String, (Option<String>, SystemTime)>;
 
 /// A document to index: its key, its source and the document.
 type Pending = (String, Option<String>, Document);
 
-/// A [`RecordManager`] in process memory; lost when the process exits.
-#[derive(Debug, Default)]
-pub struct InMemoryRecordManager {
-    records: Mutex<HashMap<String, Namespace>>,
-}
-
-impl InMemoryRecordManager {
-    /// An empty manager.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// When `key` was last written, if it is recorded.
-    pub fn updated_at(&self, namespace: &str, key: &str) -> Option<SystemTime> {
-        let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        records.get(namespace)?.get(key).map(|(_, t)| *t)
-    }
-}
-
-#[async_trait]
-impl RecordManager for InMemoryRecordManager {
-    async fn exists(&self, namespace: &str, keys: &[String]) -> Result<Vec<bool>> {
-        let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        let ns = records.get(namespace);
-        Ok(keys
-            .iter()
-            .map(|k| ns.is_some_and(|ns| ns.contains_key(k)))
-            .collect())
-    }
-
-    async fn update(&self, namespace: &str, new: &[Record]) -> Result<()> {
-        let now = SystemTime::now();
-        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        let ns = records.entry(namespace.to_owned()).or_default();
-        for r in new {
-            ns.insert(r.key.clone(), (r.group.clone(), now));
-        }
-        Ok(())
-    }
-
-    async fn list_keys(&self, namespace: &str, groups: Option<&[String]>) -> Result<Vec<String>> {
-        let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(ns) = records.get(namespace) else {
-            return Ok(Vec::new());
-        };
-        Ok(ns
-            .iter()
-            .filter(|(_, (g, _))| match groups {
-                None => true,
-                Some(groups) => g.as_ref().is_some_and(|g| groups.contains(g)),
-            })
-            .map(|(k, _)| k.clone())
-            .collect())
-    }
-
-    async fn delete_keys(&self, namespace: &str, keys: &[String]) -> Result<usize> {
-        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(ns) = records.get_mut(namespace) else {
-            return Ok(0);
-        };
-        Ok(keys.iter().filter(|k| ns.remove(*k).is_some()).count())
-    }
-}
-
-/// What [`index`] deletes after writing; see the [module docs](self).
+/// What [`index`] deletes after writing; see [`index`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -318,7 +161,43 @@ pub fn content_key(document: &Document, source_key: &str) -> DocumentId {
 }
 
 /// Indexes `documents` into `store`, writing only what `records` does not already hold,
-/// then cleans up as `options.cleanup` says; see the [module docs](self).
+/// then cleans up as `options.cleanup` says.
+///
+/// Each document's id is a hash of its content and metadata ([`content_key`]); a
+/// [`RecordManager`] ([`InMemoryRecordManager`](catena_core::InMemoryRecordManager), or
+/// `catena_vectorstores::PostgresRecordManager`) remembers, per namespace, which keys were
+/// written and from which source (the document's `source` metadata, or another
+/// [`IndexOptions::source_key`]). [`index`] then:
+///
+/// 1. skips documents whose key is already recorded: no embedding, no write
+///    ([`IndexReport::skipped`]) — unless [`IndexOptions::force_update`];
+/// 2. embeds and upserts the rest, batch by batch, and records their keys
+///    ([`IndexReport::added`], or [`IndexReport::updated`] for forced rewrites);
+/// 3. cleans up, **after** every new chunk is written, as chosen by [`Cleanup`]:
+///    - [`Cleanup::None`]: deletes nothing;
+///    - [`Cleanup::Incremental`]: deletes the recorded chunks of every source seen in this
+///      run that this run did not produce — a changed document replaces its old chunks;
+///    - [`Cleanup::Full`]: deletes every recorded chunk of the namespace this run did not
+///      produce, so sources that vanished from the input are removed too. Pass the
+///      **whole** corpus with `Full`.
+///
+/// ```
+/// use catena_chains::{index, Cleanup, IndexOptions};
+/// use catena_core::test_utils::DeterministicEmbedder;
+/// use catena_core::{Document, InMemoryRecordManager};
+/// use catena_vectorstores::InMemoryVectorStore;
+///
+/// # futures::executor::block_on(async {
+/// let (records, store, embedder) =
+///     (InMemoryRecordManager::new(), InMemoryVectorStore::new(), DeterministicEmbedder::new(8));
+/// let docs = vec![Document::new("Rust is fast.").with_metadata("source", "faq.md")];
+/// let options = IndexOptions::new().cleanup(Cleanup::Incremental);
+/// let first = index(docs.clone(), &records, &store, &embedder, &options).await.unwrap();
+/// assert_eq!(first.added, 1);
+/// let again = index(docs, &records, &store, &embedder, &options).await.unwrap();
+/// assert_eq!((again.added, again.skipped), (0, 1));
+/// # });
+/// ```
 ///
 /// Documents are stored under their [`content_key`]. Deletions happen only after every new
 /// document is written and recorded, so a failure midway never loses content: the next

@@ -4,11 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use catena_core::backend::cosine_similarity;
 use catena_core::prompt::PromptTemplate;
-use catena_core::{
-    cosine_similarity, ChatModel, ChatRequest, Document, Embedder, Error, Message, Result,
-    Retriever,
-};
+use catena_core::{ChatModel, ChatRequest, Document, Embedder, Error, Message, Result, Retriever};
 
 /// Filters (or rewrites) retrieved documents for a query.
 #[async_trait]

@@ -11,7 +11,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use catena_core::{Document, Retriever};
-//! use catena_chains::retrievers::{Bm25Retriever, EnsembleRetriever};
+//! use catena_chains::{Bm25Retriever, EnsembleRetriever};
 //!
 //! # futures::executor::block_on(async {
 //! let docs = vec![

@@ -1,52 +1,7 @@
 //! SQL question answering: the model writes a query, a read-only database runs it, and the
 //! model answers from the rows.
 //!
-//! [`SqlDatabase`] is the backend-neutral contract: a dialect name, the schema as text, and
-//! a read-only query runner that enforces its own row limit and timeout. [`SqlQaChain`]
-//! asks the model for a query (the prompt holds the dialect, the table info and the row
-//! limit), strips code fences from its output ([`extract_sql`]), runs it, and asks the
-//! model to answer from the rows. It returns the question, the SQL, the rows and the answer
-//! ([`SqlAnswer`]).
-//!
-//! With the `postgres` feature, [`PostgresSqlDatabase`] runs the model's SQL inside a
-//! read-only transaction with a statement timeout and a row limit.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use async_trait::async_trait;
-//! use catena_core::test_utils::ScriptedChatModel;
-//! use catena_core::{Chain, ChatModelExt};
-//! use catena_chains::sql::{SqlDatabase, SqlQaChain, SqlRows};
-//!
-//! #[derive(Debug)]
-//! struct Fake;
-//! #[async_trait]
-//! impl SqlDatabase for Fake {
-//!     fn dialect(&self) -> &str { "PostgreSQL" }
-//!     async fn table_info(&self) -> catena_core::Result<String> {
-//!         Ok("CREATE TABLE cities (name text, population bigint);".into())
-//!     }
-//!     async fn run_read_only(&self, _sql: &str) -> catena_core::Result<SqlRows> {
-//!         Ok(SqlRows::new(vec!["count".into()], vec![vec![3.into()]]))
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> catena_core::Result<()> {
-//! let model = ScriptedChatModel::new()
-//!     .with_text("```sql\nSELECT count(*) FROM cities;\n```")
-//!     .with_text("There are 3 cities.")
-//!     .boxed();
-//! let chain = SqlQaChain::builder(Arc::new(Fake), model).build()?;
-//! let out = chain.invoke("How many cities are there?".to_string()).await?;
-//! assert_eq!(out.sql, "SELECT count(*) FROM cities;");
-//! assert_eq!(out.answer, "There are 3 cities.");
-//! # Ok(())
-//! # }
-//! ```
-
-#[cfg(feature = "postgres")]
-mod postgres;
+//! The details and an example are on [`SqlQaChain`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -57,10 +12,6 @@ use catena_core::{Chain, ChatModel, ChatRequest, Prompt, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::llm::{ask, check_variables};
-
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use postgres::{PostgresSqlDatabase, PostgresSqlDatabaseBuilder};
 
 /// The default query-writing prompt; variables `{dialect}`, `{table_info}`, `{top_k}` and
 /// `{question}`.
@@ -85,7 +36,7 @@ pub use catena_core::{SqlDatabase, SqlRows};
 /// trimmed.
 ///
 /// ```
-/// use catena_chains::sql::extract_sql;
+/// use catena_chains::extract_sql;
 /// assert_eq!(extract_sql("Here:\n```sql\nSELECT 1;\n```\nDone."), "SELECT 1;");
 /// assert_eq!(extract_sql("SQLQuery: SELECT 2"), "SELECT 2");
 /// ```
@@ -137,7 +88,51 @@ pub struct SqlAnswer {
     pub answer: String,
 }
 
-/// Question → SQL → rows → answer; see the [module docs](self).
+/// Question → SQL → rows → answer.
+///
+/// [`SqlDatabase`] is the backend-neutral contract: a dialect name, the schema as text, and
+/// a read-only query runner that enforces its own row limit and timeout. [`SqlQaChain`]
+/// asks the model for a query (the prompt holds the dialect, the table info and the row
+/// limit), strips code fences from its output ([`extract_sql`]), runs it, and asks the
+/// model to answer from the rows. It returns the question, the SQL, the rows and the answer
+/// ([`SqlAnswer`]).
+///
+/// `catena_vectorstores::PostgresSqlDatabase` (feature `postgres` there) runs the model's
+/// SQL inside a read-only transaction with a statement timeout and a row limit.
+///
+/// ```
+/// use std::sync::Arc;
+/// use async_trait::async_trait;
+/// use catena_core::test_utils::ScriptedChatModel;
+/// use catena_core::{Chain, ChatModelExt};
+/// use catena_chains::{SqlDatabase, SqlQaChain, SqlRows};
+///
+/// #[derive(Debug)]
+/// struct Fake;
+/// #[async_trait]
+/// impl SqlDatabase for Fake {
+///     fn dialect(&self) -> &str { "PostgreSQL" }
+///     async fn table_info(&self) -> catena_core::Result<String> {
+///         Ok("CREATE TABLE cities (name text, population bigint);".into())
+///     }
+///     async fn run_read_only(&self, _sql: &str) -> catena_core::Result<SqlRows> {
+///         Ok(SqlRows::new(vec!["count".into()], vec![vec![3.into()]]))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> catena_core::Result<()> {
+/// let model = ScriptedChatModel::new()
+///     .with_text("```sql\nSELECT count(*) FROM cities;\n```")
+///     .with_text("There are 3 cities.")
+///     .boxed();
+/// let chain = SqlQaChain::builder(Arc::new(Fake), model).build()?;
+/// let out = chain.invoke("How many cities are there?".to_string()).await?;
+/// assert_eq!(out.sql, "SELECT count(*) FROM cities;");
+/// assert_eq!(out.answer, "There are 3 cities.");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct SqlQaChain {
     database: Arc<dyn SqlDatabase>,

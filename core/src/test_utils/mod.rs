@@ -5,7 +5,8 @@
 //! bag-of-words vectors. They are never defaults in a program.
 //!
 //! The conformance suites are the contract every backend runs against itself:
-//! [`ChatModelConformance`], [`embedder_conformance`] and [`vector_store_conformance`].
+//! [`ChatModelConformance`], [`embedder_conformance`], [`vector_store_conformance`],
+//! [`chat_history_conformance`] and [`record_manager_conformance`].
 //! They fail by panicking with a message that names the broken rule, like `assert!`.
 //!
 //! ```
@@ -25,11 +26,15 @@
 mod chat_conformance;
 mod embedder;
 mod embedder_conformance;
+mod history_conformance;
+mod record_conformance;
 mod scripted;
 mod store_conformance;
 
 pub use chat_conformance::ChatModelConformance;
 pub use embedder::DeterministicEmbedder;
 pub use embedder_conformance::embedder_conformance;
+pub use history_conformance::chat_history_conformance;
+pub use record_conformance::record_manager_conformance;
 pub use scripted::ScriptedChatModel;
 pub use store_conformance::{vector_store_conformance, VectorStoreConformance};

@@ -419,7 +419,7 @@ pub trait VectorStore: Send + Sync {
 
     /// A [maximal-marginal-relevance](MmrRequest) search. The default fetches `fetch_k`
     /// candidates with their vectors through [`search`](Self::search) and picks with
-    /// [`mmr_select`]; scores are the candidates' similarity scores.
+    /// [`mmr_select`](crate::backend::mmr_select); scores are the candidates' similarity scores.
     ///
     /// # Errors
     /// As for [`search`](Self::search); [`Error::InvalidInput`] for a bad request.

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use catena_agents::grpc::{AgentGrpcService, TaskContext};
 use catena_agents::{AgentEvent, AgentExecutor};
 use catena_core::{ChatModel, Embedder, Error, Result, Tool, TracedChatModel, TypedTool};
-use catena_tools::web::{SsrfPolicy, WebClient, WebFetch, WebSearch};
-use catena_tools::{Calculator, RetrieverTool};
+use catena_tools::{Calculator, RetrieverTool, SsrfPolicy, WebClient, WebFetch, WebSearch};
 use futures::{Stream, StreamExt};
 
 use crate::options::ServiceOptions;

@@ -8,8 +8,8 @@
 //! | --- | --- | --- |
 //! | retriever | [`SEARCH_DOCUMENTS`] | searches the context documents the caller sent with the task (embedded into a per-task in-memory vector store on first use); the documents it returns become the answer's sources |
 //! | calculator | [`CALCULATOR`] | arithmetic ([`catena_tools::Calculator`]) |
-//! | web search | [`WEB_SEARCH`] | DuckDuckGo results ([`catena_tools::web::WebSearch`]) |
-//! | web fetch | [`WEB_FETCH`] | a page as text ([`catena_tools::web::WebFetch`]), behind the SSRF guard |
+//! | web search | [`WEB_SEARCH`] | DuckDuckGo results ([`catena_tools::WebSearch`]) |
+//! | web fetch | [`WEB_FETCH`] | a page as text ([`catena_tools::WebFetch`]), behind the SSRF guard |
 //!
 //! The request's step and token limits apply ([`TaskContext::apply_limits`]), the chat model
 //! is metered so the final answer reports usage ([`TaskContext::model`]), and the gRPC
@@ -20,20 +20,18 @@
 //! [`TaskContext::apply_limits`]: catena_agents::grpc::TaskContext::apply_limits
 //! [`TaskContext::model`]: catena_agents::grpc::TaskContext::model
 //!
-//! The binary (`cargo run -p example-agent-service`) picks the model from the environment
-//! ([`models_from_env`]); see `src/main.rs`. `examples/python-agent` serves the same
+//! The binary (`cargo run -p example-agent-service`) picks the chat model and embedder from
+//! the environment with [`catena_llms::from_env`]; see `src/main.rs`. `examples/python-agent` serves the same
 //! contract from Python with LangChain, and `tests/python.rs` checks that both stream the
 //! same events for the same task.
 //!
 //! ```no_run
-//! use std::sync::Arc;
-//! use catena_llms::local::{LocalChatModel, LocalEmbedder};
 //! use example_agent_service::{serve, service, ServiceOptions};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let model = Arc::new(LocalChatModel::load(std::env::var("CATENA_CHAT_MODEL")?)?);
-//! let embedder = Arc::new(LocalEmbedder::load(std::env::var("CATENA_EMBED_MODEL")?)?);
-//! let service = service(model, embedder, ServiceOptions::new().with_retriever_k(3))?;
+//! let models = catena_llms::from_env()?;
+//! let options = ServiceOptions::new().with_retriever_k(3);
+//! let service = service(models.chat, models.embedder, options)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:50051").await?;
 //! serve(listener, service, async {
 //!     let _ = tokio::signal::ctrl_c().await;
@@ -46,13 +44,11 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod agent;
-mod models;
 mod options;
 mod retriever;
 mod telemetry;
 
 pub use agent::{service, CALCULATOR, SEARCH_DOCUMENTS, WEB_FETCH, WEB_SEARCH};
-pub use models::{models_from_env, Models, DEFAULT_ADDR};
 pub use options::ServiceOptions;
 pub use telemetry::task_span;
 
@@ -62,6 +58,9 @@ use catena_agents::grpc::pb::agent_service_server::AgentServiceServer;
 use catena_agents::grpc::AgentGrpcService;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+
+/// The address the binary listens on when neither `--addr` nor `CATENA_AGENT_ADDR` is set.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:50051";
 
 /// Serves `service` (with the standard gRPC health service, `SERVING`) on `listener` until
 /// `shutdown` completes. Then health turns `NOT_SERVING`, new calls are refused, and the

@@ -8,8 +8,11 @@
 //!   `--addr` flag wins). Port 0 picks a free port; the log says which.
 //! - The model: `OPENAI_API_KEY`, else `GEMINI_API_KEY`, else `OLLAMA_HOST` (with
 //!   `OPENAI_MODEL`, `GEMINI_MODEL`, `OLLAMA_MODEL`, `OLLAMA_EMBED_MODEL`), else the
-//!   in-process local models from `CATENA_CHAT_MODEL` and `CATENA_EMBED_MODEL`
-//!   (`eval "$(bash scripts/models.sh fetch)"` sets both). The start-up log says which.
+//!   in-process local models from `CATENA_CHAT_MODEL` and `CATENA_EMBED_MODEL`, by default
+//!   from the cache `eval "$(bash scripts/models.sh fetch)"` fills
+//!   ([`catena_llms::from_env`]). The start-up log says which.
+//! - `OTEL_EXPORTER_OTLP_ENDPOINT` — export spans over OTLP/gRPC
+//!   ([`catena_agents::otel::init_tracing`]); tasks join the caller's trace.
 //! - `CATENA_AGENT_WEB_ALLOW` — comma-separated hosts (`host` or `host:port`) the web
 //!   tools may reach although they are internal (default: public addresses only).
 //! - `RUST_LOG` — log filter (default `info`). Logs go to stderr.
@@ -24,7 +27,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use example_agent_service::{models_from_env, serve, service, ServiceOptions, DEFAULT_ADDR};
+use example_agent_service::{serve, service, ServiceOptions, DEFAULT_ADDR};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -35,7 +38,7 @@ const USAGE: &str = "usage: example-agent-service [--addr HOST:PORT]\n\
 #[tokio::main]
 async fn main() -> ExitCode {
     // Logs to stderr; spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
-    let _tracing = match catena_agents::grpc::otel::init_tracing("catena-agent-service") {
+    let _tracing = match catena_agents::otel::init_tracing("catena-agent-service") {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("error: tracing: {e}");
@@ -56,7 +59,7 @@ async fn run() -> Result<(), BoxError> {
         println!("{USAGE}");
         return Ok(());
     };
-    let models = models_from_env()?;
+    let models = catena_llms::from_env()?;
     tracing::info!(model = %models.description, "chat model and embedder");
 
     let mut options = ServiceOptions::new();

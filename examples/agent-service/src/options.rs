@@ -129,7 +129,7 @@ impl ServiceOptions {
     }
 
     /// Lets the web tools reach an internal host (`host` or `host:port`), which the SSRF
-    /// guard refuses otherwise; see [`catena_tools::web::SsrfPolicy::allow_host`].
+    /// guard refuses otherwise; see [`catena_tools::SsrfPolicy::allow_host`].
     /// Default: public addresses only.
     #[must_use]
     pub fn with_web_allow_host(mut self, entry: impl Into<String>) -> Self {

@@ -1,4 +1,4 @@
-//! Tracing for tasks: the hook where OpenTelemetry will join the caller's trace.
+//! Tracing for tasks: the span each task runs in, inside the caller's trace.
 
 use catena_agents::grpc::TaskContext;
 
@@ -7,10 +7,12 @@ use catena_agents::grpc::TaskContext;
 /// (`traceparent`, `tracestate`) from the request metadata, so logs of one task can be
 /// matched with the caller's trace.
 ///
-/// This is the one place to make the span a real child of the caller's span once
-/// OpenTelemetry is wired in: extract the context from [`TaskContext::metadata`] with a
-/// W3C propagator and set it as the span's parent (for example with
-/// `tracing_opentelemetry::OpenTelemetrySpanExt::set_parent`) before returning it.
+/// It opens inside the gRPC adapter's `agent.run_task` span, which already continues the
+/// caller's trace: with `catena-agents`' features `grpc` and `otel` (on here) the adapter
+/// takes that span's parent from the request metadata through
+/// [`catena_agents::otel::set_remote_parent`]. The binary installs the OpenTelemetry layer
+/// with [`catena_agents::otel::init_tracing`], so this span, the model calls and the tool
+/// calls are exported as part of the caller's trace.
 pub fn task_span(ctx: &TaskContext) -> tracing::Span {
     tracing::info_span!(
         "task",

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catena_chains::indexing::InMemoryRecordManager;
 use catena_core::test_utils::DeterministicEmbedder;
+use catena_core::InMemoryRecordManager;
 use catena_core::{ChatModel, ChatRequest, ChatResponse, Message, ModelInfo, Result, Usage};
 use catena_vectorstores::InMemoryVectorStore;
 use example_gateway::auth::hash_key;

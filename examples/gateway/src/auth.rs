@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::JwtConfig;
-use crate::GatewayError;
+use crate::error::GatewayError;
 
 /// Who called: a short, non-secret id derived from the key's hash (for rate-limit buckets,
 /// budgets and logs).
@@ -35,6 +35,22 @@ impl fmt::Debug for ApiKeys {
             .field("count", &self.hashes.len())
             .finish()
     }
+}
+
+/// A fresh random API key (`ck_` and 48 hex digits), for a run that has none configured.
+///
+/// # Errors
+/// [`GatewayError::Config`] when the system has no randomness to give.
+pub fn generate_key() -> Result<String, GatewayError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 24];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| GatewayError::Config("no system randomness for an API key".into()))?;
+    Ok(format!(
+        "ck_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 /// The SHA-256 of `key`, as 64 lowercase hex digits.

@@ -1,10 +1,10 @@
 //! Which chat model, embedder, vector store and record manager the gateway runs on, chosen
 //! from the environment.
 //!
-//! | set | chat model + embedder |
+//! | set | chat model + embedder ([`catena_llms::from_env`]) |
 //! | --- | --- |
-//! | `OPENAI_API_KEY` | OpenAI (`OPENAI_MODEL`, `OPENAI_EMBED_MODEL`) |
-//! | `GEMINI_API_KEY` / `GOOGLE_API_KEY` | Gemini |
+//! | `OPENAI_API_KEY` | OpenAI (`OPENAI_MODEL`, `OPENAI_EMBEDDING_MODEL`) |
+//! | `GEMINI_API_KEY` / `GOOGLE_API_KEY` | Gemini (`GEMINI_MODEL`, `GEMINI_EMBED_MODEL`) |
 //! | `OLLAMA_HOST` | Ollama (`OLLAMA_MODEL`, `OLLAMA_EMBED_MODEL`) |
 //! | nothing | **embedded default**: in-process SmolLM2-135M + all-MiniLM-L6-v2 (`CATENA_CHAT_MODEL`, `CATENA_EMBED_MODEL`, or the cache `scripts/models.sh fetch` fills) |
 //!
@@ -15,7 +15,7 @@
 //! | nothing | **embedded default**: in-memory store persisted to `<data_dir>/vectors.json` + records in `<data_dir>/records.json` |
 //!
 //! ```no_run
-//! use example_gateway::{backends::Backends, config::Config};
+//! use example_gateway::{config::Config, Backends};
 //!
 //! # async fn run() -> Result<(), example_gateway::GatewayError> {
 //! let backends = Backends::from_env(&Config::default()).await?;
@@ -23,23 +23,17 @@
 //! # Ok(()) }
 //! ```
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use catena_chains::indexing::{PostgresRecordManager, RecordManager};
 use catena_core::splitter::LengthFunction;
-use catena_core::{ChatModel, Embedder, VectorStore};
-use catena_llms::gemini::{GeminiChatModel, GeminiEmbedder};
-use catena_llms::local::{LocalChatModel, LocalEmbedder};
-use catena_llms::ollama::{OllamaChatModel, OllamaEmbedder};
-use catena_llms::openai::{OpenAiChatModel, OpenAiEmbedder};
+use catena_core::{ChatModel, Embedder, RecordManager, VectorStore};
 use catena_vectorstores::pgvector::PgVectorStore;
 use catena_vectorstores::qdrant::QdrantStore;
-use catena_vectorstores::InMemoryVectorStore;
+use catena_vectorstores::{InMemoryVectorStore, PostgresRecordManager};
 
 use crate::config::Config;
+use crate::error::GatewayError;
 use crate::records::FileRecordManager;
-use crate::GatewayError;
 
 /// The components the gateway runs on: build it yourself to run the gateway on other
 /// components (tests use the scripted model), or with [`Backends::from_env`].
@@ -68,90 +62,26 @@ impl std::fmt::Debug for Backends {
     }
 }
 
+/// Whether `name` is set to something other than blanks.
 fn set(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
-}
-
-/// The default cache of `scripts/models.sh`.
-pub fn model_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CATENA_MODEL_DIR") {
-        return PathBuf::from(dir);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    base.join("catena/models")
-}
-
-fn local_path(var: &str, default: &str) -> Result<PathBuf, GatewayError> {
-    let path = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| model_cache_dir().join(default));
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(GatewayError::Config(format!(
-            "no provider is configured, so the embedded local models are used, but {} is \
-             missing: run `eval \"$(bash scripts/models.sh fetch)\"` (or set {var}, or \
-             OPENAI_API_KEY / GEMINI_API_KEY / OLLAMA_HOST)",
-            path.display()
-        )))
-    }
 }
 
 impl Backends {
     /// Chooses every component from the environment (see the module docs).
     ///
     /// # Errors
-    /// [`GatewayError::Config`] when the chosen backend cannot be set up (missing local model
-    /// files, a bad URL), [`GatewayError::Backend`] for provider client errors.
+    /// [`GatewayError::Backend`] when the chosen models or store cannot be set up (missing
+    /// local model files, a bad URL, a provider client error), [`GatewayError::Config`] when
+    /// the data directory cannot be created.
     pub async fn from_env(config: &Config) -> Result<Self, GatewayError> {
-        let mut chunk_tokens = None;
-        let (embedder, chat, models): (Arc<dyn Embedder>, Arc<dyn ChatModel>, String) =
-            if set("OPENAI_API_KEY") {
-                let chat = OpenAiChatModel::from_env()?;
-                let which = format!("OpenAI ({})", chat.model());
-                (Arc::new(OpenAiEmbedder::from_env()?), Arc::new(chat), which)
-            } else if set("GEMINI_API_KEY") || set("GOOGLE_API_KEY") {
-                (
-                    Arc::new(GeminiEmbedder::from_env()?),
-                    Arc::new(GeminiChatModel::from_env()?),
-                    "Gemini".to_owned(),
-                )
-            } else if set("OLLAMA_HOST") {
-                (
-                    Arc::new(OllamaEmbedder::from_env()?),
-                    Arc::new(OllamaChatModel::from_env()?),
-                    "Ollama".to_owned(),
-                )
-            } else {
-                let embed_dir = local_path("CATENA_EMBED_MODEL", "all-MiniLM-L6-v2")?;
-                let chat_file = local_path("CATENA_CHAT_MODEL", "SmolLM2-135M-Instruct.Q4_1.gguf")?;
-                let embedder = LocalEmbedder::load(&embed_dir)?;
-                // Chunks must fit the embedder's window (all-MiniLM-L6-v2: 256 tokens): measure
-                // them with its own tokenizer, leaving room for its special tokens.
-                let counter = embedder.clone();
-                let limit = embedder.max_length().saturating_sub(16).max(16);
-                chunk_tokens = Some((
-                    LengthFunction::custom(move |text| {
-                        counter.count_tokens(text).unwrap_or(text.len())
-                    }),
-                    limit,
-                ));
-                let chat = LocalChatModel::builder(&chat_file)
-                    .default_max_tokens(config.rag.max_answer_tokens as usize)
-                    .build()?;
-                (
-                    Arc::new(embedder),
-                    Arc::new(chat),
-                    format!(
-                        "embedded local models (in process, CPU): {} and {}",
-                        chat_file.display(),
-                        embed_dir.display()
-                    ),
-                )
-            };
+        let catena_llms::Providers {
+            chat,
+            embedder,
+            chunk_tokens,
+            description: models,
+            ..
+        } = catena_llms::from_env()?;
 
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             GatewayError::Config(format!(
@@ -177,14 +107,12 @@ impl Backends {
             } else if set("DATABASE_URL") {
                 let url = std::env::var("DATABASE_URL").unwrap_or_default();
                 let store = PgVectorStore::builder()
-                    .connection_string(url.clone())
+                    .url(url.clone())
                     .collection("catena_documents")
                     .dimensions(embedder.dimensions())
                     .build()
                     .await?;
-                let records = PostgresRecordManager::builder()
-                    .connection_string(url)
-                    .build()?;
+                let records = PostgresRecordManager::builder().url(url).build()?;
                 (
                     Arc::new(store),
                     Arc::new(records),

@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::GatewayError;
+use crate::error::GatewayError;
+
+/// The variable naming the configuration file when the command line has no `--config`.
+pub const CONFIG_FILE_ENV: &str = "CATENA_GATEWAY_CONFIG";
 
 /// Everything the gateway can be told. Secrets (provider API keys) are never read from here:
 /// only from the environment.
@@ -225,6 +228,22 @@ impl Config {
         config.apply_env(|k| std::env::var(k).ok())?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The configuration a command line names: the file of `--config FILE` in `args`, else
+    /// of `CATENA_GATEWAY_CONFIG`, else none; then the environment (see [`Config::load`]).
+    ///
+    /// # Errors
+    /// [`GatewayError::Config`] for an unreadable file or a bad value.
+    pub fn from_args(args: &[String]) -> Result<Self, GatewayError> {
+        let flag = args
+            .iter()
+            .position(|a| a == "--config")
+            .and_then(|i| args.get(i + 1));
+        let path = flag
+            .cloned()
+            .or_else(|| std::env::var(CONFIG_FILE_ENV).ok());
+        Self::load(path.map(PathBuf::from).as_deref())
     }
 
     /// Applies the `CATENA_*` variables read through `var`.

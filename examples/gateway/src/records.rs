@@ -2,7 +2,7 @@
 //! still writes only what changed.
 //!
 //! ```
-//! use catena_chains::indexing::{Record, RecordManager};
+//! use catena_core::{Record, RecordManager};
 //! use example_gateway::records::FileRecordManager;
 //!
 //! # futures::executor::block_on(async {
@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use catena_chains::indexing::{Record, RecordManager};
 use catena_core::{Error, Result};
+use catena_core::{Record, RecordManager};
 
 type Namespaces = BTreeMap<String, BTreeMap<String, Option<String>>>;
 

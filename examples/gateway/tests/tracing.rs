@@ -76,7 +76,7 @@ async fn one_trace_from_the_http_request_to_the_agents_tool_call() {
                 .with_filter(LevelFilter::INFO),
         )
         .init();
-    catena_agents::grpc::otel::install_propagator();
+    catena_agents::otel::install_propagator();
 
     // The agent service: a traced scripted model that calls the tool, then answers.
     let service = AgentGrpcService::new(move |ctx: TaskContext| {

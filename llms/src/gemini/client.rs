@@ -13,8 +13,8 @@ use serde::Serialize;
 use super::auth::{application_default_credentials, CachedTokenSource, TokenSource};
 use super::error::{error_hook, finish_error};
 use crate::http::{HttpOptions, Transport};
-use crate::retry::RetryPolicy;
 use crate::secret::ApiKey;
+use catena_core::RetryPolicy;
 
 /// The environment variable holding the Gemini API key.
 pub const GEMINI_API_KEY_ENV: &str = "GEMINI_API_KEY";
@@ -254,7 +254,7 @@ impl GeminiClient {
     ) -> Result<T> {
         let body = Self::encode(body)?;
         self.retry
-            .run(|| async {
+            .run(tokio::time::sleep, || async {
                 let (name, value, secret) = self.auth_header().await?;
                 self.transport
                     .json(|| self.request(url, &body, &name, &value))
@@ -273,7 +273,7 @@ impl GeminiClient {
     ) -> Result<reqwest::Response> {
         let body = Self::encode(body)?;
         self.retry
-            .run(|| async {
+            .run(tokio::time::sleep, || async {
                 let (name, value, secret) = self.auth_header().await?;
                 self.transport
                     .start_stream(|| self.request(url, &body, &name, &value))

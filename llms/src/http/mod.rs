@@ -11,8 +11,8 @@ use catena_core::{Error, ProviderError, ProviderErrorKind, Result};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::retry::RetryPolicy;
 use crate::secret::ApiKey;
+use catena_core::RetryPolicy;
 
 pub(crate) use error::{error_from_parts, ErrorHook, HookOutcome};
 #[cfg_attr(not(feature = "ollama"), allow(unused_imports))]
@@ -27,11 +27,12 @@ pub(crate) use stream::{sse_events, SseEvent};
 ///
 /// ```
 /// use std::time::Duration;
-/// use catena_llms::{HttpOptions, RetryPolicy};
+/// use catena_core::RetryPolicy;
+/// use catena_llms::HttpOptions;
 /// let http = HttpOptions::new()
 ///     .timeout(Duration::from_secs(30))
 ///     .stream_idle_timeout(Duration::from_secs(20))
-///     .retry(RetryPolicy::default().max_retries(5));
+///     .retry(RetryPolicy::default().with_max_retries(5));
 /// ```
 #[derive(Clone)]
 #[must_use]
@@ -124,9 +125,9 @@ impl HttpOptions {
         self
     }
 
-    /// Shorthand for `retry(policy.max_retries(n))`.
+    /// Shorthand for `retry(policy.with_max_retries(n))`.
     pub fn max_retries(mut self, n: u32) -> Self {
-        self.retry = self.retry.max_retries(n);
+        self.retry = self.retry.with_max_retries(n);
         self
     }
 }
@@ -280,7 +281,7 @@ impl Transport {
     ) -> Result<T> {
         self.options
             .retry
-            .run(|| async {
+            .run(tokio::time::sleep, || async {
                 let response = self.send_once(build(), true).await?;
                 let body =
                     read_limited(response, self.options.max_response_bytes, self.provider).await?;
@@ -304,7 +305,7 @@ impl Transport {
     ) -> Result<reqwest::Response> {
         self.options
             .retry
-            .run(|| self.send_once(build(), false))
+            .run(tokio::time::sleep, || self.send_once(build(), false))
             .await
     }
 }

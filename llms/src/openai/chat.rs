@@ -3,10 +3,11 @@
 use std::fmt;
 
 use async_trait::async_trait;
+use catena_core::backend::response_to_chunks;
 use catena_core::{
-    response_to_chunks, ChatModel, ChatRequest, ChatResponse, ChatStream, ContentPart, Error,
-    FinishReason, ImageDetail, ImageSource, Message, ModelInfo, ProviderErrorKind, ResponseFormat,
-    Result, Role, ToolCall, ToolChoice, Usage,
+    ChatModel, ChatRequest, ChatResponse, ChatStream, ContentPart, Error, FinishReason,
+    ImageDetail, ImageSource, Message, ModelInfo, ProviderErrorKind, ResponseFormat, Result, Role,
+    ToolCall, ToolChoice, Usage,
 };
 use serde_json::{json, Value};
 

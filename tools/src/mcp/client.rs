@@ -24,12 +24,12 @@ use super::error::McpError;
 use super::tool::McpTool;
 
 /// Default for [`McpClientBuilder::call_timeout`]: 60 seconds.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`McpClientBuilder::connect_timeout`]: 30 seconds.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most `tools/list` pages [`McpClient::list_tools`] follows before it gives up on a
 /// server whose cursor never ends.
-pub const MAX_TOOL_PAGES: usize = 100;
+pub(crate) const MAX_TOOL_PAGES: usize = 100;
 
 /// The `initialize` handshake in flight, whichever the transport.
 type Connecting = Pin<

@@ -19,7 +19,7 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use catena_core::Tool;
-//! use catena_tools::mcp::McpClient;
+//! use catena_tools::McpClient;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! // A server run as a child process, speaking MCP on stdin and stdout.
@@ -55,9 +55,6 @@ mod error;
 mod http;
 mod tool;
 
-pub use client::{
-    McpClient, McpClientBuilder, McpServerInfo, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
-    MAX_TOOL_PAGES,
-};
+pub use client::{McpClient, McpClientBuilder, McpServerInfo};
 pub use error::{McpError, INVALID_PARAMS};
 pub use tool::McpTool;

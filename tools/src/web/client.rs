@@ -19,9 +19,9 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use catena_tools::web::{SsrfPolicy, WebClient, WebRequest};
+//! use catena_tools::{SsrfPolicy, WebClient, WebRequest};
 //!
-//! # async fn run() -> Result<(), catena_tools::web::WebError> {
+//! # async fn run() -> Result<(), catena_tools::WebError> {
 //! let client = WebClient::builder()
 //!     .policy(SsrfPolicy::new().allow_host("intranet.example:8080"))
 //!     .timeout(Duration::from_secs(10))
@@ -49,11 +49,11 @@ use super::guard::{classify, Refusal, SsrfPolicy};
 use super::WebError;
 
 /// The default timeout for a whole exchange: 15 seconds.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The default cap on a response body: 2 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 2 << 20;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 2 << 20;
 /// The default limit on redirects followed: 5.
-pub const DEFAULT_MAX_REDIRECTS: usize = 5;
+pub(crate) const DEFAULT_MAX_REDIRECTS: usize = 5;
 
 /// A boxed future of a DNS answer.
 pub type ResolveFuture = Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send>>;

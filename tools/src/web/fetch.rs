@@ -23,7 +23,7 @@
 //!
 //! ```no_run
 //! use catena_core::{Tool, TypedTool};
-//! use catena_tools::web::{WebClient, WebFetch};
+//! use catena_tools::{WebClient, WebFetch};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let fetch = WebFetch::new(WebClient::new()?).with_max_chars(5_000).into_tool();

@@ -25,7 +25,7 @@
 //! port only: `"127.0.0.1:8080"`, `"[::1]:3000"`, `"intranet.example"`.
 //!
 //! ```
-//! use catena_tools::web::{classify, AddressClass, SsrfPolicy};
+//! use catena_tools::{classify, AddressClass, SsrfPolicy};
 //!
 //! let policy = SsrfPolicy::new().allow_host("127.0.0.1:8080");
 //! assert!(policy.parse_url("http://127.0.0.1:8080/health").is_ok());
@@ -129,7 +129,7 @@ fn in_v6(ip: u128, base: Ipv6Addr, prefix: u32) -> bool {
 }
 
 /// Classifies an IPv4 address; `None` means public.
-pub fn classify_v4(ip: Ipv4Addr) -> Option<AddressClass> {
+pub(crate) fn classify_v4(ip: Ipv4Addr) -> Option<AddressClass> {
     let n = u32::from(ip);
     let class = if METADATA_V4.contains(&ip) {
         AddressClass::Metadata
@@ -176,7 +176,7 @@ fn low_v4(n: u128) -> Ipv4Addr {
 
 /// Classifies an IPv6 address; `None` means public. Forms that embed an IPv4 address are
 /// judged by it (see the [module docs](self)).
-pub fn classify_v6(ip: Ipv6Addr) -> Option<AddressClass> {
+pub(crate) fn classify_v6(ip: Ipv6Addr) -> Option<AddressClass> {
     let n = u128::from(ip);
     if ip == METADATA_V6 {
         return Some(AddressClass::Metadata);

@@ -18,7 +18,7 @@
 //!
 //! ```no_run
 //! use catena_core::{Tool, TypedTool};
-//! use catena_tools::web::{HttpRequest, WebClient};
+//! use catena_tools::{HttpRequest, WebClient};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let http = HttpRequest::new(WebClient::new()?)
@@ -48,7 +48,7 @@ use super::client::{WebClient, WebRequest};
 use super::{bytes_to_text, cap_chars, DEFAULT_MAX_CHARS};
 
 /// The default cap on a request body: 64 KiB.
-pub const DEFAULT_MAX_REQUEST_BODY: usize = 64 << 10;
+pub(crate) const DEFAULT_MAX_REQUEST_BODY: usize = 64 << 10;
 
 /// Request headers refused by name (lower-case).
 const DENIED_HEADERS: &[&str] = &[

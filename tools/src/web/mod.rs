@@ -22,7 +22,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use catena_core::{Tool, TypedTool};
-//! use catena_tools::web::{HttpRequest, WebClient, WebFetch, WebSearch};
+//! use catena_tools::{HttpRequest, WebClient, WebFetch, WebSearch};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = WebClient::new()?;
@@ -50,15 +50,15 @@ use std::time::Duration;
 
 use catena_core::ToolError;
 
-pub mod client;
-pub mod fetch;
-pub mod guard;
-pub mod http;
-pub mod search;
+mod client;
+mod fetch;
+mod guard;
+mod http;
+mod search;
 
 pub use client::{
-    HostResolver, StaticResolver, SystemResolver, WebClient, WebClientBuilder, WebRequest,
-    WebResponse,
+    HostResolver, ResolveFuture, StaticResolver, SystemResolver, WebClient, WebClientBuilder,
+    WebRequest, WebResponse,
 };
 pub use fetch::{WebFetch, WebFetchArgs, WebFetchOutput};
 pub use guard::{classify, AddressClass, Refusal, SsrfPolicy};
@@ -143,7 +143,7 @@ impl From<WebError> for ToolError {
 }
 
 /// The default cap on characters of text handed to the model: 20,000.
-pub const DEFAULT_MAX_CHARS: usize = 20_000;
+pub(crate) const DEFAULT_MAX_CHARS: usize = 20_000;
 
 /// Bytes as text (UTF-8, invalid sequences replaced; a sequence cut by the byte cap at the
 /// end is dropped).

@@ -13,7 +13,7 @@
 //! (default 20). An empty page gives an empty list; a non-2xx status is an error.
 //!
 //! ```
-//! use catena_tools::web::parse_results;
+//! use catena_tools::parse_results;
 //!
 //! let html = r#"<div class="result"><h2 class="result__title">
 //!   <a rel="nofollow" class="result__a" href="//duckduckgo.com/l/?uddg=https%3A%2F%2Fwww.rust%2Dlang.org%2F&amp;rut=x">Rust &amp; you</a></h2>
@@ -38,11 +38,11 @@ use super::bytes_to_text;
 use super::client::{WebClient, WebRequest};
 
 /// DuckDuckGo's HTML endpoint.
-pub const DEFAULT_BASE_URL: &str = "https://html.duckduckgo.com/html/";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://html.duckduckgo.com/html/";
 /// Results returned when the model does not say.
-pub const DEFAULT_RESULTS: usize = 5;
+pub(crate) const DEFAULT_RESULTS: usize = 5;
 /// The longest query accepted, in characters.
-pub const MAX_QUERY_CHARS: usize = 500;
+pub(crate) const MAX_QUERY_CHARS: usize = 500;
 
 /// The arguments of [`WebSearch`].
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock};
 
 use async_trait::async_trait;
+use catena_core::backend::validate_vector;
 use catena_core::{
-    validate_vector, Document, DocumentId, EmbeddedDocument, Error, Filter, Metadata, Result,
-    ScoredDocument, SearchRequest, UpsertReport, VectorStore,
+    Document, DocumentId, EmbeddedDocument, Error, Filter, Metadata, Result, ScoredDocument,
+    SearchRequest, UpsertReport, VectorStore,
 };
 use serde::{Deserialize, Serialize};
 

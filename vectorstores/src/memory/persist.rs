@@ -6,7 +6,8 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use catena_core::{validate_vector, Error, Result};
+use catena_core::backend::validate_vector;
+use catena_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{norm, DistanceMetric, Entry, State};

@@ -1,39 +1,28 @@
 //! [`PgVectorStoreBuilder`]: connection, collection, dimensions, metric, index options.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use catena_core::{Embedder, Error, Result};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::config::Host;
-use tokio_postgres::NoTls;
+use deadpool_postgres::Pool;
 
 use super::schema::{self, CollectionInfo};
 use super::sql::PgFailure;
 use super::store::{Inner, PgVectorStore};
-use super::{DistanceMetric, Index, DATABASE_URL_ENV};
+use super::{DistanceMetric, Index};
+use crate::postgres::ConnectConfig;
 
 /// The largest dimension a `vector` column takes.
 const MAX_DIMENSIONS: usize = 16_000;
 /// The largest dimension pgvector's HNSW and IVFFlat indexes take on `vector`.
 const MAX_INDEXED_DIMENSIONS: usize = 2_000;
 
-/// Where connections come from.
-enum Connection {
-    Url(String),
-    Pool(Pool),
-}
-
 /// Configures a [`PgVectorStore`]; start with [`PgVectorStore::builder`].
 ///
 /// `Debug` never shows the connection string's password.
 #[must_use]
 pub struct PgVectorStoreBuilder {
-    connection: Option<Connection>,
-    max_connections: usize,
-    connect_timeout: Duration,
+    connect: ConnectConfig,
     collection: String,
     dimensions: Option<usize>,
     metric: Option<DistanceMetric>,
@@ -49,9 +38,7 @@ pub struct PgVectorStoreBuilder {
 impl Default for PgVectorStoreBuilder {
     fn default() -> Self {
         PgVectorStoreBuilder {
-            connection: None,
-            max_connections: 16,
-            connect_timeout: Duration::from_secs(10),
+            connect: ConnectConfig::new(16),
             collection: "documents".to_owned(),
             dimensions: None,
             metric: None,
@@ -68,14 +55,8 @@ impl Default for PgVectorStoreBuilder {
 
 impl fmt::Debug for PgVectorStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let connection = match &self.connection {
-            Some(Connection::Url(url)) => redact_url(url),
-            Some(Connection::Pool(_)) => "<shared pool>".to_owned(),
-            None => format!("<from ${DATABASE_URL_ENV}>"),
-        };
         f.debug_struct("PgVectorStoreBuilder")
-            .field("connection", &connection)
-            .field("max_connections", &self.max_connections)
+            .field("connect", &self.connect)
             .field("collection", &self.collection)
             .field("dimensions", &self.dimensions)
             .field("metric", &self.metric)
@@ -91,34 +72,10 @@ impl fmt::Debug for PgVectorStoreBuilder {
 }
 
 impl PgVectorStoreBuilder {
-    /// Connects with a connection string, either a URL
-    /// (`postgres://user:password@127.0.0.1:5432/db`) or `key=value` pairs. The store opens
-    /// its own pool of up to [`max_connections`](Self::max_connections). TLS is not
-    /// supported; use a local socket, loopback, or a [`pool`](Self::pool) built with a TLS
-    /// connector. Default: the [`DATABASE_URL`](DATABASE_URL_ENV) environment variable.
-    pub fn connection_string(mut self, url: impl Into<String>) -> Self {
-        self.connection = Some(Connection::Url(url.into()));
-        self
-    }
-
-    /// Uses an existing `deadpool-postgres` pool, so several stores (and the rest of the
-    /// program) share connections. Overrides [`connection_string`](Self::connection_string).
-    pub fn pool(mut self, pool: Pool) -> Self {
-        self.connection = Some(Connection::Pool(pool));
-        self
-    }
-
-    /// The pool size when the store opens its own pool. Default 16.
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n;
-        self
-    }
-
-    /// How long to wait for a new connection (and for a free pooled one). Default 10 s.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
+    crate::postgres::connection_setters!(
+        max_connections = "16",
+        url_default = "the [`DATABASE_URL`](crate::DATABASE_URL_ENV) environment variable"
+    );
 
     /// The collection, stored as a table of that name: 1 to 63 characters of `a-z`, `0-9`
     /// and `_`, not starting with a digit. Default `"documents"`.
@@ -230,51 +187,7 @@ impl PgVectorStoreBuilder {
         if self.batch_size == 0 {
             return Err(Error::invalid_config("batch_size must be at least 1"));
         }
-        if self.max_connections == 0 {
-            return Err(Error::invalid_config("max_connections must be at least 1"));
-        }
-        Ok(())
-    }
-
-    fn make_pool(&mut self) -> Result<(Pool, String)> {
-        let connection = match self.connection.take() {
-            Some(c) => c,
-            None => match std::env::var(DATABASE_URL_ENV) {
-                Ok(url) if !url.is_empty() => Connection::Url(url),
-                _ => {
-                    return Err(Error::invalid_config(format!(
-                        "no database: set {DATABASE_URL_ENV} or call connection_string()/pool()"
-                    )))
-                }
-            },
-        };
-        match connection {
-            Connection::Pool(pool) => Ok((pool, "<shared pool>".to_owned())),
-            Connection::Url(url) => {
-                let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
-                    Error::invalid_config(format!("invalid connection string: {e}"))
-                })?;
-                if config.get_connect_timeout().is_none() {
-                    config.connect_timeout(self.connect_timeout);
-                }
-                let endpoint = describe(&config);
-                let manager = Manager::from_config(
-                    config,
-                    NoTls,
-                    ManagerConfig {
-                        recycling_method: RecyclingMethod::Fast,
-                    },
-                );
-                let pool = Pool::builder(manager)
-                    .max_size(self.max_connections)
-                    .runtime(Runtime::Tokio1)
-                    .wait_timeout(Some(self.connect_timeout))
-                    .create_timeout(Some(self.connect_timeout))
-                    .build()
-                    .map_err(|e| Error::invalid_config(format!("cannot build the pool: {e}")))?;
-                Ok((pool, endpoint))
-            }
-        }
+        self.connect.check()
     }
 
     /// Connects, checks the server (pgvector installed, version), opens the collection,
@@ -285,9 +198,9 @@ impl PgVectorStoreBuilder {
     /// collection created with another dimension, metric, embedding model or text search
     /// configuration; [`Error::NotFound`] for a missing collection with
     /// `create_if_missing(false)`; [`Error::Provider`] when the server cannot be reached.
-    pub async fn build(mut self) -> Result<PgVectorStore> {
+    pub async fn build(self) -> Result<PgVectorStore> {
         self.check()?;
-        let (pool, endpoint) = self.make_pool()?;
+        let (pool, endpoint) = self.connect.build_pool()?;
         let name = self.collection.clone();
         let (info, iterative_scan) = self.open(&pool, &name).await?;
         Ok(PgVectorStore::from_inner(Arc::new(Inner {
@@ -390,39 +303,6 @@ fn supports_iterative_scan(version: &str) -> bool {
     (major, minor) >= (0, 8)
 }
 
-/// `user@host:port/dbname` from a parsed configuration (never the password).
-fn describe(config: &tokio_postgres::Config) -> String {
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            Host::Tcp(s) => s.clone(),
-            #[cfg(unix)]
-            Host::Unix(p) => p.display().to_string(),
-        })
-        .collect();
-    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
-    format!(
-        "{}@{}:{}/{}",
-        config.get_user().unwrap_or(""),
-        hosts.join(","),
-        ports.join(","),
-        config.get_dbname().unwrap_or("")
-    )
-}
-
-/// The connection string with any password replaced by `***`.
-pub(crate) fn redact_url(url: &str) -> String {
-    if let Ok(config) = tokio_postgres::Config::from_str(url) {
-        return describe(&config);
-    }
-    // Unparseable: show only the scheme, never the rest.
-    match url.split_once("://") {
-        Some((scheme, _)) => format!("{scheme}://<unparseable>"),
-        None => "<unparseable>".to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,12 +314,10 @@ mod tests {
             "host=db.example user=alice password=s3cr3t-pw dbname=app",
             "postgres://alice:s3cr3t-pw@[bad",
         ] {
-            let b = PgVectorStore::builder().connection_string(url);
+            let b = PgVectorStore::builder().url(url);
             let dbg = format!("{b:?}");
             assert!(!dbg.contains("s3cr3t"), "{dbg}");
         }
-        let dbg = redact_url("postgres://alice:pw@db.example:5433/app");
-        assert_eq!(dbg, "alice@db.example:5433/app");
     }
 
     #[test]

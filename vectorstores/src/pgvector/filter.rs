@@ -6,7 +6,7 @@
 //!
 //! The translation follows [`Filter::matches`], the reference evaluator:
 //! - a dotted key `a.b` reads `metadata -> $a -> $b`; `->` with a text operand only descends
-//!   into objects (never array indices), like [`catena_core::lookup`];
+//!   into objects (never array indices), like [`catena_core::backend::lookup`];
 //! - `Eq` with a scalar value is two containment tests, `metadata @> {"a":{"b":v}}` (the
 //!   field equals `v`; jsonb compares numbers numerically, so `1 = 1.0`) or
 //!   `metadata @> {"a":{"b":[v]}}` (the field is an array holding `v`). Both can use the GIN
@@ -18,7 +18,8 @@
 //!   `float8`, as the reference compares `f64`); with text bounds only strings, compared
 //!   byte-wise with `COLLATE "C"`.
 
-use catena_core::{validate_key, Error, Filter, RangeBound, RangeFilter, Result};
+use catena_core::backend::validate_key;
+use catena_core::{Error, Filter, RangeBound, RangeFilter, Result};
 use serde_json::Value;
 
 use super::sql::{Jsonb, Params};

@@ -1,7 +1,8 @@
 //! Hybrid search: PostgreSQL full text and vector similarity, fused with reciprocal rank
 //! fusion (RRF).
 
-use catena_core::{validate_vector, Document, Embedding, Error, Filter, Result, ScoredDocument};
+use catena_core::backend::validate_vector;
+use catena_core::{Document, Embedding, Error, Filter, Result, ScoredDocument};
 
 use super::filter::compile;
 use super::sql::{retry_once, Params, PgFailure};

@@ -6,6 +6,10 @@
 //! lighter (no macros, no compile-time database), gives direct access to binary parameters
 //! and `COPY`, and pgvector's `Vector` type plugs straight into it. TLS is not built in;
 //! pass a [`pool`](PgVectorStoreBuilder::pool) made with a TLS connector when you need it.
+//! The connection settings (`url`, `pool`, `max_connections`, `connect_timeout`), the pool
+//! and the error mapping are the ones every PostgreSQL type of this crate shares (feature
+//! `postgres`, which `pgvector` turns on), so the store and, say,
+//! [`PostgresChatHistory`](crate::PostgresChatHistory) can share one pool.
 //!
 //! ```no_run
 //! use catena_core::{Document, EmbeddedDocument, Filter, SearchRequest, VectorStore};
@@ -14,7 +18,7 @@
 //!
 //! # async fn run() -> catena_core::Result<()> {
 //! let store = PgVectorStore::builder()
-//!     .connection_string("postgres://catena:catena@127.0.0.1:5432/catena_test")
+//!     .url("postgres://catena:catena@127.0.0.1:5432/catena_test")
 //!     .collection("faq")
 //!     .dimensions(3)
 //!     .metric(DistanceMetric::Cosine)
@@ -96,9 +100,6 @@ use crate::DistanceMetric;
 pub use builder::PgVectorStoreBuilder;
 pub use hybrid::{HybridHit, HybridRequest};
 pub use store::{PgVectorStore, QueryOptions};
-
-/// The environment variable the builder reads when no connection is given.
-pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 
 /// An approximate-nearest-neighbour index on the embedding column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -5,8 +5,9 @@
 use catena_core::{Error, Result};
 use deadpool_postgres::GenericClient;
 
-use super::sql::{quote_ident, PgFailure};
+use super::sql::PgFailure;
 use super::{DistanceMetric, Index};
+use crate::postgres::{quote_ident, validate_table_name};
 
 /// The catalog table: one row per collection.
 pub(crate) const CATALOG: &str = "catena_collections";
@@ -25,17 +26,7 @@ pub(crate) struct CollectionInfo {
 
 /// Checks a collection (table) name: `[a-z_][a-z0-9_]{0,62}`, and not the catalog.
 pub(crate) fn validate_collection_name(name: &str) -> Result<()> {
-    let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
-    let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !first_ok || !rest_ok || name.len() > 63 {
-        return Err(Error::invalid_config(format!(
-            "invalid collection name {name:?}: use 1 to 63 characters of a-z, 0-9 and _, \
-             not starting with a digit"
-        )));
-    }
+    validate_table_name(name, "collection")?;
     if name == CATALOG {
         return Err(Error::invalid_config(format!(
             "{CATALOG:?} is reserved for the collection catalog"

@@ -1,17 +1,18 @@
-//! SQL plumbing: bound parameters, a `jsonb` codec, identifier quoting and the mapping of
-//! database errors to [`catena_core::Error`].
+//! SQL plumbing: bound parameters, a `jsonb` codec, and the store's failures (mapped to
+//! [`catena_core::Error`] by the engine's shared mapping) with a retry on a lost connection.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 
-use catena_core::{Error, ProviderError, ProviderErrorKind};
+use catena_core::Error;
 use deadpool_postgres::PoolError;
 use serde_json::Value;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
-/// The provider name carried by this backend's [`ProviderError`]s.
+use crate::postgres::{is_connection_lost, map_pg_error, map_pool_error};
+
+/// The provider name carried by this backend's [`ProviderError`](catena_core::ProviderError)s.
 pub(crate) const PROVIDER: &str = "pgvector";
 
 /// PostgreSQL's limit on bound parameters per statement.
@@ -102,12 +103,6 @@ impl Params {
     }
 }
 
-/// Quotes an identifier for SQL. Callers pass names already validated as
-/// `[a-z_][a-z0-9_]*`; quoting is a second line of defence.
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// A failure inside the backend, before it is mapped to [`Error`].
 #[derive(Debug)]
 pub(crate) enum PgFailure {
@@ -142,88 +137,21 @@ impl PgFailure {
     /// failure), so an idempotent operation may be retried on a fresh connection.
     pub(crate) fn is_connection_lost(&self) -> bool {
         match self {
-            PgFailure::Pg(e) => pg_connection_lost(e),
-            PgFailure::Pool(PoolError::Backend(e)) => pg_connection_lost(e),
+            PgFailure::Pg(e) => is_connection_lost(e),
+            PgFailure::Pool(PoolError::Backend(e)) => is_connection_lost(e),
             _ => false,
         }
     }
-}
-
-fn pg_connection_lost(e: &tokio_postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
-    if let Some(code) = e.code() {
-        return code.code().starts_with("08")
-            || *code == SqlState::ADMIN_SHUTDOWN
-            || *code == SqlState::CRASH_SHUTDOWN
-            || *code == SqlState::CANNOT_CONNECT_NOW;
-    }
-    let mut source = e.source();
-    while let Some(s) = source {
-        if s.is::<std::io::Error>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
 }
 
 impl From<PgFailure> for Error {
     fn from(f: PgFailure) -> Self {
         match f {
             PgFailure::Catena(e) => e,
-            PgFailure::Pg(e) => map_pg_error(e),
-            PgFailure::Pool(PoolError::Backend(e)) => map_pg_error(e),
-            PgFailure::Pool(PoolError::Timeout(t)) => provider(
-                ProviderErrorKind::Timeout,
-                format!("timed out waiting for a pooled connection ({t:?})"),
-            )
-            .into(),
-            PgFailure::Pool(e) => provider(ProviderErrorKind::Transport, e.to_string())
-                .with_source(e)
-                .into(),
+            PgFailure::Pg(e) => map_pg_error(PROVIDER, e),
+            PgFailure::Pool(e) => map_pool_error(PROVIDER, e),
         }
     }
-}
-
-fn provider(kind: ProviderErrorKind, message: impl Into<String>) -> ProviderError {
-    ProviderError::new(kind, message).with_provider(PROVIDER)
-}
-
-/// Maps a `tokio-postgres` error to a Catena error by what the caller can do about it.
-pub(crate) fn map_pg_error(e: tokio_postgres::Error) -> Error {
-    if pg_connection_lost(&e) && e.as_db_error().is_none() {
-        let message = format!("connection to PostgreSQL lost: {e}");
-        return provider(ProviderErrorKind::Transport, message)
-            .with_source(e)
-            .into();
-    }
-    let Some(db) = e.as_db_error() else {
-        // Not from the server: a value that did not convert, a protocol surprise.
-        let message = e.to_string();
-        return provider(ProviderErrorKind::MalformedResponse, message)
-            .with_source(e)
-            .into();
-    };
-    let code = db.code().code();
-    let kind = match code {
-        c if c.starts_with("28") => ProviderErrorKind::Auth,
-        "42501" => ProviderErrorKind::PermissionDenied,
-        "57014" => ProviderErrorKind::Timeout,
-        c if c.starts_with("08") || c.starts_with("57P") => ProviderErrorKind::Transport,
-        c if c.starts_with("53") || c.starts_with("40") => ProviderErrorKind::Server,
-        c if c.starts_with("22") || c.starts_with("23") || c.starts_with("42") => {
-            ProviderErrorKind::InvalidRequest
-        }
-        _ => ProviderErrorKind::Server,
-    };
-    let mut message = format!("{} (SQLSTATE {code})", db.message());
-    if let Some(detail) = db.detail() {
-        message.push_str(": ");
-        message.push_str(detail);
-    }
-    provider(kind, message).with_source(e).into()
 }
 
 /// Takes a connection whose operation failed because the connection was lost out of the
@@ -288,11 +216,5 @@ mod tests {
         assert_eq!(p.push("x".to_owned()), "$2");
         assert_eq!(p.len(), 2);
         assert_eq!(p.as_refs().len(), 2);
-    }
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("docs"), "\"docs\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 }

@@ -6,9 +6,10 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use catena_core::backend::validate_vector;
 use catena_core::{
-    validate_vector, Document, DocumentId, EmbeddedDocument, Error, Filter, Metadata, Result,
-    ScoredDocument, SearchRequest, UpsertReport, VectorStore,
+    Document, DocumentId, EmbeddedDocument, Error, Filter, Metadata, Result, ScoredDocument,
+    SearchRequest, UpsertReport, VectorStore,
 };
 use deadpool_postgres::Pool;
 use pgvector::Vector;
@@ -18,8 +19,9 @@ use tokio_postgres::Row;
 use super::builder::PgVectorStoreBuilder;
 use super::filter::compile;
 use super::schema::{self, CollectionInfo};
-use super::sql::{discard_if_lost, quote_ident, retry_once, Jsonb, Params, PgFailure};
+use super::sql::{discard_if_lost, retry_once, Jsonb, Params, PgFailure};
 use super::{DistanceMetric, Index};
+use crate::postgres::quote_ident;
 
 /// Per-query index settings, applied with `SET LOCAL` inside the query's transaction so they
 /// never leak to other users of a pooled connection.

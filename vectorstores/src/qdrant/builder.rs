@@ -3,12 +3,15 @@
 use std::fmt;
 use std::time::Duration;
 
-use catena_core::{validate_key, Error, Result};
+use catena_core::backend::validate_key;
+use catena_core::{Error, Result};
 use qdrant_client::qdrant as q;
 use qdrant_client::Qdrant;
 use tokio::sync::OnceCell;
 
-use super::error::{convert, RetryPolicy};
+use catena_core::RetryPolicy;
+
+use super::error::{convert, default_retry};
 use super::sparse::Bm25;
 use super::store::{Inner, QdrantStore};
 use super::{DEFAULT_URL, METADATA_FIELD, QDRANT_API_KEY_ENV, QDRANT_URL_ENV};
@@ -120,7 +123,7 @@ impl QdrantStoreBuilder {
             payload_indexes: Vec::new(),
             create_if_missing: true,
             batch_size: 256,
-            retry: RetryPolicy::default(),
+            retry: default_retry(),
             hybrid: false,
             bm25: Bm25::new(),
             tenant_key: None,
@@ -214,7 +217,8 @@ impl QdrantStoreBuilder {
         self
     }
 
-    /// How transient failures are retried. Default [`RetryPolicy::default`].
+    /// How transient failures are retried. Default: 3 retries, backoff from 100 ms doubling up
+    /// to 5 s, a server's retry-after honoured up to 5 s, no jitter.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use catena_core::{Error, ProviderError, ProviderErrorKind, Result};
 use qdrant_client::qdrant::{self as q, payload_index_params::IndexParams, vectors_config::Config};
 
-use super::error::convert;
+use super::error::{convert, RunQdrant};
 use super::store::Inner;
 use super::{DENSE_VECTOR, METADATA_FIELD, SPARSE_VECTOR};
 use crate::DistanceMetric;
@@ -33,7 +33,7 @@ impl Inner {
             collection_name: self.collection.clone(),
         };
         self.retry
-            .run("collection_exists", || {
+            .run_qdrant("collection_exists", || {
                 self.client.collection_exists(request.clone())
             })
             .await
@@ -62,7 +62,7 @@ impl Inner {
             let request = self.create_request(dims);
             match self
                 .retry
-                .run("create_collection", || {
+                .run_qdrant("create_collection", || {
                     self.client.create_collection(request.clone())
                 })
                 .await
@@ -127,7 +127,7 @@ impl Inner {
         };
         let info = self
             .retry
-            .run("collection_info", || {
+            .run_qdrant("collection_info", || {
                 self.client.collection_info(request.clone())
             })
             .await
@@ -227,7 +227,7 @@ impl Inner {
                 ..Default::default()
             };
             self.retry
-                .run("create_field_index", || {
+                .run_qdrant("create_field_index", || {
                     self.client.create_field_index(request.clone())
                 })
                 .await

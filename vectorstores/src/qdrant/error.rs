@@ -1,9 +1,9 @@
-//! Qdrant errors as Catena errors, and the retry policy for transient ones.
+//! Qdrant errors as Catena errors, and which of them are retried.
 
 use std::future::Future;
 use std::time::Duration;
 
-use catena_core::{Error, ProviderError, ProviderErrorKind};
+use catena_core::{Error, ProviderError, ProviderErrorKind, RetryPolicy};
 use qdrant_client::QdrantError;
 
 /// gRPC status codes (stable across gRPC implementations).
@@ -31,98 +31,40 @@ pub(crate) fn status_code(e: &QdrantError) -> Option<i32> {
     }
 }
 
-/// How the store retries calls that failed transiently: gRPC `UNAVAILABLE`,
-/// `DEADLINE_EXCEEDED` and `RESOURCE_EXHAUSTED` (honouring the server's retry-after), with
-/// exponential backoff. Other failures (`INVALID_ARGUMENT`, authentication, ...) are never
-/// retried. Every Qdrant call the store makes is idempotent, so a retry cannot duplicate.
+/// The store's default [`RetryPolicy`]: 3 retries, backoff from 100 ms doubling up to 5 s, a
+/// server's retry-after honoured up to 5 s, no jitter.
 ///
-/// ```
-/// use std::time::Duration;
-/// use catena_vectorstores::qdrant::RetryPolicy;
-/// let policy = RetryPolicy::default()
-///     .with_max_retries(5)
-///     .with_initial_backoff(Duration::from_millis(50));
-/// assert_eq!(policy.max_retries(), 5);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    max_retries: u32,
-    initial_backoff: Duration,
-    max_backoff: Duration,
+/// The store retries gRPC `UNAVAILABLE`, `DEADLINE_EXCEEDED` and `RESOURCE_EXHAUSTED`
+/// (honouring the server's retry-after) and I/O failures; other failures
+/// (`INVALID_ARGUMENT`, authentication, ...) are never retried. Every Qdrant call the store
+/// makes is idempotent, so a retry cannot duplicate.
+pub(crate) fn default_retry() -> RetryPolicy {
+    RetryPolicy::default()
+        .with_max_retries(3)
+        .with_initial_backoff(Duration::from_millis(100))
+        .with_max_backoff(Duration::from_secs(5))
+        .with_max_retry_after(Duration::from_secs(5))
+        .with_jitter(false)
 }
 
-impl Default for RetryPolicy {
-    /// 3 retries, backoff from 100 ms doubling up to 5 s.
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 3,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(5),
-        }
-    }
+/// Runs Qdrant calls under a [`RetryPolicy`], retrying the transient failures.
+pub(crate) trait RunQdrant {
+    /// Runs `call`, retrying transient failures; `what` names the call in logs.
+    async fn run_qdrant<T, F, Fut>(&self, what: &str, call: F) -> Result<T, QdrantError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, QdrantError>>;
 }
 
-impl RetryPolicy {
-    /// No retries at all.
-    pub fn none() -> Self {
-        RetryPolicy {
-            max_retries: 0,
-            ..RetryPolicy::default()
-        }
-    }
-
-    /// Sets how many times a failed call is retried (default 3).
-    #[must_use]
-    pub fn with_max_retries(mut self, n: u32) -> Self {
-        self.max_retries = n;
-        self
-    }
-
-    /// Sets the first backoff, doubled after each retry (default 100 ms).
-    #[must_use]
-    pub fn with_initial_backoff(mut self, d: Duration) -> Self {
-        self.initial_backoff = d;
-        self
-    }
-
-    /// Sets the longest backoff, including a server's retry-after (default 5 s).
-    #[must_use]
-    pub fn with_max_backoff(mut self, d: Duration) -> Self {
-        self.max_backoff = d;
-        self
-    }
-
-    /// How many times a failed call is retried.
-    pub fn max_retries(&self) -> u32 {
-        self.max_retries
-    }
-
-    /// Runs `call`, retrying transient failures.
-    pub(crate) async fn run<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, QdrantError>
+impl RunQdrant for RetryPolicy {
+    async fn run_qdrant<T, F, Fut>(&self, what: &str, call: F) -> Result<T, QdrantError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, QdrantError>>,
     {
-        let mut backoff = self.initial_backoff;
-        let mut attempt = 0;
-        loop {
-            match call().await {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    let Some(wait) = transient(&e) else {
-                        return Err(e);
-                    };
-                    if attempt >= self.max_retries {
-                        return Err(e);
-                    }
-                    attempt += 1;
-                    let delay = wait.unwrap_or(backoff).min(self.max_backoff);
-                    tracing::debug!(what, attempt, ?delay, error = %e, "qdrant: retrying a transient failure");
-                    tokio::time::sleep(delay).await;
-                    backoff = backoff.saturating_mul(2).min(self.max_backoff);
-                }
-            }
-        }
+        self.run_classified(tokio::time::sleep, transient, call)
+            .await
+            .inspect_err(|e| tracing::debug!(what, error = %e, "qdrant call failed"))
     }
 }
 
@@ -221,7 +163,7 @@ mod tests {
 
     #[tokio::test]
     async fn retries_only_transient_codes() {
-        let policy = RetryPolicy::default().with_initial_backoff(Duration::from_millis(1));
+        let policy = default_retry().with_initial_backoff(Duration::from_millis(1));
         for (code, calls) in [
             (Code::Unavailable, 4),
             (Code::DeadlineExceeded, 4),
@@ -231,7 +173,7 @@ mod tests {
         ] {
             let n = AtomicU32::new(0);
             let r: Result<(), _> = policy
-                .run("t", || {
+                .run_qdrant("t", || {
                     n.fetch_add(1, Ordering::SeqCst);
                     async move { Err(status(code)) }
                 })
@@ -242,7 +184,7 @@ mod tests {
         // Succeeds after two transient failures.
         let n = AtomicU32::new(0);
         let r = policy
-            .run("t", || {
+            .run_qdrant("t", || {
                 let k = n.fetch_add(1, Ordering::SeqCst);
                 async move {
                     if k < 2 {

@@ -62,7 +62,7 @@
 //! count inserted, updated and unchanged documents — that read roughly doubles the cost of
 //! ingesting — and writes the changed ones in batches of `batch_size` with `wait = true`.
 //! Qdrant batches are not atomic: a batch that fails transiently (`UNAVAILABLE`,
-//! `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`) is retried per the [`RetryPolicy`]; a batch
+//! `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`) is retried per the builder's [`catena_core::RetryPolicy`]; a batch
 //! the server rejects (`INVALID_ARGUMENT` and the like) is split in halves until each
 //! rejected point is alone, so every good point is stored once and every bad one is named
 //! in [`UpsertReport::failed`](catena_core::UpsertReport::failed) with the server's reason.
@@ -109,7 +109,6 @@ mod sparse;
 mod store;
 
 pub use builder::{PayloadIndexKind, QdrantStoreBuilder};
-pub use error::RetryPolicy;
 pub use sparse::{Bm25, SparseEmbedding};
 pub use store::QdrantStore;
 

@@ -5,9 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use catena_core::backend::validate_vector;
 use catena_core::{
-    validate_vector, Document, DocumentId, EmbeddedDocument, Error, FailedUpsert, Filter, Metadata,
-    Result, ScoredDocument, SearchRequest, UpsertReport, VectorStore,
+    Document, DocumentId, EmbeddedDocument, Error, FailedUpsert, Filter, Metadata, Result,
+    ScoredDocument, SearchRequest, UpsertReport, VectorStore,
 };
 use qdrant_client::qdrant::{
     self as q, condition::ConditionOneOf, point_id::PointIdOptions,
@@ -19,7 +20,9 @@ use tokio::sync::OnceCell;
 
 use super::builder::{PayloadIndexKind, QdrantStoreBuilder};
 use super::collection::Layout;
-use super::error::{convert, is_rejection, reason, RetryPolicy};
+use catena_core::RetryPolicy;
+
+use super::error::{convert, is_rejection, reason, RunQdrant};
 use super::filter::{keyword, request_filter};
 use super::ids::point_uuid;
 use super::payload;
@@ -268,7 +271,7 @@ impl QdrantStore {
         let response = self
             .inner
             .retry
-            .run("query", || self.inner.client.query(request.clone()))
+            .run_qdrant("query", || self.inner.client.query(request.clone()))
             .await
             .map_err(|e| convert(e, "hybrid search"))?;
         Ok(response
@@ -409,7 +412,7 @@ impl QdrantStore {
             match self
                 .inner
                 .retry
-                .run("upsert", || {
+                .run_qdrant("upsert", || {
                     self.inner.client.upsert_points(request.clone())
                 })
                 .await
@@ -441,7 +444,7 @@ impl QdrantStore {
         let response = self
             .inner
             .retry
-            .run("count", || self.inner.client.count(request.clone()))
+            .run_qdrant("count", || self.inner.client.count(request.clone()))
             .await
             .map_err(|e| convert(e, "counting points"))?;
         Ok(response.result.map_or(0, |r| r.count) as usize)
@@ -463,7 +466,7 @@ impl QdrantStore {
         };
         self.inner
             .retry
-            .run("delete", || {
+            .run_qdrant("delete", || {
                 self.inner.client.delete_points(request.clone())
             })
             .await
@@ -488,7 +491,7 @@ impl QdrantStore {
             let response = self
                 .inner
                 .retry
-                .run("get", || self.inner.client.get_points(request.clone()))
+                .run_qdrant("get", || self.inner.client.get_points(request.clone()))
                 .await
                 .map_err(|e| convert(e, "retrieving points"))?;
             out.extend(response.result);
@@ -716,7 +719,7 @@ impl VectorStore for QdrantStore {
         let response = self
             .inner
             .retry
-            .run("query", || self.inner.client.query(query.clone()))
+            .run_qdrant("query", || self.inner.client.query(query.clone()))
             .await
             .map_err(|e| convert(e, "searching"))?;
         Ok(response

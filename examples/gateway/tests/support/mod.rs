@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use catena_chains::indexing::InMemoryRecordManager;
 use catena_core::test_utils::DeterministicEmbedder;
 use catena_core::ChatModel;
+use catena_core::InMemoryRecordManager;
 use catena_vectorstores::InMemoryVectorStore;
 use example_gateway::config::Config;
 use example_gateway::{Backends, Gateway};

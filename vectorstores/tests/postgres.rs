@@ -1,23 +1,25 @@
-//! The PostgreSQL chat history and record manager against a real server.
+//! The PostgreSQL chat history and record manager against a real server: the shared
+//! conformance suites, then what is PostgreSQL's own (persistence across handles,
+//! concurrent appends, table names, `index()` scenarios).
 //!
 //! Needs `DATABASE_URL`: `eval "$(bash scripts/pg.sh start)"` (stop with
 //! `bash scripts/pg.sh stop`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "indexing.rs"]
-mod indexing_cases;
+// `index()` scenarios, shared with the in-memory record manager's tests in catena-chains.
+#[path = "../../chains/tests/support/indexing.rs"]
+mod indexing_scenarios;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use catena_chains::history::PostgresChatHistory;
-use catena_chains::indexing::PostgresRecordManager;
-use catena_chains::memory::{Memory, SummaryBufferMemory};
-use catena_core::test_utils::ScriptedChatModel;
-use catena_core::{
-    ChatHistory, ContentPart, Error, InMemoryChatHistory, Message, SessionId, ToolCall,
+use catena_chains::{Memory, SummaryBufferMemory};
+use catena_core::test_utils::{
+    chat_history_conformance, record_manager_conformance, ScriptedChatModel,
 };
+use catena_core::{ChatHistory, Error, Message, SessionId};
+use catena_vectorstores::{PostgresChatHistory, PostgresRecordManager};
 
 fn database_url() -> String {
     match std::env::var("DATABASE_URL") {
@@ -50,80 +52,20 @@ async fn drop_table(table: &str) {
     let _ = task.await;
 }
 
-fn tricky_messages() -> Vec<Message> {
-    vec![
-        Message::system("You are terse."),
-        Message::user_parts(vec![
-            ContentPart::text("what's this? \"quotes\" \\ 'single' ünïcødé 🚀"),
-            ContentPart::image_url("https://example.com/cat.png"),
-        ])
-        .with_name("alice"),
-        Message::assistant_with_tool_calls(
-            "",
-            vec![
-                ToolCall::new("call_1", "lookup", r#"{"q":"cat","n":2}"#),
-                ToolCall::new("call_2", "broken", "{not json"),
-            ],
-        ),
-        Message::tool_result("call_1", "a cat"),
-        Message::tool_result("call_2", ""),
-        Message::assistant("It is a cat.\nLine two."),
-    ]
-}
-
-/// The behaviour every chat history shares with `InMemoryChatHistory`.
-async fn check_history(history: &dyn ChatHistory, tag: &str) {
-    let a = SessionId::new(format!("{tag}-a"));
-    let b = SessionId::new(format!("{tag}-b"));
-    assert!(
-        history.messages(&a).await.unwrap().is_empty(),
-        "unknown session"
-    );
-    history.append(&a, &[]).await.unwrap();
-    assert!(history.messages(&a).await.unwrap().is_empty());
-    let tricky = tricky_messages();
-    history.append(&a, &tricky[..2]).await.unwrap();
-    history.append(&b, &[Message::user("other")]).await.unwrap();
-    history.append(&a, &tricky[2..]).await.unwrap();
-    assert_eq!(
-        history.messages(&a).await.unwrap(),
-        tricky,
-        "exact round trip, in order"
-    );
-    assert_eq!(
-        history.messages(&b).await.unwrap(),
-        [Message::user("other")]
-    );
-    history.clear(&a).await.unwrap();
-    assert!(history.messages(&a).await.unwrap().is_empty());
-    assert_eq!(
-        history.messages(&b).await.unwrap().len(),
-        1,
-        "sessions are isolated"
-    );
-    history.clear(&b).await.unwrap();
-    history.clear(&b).await.unwrap();
-}
-
-#[tokio::test]
-async fn in_memory_history_passes_the_shared_check() {
-    check_history(&InMemoryChatHistory::new(), "mem").await;
-}
-
 #[tokio::test]
 async fn postgres_history_behaves_like_in_memory() {
     let table = unique("catena_test_hist");
     let history = PostgresChatHistory::builder()
-        .connection_string(database_url())
+        .url(database_url())
         .table(&table)
         .build()
         .unwrap();
-    check_history(&history, "pg").await;
+    chat_history_conformance(&history).await;
     // A second handle on the same table (a restart) sees the same data.
     let s = SessionId::new("persist");
     history.append(&s, &[Message::user("kept")]).await.unwrap();
     let again = PostgresChatHistory::builder()
-        .connection_string(database_url())
+        .url(database_url())
         .table(&table)
         .build()
         .unwrap();
@@ -136,7 +78,7 @@ async fn postgres_concurrent_appends_keep_every_message() {
     let table = unique("catena_test_conc");
     let history = Arc::new(
         PostgresChatHistory::builder()
-            .connection_string(database_url())
+            .url(database_url())
             .table(&table)
             .build()
             .unwrap(),
@@ -199,21 +141,21 @@ async fn postgres_concurrent_appends_keep_every_message() {
 async fn postgres_history_rejects_bad_table_names() {
     for bad in ["Chat", "1chat", "chat; DROP TABLE x", ""] {
         let err = PostgresChatHistory::builder()
-            .connection_string(database_url())
+            .url(database_url())
             .table(bad)
             .build()
             .unwrap_err();
         assert!(matches!(err, Error::InvalidConfig(_)), "{bad}: {err:?}");
     }
     let err = PostgresRecordManager::builder()
-        .connection_string(database_url())
+        .url(database_url())
         .table("x-y")
         .build()
         .unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)));
     let debug = format!(
         "{:?}",
-        PostgresChatHistory::builder().connection_string("postgres://u:hunter2@h/db")
+        PostgresChatHistory::builder().url("postgres://u:hunter2@h/db")
     );
     assert!(!debug.contains("hunter2"), "{debug}");
 }
@@ -224,7 +166,7 @@ async fn summary_buffer_survives_a_restart_on_postgres() {
     let open = || {
         Arc::new(
             PostgresChatHistory::builder()
-                .connection_string(database_url())
+                .url(database_url())
                 .table(&table)
                 .build()
                 .unwrap(),
@@ -245,11 +187,11 @@ async fn summary_buffer_survives_a_restart_on_postgres() {
 async fn postgres_record_manager_contract_and_index_scenarios() {
     let table = unique("catena_test_rec");
     let records = PostgresRecordManager::builder()
-        .connection_string(database_url())
+        .url(database_url())
         .table(&table)
         .build()
         .unwrap();
-    indexing_cases::record_manager_contract(&records).await;
-    indexing_cases::scenarios(&records).await;
+    record_manager_conformance(&records).await;
+    indexing_scenarios::scenarios(&records).await;
     drop_table(&table).await;
 }

@@ -8,9 +8,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use catena_chains::sql::{PostgresSqlDatabase, SqlDatabase, SqlQaChain};
+use catena_chains::SqlQaChain;
 use catena_core::test_utils::ScriptedChatModel;
-use catena_core::{Chain, Error};
+use catena_core::{Chain, Error, SqlDatabase};
+use catena_vectorstores::PostgresSqlDatabase;
 use serde_json::json;
 use tokio_postgres::NoTls;
 

@@ -1,18 +1,25 @@
 //! [`PostgresChatHistory`]: chat history in a PostgreSQL table.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use catena_core::{ChatHistory, Error, Message, Result, SessionId};
 use deadpool_postgres::Pool;
 use tokio::sync::OnceCell;
 
-use super::pg::{self, Connection};
+use super::connect::ConnectConfig;
+use super::ddl::{ensure_schema, index_name, quote_ident, validate_table_name};
+use super::error::{pg_error, pool_error};
+
+/// The default table.
+const DEFAULT_TABLE: &str = "catena_chat_history";
 
 /// Chat history in a PostgreSQL table (feature `postgres`).
 ///
-/// The table is created on first use (idempotent DDL under an advisory lock):
+/// Messages are stored as the JSON of [`Message`], so they come back exactly as they were
+/// appended (tool calls, tool-call ids, images and names included). The table is created
+/// on first use (idempotent DDL under an advisory lock):
 ///
 /// ```text
 /// id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY  -- the order of messages
@@ -27,12 +34,12 @@ use super::pg::{self, Connection};
 /// character U+0000, so a message containing it is rejected.
 ///
 /// ```no_run
-/// use catena_chains::history::PostgresChatHistory;
 /// use catena_core::{ChatHistory, Message, SessionId};
+/// use catena_vectorstores::PostgresChatHistory;
 ///
 /// # async fn run() -> catena_core::Result<()> {
 /// let history = PostgresChatHistory::builder()
-///     .connection_string("postgres://catena:catena@127.0.0.1:5432/catena_test")
+///     .url("postgres://catena:catena@127.0.0.1:5432/catena_test")
 ///     .table("chat_history")
 ///     .build()?;
 /// let session = SessionId::new("user-42");
@@ -45,7 +52,7 @@ use super::pg::{self, Connection};
 pub struct PostgresChatHistory {
     pool: Pool,
     table: String,
-    ready: std::sync::Arc<OnceCell<()>>,
+    ready: Arc<OnceCell<()>>,
 }
 
 impl fmt::Debug for PostgresChatHistory {
@@ -63,14 +70,22 @@ impl fmt::Debug for PostgresChatHistory {
 #[must_use]
 #[derive(Debug)]
 pub struct PostgresChatHistoryBuilder {
-    connection: Option<Connection>,
+    connect: ConnectConfig,
     table: String,
-    max_connections: usize,
-    connect_timeout: Duration,
 }
 
 impl PostgresChatHistoryBuilder {
-    crate::history::pg::pg_builder_setters!(table = "catena_chat_history", max_connections = "8");
+    super::connect::connection_setters!(
+        max_connections = "8",
+        url_default = "the [`DATABASE_URL`](crate::DATABASE_URL_ENV) environment variable"
+    );
+
+    /// The table: 1 to 63 characters of `a-z`, `0-9` and `_`, not starting with a digit.
+    /// Default `"catena_chat_history"`.
+    pub fn table(mut self, name: impl Into<String>) -> Self {
+        self.table = name.into();
+        self
+    }
 
     /// Checks the options and opens the pool; connects (and creates the table) on first use.
     ///
@@ -78,12 +93,12 @@ impl PostgresChatHistoryBuilder {
     /// [`Error::InvalidConfig`] for a bad table name, a bad connection string or no
     /// connection at all.
     pub fn build(self) -> Result<PostgresChatHistory> {
-        pg::validate_table_name(&self.table)?;
-        let pool = pg::make_pool(self.connection, self.max_connections, self.connect_timeout)?;
+        validate_table_name(&self.table, "table")?;
+        let (pool, _) = self.connect.build_pool()?;
         Ok(PostgresChatHistory {
             pool,
             table: self.table,
-            ready: std::sync::Arc::new(OnceCell::new()),
+            ready: Arc::new(OnceCell::new()),
         })
     }
 }
@@ -92,10 +107,8 @@ impl PostgresChatHistory {
     /// A builder with the defaults.
     pub fn builder() -> PostgresChatHistoryBuilder {
         PostgresChatHistoryBuilder {
-            connection: None,
-            table: "catena_chat_history".to_owned(),
-            max_connections: 8,
-            connect_timeout: Duration::from_secs(10),
+            connect: ConnectConfig::new(8),
+            table: DEFAULT_TABLE.to_owned(),
         }
     }
 
@@ -104,12 +117,12 @@ impl PostgresChatHistory {
         &self.table
     }
 
-    async fn ensure_table(&self) -> Result<()> {
+    async fn client(&self) -> Result<deadpool_postgres::Client> {
         self.ready
             .get_or_try_init(|| async {
-                let t = pg::quote_ident(&self.table);
-                let idx = pg::quote_ident(&pg::index_name(&self.table, "session"));
-                pg::ensure_schema(
+                let t = quote_ident(&self.table);
+                let idx = quote_ident(&index_name(&self.table, "session"));
+                ensure_schema(
                     &self.pool,
                     &self.table,
                     &[
@@ -125,27 +138,26 @@ impl PostgresChatHistory {
                 )
                 .await
             })
-            .await
-            .map(|_| ())
+            .await?;
+        self.pool.get().await.map_err(pool_error)
     }
 }
 
 #[async_trait]
 impl ChatHistory for PostgresChatHistory {
     async fn messages(&self, session: &SessionId) -> Result<Vec<Message>> {
-        self.ensure_table().await?;
-        let client = self.pool.get().await.map_err(pg::map_pool_error)?;
+        let client = self.client().await?;
         let sql = format!(
             "SELECT message::text FROM {} WHERE session_id = $1 ORDER BY id",
-            pg::quote_ident(&self.table)
+            quote_ident(&self.table)
         );
         let rows = client
             .query(&sql, &[&session.as_str()])
             .await
-            .map_err(pg::map_pg_error)?;
+            .map_err(pg_error)?;
         rows.iter()
             .map(|row| {
-                let text: &str = row.try_get(0).map_err(pg::map_pg_error)?;
+                let text: &str = row.try_get(0).map_err(pg_error)?;
                 serde_json::from_str(text)
                     .map_err(|e| Error::serialization("a stored chat message", e))
             })
@@ -161,32 +173,30 @@ impl ChatHistory for PostgresChatHistory {
             .map(serde_json::to_string)
             .collect::<std::result::Result<Vec<String>, _>>()
             .map_err(|e| Error::serialization("a chat message", e))?;
-        self.ensure_table().await?;
-        let client = self.pool.get().await.map_err(pg::map_pool_error)?;
+        let client = self.client().await?;
         // One statement: atomic, and the identity values follow the batch's order.
         let sql = format!(
             "INSERT INTO {} (session_id, message) \
              SELECT $1, m::jsonb FROM unnest($2::text[]) WITH ORDINALITY AS u(m, n) ORDER BY n",
-            pg::quote_ident(&self.table)
+            quote_ident(&self.table)
         );
         client
             .execute(&sql, &[&session.as_str(), &json])
             .await
-            .map_err(pg::map_pg_error)?;
+            .map_err(pg_error)?;
         Ok(())
     }
 
     async fn clear(&self, session: &SessionId) -> Result<()> {
-        self.ensure_table().await?;
-        let client = self.pool.get().await.map_err(pg::map_pool_error)?;
+        let client = self.client().await?;
         let sql = format!(
             "DELETE FROM {} WHERE session_id = $1",
-            pg::quote_ident(&self.table)
+            quote_ident(&self.table)
         );
         client
             .execute(&sql, &[&session.as_str()])
             .await
-            .map_err(pg::map_pg_error)?;
+            .map_err(pg_error)?;
         Ok(())
     }
 }

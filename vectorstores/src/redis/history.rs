@@ -3,17 +3,16 @@
 use std::fmt;
 use std::time::Duration;
 
+use ::redis::aio::MultiplexedConnection;
 use async_trait::async_trait;
-use catena_core::{
-    ChatHistory, Error, Message, ProviderError, ProviderErrorKind, Result, SessionId,
-};
-use redis::aio::MultiplexedConnection;
+use catena_core::{ChatHistory, Error, Message, Result, SessionId};
 use tokio::sync::OnceCell;
 
-use super::REDIS_URL_ENV;
+use super::{map_redis_error, REDIS_URL_ENV};
 
 /// Chat history in Redis (feature `redis`): one list per session under
-/// `<prefix><session id>`, one JSON-encoded [`Message`] per element.
+/// `<prefix><session id>`, one JSON-encoded [`Message`] per element, so messages come back
+/// exactly as they were appended (tool calls, tool-call ids, images and names included).
 ///
 /// An append is one `MULTI`/`EXEC` transaction (`RPUSH` of the whole batch, then `EXPIRE`
 /// when a TTL is set), so a batch lands whole and the TTL restarts with each append.
@@ -22,8 +21,8 @@ use super::REDIS_URL_ENV;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use catena_chains::history::RedisChatHistory;
 /// use catena_core::{ChatHistory, Message, SessionId};
+/// use catena_vectorstores::RedisChatHistory;
 ///
 /// # async fn run() -> catena_core::Result<()> {
 /// let history = RedisChatHistory::builder()
@@ -39,7 +38,7 @@ use super::REDIS_URL_ENV;
 /// ```
 #[derive(Clone)]
 pub struct RedisChatHistory {
-    client: redis::Client,
+    client: ::redis::Client,
     connection: std::sync::Arc<OnceCell<MultiplexedConnection>>,
     key_prefix: String,
     ttl: Option<Duration>,
@@ -114,7 +113,7 @@ impl RedisChatHistoryBuilder {
         if self.ttl.is_some_and(|t| t.as_secs() == 0) {
             return Err(Error::invalid_config("ttl must be at least one second"));
         }
-        let client = redis::Client::open(url.as_str())
+        let client = ::redis::Client::open(url.as_str())
             .map_err(|e| Error::invalid_config(format!("invalid Redis URL: {e}")))?;
         Ok(RedisChatHistory {
             client,
@@ -123,20 +122,6 @@ impl RedisChatHistoryBuilder {
             ttl: self.ttl,
         })
     }
-}
-
-fn map_redis_error(e: redis::RedisError) -> Error {
-    let kind = if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-        ProviderErrorKind::Transport
-    } else if e.is_timeout() {
-        ProviderErrorKind::Timeout
-    } else {
-        ProviderErrorKind::Server
-    };
-    ProviderError::new(kind, e.to_string())
-        .with_provider("redis")
-        .with_source(e)
-        .into()
 }
 
 impl RedisChatHistory {
@@ -171,7 +156,7 @@ impl RedisChatHistory {
 impl ChatHistory for RedisChatHistory {
     async fn messages(&self, session: &SessionId) -> Result<Vec<Message>> {
         let mut con = self.connection().await?;
-        let items: Vec<String> = redis::cmd("LRANGE")
+        let items: Vec<String> = ::redis::cmd("LRANGE")
             .arg(self.key(session))
             .arg(0)
             .arg(-1)
@@ -197,7 +182,7 @@ impl ChatHistory for RedisChatHistory {
             .collect::<std::result::Result<Vec<String>, _>>()
             .map_err(|e| Error::serialization("a chat message", e))?;
         let key = self.key(session);
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.atomic().cmd("RPUSH").arg(&key).arg(json).ignore();
         if let Some(ttl) = self.ttl {
             pipe.cmd("EXPIRE").arg(&key).arg(ttl.as_secs()).ignore();
@@ -208,7 +193,7 @@ impl ChatHistory for RedisChatHistory {
 
     async fn clear(&self, session: &SessionId) -> Result<()> {
         let mut con = self.connection().await?;
-        redis::cmd("DEL")
+        ::redis::cmd("DEL")
             .arg(self.key(session))
             .exec_async(&mut con)
             .await

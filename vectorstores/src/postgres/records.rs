@@ -1,15 +1,20 @@
 //! [`PostgresRecordManager`]: the indexing records in a PostgreSQL table.
 
+use std::collections::HashSet;
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use catena_core::Result;
+use catena_core::{Record, RecordManager, Result};
 use deadpool_postgres::Pool;
 use tokio::sync::OnceCell;
 
-use super::{Record, RecordManager};
-use crate::history::pg::{self, Connection};
+use super::connect::ConnectConfig;
+use super::ddl::{ensure_schema, index_name, quote_ident, validate_table_name};
+use super::error::{pg_error, pool_error};
+
+/// The default table.
+const DEFAULT_TABLE: &str = "catena_index_records";
 
 /// A [`RecordManager`] in a PostgreSQL table (feature `postgres`).
 ///
@@ -23,29 +28,26 @@ use crate::history::pg::{self, Connection};
 /// ```
 ///
 /// ```no_run
-/// use catena_chains::indexing::{index, Cleanup, IndexOptions, PostgresRecordManager};
-/// use catena_core::test_utils::DeterministicEmbedder;
-/// use catena_core::Document;
-/// use catena_vectorstores::InMemoryVectorStore;
+/// use catena_core::{Record, RecordManager};
+/// use catena_vectorstores::PostgresRecordManager;
 ///
 /// # async fn run() -> catena_core::Result<()> {
 /// let records = PostgresRecordManager::builder()
-///     .connection_string("postgres://catena:catena@127.0.0.1:5432/catena_test")
+///     .url("postgres://catena:catena@127.0.0.1:5432/catena_test")
 ///     .table("catena_records")
 ///     .build()?;
-/// let (store, embedder) = (InMemoryVectorStore::new(), DeterministicEmbedder::new(8));
-/// let docs = vec![Document::new("Rust is fast.").with_metadata("source", "faq.md")];
-/// let options = IndexOptions::new().cleanup(Cleanup::Incremental).namespace("faq");
-/// let report = index(docs, &records, &store, &embedder, &options).await?;
-/// # let _ = report;
+/// records.update("faq", &[Record::new("key-1", Some("faq.md".into()))]).await?;
+/// assert_eq!(records.exists("faq", &["key-1".to_owned()]).await?, [true]);
 /// # Ok(())
 /// # }
 /// ```
+///
+/// `catena_chains::index` takes it as its record manager for incremental indexing.
 #[derive(Clone)]
 pub struct PostgresRecordManager {
     pool: Pool,
     table: String,
-    ready: std::sync::Arc<OnceCell<()>>,
+    ready: Arc<OnceCell<()>>,
 }
 
 impl fmt::Debug for PostgresRecordManager {
@@ -63,27 +65,35 @@ impl fmt::Debug for PostgresRecordManager {
 #[must_use]
 #[derive(Debug)]
 pub struct PostgresRecordManagerBuilder {
-    connection: Option<Connection>,
+    connect: ConnectConfig,
     table: String,
-    max_connections: usize,
-    connect_timeout: Duration,
 }
 
 impl PostgresRecordManagerBuilder {
-    crate::history::pg::pg_builder_setters!(table = "catena_index_records", max_connections = "4");
+    super::connect::connection_setters!(
+        max_connections = "4",
+        url_default = "the [`DATABASE_URL`](crate::DATABASE_URL_ENV) environment variable"
+    );
+
+    /// The table: 1 to 63 characters of `a-z`, `0-9` and `_`, not starting with a digit.
+    /// Default `"catena_index_records"`.
+    pub fn table(mut self, name: impl Into<String>) -> Self {
+        self.table = name.into();
+        self
+    }
 
     /// Checks the options and opens the pool; connects (and creates the table) on first use.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`](catena_core::Error) for a bad table name, a bad connection
-    /// string or no connection at all.
+    /// [`Error::InvalidConfig`](catena_core::Error::InvalidConfig) for a bad table name, a
+    /// bad connection string or no connection at all.
     pub fn build(self) -> Result<PostgresRecordManager> {
-        pg::validate_table_name(&self.table)?;
-        let pool = pg::make_pool(self.connection, self.max_connections, self.connect_timeout)?;
+        validate_table_name(&self.table, "table")?;
+        let (pool, _) = self.connect.build_pool()?;
         Ok(PostgresRecordManager {
             pool,
             table: self.table,
-            ready: std::sync::Arc::new(OnceCell::new()),
+            ready: Arc::new(OnceCell::new()),
         })
     }
 }
@@ -92,10 +102,8 @@ impl PostgresRecordManager {
     /// A builder with the defaults.
     pub fn builder() -> PostgresRecordManagerBuilder {
         PostgresRecordManagerBuilder {
-            connection: None,
-            table: "catena_index_records".to_owned(),
-            max_connections: 4,
-            connect_timeout: Duration::from_secs(10),
+            connect: ConnectConfig::new(4),
+            table: DEFAULT_TABLE.to_owned(),
         }
     }
 
@@ -107,9 +115,9 @@ impl PostgresRecordManager {
     async fn client(&self) -> Result<deadpool_postgres::Client> {
         self.ready
             .get_or_try_init(|| async {
-                let t = pg::quote_ident(&self.table);
-                let idx = pg::quote_ident(&pg::index_name(&self.table, "group"));
-                pg::ensure_schema(
+                let t = quote_ident(&self.table);
+                let idx = quote_ident(&index_name(&self.table, "group"));
+                ensure_schema(
                     &self.pool,
                     &self.table,
                     &[
@@ -127,7 +135,7 @@ impl PostgresRecordManager {
                 .await
             })
             .await?;
-        self.pool.get().await.map_err(pg::map_pool_error)
+        self.pool.get().await.map_err(pool_error)
     }
 }
 
@@ -140,17 +148,17 @@ impl RecordManager for PostgresRecordManager {
         let client = self.client().await?;
         let sql = format!(
             "SELECT key FROM {} WHERE namespace = $1 AND key = ANY($2)",
-            pg::quote_ident(&self.table)
+            quote_ident(&self.table)
         );
         let rows = client
             .query(&sql, &[&namespace, &keys])
             .await
-            .map_err(pg::map_pg_error)?;
-        let found: std::collections::HashSet<String> = rows
+            .map_err(pg_error)?;
+        let found: HashSet<String> = rows
             .iter()
             .map(|r| r.try_get::<_, String>(0))
             .collect::<std::result::Result<_, _>>()
-            .map_err(pg::map_pg_error)?;
+            .map_err(pg_error)?;
         Ok(keys.iter().map(|k| found.contains(k)).collect())
     }
 
@@ -167,18 +175,18 @@ impl RecordManager for PostgresRecordManager {
              SELECT DISTINCT ON (k) $1, k, g, now() FROM unnest($2::text[], $3::text[]) AS u(k, g) \
              ON CONFLICT (namespace, key) DO UPDATE \
              SET group_id = EXCLUDED.group_id, updated_at = EXCLUDED.updated_at",
-            pg::quote_ident(&self.table)
+            quote_ident(&self.table)
         );
         client
             .execute(&sql, &[&namespace, &keys, &groups])
             .await
-            .map_err(pg::map_pg_error)?;
+            .map_err(pg_error)?;
         Ok(())
     }
 
     async fn list_keys(&self, namespace: &str, groups: Option<&[String]>) -> Result<Vec<String>> {
         let client = self.client().await?;
-        let t = pg::quote_ident(&self.table);
+        let t = quote_ident(&self.table);
         let rows = match groups {
             None => {
                 let sql = format!("SELECT key FROM {t} WHERE namespace = $1 ORDER BY key");
@@ -191,9 +199,9 @@ impl RecordManager for PostgresRecordManager {
                 client.query(&sql, &[&namespace, &groups]).await
             }
         }
-        .map_err(pg::map_pg_error)?;
+        .map_err(pg_error)?;
         rows.iter()
-            .map(|r| r.try_get::<_, String>(0).map_err(pg::map_pg_error))
+            .map(|r| r.try_get::<_, String>(0).map_err(pg_error))
             .collect()
     }
 
@@ -204,12 +212,12 @@ impl RecordManager for PostgresRecordManager {
         let client = self.client().await?;
         let sql = format!(
             "DELETE FROM {} WHERE namespace = $1 AND key = ANY($2)",
-            pg::quote_ident(&self.table)
+            quote_ident(&self.table)
         );
         let n = client
             .execute(&sql, &[&namespace, &keys])
             .await
-            .map_err(pg::map_pg_error)?;
+            .map_err(pg_error)?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 }

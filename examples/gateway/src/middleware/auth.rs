@@ -1,0 +1,80 @@
+//! Authentication of the protected routes: the bearer API key (or JWT) names the
+//! [`Caller`], whose own GCRA bucket then decides whether the request may run; the answer
+//! carries the `RateLimit-Policy` and `RateLimit` headers either way.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::{self, Caller};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// Checks the bearer key and the caller's rate limit; adds the `RateLimit` headers and, for
+/// the handlers, the [`Caller`] extension.
+pub(crate) async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::bearer);
+    let Some(presented) = presented else {
+        return Problem::unauthorized("send `Authorization: Bearer <api key>`").into_response();
+    };
+    let caller: Caller = match (&state.jwt, auth::looks_like_jwt(presented)) {
+        (Some(jwt), true) => match jwt.verify(presented) {
+            Ok(caller) => caller,
+            Err(reason) => return Problem::unauthorized(&reason).into_response(),
+        },
+        _ => match state.keys.verify(presented) {
+            Some(caller) => caller,
+            None => return Problem::unauthorized("the API key is not valid").into_response(),
+        },
+    };
+    // Buckets are per key: headers such as X-Forwarded-For are not trusted and never pick one.
+    let policy = HeaderValue::from_str(&state.rate.policy()).ok();
+    match state.rate.check(&caller.0) {
+        Ok(allowed) => {
+            request.extensions_mut().insert(caller);
+            let mut response = next.run(request).await;
+            let h = response.headers_mut();
+            if let Some(policy) = policy {
+                h.insert("ratelimit-policy", policy);
+            }
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "\"per-key\";r={};t={}",
+                allowed.remaining, allowed.reset_secs
+            )) {
+                h.insert("ratelimit", v);
+            }
+            response
+        }
+        Err(limited) => {
+            metrics::counter!("http_rate_limited_total").increment(1);
+            let secs =
+                limited.retry_after.as_secs() + u64::from(limited.retry_after.subsec_nanos() > 0);
+            let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate limited")
+                .with_detail(format!(
+                    "this API key may make {} requests per minute",
+                    state.config.limits.requests_per_minute
+                ))
+                .with_retry_after(limited.retry_after)
+                .into_response();
+            let h = response.headers_mut();
+            if let Some(policy) = policy {
+                h.insert("ratelimit-policy", policy);
+            }
+            if let Ok(v) = HeaderValue::from_str(&format!("\"per-key\";r=0;t={}", secs.max(1))) {
+                h.insert("ratelimit", v);
+            }
+            response
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `POST /v1/documents`: ingest documents (split, embed, upsert through incremental indexing)
+//! and answer with the ingest report.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use catena_chains::{index, Cleanup, IndexOptions};
+use catena_core::splitter::{RecursiveCharacterTextSplitter, TextSplitter};
+use catena_core::Document;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::body::Body;
+use super::upstream::{timeout_problem, upstream};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// The most documents in one request.
+const MAX_DOCUMENTS: usize = 1000;
+/// The most characters of a document's `source`.
+const MAX_SOURCE_CHARS: usize = 512;
+
+/// The body of `POST /v1/documents`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IngestRequest {
+    documents: Vec<IngestDocument>,
+}
+
+/// One document to ingest.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IngestDocument {
+    /// Where the text comes from; ingesting the same source again replaces its chunks.
+    source: String,
+    content: String,
+    #[serde(default)]
+    metadata: Map<String, Value>,
+}
+
+/// What an ingest did.
+#[derive(Debug, Serialize)]
+pub(crate) struct IngestReport {
+    documents: usize,
+    chunks: usize,
+    added: usize,
+    updated: usize,
+    skipped: usize,
+    deleted: usize,
+}
+
+/// `POST /v1/documents`: validates the documents, splits them (by the embedder's tokens when
+/// it has a hard window, else by characters) and indexes the chunks incrementally.
+pub(crate) async fn ingest(
+    State(state): State<Arc<AppState>>,
+    Body(body): Body<IngestRequest>,
+) -> Result<Json<IngestReport>, Problem> {
+    if body.documents.is_empty() {
+        return Err(Problem::invalid_field("documents", "must not be empty"));
+    }
+    if body.documents.len() > MAX_DOCUMENTS {
+        return Err(Problem::invalid_field(
+            "documents",
+            format!("at most {MAX_DOCUMENTS} per request"),
+        ));
+    }
+    for (i, d) in body.documents.iter().enumerate() {
+        if d.source.trim().is_empty() || d.source.chars().count() > MAX_SOURCE_CHARS {
+            return Err(Problem::invalid_field(
+                &format!("documents[{i}].source"),
+                format!("must be 1 to {MAX_SOURCE_CHARS} characters"),
+            ));
+        }
+        if d.content.trim().is_empty() {
+            return Err(Problem::invalid_field(
+                &format!("documents[{i}].content"),
+                "must not be empty",
+            ));
+        }
+    }
+    let builder = match &state.chunk_tokens {
+        Some((length, max_tokens)) => RecursiveCharacterTextSplitter::builder()
+            .chunk_size(*max_tokens)
+            .chunk_overlap(max_tokens / 10)
+            .length_function(length.clone()),
+        None => RecursiveCharacterTextSplitter::builder()
+            .chunk_size(state.config.rag.chunk_size)
+            .chunk_overlap(state.config.rag.chunk_overlap),
+    };
+    let splitter = builder.build().map_err(|e| Problem::from_catena(&e))?;
+    let n = body.documents.len();
+    let docs: Vec<Document> = body
+        .documents
+        .into_iter()
+        .map(|d| {
+            Document::new(d.content)
+                .with_metadata_map(d.metadata)
+                .with_metadata("source", d.source)
+        })
+        .collect();
+    let chunks = splitter.split_documents(&docs);
+    let chunk_count = chunks.len();
+    let options = IndexOptions::new().cleanup(Cleanup::Incremental);
+    let work = index(
+        chunks,
+        &*state.records,
+        &*state.store,
+        &*state.embedder,
+        &options,
+    );
+    let report = tokio::time::timeout(state.request_timeout(), work)
+        .await
+        .map_err(|_| timeout_problem())?
+        .map_err(|e| upstream("ingest", &e))?;
+    Ok(Json(IngestReport {
+        documents: n,
+        chunks: chunk_count,
+        added: report.added,
+        updated: report.updated,
+        skipped: report.skipped,
+        deleted: report.deleted,
+    }))
+}

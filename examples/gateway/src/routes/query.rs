@@ -1,0 +1,194 @@
+//! `POST /v1/query`: answer a question with retrieval-augmented generation, with its sources;
+//! as JSON, or with `Accept: text/event-stream` (or `"stream": true`) as server-sent events.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use catena_core::prompt::ChatPromptTemplate;
+use catena_core::{ChatChunk, ChatRequest, ScoredDocument};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::body::{validate_k, validate_text, Body};
+use super::sse::{guard, sse};
+use super::upstream::{
+    check_budget, record_usage, retrieve, timeout_problem, upstream, usage_json,
+};
+use crate::auth::Caller;
+use crate::problem::Problem;
+use crate::state::{caller_of, AppState};
+
+/// The body of `POST /v1/query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueryRequest {
+    question: String,
+    #[serde(default)]
+    k: Option<usize>,
+    #[serde(default)]
+    stream: bool,
+}
+
+/// One source of an answer, as the client sees it.
+#[derive(Debug, Serialize)]
+struct SourceOut {
+    id: Option<String>,
+    source: Option<String>,
+    score: f32,
+    excerpt: String,
+}
+
+/// The sources of an answer from its retrieved chunks.
+fn sources_of(hits: &[ScoredDocument]) -> Vec<SourceOut> {
+    hits.iter()
+        .map(|h| SourceOut {
+            id: h.document.id.as_ref().map(ToString::to_string),
+            source: h.document.source().map(str::to_owned),
+            score: h.score,
+            excerpt: h.document.content.chars().take(240).collect(),
+        })
+        .collect()
+}
+
+/// Whether the client asked for server-sent events (the body flag or the `Accept` header).
+fn wants_stream(headers: &HeaderMap, flag: bool) -> bool {
+    flag || headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"))
+}
+
+/// The model request: the retrieved chunks as context, then the question.
+fn rag_request(
+    state: &AppState,
+    question: &str,
+    hits: &[ScoredDocument],
+) -> Result<ChatRequest, Problem> {
+    let prompt = ChatPromptTemplate::builder()
+        .system(
+            "Answer the question using only the context below. If the context does not \
+             contain the answer, say you do not know.\n\nContext:\n{context}",
+        )
+        .user("{question}")
+        .build()
+        .map_err(|e| Problem::from_catena(&catena_core::Error::from(e)))?;
+    let context = hits
+        .iter()
+        .map(|h| h.document.content.as_str())
+        .collect::<Vec<_>>()
+        .join("\n\n---\n\n");
+    let messages = prompt
+        .format_messages([("context", context.as_str()), ("question", question)])
+        .map_err(|e| Problem::from_catena(&catena_core::Error::from(e)))?;
+    Ok(ChatRequest::new(messages).with_max_tokens(state.config.rag.max_answer_tokens))
+}
+
+/// `POST /v1/query`: checks the question and the budget, retrieves `k` chunks and answers
+/// from them, as JSON or as server-sent events (`sources`, `token`, `usage`, `done`, or a
+/// terminal `error`).
+pub(crate) async fn query(
+    State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    Body(body): Body<QueryRequest>,
+) -> Result<Response, Problem> {
+    let caller = caller_of(caller.as_deref());
+    validate_text("question", &body.question)?;
+    let k = validate_k(body.k, state.config.rag.k)?;
+    check_budget(&state, &caller)?;
+    let hits = retrieve(&state, &body.question, k).await?;
+    let request = rag_request(&state, &body.question, &hits)?;
+
+    if wants_stream(&headers, body.stream) {
+        let upstream_stream = state
+            .chat
+            .stream(request)
+            .await
+            .map_err(|e| upstream("model", &e))?;
+        let first = Event::default()
+            .event("sources")
+            .json_data(sources_of(&hits))
+            .unwrap_or_default();
+        let st = Arc::clone(&state);
+        // Usage may come after the finish reason (OpenAI sends it last): `done` closes the
+        // stream once the upstream has ended, carrying both.
+        let finish = Arc::new(std::sync::Mutex::new(None::<String>));
+        let finish_in = Arc::clone(&finish);
+        let failed = Arc::new(AtomicBool::new(false));
+        let failed_in = Arc::clone(&failed);
+        let events = upstream_stream.filter_map(move |chunk| {
+            let event = match chunk {
+                Ok(ChatChunk::TextDelta(t)) => Some(
+                    Event::default()
+                        .event("token")
+                        .json_data(json!({ "text": t }))
+                        .unwrap_or_default(),
+                ),
+                Ok(ChatChunk::Usage(u)) => {
+                    record_usage(&st, &caller, &u);
+                    Some(
+                        Event::default()
+                            .event("usage")
+                            .json_data(usage_json(&u))
+                            .unwrap_or_default(),
+                    )
+                }
+                Ok(ChatChunk::Finish(reason)) => {
+                    if let Ok(mut f) = finish_in.lock() {
+                        *f = Some(format!("{reason:?}").to_lowercase());
+                    }
+                    None
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    failed_in.store(true, Ordering::SeqCst);
+                    let p = upstream("model", &e);
+                    Some(
+                        Event::default()
+                            .event("error")
+                            .json_data(&p)
+                            .unwrap_or_default(),
+                    )
+                }
+            };
+            async move { event }
+        });
+        let done = futures::stream::once(async move {
+            if failed.load(Ordering::SeqCst) {
+                return None;
+            }
+            let reason = finish.lock().ok().and_then(|f| f.clone());
+            Some(
+                Event::default()
+                    .event("done")
+                    .json_data(json!({ "finish_reason": reason }))
+                    .unwrap_or_default(),
+            )
+        })
+        .filter_map(|e| async move { e });
+        let events = futures::stream::once(async move { first })
+            .chain(events)
+            .chain(done);
+        return Ok(sse(guard(events, &state)));
+    }
+
+    let answer = tokio::time::timeout(state.request_timeout(), state.chat.generate(request))
+        .await
+        .map_err(|_| timeout_problem())?
+        .map_err(|e| upstream("model", &e))?;
+    let usage = answer.usage.unwrap_or_default();
+    record_usage(&state, &caller, &usage);
+    Ok(Json(json!({
+        "answer": answer.message.text(),
+        "sources": sources_of(&hits),
+        "usage": usage_json(&usage),
+        "model": answer.model,
+    }))
+    .into_response())
+}

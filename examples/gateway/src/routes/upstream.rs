@@ -1,0 +1,69 @@
+//! Calls to the backends that several handlers make, and what their failures become: the
+//! retrieval step, upstream errors and timeouts as problems, and the token budget (checked
+//! before a model call, charged with its usage after).
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use catena_core::{ScoredDocument, Usage, VectorStoreRetriever};
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// 504: the request took longer than the request timeout.
+pub(super) fn timeout_problem() -> Problem {
+    Problem::new(StatusCode::GATEWAY_TIMEOUT, "request timed out")
+}
+
+/// A backend's error as a problem; counted and logged unless the input was at fault.
+pub(super) fn upstream(what: &'static str, e: &catena_core::Error) -> Problem {
+    if !matches!(e, catena_core::Error::InvalidInput(_)) {
+        metrics::counter!("upstream_errors_total", "upstream" => what).increment(1);
+        tracing::warn!(error = %e, upstream = what, "upstream failure");
+    }
+    Problem::from_catena(e)
+}
+
+/// Token usage as the client sees it.
+pub(super) fn usage_json(u: &Usage) -> Value {
+    json!({ "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "total_tokens": u.input_tokens + u.output_tokens })
+}
+
+/// The `k` chunks closest to `text`, in a `retrieval` span, within the request timeout.
+pub(super) async fn retrieve(
+    state: &AppState,
+    text: &str,
+    k: usize,
+) -> Result<Vec<ScoredDocument>, Problem> {
+    let retriever =
+        VectorStoreRetriever::new(Arc::clone(&state.embedder), Arc::clone(&state.store)).with_k(k);
+    let span = tracing::info_span!("retrieval", otel.kind = "internal", retrieval.k = k);
+    tokio::time::timeout(
+        state.request_timeout(),
+        retriever.retrieve_scored(text).instrument(span),
+    )
+    .await
+    .map_err(|_| timeout_problem())?
+    .map_err(|e| upstream("retrieval", &e))
+}
+
+/// 429 when `caller` has spent its model-token budget for the current window.
+pub(super) fn check_budget(state: &AppState, caller: &str) -> Result<(), Problem> {
+    state.budgets.check(caller).map_err(|after| {
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, "token budget spent")
+            .with_type("https://catena.dev/problems/token-budget")
+            .with_detail("this API key has used its model-token budget for the current window")
+            .with_retry_after(after)
+    })
+}
+
+/// Charges `usage` to `caller`'s budget and counts it.
+pub(super) fn record_usage(state: &AppState, caller: &str, usage: &Usage) {
+    state
+        .budgets
+        .record(caller, usage.input_tokens + usage.output_tokens);
+    metrics::counter!("model_tokens_total", "direction" => "input").increment(usage.input_tokens);
+    metrics::counter!("model_tokens_total", "direction" => "output").increment(usage.output_tokens);
+}

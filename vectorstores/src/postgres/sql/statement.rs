@@ -1,0 +1,160 @@
+//! Splitting the model's SQL: exactly one statement is allowed.
+
+use catena_core::{Error, Result};
+
+/// The one statement in `sql`, without its trailing `;`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for empty text or more than one statement.
+pub(super) fn single_statement(sql: &str) -> Result<&str> {
+    #[derive(PartialEq)]
+    enum State {
+        Normal,
+        Single { escapes: bool },
+        Double,
+        Line,
+        Block(usize),
+        Dollar(String),
+    }
+    let bytes = sql.as_bytes();
+    let mut state = State::Normal;
+    let mut i = 0;
+    let mut end = None;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        match &mut state {
+            State::Normal => match b {
+                b'\'' => {
+                    let escapes = i > 0 && matches!(bytes[i - 1], b'e' | b'E');
+                    state = State::Single { escapes };
+                }
+                b'"' => state = State::Double,
+                b'-' if next == Some(b'-') => {
+                    state = State::Line;
+                    i += 1;
+                }
+                b'/' if next == Some(b'*') => {
+                    state = State::Block(1);
+                    i += 1;
+                }
+                b'$' if !(i > 0
+                    && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_')) =>
+                {
+                    // `$tag$` or `$$` opens a dollar quote; `$1` is a parameter.
+                    let rest = &sql[i + 1..];
+                    if let Some(close) = rest.find('$') {
+                        let tag = &rest[..close];
+                        let valid = tag.chars().enumerate().all(|(k, c)| {
+                            c == '_' || c.is_alphabetic() || (k > 0 && c.is_ascii_digit())
+                        });
+                        if valid {
+                            state = State::Dollar(tag.to_owned());
+                            i += close + 1;
+                        }
+                    }
+                }
+                b';' => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            },
+            State::Single { escapes } => {
+                if *escapes && b == b'\\' {
+                    i += 1;
+                } else if b == b'\'' {
+                    if next == Some(b'\'') {
+                        i += 1;
+                    } else {
+                        state = State::Normal;
+                    }
+                }
+            }
+            State::Double => {
+                if b == b'"' {
+                    if next == Some(b'"') {
+                        i += 1;
+                    } else {
+                        state = State::Normal;
+                    }
+                }
+            }
+            State::Line => {
+                if b == b'\n' {
+                    state = State::Normal;
+                }
+            }
+            State::Block(depth) => {
+                if b == b'*' && next == Some(b'/') {
+                    *depth -= 1;
+                    i += 1;
+                    if *depth == 0 {
+                        state = State::Normal;
+                    }
+                } else if b == b'/' && next == Some(b'*') {
+                    *depth += 1;
+                    i += 1;
+                }
+            }
+            State::Dollar(tag) => {
+                let closing = format!("${tag}$");
+                if sql[i..].starts_with(&closing) {
+                    i += closing.len() - 1;
+                    state = State::Normal;
+                }
+            }
+        }
+        i += 1;
+    }
+    let statement = match end {
+        Some(end) => {
+            if !sql[end..].chars().all(|c| c == ';' || c.is_whitespace()) {
+                return Err(Error::invalid_input(
+                    "the SQL holds more than one statement; only one is allowed",
+                ));
+            }
+            &sql[..end]
+        }
+        None => sql,
+    };
+    let statement = statement.trim();
+    if statement.is_empty() {
+        return Err(Error::invalid_input("the SQL is empty"));
+    }
+    Ok(statement)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_split_outside_quotes_and_comments() {
+        assert_eq!(single_statement("SELECT 1;").unwrap(), "SELECT 1");
+        assert_eq!(single_statement(" SELECT ';' ; ").unwrap(), "SELECT ';'");
+        assert_eq!(
+            single_statement("SELECT $$a;b$$").unwrap(),
+            "SELECT $$a;b$$"
+        );
+        assert_eq!(
+            single_statement("SELECT $t$;$t$").unwrap(),
+            "SELECT $t$;$t$"
+        );
+        assert_eq!(
+            single_statement("SELECT \"a;b\" -- x;\n").unwrap(),
+            "SELECT \"a;b\" -- x;"
+        );
+        assert_eq!(
+            single_statement("SELECT /* ; */ 1").unwrap(),
+            "SELECT /* ; */ 1"
+        );
+        assert_eq!(
+            single_statement("SELECT E'\\';' ").unwrap(),
+            "SELECT E'\\';'"
+        );
+        assert!(single_statement("SELECT 1; DROP TABLE t").is_err());
+        assert!(single_statement("SELECT 'it''s'; DELETE FROM t").is_err());
+        assert!(single_statement(" ; ").is_err());
+    }
+}
