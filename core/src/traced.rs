@@ -25,8 +25,9 @@ use tracing::{Instrument, Span};
 use crate::document::Document;
 use crate::embed::{Embedder, Embedding};
 use crate::error::{Error, Result};
-use crate::retriever::Retriever;
+use crate::retriever::{Retriever, VectorStoreRetriever};
 use crate::tool::{Tool, ToolError, ToolOutput};
+use crate::vectorstore::ScoredDocument;
 
 /// The `error.type` of a Catena error.
 fn error_type(error: &Error) -> String {
@@ -133,7 +134,7 @@ impl<E: Embedder> Embedder for TracedEmbedder<E> {
     }
 }
 
-/// Wraps a retriever so each call runs in a span named `retrieve` with
+/// Wraps a retriever so each call runs in a span named `retrieval` with
 /// `gen_ai.operation.name = "retrieval"`, the requested `k` when set
 /// (`catena.retrieval.k`), the number of documents returned (`catena.retrieval.hits`) and
 /// `error.type` on failure.
@@ -166,24 +167,50 @@ impl<R: Retriever> TracedRetriever<R> {
 #[async_trait]
 impl<R: Retriever> Retriever for TracedRetriever<R> {
     async fn retrieve(&self, query: &str) -> Result<Vec<Document>> {
-        let span = tracing::info_span!(
-            "retrieve",
-            otel.name = "retrieve",
-            otel.kind = "internal",
-            otel.status_code = Empty,
-            gen_ai.operation.name = "retrieval",
-            catena.retrieval.k = self.k,
-            catena.retrieval.hits = Empty,
-            error.type = Empty,
-        );
+        let span = retrieval_span(self.k);
         let result = self.inner.retrieve(query).instrument(span.clone()).await;
-        match &result {
-            Ok(docs) => {
-                span.record("catena.retrieval.hits", docs.len());
-            }
-            Err(e) => record_error(&span, &error_type(e)),
-        }
+        record_hits(&span, result.as_ref().map(Vec::len));
         result
+    }
+}
+
+impl TracedRetriever<VectorStoreRetriever> {
+    /// [`VectorStoreRetriever::retrieve_scored`] in the same span: the documents with
+    /// their similarity scores.
+    ///
+    /// # Errors
+    /// Those of the embedder and the store.
+    pub async fn retrieve_scored(&self, query: &str) -> Result<Vec<ScoredDocument>> {
+        let span = retrieval_span(self.k);
+        let result = self
+            .inner
+            .retrieve_scored(query)
+            .instrument(span.clone())
+            .await;
+        record_hits(&span, result.as_ref().map(Vec::len));
+        result
+    }
+}
+
+fn retrieval_span(k: Option<usize>) -> Span {
+    tracing::info_span!(
+        "retrieval",
+        otel.name = "retrieval",
+        otel.kind = "internal",
+        otel.status_code = Empty,
+        gen_ai.operation.name = "retrieval",
+        catena.retrieval.k = k,
+        catena.retrieval.hits = Empty,
+        error.type = Empty,
+    )
+}
+
+fn record_hits(span: &Span, hits: std::result::Result<usize, &Error>) {
+    match hits {
+        Ok(n) => {
+            span.record("catena.retrieval.hits", n);
+        }
+        Err(e) => record_error(span, &error_type(e)),
     }
 }
 
@@ -359,7 +386,7 @@ mod tests {
         assert_eq!(emb["gen_ai.embeddings.dimension.count"], "4");
         assert_eq!(emb["catena.embeddings.input_count"], "3");
         assert!(!emb.contains_key("error.type"));
-        let ret = by_name("retrieve");
+        let ret = by_name("retrieval");
         assert_eq!(ret["catena.retrieval.k"], "4");
         assert_eq!(ret["catena.retrieval.hits"], "2");
         let tool = by_name("execute_tool");

@@ -598,6 +598,9 @@ async fn a_shared_client_is_used() {
         "x-shared-client",
         reqwest::header::HeaderValue::from_static("yes"),
     );
+    // The workspace's reqwest carries no crypto provider: a client the caller builds needs
+    // one installed (or `tls_backend_preconfigured`).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .default_headers(headers)
         .build()

@@ -19,7 +19,7 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `web` | no | web fetch, HTTP request and web search tools (reqwest, rustls) |
-//! | `mcp` | no | an MCP client whose server tools become Catena tools (rmcp; reqwest 0.13 with rustls on ring) |
+//! | `mcp` | no | an MCP client whose server tools become Catena tools (rmcp) |
 //!
 //! ```
 //! use std::sync::Arc;
@@ -59,6 +59,8 @@ mod mcp;
 mod retriever;
 mod sql;
 mod time;
+#[cfg(any(feature = "web", feature = "mcp"))]
+mod tls;
 #[cfg(feature = "web")]
 mod web;
 

@@ -85,6 +85,7 @@ impl Demo {
     /// message has the gateway's answer), [`GatewayError::Backend`] when the corpus cannot
     /// be read.
     pub async fn run(&self, base_url: &str, api_key: &str) -> Result<String, GatewayError> {
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(600))
             .build()

@@ -65,6 +65,15 @@ pub use backends::Backends;
 pub use error::GatewayError;
 pub use signal::shutdown_signal;
 
+/// Installs `ring` as the process's rustls crypto provider (idempotent). The workspace's
+/// reqwest carries no provider of its own; the library clients (model providers, web tools)
+/// configure theirs, and a program that builds plain `reqwest` clients, like the gateway's
+/// demo client and its tests, calls this first.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

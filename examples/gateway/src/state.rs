@@ -76,7 +76,8 @@ impl AppState {
                 Duration::from_secs(config.limits.token_budget_window_secs.max(1)),
             ),
             inflight: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
-            embedder: backends.embedder,
+            // Embedding calls (ingest and questions) get an `embeddings` span too.
+            embedder: Arc::new(catena_core::TracedEmbedder::new(backends.embedder)),
             // Every model call gets a span with the OpenTelemetry GenAI attributes.
             chat: Arc::new(catena_core::TracedChatModel::new(backends.chat)),
             store: backends.store,

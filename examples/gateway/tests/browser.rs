@@ -121,7 +121,10 @@ async fn the_chat_page_streams_the_answer_and_lists_sources_in_chromium() {
         .with_responder(|_| Ok(ChatResponse::new(Message::assistant(ANSWER))));
     let g = start_with(config(), Arc::new(model)).await;
 
-    let res = reqwest::Client::new()
+    let res = {
+        example_gateway::install_crypto_provider();
+        reqwest::Client::new()
+    }
         .post(format!("{}/v1/documents", g.base))
         .bearer_auth(KEY)
         .json(&json!({ "documents": [{

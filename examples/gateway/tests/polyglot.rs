@@ -39,7 +39,10 @@ async fn gateway(agent_url: String) -> Running {
 
 /// Ingests one document and runs the task; returns the SSE events.
 async fn delegate(base: &str) -> Vec<(String, Value)> {
-    let http = reqwest::Client::new();
+    let http = {
+        example_gateway::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let res = http
         .post(format!("{base}/v1/documents"))
         .bearer_auth(KEY)

@@ -105,7 +105,10 @@ async fn one_trace_from_the_http_request_to_the_agents_tool_call() {
     .await;
     let base = gateway.base.clone();
 
-    let http = reqwest::Client::new();
+    let http = {
+        example_gateway::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let ingest = http
         .post(format!("{base}/v1/documents"))
         .bearer_auth(KEY)
@@ -139,6 +142,7 @@ async fn one_trace_from_the_http_request_to_the_agents_tool_call() {
         if [
             "POST /v1/tasks",
             "retrieval",
+            "embeddings",
             "catena.agent.v1.AgentService/RunTask",
             "agent.run_task",
             "chat",
@@ -197,6 +201,10 @@ async fn one_trace_from_the_http_request_to_the_agents_tool_call() {
         Some("echo".to_owned())
     );
     assert!(!named(&spans, "retrieval").is_empty());
+    assert!(
+        !named(&spans, "embeddings").is_empty(),
+        "the gateway traces its embedder"
+    );
     gateway.shutdown().await;
     let _ = provider.shutdown();
 }

@@ -82,7 +82,9 @@ impl HttpOptions {
 
     /// Shares an existing client (and its connection pool). Its own connect timeout then
     /// applies instead of [`connect_timeout`](Self::connect_timeout). Default: a client of
-    /// our own.
+    /// our own (rustls on `ring` with the platform's verifier). reqwest is built without a
+    /// crypto provider: build the shared client with `tls_backend_preconfigured`, or install
+    /// a process-wide rustls provider first.
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -202,6 +204,7 @@ impl Transport {
         let client = match &options.client {
             Some(c) => c.clone(),
             None => reqwest::Client::builder()
+                .tls_backend_preconfigured(tls_config()?)
                 .connect_timeout(options.connect_timeout)
                 .build()
                 .map_err(|e| {
@@ -308,6 +311,23 @@ impl Transport {
             .run(tokio::time::sleep, || self.send_once(build(), false))
             .await
     }
+}
+
+/// rustls on the `ring` provider with the platform's certificate verifier, carried by each
+/// client this crate builds, so no process-wide crypto provider is needed.
+fn tls_config() -> Result<rustls::ClientConfig> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| {
+        Error::invalid_config(format!(
+            "could not load the platform's certificate verifier: {e}"
+        ))
+    })?;
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::invalid_config(format!("could not configure TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth())
 }
 
 /// Reads at most `limit` bytes of body; more is a malformed-response error.

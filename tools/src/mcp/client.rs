@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catena_core::Tool;
-use mcp_reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation, PaginatedRequestParams};
 use rmcp::service::{ClientInitializeError, RunningService};
 use rmcp::transport::streamable_http_client::{
@@ -40,7 +40,7 @@ type Connecting = Pin<
 >;
 
 /// The HTTP transport's error type.
-type HttpError = StreamableHttpError<mcp_reqwest::Error>;
+type HttpError = StreamableHttpError<reqwest::Error>;
 
 /// A string that never shows in `Debug` output.
 #[derive(Clone)]
@@ -679,7 +679,7 @@ impl McpClientBuilder {
 
 /// Checks an HTTP server URL; returns it and its label (no user info, query or fragment).
 fn check_url(url: &str) -> Result<(String, String), McpError> {
-    let parsed = mcp_reqwest::Url::parse(url)
+    let parsed = reqwest::Url::parse(url)
         .map_err(|e| McpError::InvalidConfig(format!("the server URL does not parse: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(McpError::InvalidConfig(format!(

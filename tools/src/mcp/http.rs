@@ -1,31 +1,21 @@
 //! The HTTP client behind the streamable HTTP transport.
 //!
-//! rmcp's transport speaks reqwest 0.13. Its default client wants a process-wide rustls
-//! crypto provider (aws-lc-rs, or whatever the application installed); this one carries
-//! its own TLS configuration with the `ring` provider the rest of the workspace already
-//! uses and the platform's certificate verifier, so nothing global is touched.
+//! rmcp's transport speaks reqwest. Its default client wants a process-wide rustls crypto
+//! provider; this one carries the crate's own TLS configuration (`ring`, the platform's
+//! certificate verifier), so nothing global is touched.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_reqwest::redirect::{Attempt, Policy};
-use mcp_reqwest::StatusCode;
+use reqwest::redirect::{Attempt, Policy};
+use reqwest::StatusCode;
 
 /// Redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
 
 /// A reqwest 0.13 client for one MCP server.
-pub(crate) fn client(connect_timeout: Duration) -> Result<mcp_reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|e| format!("could not load the platform's certificate verifier: {e}"))?;
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("could not configure TLS: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    mcp_reqwest::Client::builder()
+pub(crate) fn client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
+    let tls = crate::tls::client_config()?;
+    reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .connect_timeout(connect_timeout)
         // rmcp's own default: a reused connection whose previous body was not read to the
@@ -38,7 +28,7 @@ pub(crate) fn client(connect_timeout: Duration) -> Result<mcp_reqwest::Client, S
 
 /// Follows only same-origin 307 and 308 redirects, which keep the method and the JSON-RPC
 /// body; a cross-origin hop would hand the session id and custom headers to another host.
-fn same_origin_redirect(attempt: Attempt<'_>) -> mcp_reqwest::redirect::Action {
+fn same_origin_redirect(attempt: Attempt<'_>) -> reqwest::redirect::Action {
     let keeps_body = matches!(
         attempt.status(),
         StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT

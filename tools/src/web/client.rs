@@ -331,7 +331,9 @@ impl WebClientBuilder {
                 }
             }
         });
+        let tls = crate::tls::client_config().map_err(WebError::Build)?;
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .no_proxy()
             .dns_resolver(resolver)
             .redirect(redirect)

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use catena_core::{ScoredDocument, Usage, VectorStoreRetriever};
+use catena_core::{ScoredDocument, TracedRetriever, Usage, VectorStoreRetriever};
 use serde_json::{json, Value};
-use tracing::Instrument;
 
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -31,22 +30,21 @@ pub(super) fn usage_json(u: &Usage) -> Value {
     json!({ "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "total_tokens": u.input_tokens + u.output_tokens })
 }
 
-/// The `k` chunks closest to `text`, in a `retrieval` span, within the request timeout.
+/// The `k` chunks closest to `text`, in a `retrieval` span ([`TracedRetriever`]), within
+/// the request timeout.
 pub(super) async fn retrieve(
     state: &AppState,
     text: &str,
     k: usize,
 ) -> Result<Vec<ScoredDocument>, Problem> {
-    let retriever =
-        VectorStoreRetriever::new(Arc::clone(&state.embedder), Arc::clone(&state.store)).with_k(k);
-    let span = tracing::info_span!("retrieval", otel.kind = "internal", retrieval.k = k);
-    tokio::time::timeout(
-        state.request_timeout(),
-        retriever.retrieve_scored(text).instrument(span),
+    let retriever = TracedRetriever::new(
+        VectorStoreRetriever::new(Arc::clone(&state.embedder), Arc::clone(&state.store)).with_k(k),
     )
-    .await
-    .map_err(|_| timeout_problem())?
-    .map_err(|e| upstream("retrieval", &e))
+    .with_k(k);
+    tokio::time::timeout(state.request_timeout(), retriever.retrieve_scored(text))
+        .await
+        .map_err(|_| timeout_problem())?
+        .map_err(|e| upstream("retrieval", &e))
 }
 
 /// 429 when `caller` has spent its model-token budget for the current window.

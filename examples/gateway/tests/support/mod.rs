@@ -81,7 +81,10 @@ pub async fn start(config: Config, backends: Backends) -> Running {
     });
     Running {
         base,
-        http: reqwest::Client::new(),
+        http: {
+            example_gateway::install_crypto_provider();
+            reqwest::Client::new()
+        },
         stop: Some(tx),
         server,
     }
