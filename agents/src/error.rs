@@ -1,6 +1,5 @@
 //! [`AgentError`]: why an agent stopped before its model gave a final answer.
 
-use std::fmt;
 use std::time::Duration;
 
 use catena_core::Error;
@@ -26,20 +25,23 @@ use catena_core::Error;
 /// let timeout: Error = AgentError::TimeBudget { budget: Duration::from_secs(5) }.into();
 /// assert!(AgentError::from_error(&timeout).is_some_and(AgentError::is_timeout));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AgentError {
     /// The model asked for tools in each of `limit` turns and never gave a final answer.
+    #[error("agent stopped after {limit} iterations without a final answer")]
     MaxIterations {
         /// The configured `max_iterations`.
         limit: usize,
     },
     /// The run did not finish within its overall deadline.
+    #[error("agent ran past its time budget of {budget:?}")]
     TimeBudget {
         /// The configured `time_budget`.
         budget: Duration,
     },
     /// The tokens the model reported (summed over all calls) went over the budget.
+    #[error("agent used {used} tokens, over its budget of {budget}")]
     TokenBudget {
         /// The configured `token_budget`.
         budget: u64,
@@ -49,6 +51,7 @@ pub enum AgentError {
     /// The [`ReactAgent`](crate::ReactAgent)'s model twice in a row wrote text that is
     /// neither a well-formed action nor a final answer (the first time it was reminded of
     /// the format).
+    #[error("agent model output could not be parsed ({reason}): {}", shown(output))]
     OutputParse {
         /// The model's last output, as written.
         output: String,
@@ -75,36 +78,17 @@ impl AgentError {
     }
 }
 
-impl fmt::Display for AgentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AgentError::MaxIterations { limit } => write!(
-                f,
-                "agent stopped after {limit} iterations without a final answer"
-            ),
-            AgentError::TimeBudget { budget } => {
-                write!(f, "agent ran past its time budget of {budget:?}")
-            }
-            AgentError::TokenBudget { budget, used } => {
-                write!(f, "agent used {used} tokens, over its budget of {budget}")
-            }
-            AgentError::OutputParse { output, reason } => {
-                let shown: String = output.chars().take(200).collect();
-                let more = if shown.len() < output.len() {
-                    "…"
-                } else {
-                    ""
-                };
-                write!(
-                    f,
-                    "agent model output could not be parsed ({reason}): {shown:?}{more}"
-                )
-            }
-        }
-    }
+/// The model's output as shown in an error: its first 200 characters, Debug-quoted, with
+/// `…` when cut.
+fn shown(output: &str) -> String {
+    let shown: String = output.chars().take(200).collect();
+    let more = if shown.len() < output.len() {
+        "…"
+    } else {
+        ""
+    };
+    format!("{shown:?}{more}")
 }
-
-impl std::error::Error for AgentError {}
 
 impl From<AgentError> for Error {
     fn from(e: AgentError) -> Self {

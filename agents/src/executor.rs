@@ -33,10 +33,11 @@ pub enum EarlyStopping {
 
 /// Why one tool call produced no output. Its [`Display`](fmt::Display) text, prefixed with
 /// `"Error: "`, is what the model receives as the call's result.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StepError {
     /// The model called a tool that is not registered.
+    #[error("tool `{name}` does not exist; available: {}", list_or_none(available))]
     UnknownTool {
         /// The name the model used.
         name: String,
@@ -44,32 +45,24 @@ pub enum StepError {
         available: Vec<String>,
     },
     /// The arguments were not valid JSON or did not fit the tool's schema.
+    #[error("invalid arguments: {0}")]
     InvalidArguments(String),
     /// The tool ran and failed.
+    #[error("tool failed: {0}")]
     Execution(String),
     /// The tool did not finish within the per-tool timeout.
+    #[error("tool timed out after {0:?}")]
     Timeout(Duration),
 }
 
-impl fmt::Display for StepError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StepError::UnknownTool { name, available } => {
-                let list = if available.is_empty() {
-                    "none".to_owned()
-                } else {
-                    available.join(", ")
-                };
-                write!(f, "tool `{name}` does not exist; available: {list}")
-            }
-            StepError::InvalidArguments(m) => write!(f, "invalid arguments: {m}"),
-            StepError::Execution(m) => write!(f, "tool failed: {m}"),
-            StepError::Timeout(d) => write!(f, "tool timed out after {d:?}"),
-        }
+/// `a, b, c`, or `none`.
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
     }
 }
-
-impl std::error::Error for StepError {}
 
 /// One tool call the agent made, with its result.
 #[derive(Debug, Clone, PartialEq)]

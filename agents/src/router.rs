@@ -68,10 +68,11 @@ pub struct RouterOutput {
 
 /// Why a [`Router`] could not route an input. Converted into [`Error::Other`] with this
 /// value as the `source`; [`RouterError::from_error`] gets it back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RouterError {
     /// The model's answer named no route and the router has no default route.
+    #[error("the router's model answered {:?}, which names none of the routes ({}), and there is no default route", answer.chars().take(200).collect::<String>(), routes.join(", "))]
     UnknownRoute {
         /// The model's answer, as written.
         answer: String,
@@ -92,24 +93,6 @@ impl RouterError {
         }
     }
 }
-
-impl fmt::Display for RouterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RouterError::UnknownRoute { answer, routes } => {
-                let shown: String = answer.chars().take(200).collect();
-                write!(
-                    f,
-                    "the router's model answered {shown:?}, which names none of the routes ({}), \
-                     and there is no default route",
-                    routes.join(", ")
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for RouterError {}
 
 impl From<RouterError> for Error {
     fn from(e: RouterError) -> Self {

@@ -19,10 +19,11 @@ use crate::llm::LlmChain;
 pub type Values = serde_json::Map<String, Value>;
 
 /// Why a sequential chain could not be built or run.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SequentialError {
     /// A step reads a variable that neither the chain's inputs nor an earlier step provide.
+    #[error("step `{step}` needs variable `{variable}`, which no input or earlier step provides")]
     MissingVariable {
         /// The step's name (`"<output>"` for the chain's selected outputs).
         step: String,
@@ -30,6 +31,7 @@ pub enum SequentialError {
         variable: String,
     },
     /// A step did not return one of the output keys it declares.
+    #[error("step `{step}` did not return its output `{key}`")]
     MissingOutput {
         /// The step's name.
         step: String,
@@ -37,6 +39,7 @@ pub enum SequentialError {
         key: String,
     },
     /// Two steps (or a step and the chain's inputs) write the same key.
+    #[error("step `{step}` writes `{key}`, which an input or earlier step already provides")]
     DuplicateOutput {
         /// The step's name.
         step: String,
@@ -44,43 +47,16 @@ pub enum SequentialError {
         key: String,
     },
     /// The chain has no steps.
+    #[error("a sequential chain needs at least one step")]
     NoSteps,
     /// A step failed.
+    #[error("step `{step}` failed: {source}")]
     Step {
         /// The step's name.
         step: String,
         /// Its error.
         source: Error,
     },
-}
-
-impl fmt::Display for SequentialError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SequentialError::MissingVariable { step, variable } => write!(
-                f,
-                "step `{step}` needs variable `{variable}`, which no input or earlier step provides"
-            ),
-            SequentialError::MissingOutput { step, key } => {
-                write!(f, "step `{step}` did not return its output `{key}`")
-            }
-            SequentialError::DuplicateOutput { step, key } => write!(
-                f,
-                "step `{step}` writes `{key}`, which an input or earlier step already provides"
-            ),
-            SequentialError::NoSteps => f.write_str("a sequential chain needs at least one step"),
-            SequentialError::Step { step, source } => write!(f, "step `{step}` failed: {source}"),
-        }
-    }
-}
-
-impl std::error::Error for SequentialError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SequentialError::Step { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 impl From<SequentialError> for Error {

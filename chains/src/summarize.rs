@@ -31,11 +31,14 @@ If the context isn't useful, return the original summary.";
 pub const SUMMARY_SEPARATOR: &str = "\n\n";
 
 /// Why a summarisation could not finish (besides model and prompt errors).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SummarizeError {
     /// After `depth` collapse rounds the summaries still take `tokens` tokens, more than
     /// the `budget`.
+    #[error(
+        "summaries still take {tokens} tokens (budget {budget}) after {depth} collapse rounds"
+    )]
     CollapseDepthExceeded {
         /// Collapse rounds run.
         depth: usize,
@@ -45,23 +48,6 @@ pub enum SummarizeError {
         budget: usize,
     },
 }
-
-impl fmt::Display for SummarizeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SummarizeError::CollapseDepthExceeded {
-                depth,
-                tokens,
-                budget,
-            } => write!(
-                f,
-                "summaries still take {tokens} tokens (budget {budget}) after {depth} collapse rounds"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for SummarizeError {}
 
 impl From<SummarizeError> for Error {
     /// [`Error::Other`] with the [`SummarizeError`] as its source.

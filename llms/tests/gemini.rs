@@ -3,6 +3,8 @@
 //! <https://ai.google.dev/api/embeddings>).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::time::Duration;
 
 use catena_core::test_utils::{embedder_conformance, ChatModelConformance, DeterministicEmbedder};
@@ -15,29 +17,13 @@ use catena_llms::gemini::{GeminiChatModel, GeminiEmbedder};
 use catena_llms::HttpOptions;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{data, fast_http, serve_once};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const KEY: &str = "AIzaSy-TEST-SECRET-KEY-0123456789";
 const GENERATE: &str = "/v1beta/models/gemini-2.5-flash:generateContent";
 const STREAM: &str = "/v1beta/models/gemini-2.5-flash:streamGenerateContent";
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/data/gemini/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn fast_http() -> HttpOptions {
-    HttpOptions::new().retry(
-        RetryPolicy::default()
-            .with_initial_backoff(Duration::from_millis(5))
-            .with_jitter(false),
-    )
-}
 
 fn chat(server: &str) -> GeminiChatModel {
     GeminiChatModel::builder()
@@ -97,7 +83,7 @@ async fn plain_answer_request_body_url_and_key_header() {
     Mock::given(method("POST"))
         .and(path(GENERATE))
         .and(header("x-goog-api-key", KEY))
-        .respond_with(json_reply(fixture("generate_text.json")))
+        .respond_with(json_reply(data("gemini/generate_text.json")))
         .expect(1)
         .mount(&server)
         .await;
@@ -147,12 +133,12 @@ async fn streamed_answer_equals_the_unary_one() {
     Mock::given(method("POST"))
         .and(path(STREAM))
         .and(query_param("alt", "sse"))
-        .respond_with(sse_reply(fixture("stream_text.sse")))
+        .respond_with(sse_reply(data("gemini/stream_text.sse")))
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(GENERATE))
-        .respond_with(json_reply(fixture("generate_text.json")))
+        .respond_with(json_reply(data("gemini/generate_text.json")))
         .mount(&server)
         .await;
     let model = chat(&server.uri());
@@ -182,7 +168,7 @@ async fn streamed_answer_equals_the_unary_one() {
 #[tokio::test]
 async fn two_function_calls_unary_and_streamed_and_their_results_on_the_wire() {
     let server = MockServer::start().await;
-    let reply = fixture("generate_function_calls.json");
+    let reply = data("gemini/generate_function_calls.json");
     let reply_stream = {
         // The same answer as two SSE chunks: one call each, the finish on the second.
         let v: Value = serde_json::from_str(&reply).unwrap();
@@ -325,7 +311,7 @@ async fn gemini_call_ids_round_trip() {
 async fn tool_config_modes_in_the_body() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(json_reply(fixture("generate_text.json")))
+        .respond_with(json_reply(data("gemini/generate_text.json")))
         .mount(&server)
         .await;
     let model = chat(&server.uri());
@@ -417,7 +403,7 @@ async fn structured_output_round_trip() {
 async fn images_go_inline_or_as_file_data() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(json_reply(fixture("generate_text.json")))
+        .respond_with(json_reply(data("gemini/generate_text.json")))
         .mount(&server)
         .await;
     let msg = Message::user_parts(vec![
@@ -615,7 +601,7 @@ async fn one_error(status: u16, body: Value) -> (Error, usize) {
 
 #[tokio::test]
 async fn invalid_key_is_an_auth_error() {
-    let body: Value = serde_json::from_str(&fixture("error_api_key_invalid.json")).unwrap();
+    let body: Value = serde_json::from_str(&data("gemini/error_api_key_invalid.json")).unwrap();
     let (e, requests) = one_error(400, body).await;
     let p = e.as_provider().unwrap();
     assert_eq!(p.kind, ProviderErrorKind::Auth);
@@ -659,13 +645,16 @@ async fn rate_limit_with_retry_after_then_success() {
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("retry-after", "0")
-                .set_body_raw(fixture("error_resource_exhausted.json"), "application/json"),
+                .set_body_raw(
+                    data("gemini/error_resource_exhausted.json"),
+                    "application/json",
+                ),
         )
         .up_to_n_times(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .respond_with(json_reply(fixture("generate_text.json")))
+        .respond_with(json_reply(data("gemini/generate_text.json")))
         .mount(&server)
         .await;
     let r = chat(&server.uri())
@@ -706,7 +695,7 @@ async fn retry_info_delay_is_read_when_there_is_no_retry_after_header() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .respond_with(json_reply(fixture("generate_text.json")))
+        .respond_with(json_reply(data("gemini/generate_text.json")))
         .mount(&server)
         .await;
     let slow_backoff = HttpOptions::new()
@@ -737,7 +726,7 @@ async fn server_error_then_success_takes_exactly_two_requests() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .respond_with(json_reply(fixture("generate_text.json")))
+        .respond_with(json_reply(data("gemini/generate_text.json")))
         .mount(&server)
         .await;
     chat(&server.uri())
@@ -818,10 +807,10 @@ async fn blocked_prompt_is_content_filtered() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(GENERATE))
-        .respond_with(json_reply(fixture("prompt_blocked.json")))
+        .respond_with(json_reply(data("gemini/prompt_blocked.json")))
         .mount(&server)
         .await;
-    let blocked: Value = serde_json::from_str(&fixture("prompt_blocked.json")).unwrap();
+    let blocked: Value = serde_json::from_str(&data("gemini/prompt_blocked.json")).unwrap();
     Mock::given(method("POST"))
         .and(path(STREAM))
         .respond_with(sse_reply(format!("data: {blocked}\n\n")))
@@ -862,21 +851,6 @@ async fn blocked_prompt_is_content_filtered() {
     );
 }
 
-/// Serves one raw HTTP response on loopback and returns its address.
-async fn raw_server(response: &'static [u8]) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 65536];
-        let _ = sock.read(&mut buf).await;
-        sock.write_all(response).await.unwrap();
-        sock.flush().await.unwrap();
-        // Dropping the socket closes the connection mid-stream.
-    });
-    format!("http://{addr}")
-}
-
 fn raw_chat(host: &str) -> GeminiChatModel {
     GeminiChatModel::builder()
         .api_key(KEY)
@@ -894,7 +868,7 @@ async fn stream_cut_mid_way_carries_the_partial_answer() {
          {:x}\r\n{event}\r\n40\r\ndata: {{\"candidates\":[{{\"content\":{{\"parts\":[{{\"text\":\" is",
         event.len()
     );
-    let host = raw_server(Box::leak(response.into_bytes().into_boxed_slice())).await;
+    let host = serve_once(Box::leak(response.into_bytes().into_boxed_slice())).await;
     let e = collect_stream(
         raw_chat(&host)
             .stream(ChatRequest::new(vec![Message::user("x")]))
@@ -910,7 +884,7 @@ async fn stream_cut_mid_way_carries_the_partial_answer() {
 
 #[tokio::test]
 async fn stream_without_finish_reason_is_an_error_not_a_success() {
-    let host = raw_server(
+    let host = serve_once(
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
           data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Half an\"}]}}]}\n\n\
           data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\" answer\"}]}}]}\n\n",
@@ -933,7 +907,7 @@ async fn stream_without_finish_reason_is_an_error_not_a_success() {
 
 #[tokio::test]
 async fn error_event_mid_stream_follows_the_delivered_deltas() {
-    let host = raw_server(
+    let host = serve_once(
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
           data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Par\"}]}}]}\n\n\
           data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded.\",\"status\":\"UNAVAILABLE\"}}\n\n",

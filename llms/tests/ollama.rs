@@ -3,6 +3,8 @@
 #![cfg(feature = "ollama")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::time::Duration;
 
 use catena_core::test_utils::{embedder_conformance, ChatModelConformance};
@@ -14,25 +16,9 @@ use catena_core::{
 use catena_llms::ollama::{OllamaChatModel, OllamaEmbedder};
 use catena_llms::HttpOptions;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{data, fast_http, serve_once};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/data/ollama/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn fast_http() -> HttpOptions {
-    HttpOptions::new().retry(
-        RetryPolicy::default()
-            .with_initial_backoff(Duration::from_millis(10))
-            .with_jitter(false),
-    )
-}
 
 fn chat(server: &str) -> OllamaChatModel {
     OllamaChatModel::builder()
@@ -61,7 +47,7 @@ async fn plain_answer_and_request_body() {
     Mock::given(method("POST"))
         .and(path("/api/chat"))
         .respond_with(
-            ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"),
+            ResponseTemplate::new(200).set_body_raw(data("ollama/chat.json"), "application/json"),
         )
         .expect(1)
         .mount(&server)
@@ -100,7 +86,7 @@ async fn streamed_answer_matches_the_unary_one() {
         .and(path("/api/chat"))
         .respond_with(
             ResponseTemplate::new(200)
-                .set_body_raw(fixture("chat_stream.ndjson"), "application/x-ndjson"),
+                .set_body_raw(data("ollama/chat_stream.ndjson"), "application/x-ndjson"),
         )
         .mount(&server)
         .await;
@@ -126,7 +112,7 @@ async fn streamed_answer_matches_the_unary_one() {
 #[tokio::test]
 async fn several_tool_calls_unary_and_streamed() {
     let server = MockServer::start().await;
-    let reply = fixture("chat_tool_call.json");
+    let reply = data("ollama/chat_tool_call.json");
     Mock::given(method("POST"))
         .and(path("/api/chat"))
         .respond_with(move |req: &Request| {
@@ -183,7 +169,7 @@ async fn tool_results_images_tool_choice_and_format_on_the_wire() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(
-            ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"),
+            ResponseTemplate::new(200).set_body_raw(data("ollama/chat.json"), "application/json"),
         )
         .mount(&server)
         .await;
@@ -293,7 +279,7 @@ async fn rate_limit_then_success_honours_retry_after() {
         .await;
     Mock::given(method("POST"))
         .respond_with(
-            ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"),
+            ResponseTemplate::new(200).set_body_raw(data("ollama/chat.json"), "application/json"),
         )
         .mount(&server)
         .await;
@@ -324,21 +310,6 @@ async fn malformed_body_is_a_typed_error() {
     );
 }
 
-/// Serves one raw HTTP response on loopback and returns its address.
-async fn raw_server(response: &'static [u8]) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 65536];
-        let _ = sock.read(&mut buf).await;
-        sock.write_all(response).await.unwrap();
-        sock.flush().await.unwrap();
-        // Dropping the socket closes the connection mid-stream.
-    });
-    format!("http://{addr}")
-}
-
 #[tokio::test]
 async fn stream_cut_mid_way_carries_the_partial_answer() {
     // A chunked body whose second chunk is cut off before its end.
@@ -348,7 +319,7 @@ async fn stream_cut_mid_way_carries_the_partial_answer() {
          {:x}\r\n{line}\r\n40\r\n{{\"model\":\"m\",\"message\":{{\"content\":\" is",
         line.len()
     );
-    let host = raw_server(Box::leak(response.into_bytes().into_boxed_slice())).await;
+    let host = serve_once(Box::leak(response.into_bytes().into_boxed_slice())).await;
     let e = collect_stream(
         chat(&host)
             .stream(ChatRequest::new(vec![Message::user("x")]))
@@ -364,7 +335,7 @@ async fn stream_cut_mid_way_carries_the_partial_answer() {
 
 #[tokio::test]
 async fn stream_without_done_is_an_error_not_a_success() {
-    let host = raw_server(
+    let host = serve_once(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nconnection: close\r\n\r\n\
           {\"model\":\"m\",\"message\":{\"content\":\"Half an\"},\"done\":false}\n",
     )
@@ -387,7 +358,7 @@ async fn stream_without_done_is_an_error_not_a_success() {
 #[tokio::test]
 async fn error_line_mid_stream_follows_the_delivered_deltas() {
     use futures::StreamExt;
-    let host = raw_server(
+    let host = serve_once(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nconnection: close\r\n\r\n\
           {\"model\":\"m\",\"message\":{\"content\":\"Par\"},\"done\":false}\n\
           {\"error\":\"an error was encountered while running the model: out of memory\"}\n",
@@ -648,7 +619,7 @@ async fn server_error_then_success_is_two_requests() {
     let (server, seq) = Sequence::mount(vec![
         ResponseTemplate::new(500)
             .set_body_json(json!({"error": "llama runner process has terminated"})),
-        ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"),
+        ResponseTemplate::new(200).set_body_raw(data("ollama/chat.json"), "application/json"),
     ])
     .await;
     let r = chat(&server.uri()).generate(hello()).await.unwrap();
@@ -701,7 +672,7 @@ async fn persistent_unavailable_is_three_attempts() {
 #[tokio::test]
 async fn malformed_json_line_mid_stream_follows_the_delivered_delta() {
     use futures::StreamExt;
-    let host = raw_server(
+    let host = serve_once(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nconnection: close\r\n\r\n\
           {\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"The sky is\"},\"done\":false}\n\
           {\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\n\
@@ -841,7 +812,7 @@ async fn from_env_honours_ollama_host() {
     Mock::given(method("POST"))
         .and(path("/api/chat"))
         .respond_with(
-            ResponseTemplate::new(200).set_body_raw(fixture("chat.json"), "application/json"),
+            ResponseTemplate::new(200).set_body_raw(data("ollama/chat.json"), "application/json"),
         )
         .mount(&server)
         .await;

@@ -22,27 +22,19 @@ use catena_llms::HttpOptions;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use support::{
-    chunked_response, close_delimited_response, closed_port, data, data_json, raw_server,
-    request_body, stalling_server,
+    chunked_response, close_delimited_response, closed_port, data, data_json, fast_http,
+    raw_server, request_body, stalling_server,
 };
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const KEY: &str = "sk-test-key-0000";
 
-fn fast_retry() -> HttpOptions {
-    HttpOptions::new().retry(
-        RetryPolicy::default()
-            .with_initial_backoff(Duration::from_millis(10))
-            .with_jitter(false),
-    )
-}
-
 fn chat_at(base: &str) -> OpenAiChatModel {
     OpenAiChatModel::builder()
         .api_key(KEY)
         .base_url(format!("{base}/v1"))
-        .http(fast_retry())
+        .http(fast_http())
         .build()
         .unwrap()
 }
@@ -622,7 +614,7 @@ fn embedder(server: &MockServer, batch: usize) -> OpenAiEmbedder {
         .base_url(format!("{}/v1", server.uri()))
         .dimensions(Some(16))
         .batch_size(batch)
-        .http(fast_retry())
+        .http(fast_http())
         .build()
         .unwrap()
 }
@@ -1375,7 +1367,7 @@ async fn azure_deployments_and_gateway_headers() {
         .api_key("azure-secret-key-123456")
         .azure(server.uri(), "my-gpt", "2024-10-21")
         .default_header("x-gateway-token", "gw-1")
-        .http(fast_retry())
+        .http(fast_http())
         .build()
         .unwrap();
     model.generate(hello()).await.unwrap();
@@ -1426,7 +1418,7 @@ async fn embeddings_respect_openai_token_limits() {
         .model("text-embedding-3-small")
         .dimensions(Some(3))
         .max_request_tokens(10_000)
-        .http(fast_retry())
+        .http(fast_http())
         .build()
         .unwrap();
     // " word" is one cl100k token: 4,000 tokens per text, so two texts fit a 10k request.

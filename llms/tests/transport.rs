@@ -26,23 +26,14 @@ use catena_llms::openai::{OpenAiChatModel, OpenAiEmbedder};
 use catena_llms::HttpOptions;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use support::{chunked_response, closed_port, data_json, raw_server, stalling_server};
+use support::{
+    chunked_response, closed_port, data_json, fast_http, fast_retry, raw_server, stalling_server,
+};
 use tokio::net::TcpListener;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const KEY: &str = "sk-transport-test-0000";
-
-/// Retries with a tiny, deterministic backoff.
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy::default()
-        .with_initial_backoff(Duration::from_millis(10))
-        .with_jitter(false)
-}
-
-fn fast_http() -> HttpOptions {
-    HttpOptions::new().retry(fast_retry())
-}
 
 fn ollama(base: &str, http: HttpOptions) -> OllamaChatModel {
     OllamaChatModel::builder()

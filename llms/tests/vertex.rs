@@ -3,6 +3,8 @@
 //! `:predict` embeddings (payloads modelled on Google's Vertex AI and OAuth 2.0 references).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,37 +12,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use catena_core::test_utils::{embedder_conformance, ChatModelConformance, DeterministicEmbedder};
-use catena_core::RetryPolicy;
 use catena_core::{ChatModel, ChatRequest, Embedder, Message, ProviderErrorKind};
 use catena_llms::gemini::{
     credentials_from_json, AuthorizedUserTokenSource, GeminiChatModel, GeminiEmbedder,
     ServiceAccountTokenSource, StaticToken, TokenSource,
 };
-use catena_llms::HttpOptions;
 use ring::signature::{KeyPair, RsaKeyPair, UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use serde_json::{json, Value};
+use support::{data, fast_http};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const PROJECT: &str = "catena-test-project";
 const GENERATE: &str =
     "/v1/projects/catena-test-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent";
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/data/gemini/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn fast_http() -> HttpOptions {
-    HttpOptions::new().retry(
-        RetryPolicy::default()
-            .with_initial_backoff(Duration::from_millis(5))
-            .with_jitter(false),
-    )
-}
 
 fn body_of(req: &Request) -> Value {
     serde_json::from_slice(&req.body).unwrap()
@@ -64,7 +49,7 @@ fn vertex_chat(server: &str, source: impl TokenSource + 'static) -> GeminiChatMo
 }
 
 fn service_account(token_server: &str) -> ServiceAccountTokenSource {
-    ServiceAccountTokenSource::from_json(&fixture("test-only-service-account.json"))
+    ServiceAccountTokenSource::from_json(&data("gemini/test-only-service-account.json"))
         .unwrap()
         .with_token_uri(format!("{token_server}/token"))
 }
@@ -107,7 +92,7 @@ fn form_field(req: &Request, name: &str) -> String {
 
 /// The public half of the test key, in the DER form `UnparsedPublicKey` takes.
 fn test_public_key() -> Vec<u8> {
-    let pem = fixture("test-only-rsa-key.pem");
+    let pem = data("gemini/test-only-rsa-key.pem");
     let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let der = STANDARD.decode(b64).unwrap();
     RsaKeyPair::from_pkcs8(&der)
@@ -391,7 +376,7 @@ async fn token_endpoint_rejection_is_an_auth_error() {
         "auth failures are not retried"
     );
     // Nothing of the key or the signed assertion leaks.
-    let key = fixture("test-only-service-account.json");
+    let key = data("gemini/test-only-service-account.json");
     let key: Value = serde_json::from_str(&key).unwrap();
     let key_body: String = key["private_key"]
         .as_str()
@@ -456,7 +441,7 @@ async fn authorized_user_refresh_token_grant() {
         !format!("{explicit:?}").contains("secret\""),
         "{explicit:?}"
     );
-    assert!(credentials_from_json(&fixture("test-only-service-account.json")).is_ok());
+    assert!(credentials_from_json(&data("gemini/test-only-service-account.json")).is_ok());
 }
 
 #[tokio::test]

@@ -47,8 +47,6 @@
 //! assert!(matches!(evaluate("2 +"), Err(CalcError::Syntax { .. })));
 //! ```
 
-use std::fmt;
-
 use async_trait::async_trait;
 use catena_core::{ToolError, TypedTool};
 use schemars::JsonSchema;
@@ -59,10 +57,11 @@ use serde::Deserialize;
 pub(crate) const MAX_DEPTH_CEILING: usize = 256;
 
 /// Why an expression could not be evaluated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CalcError {
     /// The expression is not well formed.
+    #[error("syntax error at character {position}: {message}")]
     Syntax {
         /// Where the problem is, counted in characters from 0.
         position: usize,
@@ -70,10 +69,13 @@ pub enum CalcError {
         message: String,
     },
     /// Division or remainder by zero, or zero raised to a negative power.
+    #[error("division by zero")]
     DivisionByZero,
     /// A value (final or intermediate) is infinite or larger than the magnitude limit.
+    #[error("overflow: a value is too large (limit 1e300)")]
     Overflow,
     /// The expression is longer than the length limit.
+    #[error("expression too long: {length} characters (limit {max})")]
     TooLong {
         /// The expression's length in characters.
         length: usize,
@@ -81,42 +83,19 @@ pub enum CalcError {
         max: usize,
     },
     /// The expression nests deeper than the depth limit.
+    #[error("expression nested too deeply (limit {max} levels)")]
     TooDeep {
         /// The limit.
         max: usize,
     },
     /// A name that is neither a known function nor a known constant.
+    #[error("unknown function or constant `{0}` (known: sqrt, abs, ln, log10, sin, cos, tan, exp, floor, ceil, round, min, max, pi, e)")]
     UnknownFunction(String),
     /// A function applied outside its domain (`sqrt(-1)`, `ln(0)`), or a result that is not
     /// a real number (`(-8)^(1/3)`).
+    #[error("domain error: {0}")]
     Domain(String),
 }
-
-impl fmt::Display for CalcError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CalcError::Syntax { position, message } => {
-                write!(f, "syntax error at character {position}: {message}")
-            }
-            CalcError::DivisionByZero => f.write_str("division by zero"),
-            CalcError::Overflow => f.write_str("overflow: a value is too large (limit 1e300)"),
-            CalcError::TooLong { length, max } => {
-                write!(f, "expression too long: {length} characters (limit {max})")
-            }
-            CalcError::TooDeep { max } => {
-                write!(f, "expression nested too deeply (limit {max} levels)")
-            }
-            CalcError::UnknownFunction(name) => write!(
-                f,
-                "unknown function or constant `{name}` (known: sqrt, abs, ln, log10, sin, cos, \
-                 tan, exp, floor, ceil, round, min, max, pi, e)"
-            ),
-            CalcError::Domain(message) => write!(f, "domain error: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for CalcError {}
 
 impl From<CalcError> for ToolError {
     /// Every calculator error is a problem with the expression, so it becomes

@@ -52,7 +52,9 @@ async fn append(history: &dyn ChatHistory, session: &SessionId, messages: &[Mess
 /// - messages come back exactly as appended (every content part, tool call, tool-call id
 ///   and name), oldest first, across several appends;
 /// - sessions are isolated: appending to or clearing one leaves the other alone;
-/// - `clear` forgets a session, and clearing an already cleared session is not an error.
+/// - `clear` forgets a session, and clearing an already cleared session is not an error;
+/// - two writers appending to one session at the same time (interleaved at every await)
+///   lose nothing, and each writer's messages keep their order.
 ///
 /// It uses the sessions `conformance-a` and `conformance-b`, which must be empty when it
 /// starts, and leaves them cleared. Persistent backends should run it on a fresh table,
@@ -110,4 +112,38 @@ pub async fn chat_history_conformance(history: &dyn ChatHistory) {
         .clear(&b)
         .await
         .expect("conformance: clearing a cleared session must not fail");
+    concurrent_appends_keep_every_message(history, &b).await;
+}
+
+/// Two writers, 100 appends each, interleaved on one session.
+async fn concurrent_appends_keep_every_message(history: &dyn ChatHistory, session: &SessionId) {
+    let writer = |who: &'static str| async move {
+        for i in 0..100 {
+            append(history, session, &[Message::user(format!("{who}-{i}"))]).await;
+        }
+    };
+    futures::future::join(writer("a"), writer("b")).await;
+    let all: Vec<String> = messages(history, session)
+        .await
+        .iter()
+        .map(Message::text)
+        .collect();
+    assert_eq!(
+        all.len(),
+        200,
+        "conformance: concurrent appends lose nothing"
+    );
+    for who in ["a", "b"] {
+        let mine: Vec<&String> = all.iter().filter(|t| t.starts_with(who)).collect();
+        let want: Vec<String> = (0..100).map(|i| format!("{who}-{i}")).collect();
+        assert_eq!(
+            mine,
+            want.iter().collect::<Vec<_>>(),
+            "conformance: writer {who}'s messages keep their order"
+        );
+    }
+    history
+        .clear(session)
+        .await
+        .expect("conformance: clear() failed");
 }

@@ -18,7 +18,7 @@
 //! use example_gateway::{config::Config, Backends};
 //!
 //! # async fn run() -> Result<(), example_gateway::GatewayError> {
-//! let backends = Backends::from_env(&Config::default()).await?;
+//! let backends = Backends::from_config(&Config::default()).await?;
 //! println!("running on {}", backends.description);
 //! # Ok(()) }
 //! ```
@@ -36,7 +36,7 @@ use crate::error::GatewayError;
 use crate::records::FileRecordManager;
 
 /// The components the gateway runs on: build it yourself to run the gateway on other
-/// components (tests use the scripted model), or with [`Backends::from_env`].
+/// components (tests use the scripted model), or with [`Backends::from_config`].
 pub struct Backends {
     /// Embeds documents and questions.
     pub embedder: Arc<dyn Embedder>,
@@ -74,7 +74,7 @@ impl Backends {
     /// [`GatewayError::Backend`] when the chosen models or store cannot be set up (missing
     /// local model files, a bad URL, a provider client error), [`GatewayError::Config`] when
     /// the data directory cannot be created.
-    pub async fn from_env(config: &Config) -> Result<Self, GatewayError> {
+    pub async fn from_config(config: &Config) -> Result<Self, GatewayError> {
         let catena_llms::Providers {
             chat,
             embedder,

@@ -51,7 +51,7 @@ async fn serve(args: &[String]) -> Result<(), GatewayError> {
         eprintln!("no API key configured (auth.api_key_sha256 / CATENA_API_KEY_SHA256): this run accepts\n\n    Authorization: Bearer {key}\n");
         config.auth.api_key_sha256.push(hash_key(&key));
     }
-    let backends = Backends::from_env(&config).await?;
+    let backends = Backends::from_config(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let gateway = Gateway::new(config, backends)?;
@@ -63,7 +63,7 @@ async fn serve(args: &[String]) -> Result<(), GatewayError> {
 async fn demo(demo: Demo) -> Result<(), GatewayError> {
     let mut config = Config::from_args(&[])?;
     let key = demo.configure(&mut config)?;
-    let backends = Backends::from_env(&config).await?;
+    let backends = Backends::from_config(&config).await?;
     eprintln!("gateway demo: {}", backends.description);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let base = format!("http://{}", listener.local_addr()?);

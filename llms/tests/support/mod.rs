@@ -8,6 +8,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use catena_core::RetryPolicy;
+use catena_llms::HttpOptions;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -165,4 +169,31 @@ pub(crate) fn data(rel: &str) -> String {
 /// `tests/data/<rel>` parsed as JSON.
 pub(crate) fn data_json(rel: &str) -> serde_json::Value {
     serde_json::from_str(&data(rel)).unwrap_or_else(|e| panic!("parsing {rel}: {e}"))
+}
+
+/// Retries with a tiny, deterministic backoff (10 ms, doubling, no jitter).
+pub(crate) fn fast_retry() -> RetryPolicy {
+    RetryPolicy::default()
+        .with_initial_backoff(Duration::from_millis(10))
+        .with_jitter(false)
+}
+
+/// Transport options with [`fast_retry`].
+pub(crate) fn fast_http() -> HttpOptions {
+    HttpOptions::new().retry(fast_retry())
+}
+
+/// Serves one raw HTTP response on loopback, to one connection, and returns the base URL.
+/// Dropping the socket afterwards closes the connection (mid-stream, for a cut body).
+pub(crate) async fn serve_once(response: &'static [u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        let mut buf = vec![0u8; 65536];
+        let _ = sock.read(&mut buf).await;
+        sock.write_all(response).await.expect("write");
+        sock.flush().await.expect("flush");
+    });
+    format!("http://{addr}")
 }

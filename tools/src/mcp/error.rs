@@ -1,6 +1,5 @@
 //! [`McpError`]: why connecting to, listing or calling an MCP server failed.
 
-use std::fmt;
 use std::time::Duration;
 
 use catena_core::ToolError;
@@ -13,13 +12,15 @@ pub const INVALID_PARAMS: i32 = -32602;
 ///
 /// Messages name the server (the program for stdio, the URL without its query for HTTP)
 /// and the operation; they never contain the bearer token or header values.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum McpError {
     /// The builder was given a setting that does not fit (an HTTP header for a stdio
     /// server, a URL that does not parse, an empty command).
+    #[error("invalid MCP client configuration: {0}")]
     InvalidConfig(String),
     /// The server process could not be started.
+    #[error("could not start MCP server `{program}`: {message}")]
     Spawn {
         /// The program that was to be run.
         program: String,
@@ -27,6 +28,7 @@ pub enum McpError {
         message: String,
     },
     /// The MCP `initialize` handshake failed.
+    #[error("could not connect to MCP server {server}: {message}")]
     Connect {
         /// The server.
         server: String,
@@ -34,6 +36,7 @@ pub enum McpError {
         message: String,
     },
     /// The server refused the credentials (HTTP 401 or 403).
+    #[error("MCP server {server} refused the credentials: {message}")]
     Auth {
         /// The server.
         server: String,
@@ -41,6 +44,7 @@ pub enum McpError {
         message: String,
     },
     /// An operation took longer than its timeout; the request was cancelled.
+    #[error("MCP server {server}: {operation} timed out after {} ms", after.as_millis())]
     Timeout {
         /// The server.
         server: String,
@@ -50,6 +54,7 @@ pub enum McpError {
         after: Duration,
     },
     /// The connection is gone: the server process exited, or the HTTP session closed.
+    #[error("MCP server {server}: connection closed during {operation} (did the server exit?)")]
     Closed {
         /// The server.
         server: String,
@@ -57,6 +62,7 @@ pub enum McpError {
         operation: String,
     },
     /// Sending or receiving failed (I/O, HTTP status, a broken stream).
+    #[error("MCP server {server}: {operation} failed: {message}")]
     Transport {
         /// The server.
         server: String,
@@ -66,6 +72,7 @@ pub enum McpError {
         message: String,
     },
     /// The server answered with a JSON-RPC error.
+    #[error("MCP server {server}: {operation} returned error {code}: {message}")]
     Server {
         /// The server.
         server: String,
@@ -78,6 +85,7 @@ pub enum McpError {
     },
     /// The server's answer broke the protocol (an unexpected result type, a tool listed
     /// twice, a tools list that never ends).
+    #[error("MCP server {server} broke the protocol: {message}")]
     Protocol {
         /// The server.
         server: String,
@@ -123,55 +131,6 @@ impl McpError {
         }
     }
 }
-
-impl fmt::Display for McpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            McpError::InvalidConfig(m) => write!(f, "invalid MCP client configuration: {m}"),
-            McpError::Spawn { program, message } => {
-                write!(f, "could not start MCP server `{program}`: {message}")
-            }
-            McpError::Connect { server, message } => {
-                write!(f, "could not connect to MCP server {server}: {message}")
-            }
-            McpError::Auth { server, message } => {
-                write!(f, "MCP server {server} refused the credentials: {message}")
-            }
-            McpError::Timeout {
-                server,
-                operation,
-                after,
-            } => write!(
-                f,
-                "MCP server {server}: {operation} timed out after {} ms",
-                after.as_millis()
-            ),
-            McpError::Closed { server, operation } => write!(
-                f,
-                "MCP server {server}: connection closed during {operation} (did the server exit?)"
-            ),
-            McpError::Transport {
-                server,
-                operation,
-                message,
-            } => write!(f, "MCP server {server}: {operation} failed: {message}"),
-            McpError::Server {
-                server,
-                operation,
-                code,
-                message,
-            } => write!(
-                f,
-                "MCP server {server}: {operation} returned error {code}: {message}"
-            ),
-            McpError::Protocol { server, message } => {
-                write!(f, "MCP server {server} broke the protocol: {message}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for McpError {}
 
 impl From<McpError> for ToolError {
     fn from(e: McpError) -> Self {

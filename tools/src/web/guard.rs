@@ -242,18 +242,23 @@ pub fn classify(ip: IpAddr) -> Option<AddressClass> {
 
 /// Why the guard refused a request. Every refusal happens before a connection to the
 /// refused destination is opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
     /// The URL does not parse.
+    #[error("invalid URL: {0}")]
     InvalidUrl(String),
     /// The scheme is not `http` or `https`.
+    #[error("scheme `{0}` is not allowed; use http or https")]
     Scheme(String),
     /// The URL carries a user name or password.
+    #[error("URLs with a user name or password are not allowed")]
     UserInfo,
     /// The URL has no host.
+    #[error("the URL has no host")]
     MissingHost,
     /// The destination address is not public.
+    #[error("host {host} is address {addr}, which is {class}")]
     Blocked {
         /// The host as written in the URL.
         host: String,
@@ -263,6 +268,7 @@ pub enum Refusal {
         class: AddressClass,
     },
     /// Every address the host resolved to is refused (or it resolved to none).
+    #[error("{}", no_allowed_address(host, refused))]
     NoAllowedAddress {
         /// The host name.
         host: String,
@@ -270,6 +276,7 @@ pub enum Refusal {
         refused: Vec<(IpAddr, AddressClass)>,
     },
     /// The host is allow-listed, but not on this port.
+    #[error("host {host} is allow-listed, but not on port {port}")]
     PortNotAllowed {
         /// The host.
         host: String,
@@ -277,6 +284,7 @@ pub enum Refusal {
         port: u16,
     },
     /// A redirect pointed somewhere refused.
+    #[error("redirect to {to} refused: {reason}")]
     Redirect {
         /// Where the redirect pointed.
         to: String,
@@ -284,6 +292,7 @@ pub enum Refusal {
         reason: Box<Refusal>,
     },
     /// More redirects than allowed.
+    #[error("more than {max} redirects")]
     TooManyRedirects {
         /// The limit.
         max: usize,
@@ -306,33 +315,15 @@ impl Refusal {
     }
 }
 
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refusal::InvalidUrl(e) => write!(f, "invalid URL: {e}"),
-            Refusal::Scheme(s) => write!(f, "scheme `{s}` is not allowed; use http or https"),
-            Refusal::UserInfo => f.write_str("URLs with a user name or password are not allowed"),
-            Refusal::MissingHost => f.write_str("the URL has no host"),
-            Refusal::Blocked { host, addr, class } => {
-                write!(f, "host {host} is address {addr}, which is {class}")
-            }
-            Refusal::NoAllowedAddress { host, refused } => match refused.first() {
-                Some((addr, class)) => write!(
-                    f,
-                    "host {host} resolves only to non-public addresses ({addr} is {class})"
-                ),
-                None => write!(f, "host {host} resolved to no address"),
-            },
-            Refusal::PortNotAllowed { host, port } => {
-                write!(f, "host {host} is allow-listed, but not on port {port}")
-            }
-            Refusal::Redirect { to, reason } => write!(f, "redirect to {to} refused: {reason}"),
-            Refusal::TooManyRedirects { max } => write!(f, "more than {max} redirects"),
+/// The message of [`Refusal::NoAllowedAddress`].
+fn no_allowed_address(host: &str, refused: &[(IpAddr, AddressClass)]) -> String {
+    match refused.first() {
+        Some((addr, class)) => {
+            format!("host {host} resolves only to non-public addresses ({addr} is {class})")
         }
+        None => format!("host {host} resolved to no address"),
     }
 }
-
-impl std::error::Error for Refusal {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct AllowEntry {

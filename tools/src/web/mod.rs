@@ -45,7 +45,6 @@
 //! # }
 //! ```
 
-use std::fmt;
 use std::time::Duration;
 
 use catena_core::ToolError;
@@ -66,18 +65,23 @@ pub use http::{HttpRequest, HttpRequestArgs, HttpRequestOutput};
 pub use search::{parse_results, SearchResult, WebSearch, WebSearchArgs};
 
 /// Why a web request failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WebError {
     /// The SSRF guard refused the request; nothing was sent to the refused destination.
-    Refused(Refusal),
+    #[error("refused: {0}")]
+    Refused(#[source] Refusal),
     /// The request is malformed (method, header).
+    #[error("invalid request: {0}")]
     InvalidRequest(String),
     /// The exchange took longer than the timeout.
+    #[error("timed out after {} ms", .0.as_millis())]
     Timeout(Duration),
     /// The connection or the HTTP exchange failed.
+    #[error("HTTP request failed: {0}")]
     Transport(String),
     /// The client could not be built.
+    #[error("could not build the HTTP client: {0}")]
     Build(String),
 }
 
@@ -105,27 +109,6 @@ impl WebError {
             }
             WebError::InvalidRequest(_) => ToolError::InvalidArguments(self.to_string()),
             _ => ToolError::Execution(self.to_string()),
-        }
-    }
-}
-
-impl fmt::Display for WebError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WebError::Refused(r) => write!(f, "refused: {r}"),
-            WebError::InvalidRequest(m) => write!(f, "invalid request: {m}"),
-            WebError::Timeout(d) => write!(f, "timed out after {} ms", d.as_millis()),
-            WebError::Transport(m) => write!(f, "HTTP request failed: {m}"),
-            WebError::Build(m) => write!(f, "could not build the HTTP client: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for WebError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            WebError::Refused(r) => Some(r),
-            _ => None,
         }
     }
 }

@@ -113,7 +113,7 @@ impl QdrantStore {
     ///
     /// # Errors
     /// As [`QdrantStoreBuilder::build`].
-    pub fn from_env(collection: impl Into<String>, dimensions: usize) -> Result<Self> {
+    pub fn connect(collection: impl Into<String>, dimensions: usize) -> Result<Self> {
         QdrantStore::builder()
             .collection(collection)
             .dimensions(dimensions)
