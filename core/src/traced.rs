@@ -30,7 +30,7 @@ use crate::tool::{Tool, ToolError, ToolOutput};
 use crate::vectorstore::ScoredDocument;
 
 /// The `error.type` of a Catena error.
-fn error_type(error: &Error) -> String {
+pub(crate) fn error_type(error: &Error) -> String {
     match error {
         Error::Provider(p) => format!("{:?}", p.kind),
         Error::Timeout(_) => "timeout".to_owned(),
@@ -39,7 +39,8 @@ fn error_type(error: &Error) -> String {
     }
 }
 
-fn record_error(span: &Span, kind: &str) {
+/// Marks `span` as failed with `kind` as its `error.type`.
+pub(crate) fn record_error(span: &Span, kind: &str) {
     span.record("error.type", kind);
     span.record("otel.status_code", "ERROR");
 }

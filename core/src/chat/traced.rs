@@ -74,14 +74,7 @@ fn record_usage(span: &Span, usage: &Usage) {
 }
 
 fn record_error(span: &Span, error: &Error) {
-    let kind = match error {
-        Error::Provider(p) => format!("{:?}", p.kind),
-        Error::Timeout(_) => "timeout".to_owned(),
-        Error::InvalidInput(_) => "invalid_input".to_owned(),
-        _ => "error".to_owned(),
-    };
-    span.record("error.type", kind.as_str());
-    span.record("otel.status_code", "ERROR");
+    crate::traced::record_error(span, &crate::traced::error_type(error));
 }
 
 fn record_response(span: &Span, response: &ChatResponse) {

@@ -4,13 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catena_core::{ChatHistory, Error, Message, Result, SessionId};
+use catena_core::{ChatHistory, Message, Result, SessionId};
 use deadpool_postgres::Pool;
 use tokio::sync::OnceCell;
 
 use super::connect::ConnectConfig;
 use super::ddl::{ensure_schema, index_name, quote_ident, validate_table_name};
 use super::error::{pg_error, pool_error};
+use crate::stored_messages;
 
 /// The default table.
 const DEFAULT_TABLE: &str = "catena_chat_history";
@@ -158,8 +159,7 @@ impl ChatHistory for PostgresChatHistory {
         rows.iter()
             .map(|row| {
                 let text: &str = row.try_get(0).map_err(pg_error)?;
-                serde_json::from_str(text)
-                    .map_err(|e| Error::serialization("a stored chat message", e))
+                stored_messages::decode(text)
             })
             .collect()
     }
@@ -168,11 +168,7 @@ impl ChatHistory for PostgresChatHistory {
         if messages.is_empty() {
             return Ok(());
         }
-        let json = messages
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<std::result::Result<Vec<String>, _>>()
-            .map_err(|e| Error::serialization("a chat message", e))?;
+        let json = stored_messages::encode(messages)?;
         let client = self.client().await?;
         // One statement: atomic, and the identity values follow the batch's order.
         let sql = format!(

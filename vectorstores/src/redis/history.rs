@@ -9,6 +9,7 @@ use catena_core::{ChatHistory, Error, Message, Result, SessionId};
 use tokio::sync::OnceCell;
 
 use super::{map_redis_error, REDIS_URL_ENV};
+use crate::stored_messages;
 
 /// Chat history in Redis (feature `redis`): one list per session under
 /// `<prefix><session id>`, one JSON-encoded [`Message`] per element, so messages come back
@@ -163,24 +164,14 @@ impl ChatHistory for RedisChatHistory {
             .query_async(&mut con)
             .await
             .map_err(map_redis_error)?;
-        items
-            .iter()
-            .map(|s| {
-                serde_json::from_str(s)
-                    .map_err(|e| Error::serialization("a stored chat message", e))
-            })
-            .collect()
+        items.iter().map(|s| stored_messages::decode(s)).collect()
     }
 
     async fn append(&self, session: &SessionId, messages: &[Message]) -> Result<()> {
         if messages.is_empty() {
             return Ok(());
         }
-        let json = messages
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<std::result::Result<Vec<String>, _>>()
-            .map_err(|e| Error::serialization("a chat message", e))?;
+        let json = stored_messages::encode(messages)?;
         let key = self.key(session);
         let mut pipe = ::redis::pipe();
         pipe.atomic().cmd("RPUSH").arg(&key).arg(json).ignore();
