@@ -57,6 +57,12 @@ cargo test "${CARGO_FLAGS[@]}"
 step "build every example"
 cargo build "${CARGO_FLAGS[@]}" --examples --bins
 
+step "the newcomer test: the first guide's program, copied from docs/ into a fresh crate, run (scripts/newcomer.sh)"
+env -u OPENAI_API_KEY -u GEMINI_API_KEY -u GOOGLE_API_KEY -u OLLAMA_HOST bash scripts/newcomer.sh
+
+step "build the guides as a book (scripts/docs.sh; mdBook from crates.io, cached)"
+bash scripts/docs.sh
+
 step "run the quickstart example"
 env -u OPENAI_API_KEY -u GEMINI_API_KEY -u GOOGLE_API_KEY -u OLLAMA_HOST \
     "${CARGO_TARGET_DIR:-target}/debug/example-quickstart" "How does the recursive splitter choose where to cut?" >/dev/null

@@ -203,6 +203,7 @@ pub struct AgentExecutorBuilder {
     options: AgentOptions,
     max_concurrent_tools: usize,
     early_stopping: EarlyStopping,
+    best_effort_tools: bool,
 }
 
 impl fmt::Debug for AgentExecutorBuilder {
@@ -298,13 +299,31 @@ impl AgentExecutorBuilder {
         self
     }
 
+    /// Accepts a model whose [`ModelInfo::supports_tools`](catena_core::ModelInfo) is
+    /// `false` (one that is only asked, in its prompt, to write tool calls as text, like the
+    /// in-process local models): such a model often answers without calling any tool, and
+    /// the run then "succeeds" with an invented answer. Default: refused by
+    /// [`build`](Self::build); prefer [`ReactAgent`](crate::ReactAgent), or
+    /// [`Agent::for_model`](crate::Agent::for_model), which picks the loop for the model.
+    #[must_use]
+    pub fn best_effort_tools(mut self, yes: bool) -> Self {
+        self.best_effort_tools = yes;
+        self
+    }
+
     /// Checks the configuration and builds the executor.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when two tools share a name, or `max_iterations`,
-    /// `max_concurrent_tools` or `tool_timeout` is zero.
+    /// `max_concurrent_tools` or `tool_timeout` is zero, or tools are registered and the
+    /// model cannot call tools ([`ModelInfo::supports_tools`](catena_core::ModelInfo) is
+    /// `false`) — the message names [`ReactAgent`](crate::ReactAgent) — unless
+    /// [`best_effort_tools`](Self::best_effort_tools) is set.
     pub fn build(self) -> Result<AgentExecutor> {
         let max_concurrent_tools = self.max_concurrent_tools;
+        if !self.options.tools.is_empty() && !self.best_effort_tools {
+            require_tool_calling(self.model.as_ref())?;
+        }
         self.options.validate(|| {
             if max_concurrent_tools == 0 {
                 return Err(Error::invalid_config(
@@ -337,6 +356,21 @@ impl AgentExecutorBuilder {
     }
 }
 
+/// [`Error::InvalidConfig`] when `model` says it cannot call tools natively.
+pub(crate) fn require_tool_calling(model: &dyn ChatModel) -> Result<()> {
+    let info = model.model_info();
+    if info.supports_tools {
+        return Ok(());
+    }
+    Err(Error::invalid_config(format!(
+        "model `{}` ({}) cannot call tools (ModelInfo::supports_tools is false), so an \
+         AgentExecutor with tools would answer without using them; use \
+         ReactAgent::builder(model) (tool calls written as text and parsed), or \
+         Agent::for_model(model, options), which picks ReactAgent for such a model",
+        info.model, info.provider
+    )))
+}
+
 /// Why the loop stopped without a final answer.
 enum Stop {
     Limit(AgentError),
@@ -367,6 +401,7 @@ impl AgentExecutor {
             options: AgentOptions::new(),
             max_concurrent_tools: 4,
             early_stopping: EarlyStopping::Force,
+            best_effort_tools: false,
         }
     }
 

@@ -20,6 +20,9 @@
 //! - [`Router`]: picks a chain or agent for an input by a model's classification.
 //!
 //! - [`AgentOptions`]: the system prompt, tools and limits both agent builders share.
+//! - [`Agent`]: the loop that suits a model — [`AgentExecutor`] when the model's
+//!   [`ModelInfo`](catena_core::ModelInfo) says it calls tools, [`ReactAgent`] otherwise.
+//!   An [`AgentExecutor`] with tools refuses, at build time, a model that cannot call them.
 //!
 //! Everything above is at the crate root. Two feature-gated modules hold the rest, each
 //! item at one path:
@@ -78,6 +81,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod agent;
 mod agent_tool;
 mod error;
 mod events;
@@ -93,6 +97,7 @@ pub mod grpc;
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub mod otel;
 
+pub use agent::Agent;
 pub use agent_tool::{AgentTool, AgentToolArgs};
 pub use error::AgentError;
 pub use events::{AgentEvent, AgentEventStream};

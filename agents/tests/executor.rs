@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use catena_agents::{AgentError, AgentExecutor, EarlyStopping, StepError};
+use catena_agents::{Agent, AgentError, AgentExecutor, AgentOptions, EarlyStopping, StepError};
 use catena_core::test_utils::ScriptedChatModel;
-use catena_core::{ChatRequest, ChatResponse, Message, Role, ToolCall, ToolChoice, TypedTool};
+use catena_core::{
+    Chain, ChatRequest, ChatResponse, Message, ModelInfo, Role, ToolCall, ToolChoice, TypedTool,
+};
 use support::{calls, Echo, Failing, Fixed, Sleeper};
 
 fn tool_results(req: &ChatRequest) -> Vec<(String, String)> {
@@ -401,4 +403,68 @@ async fn dropping_the_run_future_stops_running_tools() {
     assert!(res.is_err(), "the run should still be going");
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert!(!finished.load(Ordering::SeqCst));
+}
+
+/// A model that says it cannot call tools, answering `text` to everything.
+fn text_only(text: &str) -> Arc<ScriptedChatModel> {
+    Arc::new(
+        ScriptedChatModel::new()
+            .with_model_info(ModelInfo::new("local", "tiny-local"))
+            .with_text(text),
+    )
+}
+
+#[tokio::test]
+async fn a_model_that_cannot_call_tools_is_refused_at_build_time_naming_react() {
+    let err = AgentExecutor::builder(text_only("I invented this."))
+        .tool(Echo::default().into_tool())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, catena_core::Error::InvalidConfig(_)),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("tiny-local"), "{text}");
+    assert!(text.contains("ReactAgent"), "{text}");
+    assert!(text.contains("Agent::for_model"), "{text}");
+
+    // Without tools there is nothing to refuse; asked for, best effort is allowed.
+    assert!(AgentExecutor::builder(text_only("hi")).build().is_ok());
+    let run = AgentExecutor::builder(text_only("best effort"))
+        .tool(Echo::default().into_tool())
+        .best_effort_tools(true)
+        .build()
+        .unwrap()
+        .run("x")
+        .await
+        .unwrap();
+    assert_eq!(run.output, "best effort");
+}
+
+#[tokio::test]
+async fn agent_for_model_picks_react_for_a_text_only_model_and_runs_its_tools() {
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_model_info(ModelInfo::new("local", "tiny-local"))
+            .with_text("Thought: echo it.\nAction: echo\nAction Input: {\"text\": \"ping\"}")
+            .with_text("Thought: I know.\nFinal Answer: the echo said ping"),
+    );
+    let agent =
+        Agent::for_model(model, AgentOptions::new().tool(Echo::default().into_tool())).unwrap();
+    assert!(matches!(agent, Agent::React(_)));
+    assert_eq!(agent.tools().len(), 1);
+    let run = agent.run("echo ping").await.unwrap();
+    assert_eq!(run.output, "the echo said ping");
+    assert_eq!(run.steps.len(), 1);
+    assert_eq!(run.steps[0].call.name, "echo");
+    assert!(run.steps[0].result.as_ref().unwrap().contains("ping"));
+
+    let native = Agent::for_model(
+        Arc::new(ScriptedChatModel::new().with_text("done")),
+        AgentOptions::new().tool(Echo::default().into_tool()),
+    )
+    .unwrap();
+    assert!(matches!(native, Agent::ToolCalling(_)));
+    assert_eq!(native.invoke("x".to_owned()).await.unwrap(), "done");
 }

@@ -60,3 +60,28 @@ pub use catena_llms as llms;
 pub use catena_tools as tools;
 #[doc(inline)]
 pub use catena_vectorstores as vectorstores;
+
+/// The guides in `docs/guides`, compiled (and, except the first, run) as doctests by
+/// `cargo test`, so that every program a guide shows works as written. Not part of the API:
+/// it exists only while doctests are collected.
+#[cfg(all(
+    doctest,
+    feature = "local",
+    feature = "openai",
+    feature = "gemini",
+    feature = "qdrant",
+    feature = "pgvector",
+    feature = "test-utils"
+))]
+pub mod guides {
+    #[doc = include_str!("../../docs/guides/rag-local.md")]
+    pub struct RagLocal;
+    #[doc = include_str!("../../docs/guides/rag-backends.md")]
+    pub struct RagBackends;
+    #[doc = include_str!("../../docs/guides/agent.md")]
+    pub struct Agent;
+    #[doc = include_str!("../../docs/guides/streaming.md")]
+    pub struct Streaming;
+    #[doc = include_str!("../../docs/guides/custom-backends.md")]
+    pub struct CustomBackends;
+}

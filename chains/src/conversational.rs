@@ -180,6 +180,19 @@ impl ConversationalRetrievalBuilder {
         self
     }
 
+    /// Sets the most tokens each model call (condensing and answering) may produce.
+    /// Default: the provider's.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.request.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Sets the sampling temperature of both model calls. Default: the provider's.
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.request.temperature = Some(temperature);
+        self
+    }
+
     /// Builds the chain.
     ///
     /// # Errors

@@ -27,6 +27,7 @@ mod conversational;
 mod eval;
 mod indexing;
 mod llm;
+mod loading;
 mod memory;
 mod qa;
 mod retrievers;
@@ -42,6 +43,7 @@ pub use conversational::{
 pub use eval::{evaluate, evaluate_ranking, CaseScores, EvalCase, EvalReport};
 pub use indexing::{content_key, index, Cleanup, IndexOptions, IndexReport};
 pub use llm::{LlmChain, FORMAT_INSTRUCTIONS_VARIABLE};
+pub use loading::AsyncDocumentLoader;
 pub use memory::{
     message_tokens, summary_session, BufferMemory, Memory, SummaryBufferMemory, SummaryMemory,
     TokenBufferMemory, WindowMemory, DEFAULT_MEMORY_SUMMARY_PROMPT, MESSAGE_OVERHEAD_TOKENS,

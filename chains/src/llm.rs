@@ -6,12 +6,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catena_core::parser::StrOutputParser;
+use catena_core::parser::{StrOutputParser, TypedOutputParser};
 use catena_core::prompt::PromptValues;
 use catena_core::{
-    Chain, ChatModel, ChatRequest, ChatResponse, ChatStream, Message, OutputParser, Prompt,
+    Chain, ChatModel, ChatRequest, ChatResponse, ChatStream, Error, Message, OutputParser, Prompt,
     ResponseFormat, Result,
 };
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 
 /// The prompt variable filled with the parser's format instructions when the caller does
 /// not give it.
@@ -83,6 +85,61 @@ impl LlmChain<StrOutputParser> {
     /// A chain whose output is the answer's text, trimmed.
     pub fn text(prompt: impl Prompt + 'static, model: Arc<dyn ChatModel>) -> Self {
         LlmChain::new(prompt, model, StrOutputParser::new())
+    }
+
+    /// Structured output: a chain whose answer is a `T`, with the provider enforcing `T`'s
+    /// JSON schema ([`ResponseFormat::json_schema_for`]) and the answer parsed and checked
+    /// by a [`TypedOutputParser`].
+    ///
+    /// ```
+    /// use catena_chains::LlmChain;
+    /// use catena_core::prompt::{PromptTemplate, PromptValues};
+    /// use catena_core::test_utils::ScriptedChatModel;
+    /// use catena_core::{Chain, ChatModelExt, ModelInfo};
+    ///
+    /// #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+    /// struct City { name: String, population: u64 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> catena_core::Result<()> {
+    /// let prompt = PromptTemplate::new("The largest city of {country}?")?;
+    /// let enforcing = ScriptedChatModel::new()
+    ///     .with_model_info(ModelInfo::new("hosted", "m").with_json_schema(true))
+    ///     .with_text(r#"{"name": "Tokyo", "population": 14000000}"#)
+    ///     .boxed();
+    /// let chain = LlmChain::structured::<City>(prompt.clone(), enforcing)?;
+    /// let city = chain.invoke(PromptValues::new().with("country", "Japan")).await?;
+    /// assert_eq!(city.name, "Tokyo");
+    ///
+    /// // A model that cannot enforce a schema is refused when the chain is built.
+    /// let loose = ScriptedChatModel::new().with_model_info(ModelInfo::new("local", "tiny")).boxed();
+    /// let err = LlmChain::structured::<City>(prompt, loose).unwrap_err();
+    /// assert!(err.to_string().contains("TypedOutputParser"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the model's
+    /// [`ModelInfo::supports_json_schema`](catena_core::ModelInfo) is `false`; the message
+    /// names the alternative: [`LlmChain::new`] with a [`TypedOutputParser`], whose format
+    /// instructions ask for the schema in the prompt and whose parser checks the answer.
+    pub fn structured<T: DeserializeOwned + JsonSchema>(
+        prompt: impl Prompt + 'static,
+        model: Arc<dyn ChatModel>,
+    ) -> Result<LlmChain<TypedOutputParser<T>>> {
+        let info = model.model_info();
+        if !info.supports_json_schema {
+            return Err(Error::invalid_config(format!(
+                "model `{}` ({}) cannot enforce a JSON schema (ModelInfo::supports_json_schema \
+                 is false); use LlmChain::new(prompt, model, TypedOutputParser::new()) with \
+                 {{format_instructions}} in the prompt, which asks for the schema in text and \
+                 checks the answer",
+                info.model, info.provider
+            )));
+        }
+        Ok(LlmChain::new(prompt, model, TypedOutputParser::<T>::new())
+            .with_response_format(ResponseFormat::json_schema_for::<T>()))
     }
 }
 

@@ -141,6 +141,18 @@ impl RetrievalQaBuilder {
         self
     }
 
+    /// Sets the most tokens the answer may have. Default: the provider's.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.request.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Sets the sampling temperature of the answer. Default: the provider's.
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.request.temperature = Some(temperature);
+        self
+    }
+
     /// Builds the chain.
     ///
     /// # Errors

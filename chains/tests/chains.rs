@@ -1016,3 +1016,105 @@ async fn sql_chain_writes_runs_and_answers() {
         )
     );
 }
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+struct City {
+    name: String,
+    population: u64,
+}
+
+#[tokio::test]
+async fn structured_output_sends_the_schema_and_refuses_models_that_cannot_enforce_it() {
+    let prompt = PromptTemplate::new("The largest city of {country}?").unwrap();
+    let enforcing = Arc::new(
+        ScriptedChatModel::new()
+            .with_model_info(ModelInfo::new("hosted", "m").with_json_schema(true))
+            .with_text(r#"{"name": "Tokyo", "population": 14000000}"#),
+    );
+    let chain = LlmChain::structured::<City>(prompt.clone(), enforcing.clone()).unwrap();
+    let city = chain
+        .invoke(PromptValues::new().with("country", "Japan"))
+        .await
+        .unwrap();
+    assert_eq!((city.name.as_str(), city.population), ("Tokyo", 14_000_000));
+    let sent = &enforcing.requests()[0];
+    match &sent.response_format {
+        Some(catena_core::ResponseFormat::JsonSchema { name, schema, .. }) => {
+            assert_eq!(name, "City");
+            assert_eq!(schema["properties"]["population"]["type"], "integer");
+        }
+        other => panic!("no JSON schema sent: {other:?}"),
+    }
+
+    let loose = Arc::new(ScriptedChatModel::new().with_model_info(ModelInfo::new("local", "tiny")));
+    let err = LlmChain::structured::<City>(prompt, loose.clone()).unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+    assert!(err.to_string().contains("tiny"), "{err}");
+    assert!(err.to_string().contains("TypedOutputParser"), "{err}");
+    assert!(loose.requests().is_empty());
+}
+
+#[tokio::test]
+async fn qa_chains_take_max_tokens_and_temperature_directly() {
+    let embedder = Arc::new(DeterministicEmbedder::new(32));
+    let store = Arc::new(InMemoryVectorStore::new());
+    let retriever = Arc::new(VectorStoreRetriever::new(embedder, store));
+    let model = Arc::new(ScriptedChatModel::new().with_text("a").with_text("b"));
+    let qa = RetrievalQa::builder(retriever.clone(), model.clone())
+        .max_tokens(77)
+        .temperature(0.25)
+        .build()
+        .unwrap();
+    qa.invoke("q?".to_owned()).await.unwrap();
+    let history = Arc::new(InMemoryChatHistory::new());
+    let conversational = ConversationalRetrieval::builder(retriever, model.clone(), history)
+        .max_tokens(33)
+        .temperature(0.5)
+        .build()
+        .unwrap();
+    conversational
+        .invoke(ConversationTurn::new("s1", "q?"))
+        .await
+        .unwrap();
+    let sent = model.requests();
+    assert_eq!(
+        (sent[0].max_tokens, sent[0].temperature),
+        (Some(77), Some(0.25))
+    );
+    assert_eq!(
+        (sent[1].max_tokens, sent[1].temperature),
+        (Some(33), Some(0.5))
+    );
+}
+
+#[tokio::test]
+async fn load_async_reads_a_directory_on_the_blocking_pool() {
+    use catena_chains::AsyncDocumentLoader;
+    use catena_core::loader::DirectoryLoader;
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        std::fs::write(
+            dir.path().join(format!("{i}.md")),
+            format!("# Doc {i}\n\nText {i}."),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("skip.bin"), [0u8, 1, 2]).unwrap();
+    let loader = DirectoryLoader::builder(dir.path())
+        .include("**/*.md")
+        .build()
+        .unwrap();
+    let docs = loader.load_async().await.unwrap();
+    assert_eq!(docs.len(), 50);
+    assert!(docs
+        .iter()
+        .all(|d| d.source().is_some_and(|s| s.ends_with(".md"))));
+    // The same loader, shared as a trait object, loads the same documents.
+    let shared: Arc<dyn catena_core::DocumentLoader> = Arc::new(loader);
+    assert_eq!(shared.load_async().await.unwrap(), docs);
+
+    let missing = DirectoryLoader::builder(dir.path().join("nope")).build();
+    if let Ok(missing) = missing {
+        assert!(missing.load_async().await.is_err());
+    }
+}

@@ -83,7 +83,7 @@ pub use tool::{
 pub use traced::{TracedEmbedder, TracedRetriever, TracedTool};
 pub use vectorstore::{
     EmbeddedDocument, FailedUpsert, Filter, MmrRequest, RangeBound, RangeFilter, ScoredDocument,
-    SearchRequest, UpsertReport, VectorStore,
+    SearchRequest, UpsertReport, VectorStore, VectorStoreExt, DEFAULT_EMBED_BATCH,
 };
 
 /// The traits, for `use catena_core::prelude::*`.
@@ -91,6 +91,7 @@ pub mod prelude {
     pub use crate::{
         Chain, ChainExt, ChatHistory, ChatModel, ChatModelExt, DocumentLoader, Embedder,
         OutputParser, Prompt, Retriever, TextSplitter, Tool, TypedTool, VectorStore,
+        VectorStoreExt,
     };
 }
 

@@ -26,7 +26,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use catena_core::splitter::LengthFunction;
+use catena_core::splitter::{Language, LengthFunction, RecursiveCharacterTextSplitter};
 use catena_core::{ChatModel, Embedder, Error, Result};
 
 /// A chat model and an embedder chosen together by [`from_env`], and what they are.
@@ -62,6 +62,24 @@ impl Providers {
     pub const EMBED_MODEL_ENV: &'static str = "CATENA_EMBED_MODEL";
     /// The variable naming the model cache directory (see [`model_cache_dir`]).
     pub const MODEL_DIR_ENV: &'static str = "CATENA_MODEL_DIR";
+
+    /// A recursive splitter for `language` whose chunks this embedder takes whole: measured
+    /// in the embedder's own tokens when it has a hard window ([`chunk_tokens`](Self::chunk_tokens),
+    /// the local one: 240 tokens, 10 % overlap), else 1,000 characters with 100 of overlap.
+    ///
+    /// # Errors
+    /// Never for these settings; the splitter builder's [`Error::InvalidConfig`] otherwise.
+    pub fn splitter(&self, language: Language) -> Result<RecursiveCharacterTextSplitter> {
+        let builder = RecursiveCharacterTextSplitter::from_language(language);
+        match &self.chunk_tokens {
+            Some((length, max_tokens)) => builder
+                .chunk_size(*max_tokens)
+                .chunk_overlap(max_tokens / 10)
+                .length_function(length.clone()),
+            None => builder.chunk_size(1_000).chunk_overlap(100),
+        }
+        .build()
+    }
 }
 
 /// The local chat model's file name in the cache.
@@ -133,6 +151,20 @@ pub fn from_env() -> Result<Providers> {
             description: "Ollama".to_owned(),
         });
     }
+    local()
+}
+
+/// The in-process local models (feature `local`), whatever provider the environment names:
+/// all-MiniLM-L6-v2 and SmolLM2-135M-Instruct from `CATENA_EMBED_MODEL` and
+/// `CATENA_CHAT_MODEL`, by default from the cache ([`model_cache_dir`]) that
+/// `scripts/models.sh fetch` fills. Answers are at most 256 tokens unless a request says
+/// otherwise.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] naming the missing file and how to fetch it; the models' load
+/// errors.
+#[cfg(feature = "local")]
+pub fn local_models() -> Result<Providers> {
     local()
 }
 

@@ -46,6 +46,9 @@ pub mod ollama;
 #[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
 pub mod openai;
 
+#[cfg(feature = "local")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+pub use env::local_models;
 pub use env::{from_env, model_cache_dir, Providers};
 pub use secret::ApiKey;
 

@@ -500,3 +500,37 @@ async fn dropping_a_stream_frees_the_worker() {
         .unwrap();
     assert!(!r.message.text().is_empty());
 }
+
+#[test]
+fn the_profile_override_is_the_one_the_workspace_and_the_guides_use() {
+    use catena_llms::local::{optimised_build, PROFILE_OVERRIDE};
+    // The workspace applies it to its own debug builds, so its local models run optimised.
+    assert!(
+        optimised_build(),
+        "catena-llms is built unoptimised in the workspace"
+    );
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let (workspace, docs, guide) = (
+        read("Cargo.toml"),
+        read("docs/local-models.md"),
+        read("docs/guides/rag-local.md"),
+    );
+    let sections: Vec<&str> = PROFILE_OVERRIDE
+        .lines()
+        .filter(|l| l.starts_with("[profile.dev.package."))
+        .collect();
+    assert!(sections.len() >= 10 && sections.contains(&"[profile.dev.package.candle-core]"));
+    for section in sections {
+        let block = format!("{section}\nopt-level = 3");
+        assert!(workspace.contains(&block), "Cargo.toml lacks {section}");
+        assert!(
+            docs.contains(&block),
+            "docs/local-models.md lacks {section}"
+        );
+        assert!(
+            guide.contains(&block),
+            "docs/guides/rag-local.md lacks {section}"
+        );
+    }
+}

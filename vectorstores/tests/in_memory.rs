@@ -290,3 +290,94 @@ async fn concurrent_saves_leave_a_valid_file() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left behind");
 }
+
+/// Counts the batches it is asked to embed; fails on the batch numbered `fail_on`.
+struct Batches {
+    inner: catena_core::test_utils::DeterministicEmbedder,
+    sizes: std::sync::Mutex<Vec<usize>>,
+    fail_on: Option<usize>,
+}
+
+#[async_trait::async_trait]
+impl catena_core::Embedder for Batches {
+    async fn embed_documents(&self, texts: &[String]) -> catena_core::Result<Vec<Vec<f32>>> {
+        let n = {
+            let mut sizes = self.sizes.lock().unwrap();
+            sizes.push(texts.len());
+            sizes.len()
+        };
+        if self.fail_on == Some(n) {
+            return Err(Error::invalid_input("embedder down"));
+        }
+        self.inner.embed_documents(texts).await
+    }
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+}
+
+fn batches(fail_on: Option<usize>) -> Batches {
+    Batches {
+        inner: catena_core::test_utils::DeterministicEmbedder::new(32),
+        sizes: std::sync::Mutex::new(Vec::new()),
+        fail_on,
+    }
+}
+
+#[tokio::test]
+async fn add_documents_embeds_in_batches_and_reports_every_id_in_order() {
+    use catena_core::{Retriever, VectorStoreExt};
+    let docs: Vec<Document> = (0..150)
+        .map(|i| Document::new(format!("chunk number {i}")).with_metadata("source", "a.md"))
+        .collect();
+    let embedder = std::sync::Arc::new(batches(None));
+    let store = std::sync::Arc::new(InMemoryVectorStore::new());
+    let report = store
+        .add_documents(embedder.as_ref(), docs.clone())
+        .await
+        .unwrap();
+    assert_eq!(*embedder.sizes.lock().unwrap(), vec![64, 64, 22]);
+    assert_eq!(
+        (report.inserted, report.unchanged, report.ids.len()),
+        (150, 0, 150)
+    );
+    let stored = store.get(&report.ids[..3]).await.unwrap();
+    assert_eq!(stored[2].content, "chunk number 2");
+
+    // Again: nothing changes, in batches of 100.
+    let again = store
+        .add_documents_in_batches(embedder.as_ref(), docs, 100)
+        .await
+        .unwrap();
+    assert_eq!((again.inserted, again.unchanged), (0, 150));
+    assert_eq!(again.ids, report.ids);
+    assert!(store
+        .add_documents_in_batches(embedder.as_ref(), vec![], 0)
+        .await
+        .is_err());
+
+    // The retriever over the same store and embedder finds them.
+    let retriever = store.as_retriever(embedder).with_k(2);
+    let hits = retriever.retrieve("chunk number 7").await.unwrap();
+    assert_eq!(hits[0].content, "chunk number 7");
+    assert_eq!(hits.len(), 2);
+}
+
+#[tokio::test]
+async fn add_documents_keeps_the_embedders_error_and_what_was_stored() {
+    use catena_core::VectorStoreExt;
+    let docs: Vec<Document> = (0..100)
+        .map(|i| Document::new(format!("text {i}")))
+        .collect();
+    let store = InMemoryVectorStore::new();
+    let err = store
+        .add_documents_in_batches(&batches(Some(2)), docs, 40)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput(ref m) if m == "embedder down"),
+        "{err:?}"
+    );
+    // The first batch is stored whole; nothing of the failed one.
+    assert_eq!(store.count(None).await.unwrap(), 40);
+}

@@ -14,6 +14,7 @@
 //! assert!(req.validate().is_ok());
 //! ```
 
+mod ext;
 mod filter;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use ext::{VectorStoreExt, DEFAULT_EMBED_BATCH};
 pub use filter::{lookup, validate_key, Filter, RangeBound, RangeFilter};
 
 use crate::document::{Document, DocumentId};

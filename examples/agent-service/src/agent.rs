@@ -54,6 +54,14 @@ pub fn service(
         shared.push(WebFetch::new(client).into_tool());
     }
     shared.extend(options.extra_tools.iter().cloned());
+    let info = model.model_info();
+    if !info.supports_tools {
+        tracing::warn!(
+            model = %info.model,
+            "the model cannot call tools natively; tools are described in its prompt and its \
+             replies parsed, best effort"
+        );
+    }
     let max_duration = options.max_duration;
     let options = Arc::new(options);
     // Every model call gets a span with the GenAI attributes (tool calls get theirs from the
@@ -96,7 +104,11 @@ fn start_task(
         "task started"
     );
 
+    // A model without native tool calls (the in-process local one) gets the tools described
+    // in its prompt and its reply parsed, best effort; the service says so when it starts.
+    let best_effort = !model.model_info().supports_tools;
     let builder = AgentExecutor::builder(ctx.model(model.clone()))
+        .best_effort_tools(best_effort)
         .system_prompt(options.system_prompt.clone())
         .max_iterations(options.max_iterations)
         .tool_timeout(options.tool_timeout)

@@ -75,7 +75,6 @@ pub fn install_crypto_provider() {
 }
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -83,7 +82,6 @@ use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::watch;
 
 use config::Config;
 use problem::Problem;
@@ -93,7 +91,6 @@ use state::AppState;
 /// A configured gateway, ready to serve.
 pub struct Gateway {
     state: Arc<AppState>,
-    shutdown_tx: watch::Sender<bool>,
     description: String,
 }
 
@@ -113,10 +110,9 @@ impl Gateway {
     /// URL).
     pub fn new(config: Config, backends: Backends) -> Result<Self, GatewayError> {
         let description = backends.description.clone();
-        let (state, shutdown_tx) = AppState::new(config, backends, middleware::metrics::recorder)?;
+        let state = AppState::new(config, backends, middleware::metrics::recorder)?;
         Ok(Gateway {
             state: Arc::new(state),
-            shutdown_tx,
             description,
         })
     }
@@ -126,9 +122,26 @@ impl Gateway {
         &self.description
     }
 
-    /// The axum router (for embedding the gateway in another server).
+    /// The axum router, for embedding the gateway in another server
+    /// (`docs/guides/gateway-router.md`). It keeps working after the `Gateway` is dropped;
+    /// call [`shutdown`](Self::shutdown) (through a [`ShutdownHandle`]) when that server stops.
     pub fn router(&self) -> Router {
         router(Arc::clone(&self.state))
+    }
+
+    /// A handle that starts this gateway's graceful shutdown, for a gateway served by your own
+    /// server ([`serve`](Self::serve) does it itself).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            state: Arc::clone(&self.state),
+        }
+    }
+
+    /// Starts the graceful shutdown of the gateway's side now: `/readyz` answers 503 and open
+    /// streams get a terminal `error` event (`shutdown`) and end. In-flight non-streaming
+    /// requests are the server's to finish.
+    pub fn shutdown(&self) {
+        self.state.begin_shutdown();
     }
 
     /// Serves on `listener` until `shutdown` completes, then shuts down gracefully: readiness
@@ -143,18 +156,36 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
         let state = Arc::clone(&self.state);
-        let tx = self.shutdown_tx;
         let app = router(Arc::clone(&state));
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: not ready, ending streams, finishing requests");
-            state.ready.store(false, Ordering::SeqCst);
-            let _ = tx.send(true);
+            state.begin_shutdown();
         };
         axum::serve(listener, app)
             .with_graceful_shutdown(signal)
             .await?;
         Ok(())
+    }
+}
+
+/// Starts a [`Gateway`]'s graceful shutdown from wherever the server that serves its router
+/// stops; cheap to clone.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    state: Arc<AppState>,
+}
+
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownHandle").finish_non_exhaustive()
+    }
+}
+
+impl ShutdownHandle {
+    /// As [`Gateway::shutdown`].
+    pub fn shutdown(&self) {
+        self.state.begin_shutdown();
     }
 }
 
@@ -184,3 +215,8 @@ fn router(state: Arc<AppState>) -> Router {
         .layer(from_fn(middleware::trace::trace_request))
         .with_state(state)
 }
+
+/// The guide `docs/guides/gateway-router.md`, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guides/gateway-router.md")]
+pub struct GatewayRouterGuide;

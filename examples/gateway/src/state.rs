@@ -36,13 +36,15 @@ pub(crate) struct AppState {
     pub(crate) inflight: Arc<Semaphore>,
     pub(crate) ready: AtomicBool,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Kept with the state (not only by the [`Gateway`](crate::Gateway)), so a router that
+    /// outlives its `Gateway` never reads a closed channel as a shutdown.
+    pub(crate) shutdown_tx: watch::Sender<bool>,
     pub(crate) metrics: PrometheusHandle,
 }
 
 impl AppState {
     /// The state of a gateway over `backends`, configured by `config`, rendering metrics
-    /// through the handle `metrics` gives once the configuration is valid; with the sender
-    /// that starts its shutdown.
+    /// through the handle `metrics` gives once the configuration is valid.
     ///
     /// # Errors
     /// [`GatewayError::Config`] for bad values (an API key hash that is not hex, a bad agent
@@ -51,7 +53,7 @@ impl AppState {
         config: Config,
         backends: Backends,
         metrics: impl FnOnce() -> PrometheusHandle,
-    ) -> Result<(Self, watch::Sender<bool>), GatewayError> {
+    ) -> Result<Self, GatewayError> {
         config.validate()?;
         let keys = ApiKeys::from_hashes(&config.auth.api_key_sha256)?;
         let jwt = config.auth.jwt.as_ref().map(JwtVerifier::new).transpose()?;
@@ -89,10 +91,18 @@ impl AppState {
             jwt,
             ready: AtomicBool::new(true),
             shutdown,
+            shutdown_tx,
             metrics: metrics(),
             config,
         };
-        Ok((state, shutdown_tx))
+        Ok(state)
+    }
+
+    /// Starts the graceful shutdown: readiness turns false, open streams get a terminal
+    /// `error` event and end.
+    pub(crate) fn begin_shutdown(&self) {
+        self.ready.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.shutdown_tx.send_replace(true);
     }
 
     /// How long a whole non-streaming request may take.

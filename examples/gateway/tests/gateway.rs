@@ -739,3 +739,60 @@ fn base64_url_lite(bytes: &[u8]) -> String {
     }
     out
 }
+
+// ------------------------------------------------------------------ embedding the router
+
+#[tokio::test]
+async fn a_router_served_by_another_server_streams_after_its_gateway_is_dropped_and_shuts_down_on_request(
+) {
+    example_gateway::install_crypto_provider();
+    let gateway =
+        example_gateway::Gateway::new(config(), support::backends(Arc::new(quoting_model()), 256))
+            .unwrap();
+    let app = axum_router(&gateway);
+    let handle = gateway.shutdown_handle();
+    // The host application keeps only the router and the handle.
+    drop(gateway);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/ai", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{base}/v1/documents"))
+        .bearer_auth(KEY_A)
+        .json(&json!({ "documents": [{ "source": "bread.md", "content": "Bread needs flour." }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = http
+        .post(format!("{base}/v1/query"))
+        .bearer_auth(KEY_A)
+        .header("accept", "text/event-stream")
+        .json(&json!({ "question": "What does bread need?", "k": 1 }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&body);
+    assert_eq!(events[0].0, "sources", "{body}");
+    assert_eq!(events.last().unwrap().0, "done", "{body}");
+
+    let ready = || async {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(ready().await, 200);
+    handle.shutdown();
+    assert_eq!(ready().await, 503);
+    server.abort();
+}
+
+fn axum_router(gateway: &example_gateway::Gateway) -> axum::Router {
+    axum::Router::new().nest("/ai", gateway.router())
+}

@@ -331,6 +331,7 @@ impl LocalChatModelBuilder {
     /// [`Error::Io`] if the file cannot be read; [`Error::InvalidConfig`] if it is not a GGUF
     /// file of a supported architecture or its tokenizer or template cannot be built.
     pub fn build(self) -> Result<LocalChatModel> {
+        super::warn_if_unoptimised();
         let (mut file, content) = open_gguf(&self.path)?;
         let header = read_header(&content)?;
         let bos = token_text(&header.tokenizer, &content, "tokenizer.ggml.bos_token_id");

@@ -193,6 +193,7 @@ impl LocalEmbedderBuilder {
     /// [`Error::Io`] for missing files, [`Error::InvalidConfig`] for files that do not describe a
     /// BERT-family model.
     pub fn build(self) -> Result<LocalEmbedder> {
+        super::warn_if_unoptimised();
         let dir = &self.dir;
         let config_bytes = read_file(&dir.join("config.json"))?;
         let config: BertConfig = serde_json::from_slice(&config_bytes)

@@ -41,6 +41,14 @@
 //! [`ModelInfo::supports_json_schema`] are `false`; treat the output as best effort and validate
 //! it (the output parsers in `catena_core::parser` do).
 //!
+//! # Debug builds
+//! Inference is numeric code: unoptimised, it runs 20–100× slower (embedding a hundred chunks
+//! takes minutes instead of a second). Cargo's profile overrides belong to the workspace that
+//! is built, so Catena's own overrides do not reach a crate that depends on it: add
+//! [`PROFILE_OVERRIDE`] to your `Cargo.toml` (or build with `--release`). A local model
+//! loaded by an unoptimised build says so once, with a `tracing` warning, or on stderr when
+//! no `tracing` subscriber is installed.
+//!
 //! [`ModelInfo::supports_tools`]: catena_core::ModelInfo::supports_tools
 //! [`ModelInfo::supports_json_schema`]: catena_core::ModelInfo::supports_json_schema
 
@@ -54,6 +62,61 @@ pub use chat::{LocalChatModel, LocalChatModelBuilder, Requantize};
 pub use embed::{EmbedReport, LocalEmbedder, LocalEmbedderBuilder, Pooling, Truncation};
 
 use catena_core::{Error, ProviderError, ProviderErrorKind};
+
+/// The `Cargo.toml` lines that keep the local models fast in a debug build: the numeric
+/// crates (and this one) optimised, the rest of the build unchanged.
+pub const PROFILE_OVERRIDE: &str = r#"[profile.dev.package.catena-llms]
+opt-level = 3
+[profile.dev.package.candle-core]
+opt-level = 3
+[profile.dev.package.candle-nn]
+opt-level = 3
+[profile.dev.package.candle-transformers]
+opt-level = 3
+[profile.dev.package.gemm]
+opt-level = 3
+[profile.dev.package.gemm-common]
+opt-level = 3
+[profile.dev.package.gemm-f32]
+opt-level = 3
+[profile.dev.package.gemm-f16]
+opt-level = 3
+[profile.dev.package.half]
+opt-level = 3
+[profile.dev.package.pulp]
+opt-level = 3
+[profile.dev.package.tokenizers]
+opt-level = 3
+[profile.dev.package.fancy-regex]
+opt-level = 3
+[profile.dev.package.regex-automata]
+opt-level = 3
+"#;
+
+/// Whether this crate was compiled with optimisations (`opt-level` above 0). With the
+/// [`PROFILE_OVERRIDE`] (or `--release`) it is; in a plain debug build it is not.
+pub fn optimised_build() -> bool {
+    !matches!(env!("CATENA_LLMS_OPT_LEVEL"), "0" | "")
+}
+
+/// Warns, once per process, that the local models run unoptimised, naming the fix.
+pub(crate) fn warn_if_unoptimised() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if optimised_build() {
+        return;
+    }
+    ONCE.call_once(|| {
+        let message = format!(
+            "catena-llms: the local models were compiled without optimisations (a debug build), \
+             which makes them 20-100x slower. Add to your Cargo.toml (or build with --release):\n\n{PROFILE_OVERRIDE}"
+        );
+        if tracing::dispatcher::has_been_set() {
+            tracing::warn!("{message}");
+        } else {
+            eprintln!("warning: {message}");
+        }
+    });
+}
 
 /// The provider name local models report in [`catena_core::ModelInfo`] and errors.
 pub const PROVIDER: &str = "local";
