@@ -1,11 +1,22 @@
-//! API-key authentication: keys are configured as SHA-256 hashes and compared in constant time.
+//! Authentication: API keys (configured as SHA-256 hashes, compared in constant time) and JWTs
+//! name a [`Caller`]: who it is, the tenant whose documents it may read and write, and its
+//! [`Scope`]s.
 //!
 //! ```
-//! use example_gateway::auth::{hash_key, ApiKeys};
+//! use example_gateway::auth::{hash_key, ApiKeys, Scope};
+//! use example_gateway::config::KeyConfig;
 //!
 //! let keys = ApiKeys::from_hashes(&[hash_key("s3cret")]).unwrap();
-//! assert!(keys.verify("s3cret").is_some());
+//! let caller = keys.verify("s3cret").unwrap();
+//! assert_eq!(caller.tenant, caller.id); // a plain key is a tenant of its own
+//! assert!(caller.has(Scope::Query) && !caller.has(Scope::Admin));
 //! assert!(keys.verify("guess").is_none());
+//!
+//! let ops = KeyConfig::new(hash_key("ops"), "acme").scopes([Scope::Admin]);
+//! let keys = ApiKeys::new(&[], &[ops]).unwrap();
+//! let caller = keys.verify("ops").unwrap();
+//! assert_eq!(caller.tenant, "acme");
+//! assert!(caller.has(Scope::Admin) && !caller.has(Scope::Ingest));
 //! ```
 
 use std::fmt;
@@ -15,18 +26,71 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::JwtConfig;
+use crate::config::{JwtConfig, KeyConfig};
 use crate::error::GatewayError;
 
-/// Who called: a short, non-secret id derived from the key's hash (for rate-limit buckets,
-/// budgets and logs).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Caller(pub String);
+/// The metadata key under which the gateway stores each chunk's tenant (set by the gateway,
+/// never taken from the client) and by which it filters every retrieval.
+pub const TENANT_METADATA_KEY: &str = "tenant";
 
-/// The accepted keys (their hashes only).
+/// What a caller may do; each protected route needs one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// `POST /v1/documents`.
+    Ingest,
+    /// `POST /v1/query`.
+    Query,
+    /// `POST /v1/tasks`.
+    Tasks,
+    /// `GET /metrics`.
+    Admin,
+}
+
+impl Scope {
+    /// What a key or token without configured scopes may do: everything but `admin`.
+    pub const DEFAULT: [Scope; 3] = [Scope::Ingest, Scope::Query, Scope::Tasks];
+
+    /// The scope's name, as in the configuration and a JWT's `scope` claim.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Query => "query",
+            Scope::Tasks => "tasks",
+            Scope::Admin => "admin",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Scope> {
+        [Scope::Ingest, Scope::Query, Scope::Tasks, Scope::Admin]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
+/// Who called: a short, non-secret id (for rate-limit buckets, budgets and logs), the tenant
+/// whose documents it reads and writes, and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Caller {
+    /// `key-` and the first bytes of the key's hash, or `jwt:<sub>`.
+    pub id: String,
+    /// The tenant: every document it ingests is stored under it, every retrieval is limited to it.
+    pub tenant: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// Whether the caller has `scope`.
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+/// The accepted keys (their hashes only), each with its tenant and scopes.
 #[derive(Clone, Default)]
 pub struct ApiKeys {
-    hashes: Vec<[u8; 32]>,
+    hashes: Vec<([u8; 32], Option<String>, Vec<Scope>)>,
 }
 
 impl fmt::Debug for ApiKeys {
@@ -75,19 +139,46 @@ fn decode_hex(hex: &str) -> Option<[u8; 32]> {
 }
 
 impl ApiKeys {
-    /// Keys from their hex SHA-256 hashes.
+    /// Keys from their hex SHA-256 hashes; each is a tenant of its own with the default
+    /// scopes ([`Scope::DEFAULT`]).
     ///
     /// # Errors
     /// [`GatewayError::Config`] for a value that is not 64 hex digits.
     pub fn from_hashes(hashes: &[String]) -> Result<Self, GatewayError> {
-        let hashes = hashes
-            .iter()
-            .map(|h| {
-                decode_hex(h.trim()).ok_or_else(|| {
-                    GatewayError::Config("an API key hash is not 64 hex digits".to_owned())
-                })
+        Self::new(hashes, &[])
+    }
+
+    /// Plain keys (`auth.api_key_sha256`: each its own tenant, default scopes) and keys
+    /// with a tenant and scopes (`[[auth.keys]]`).
+    ///
+    /// # Errors
+    /// [`GatewayError::Config`] for a hash that is not 64 hex digits, an empty tenant, or a
+    /// key listed twice.
+    pub fn new(plain: &[String], keys: &[KeyConfig]) -> Result<Self, GatewayError> {
+        let hash = |h: &str| {
+            decode_hex(h.trim()).ok_or_else(|| {
+                GatewayError::Config("an API key hash is not 64 hex digits".to_owned())
             })
-            .collect::<Result<_, _>>()?;
+        };
+        let mut hashes = Vec::with_capacity(plain.len() + keys.len());
+        for h in plain {
+            hashes.push((hash(h)?, None, Scope::DEFAULT.to_vec()));
+        }
+        for k in keys {
+            if k.tenant.trim().is_empty() {
+                return Err(GatewayError::Config(
+                    "auth.keys: a key's tenant must not be empty".to_owned(),
+                ));
+            }
+            let scopes = k.scopes.clone().unwrap_or_else(|| Scope::DEFAULT.to_vec());
+            hashes.push((hash(&k.sha256)?, Some(k.tenant.clone()), scopes));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if hashes.iter().any(|(h, _, _)| !seen.insert(*h)) {
+            return Err(GatewayError::Config(
+                "an API key is configured twice".to_owned(),
+            ));
+        }
         Ok(ApiKeys { hashes })
     }
 
@@ -101,17 +192,19 @@ impl ApiKeys {
     pub fn verify(&self, presented: &str) -> Option<Caller> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found: Option<usize> = None;
-        for (i, h) in self.hashes.iter().enumerate() {
+        for (i, (h, _, _)) in self.hashes.iter().enumerate() {
             if bool::from(h.ct_eq(&digest)) {
                 found = Some(i);
             }
         }
         found.map(|i| {
-            let h = &self.hashes[i];
-            Caller(format!(
-                "key-{:02x}{:02x}{:02x}{:02x}",
-                h[0], h[1], h[2], h[3]
-            ))
+            let (h, tenant, scopes) = &self.hashes[i];
+            let id = format!("key-{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]);
+            Caller {
+                tenant: tenant.clone().unwrap_or_else(|| id.clone()),
+                id,
+                scopes: scopes.clone(),
+            }
         })
     }
 }
@@ -121,6 +214,7 @@ impl ApiKeys {
 pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
+    tenant_claim: Option<String>,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -134,6 +228,12 @@ impl fmt::Debug for JwtVerifier {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Space-separated scopes (RFC 8693 `scope`); absent: [`Scope::DEFAULT`].
+    #[serde(default)]
+    scope: Option<String>,
+    /// Every other claim, for the configured tenant claim.
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
 }
 
 impl JwtVerifier {
@@ -185,19 +285,42 @@ impl JwtVerifier {
         validation.set_issuer(&[config.issuer.as_str()]);
         validation.set_audience(&[config.audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        Ok(JwtVerifier { key, validation })
+        Ok(JwtVerifier {
+            key,
+            validation,
+            tenant_claim: config.tenant_claim.clone(),
+        })
     }
 
     /// The caller a valid token names (`jwt:<sub>`), or why the token is refused (never
-    /// quoting it).
+    /// quoting it). Its tenant is the configured tenant claim (a non-empty string), else the
+    /// caller itself; its scopes are the `scope` claim's, else [`Scope::DEFAULT`].
     ///
     /// # Errors
     /// A short reason: expired, not yet valid, wrong issuer or audience, bad signature,
-    /// wrong algorithm, malformed.
+    /// wrong algorithm, malformed, a missing or empty tenant claim, an unknown scope.
     pub fn verify(&self, token: &str) -> Result<Caller, String> {
         use jsonwebtoken::errors::ErrorKind;
         match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
-            Ok(data) => Ok(Caller(format!("jwt:{}", data.claims.sub))),
+            Ok(data) => {
+                let claims = data.claims;
+                let id = format!("jwt:{}", claims.sub);
+                let tenant = match &self.tenant_claim {
+                    None => id.clone(),
+                    Some(name) => match claims.other.get(name).and_then(|v| v.as_str()) {
+                        Some(t) if !t.trim().is_empty() => t.to_owned(),
+                        _ => return Err(format!("the token lacks the `{name}` claim")),
+                    },
+                };
+                let scopes = match claims.scope {
+                    None => Scope::DEFAULT.to_vec(),
+                    Some(list) => list
+                        .split_whitespace()
+                        .map(|s| Scope::parse(s).ok_or("the token names an unknown scope"))
+                        .collect::<Result<Vec<_>, _>>()?,
+                };
+                Ok(Caller { id, tenant, scopes })
+            }
             Err(e) => Err(match e.kind() {
                 ErrorKind::ExpiredSignature => "the token has expired",
                 ErrorKind::ImmatureSignature => "the token is not valid yet",

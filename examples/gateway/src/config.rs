@@ -53,8 +53,47 @@ pub struct AuthConfig {
     /// SHA-256 hashes (hex) of the accepted API keys. Env `CATENA_API_KEY_SHA256` (comma
     /// separated). `gateway hash-key KEY` prints a key's hash.
     pub api_key_sha256: Vec<String>,
+    /// Keys with a tenant and scopes (`[[auth.keys]]`). A key in `api_key_sha256` is a tenant
+    /// of its own with the default scopes (ingest, query, tasks).
+    pub keys: Vec<KeyConfig>,
     /// Accept JWT bearer tokens too (each `sub` gets its own rate-limit bucket and budget).
     pub jwt: Option<JwtConfig>,
+}
+
+/// One API key of a tenant: `[[auth.keys]]` with `sha256`, `tenant` and `scopes`.
+///
+/// Keys of the same tenant read and write the same documents; keys of different tenants
+/// never see each other's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct KeyConfig {
+    /// The key's SHA-256 (64 hex digits).
+    pub sha256: String,
+    /// The tenant the key acts for.
+    pub tenant: String,
+    /// What the key may do: `ingest`, `query`, `tasks`, `admin` (`GET /metrics`). Default:
+    /// all but `admin`.
+    #[serde(default)]
+    pub scopes: Option<Vec<crate::auth::Scope>>,
+}
+
+impl KeyConfig {
+    /// The key with hash `sha256` acting for `tenant`, with the default scopes.
+    pub fn new(sha256: impl Into<String>, tenant: impl Into<String>) -> Self {
+        KeyConfig {
+            sha256: sha256.into(),
+            tenant: tenant.into(),
+            scopes: None,
+        }
+    }
+
+    /// Sets the key's scopes.
+    #[must_use]
+    pub fn scopes(mut self, scopes: impl IntoIterator<Item = crate::auth::Scope>) -> Self {
+        self.scopes = Some(scopes.into_iter().collect());
+        self
+    }
 }
 
 /// JWT validation: the algorithm is pinned (a token naming another is refused, `none`
@@ -76,6 +115,10 @@ pub struct JwtConfig {
     /// Clock skew allowed for `exp` and `nbf`, in seconds. Default 30.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// The claim naming the caller's tenant (a string); a token without it is refused.
+    /// Default: none, each `sub` is a tenant of its own.
+    #[serde(default)]
+    pub tenant_claim: Option<String>,
     /// The HMAC secret for `HS*`: only from the environment (`CATENA_JWT_SECRET`), never
     /// from the file, never printed.
     #[serde(skip)]
@@ -90,6 +133,7 @@ impl std::fmt::Debug for JwtConfig {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway_secs", &self.leeway_secs)
+            .field("tenant_claim", &self.tenant_claim)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .finish()
     }

@@ -46,7 +46,7 @@ fn fail(message: &str) -> ! {
 /// `gateway serve`: the HTTP API until Ctrl-C or SIGTERM.
 async fn serve(args: &[String]) -> Result<(), GatewayError> {
     let mut config = Config::from_args(args)?;
-    if config.auth.api_key_sha256.is_empty() {
+    if config.auth.api_key_sha256.is_empty() && config.auth.keys.is_empty() {
         let key = generate_key()?;
         eprintln!("no API key configured (auth.api_key_sha256 / CATENA_API_KEY_SHA256): this run accepts\n\n    Authorization: Bearer {key}\n");
         config.auth.api_key_sha256.push(hash_key(&key));

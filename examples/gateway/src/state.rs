@@ -55,7 +55,7 @@ impl AppState {
         metrics: impl FnOnce() -> PrometheusHandle,
     ) -> Result<Self, GatewayError> {
         config.validate()?;
-        let keys = ApiKeys::from_hashes(&config.auth.api_key_sha256)?;
+        let keys = ApiKeys::new(&config.auth.api_key_sha256, &config.auth.keys)?;
         let jwt = config.auth.jwt.as_ref().map(JwtVerifier::new).transpose()?;
         let (agent, agent_channel) = match &config.agent.url {
             Some(url) => {
@@ -113,8 +113,10 @@ impl AppState {
 
 /// The name of the caller a handler runs for (the authentication middleware sets the
 /// [`Caller`]); `anonymous` on routes without authentication.
-pub(crate) fn caller_of(request_caller: Option<&Caller>) -> String {
-    request_caller
-        .map(|c| c.0.clone())
-        .unwrap_or_else(|| "anonymous".to_owned())
+pub(crate) fn caller_of(request_caller: Option<&Caller>) -> Caller {
+    request_caller.cloned().unwrap_or_else(|| Caller {
+        id: "anonymous".to_owned(),
+        tenant: "anonymous".to_owned(),
+        scopes: Vec::new(),
+    })
 }

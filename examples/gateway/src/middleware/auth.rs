@@ -1,15 +1,16 @@
 //! Authentication of the protected routes: the bearer API key (or JWT) names the
-//! [`Caller`], whose own GCRA bucket then decides whether the request may run; the answer
-//! carries the `RateLimit-Policy` and `RateLimit` headers either way.
+//! [`Caller`]; the route's [`Scope`] must be one of its scopes (else 403); its own GCRA bucket
+//! then decides whether the request may run; the answer carries the `RateLimit-Policy` and
+//! `RateLimit` headers either way.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::{self, Caller};
+use crate::auth::{self, Caller, Scope};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -38,9 +39,18 @@ pub(crate) async fn authenticate(
             None => return Problem::unauthorized("the API key is not valid").into_response(),
         },
     };
+    let needed = required_scope(request.extensions().get::<MatchedPath>());
+    if !caller.has(needed) {
+        return Problem::new(StatusCode::FORBIDDEN, "forbidden")
+            .with_detail(format!(
+                "this API key lacks the `{}` scope this route needs",
+                needed.as_str()
+            ))
+            .into_response();
+    }
     // Buckets are per key: headers such as X-Forwarded-For are not trusted and never pick one.
     let policy = HeaderValue::from_str(&state.rate.policy()).ok();
-    match state.rate.check(&caller.0) {
+    match state.rate.check(&caller.id) {
         Ok(allowed) => {
             request.extensions_mut().insert(caller);
             let mut response = next.run(request).await;
@@ -77,4 +87,18 @@ pub(crate) async fn authenticate(
             response
         }
     }
+}
+
+/// The scope a protected route needs (by its suffix: a host application may nest the
+/// gateway's router under a prefix); a route this list does not know needs `admin`.
+fn required_scope(route: Option<&MatchedPath>) -> Scope {
+    let route = route.map_or("", MatchedPath::as_str);
+    [
+        ("/v1/documents", Scope::Ingest),
+        ("/v1/query", Scope::Query),
+        ("/v1/tasks", Scope::Tasks),
+    ]
+    .into_iter()
+    .find(|(path, _)| route.ends_with(path))
+    .map_or(Scope::Admin, |(_, scope)| scope)
 }

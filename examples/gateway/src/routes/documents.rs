@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 use catena_chains::{index, Cleanup, IndexOptions};
 use catena_core::splitter::{RecursiveCharacterTextSplitter, TextSplitter};
 use catena_core::Document;
@@ -13,8 +13,9 @@ use serde_json::{Map, Value};
 
 use super::body::Body;
 use super::upstream::{timeout_problem, upstream};
+use crate::auth::{Caller, TENANT_METADATA_KEY};
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::{caller_of, AppState};
 
 /// The most documents in one request.
 const MAX_DOCUMENTS: usize = 1000;
@@ -51,11 +52,16 @@ pub(crate) struct IngestReport {
 }
 
 /// `POST /v1/documents`: validates the documents, splits them (by the embedder's tokens when
-/// it has a hard window, else by characters) and indexes the chunks incrementally.
+/// it has a hard window, else by characters) and indexes the chunks incrementally, in the
+/// caller's tenant: each chunk carries the tenant in its metadata (so equal documents of two
+/// tenants are two chunks) and the ingest records live in the tenant's namespace (so
+/// re-ingesting a source replaces only the tenant's own chunks).
 pub(crate) async fn ingest(
     State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
     Body(body): Body<IngestRequest>,
 ) -> Result<Json<IngestReport>, Problem> {
+    let tenant = caller_of(caller.as_deref()).tenant;
     if body.documents.is_empty() {
         return Err(Problem::invalid_field("documents", "must not be empty"));
     }
@@ -78,6 +84,12 @@ pub(crate) async fn ingest(
                 "must not be empty",
             ));
         }
+        if d.metadata.contains_key(TENANT_METADATA_KEY) {
+            return Err(Problem::invalid_field(
+                &format!("documents[{i}].metadata.{TENANT_METADATA_KEY}"),
+                "is reserved: the gateway sets it from the API key",
+            ));
+        }
     }
     let builder = match &state.chunk_tokens {
         Some((length, max_tokens)) => RecursiveCharacterTextSplitter::builder()
@@ -97,11 +109,14 @@ pub(crate) async fn ingest(
             Document::new(d.content)
                 .with_metadata_map(d.metadata)
                 .with_metadata("source", d.source)
+                .with_metadata(TENANT_METADATA_KEY, tenant.as_str())
         })
         .collect();
     let chunks = splitter.split_documents(&docs);
     let chunk_count = chunks.len();
-    let options = IndexOptions::new().cleanup(Cleanup::Incremental);
+    let options = IndexOptions::new()
+        .cleanup(Cleanup::Incremental)
+        .namespace(format!("tenant:{tenant}"));
     let work = index(
         chunks,
         &*state.records,

@@ -98,11 +98,13 @@ pub(crate) async fn query(
     headers: HeaderMap,
     Body(body): Body<QueryRequest>,
 ) -> Result<Response, Problem> {
-    let caller = caller_of(caller.as_deref());
+    let Caller {
+        id: caller, tenant, ..
+    } = caller_of(caller.as_deref());
     validate_text("question", &body.question)?;
     let k = validate_k(body.k, state.config.rag.k)?;
     check_budget(&state, &caller)?;
-    let hits = retrieve(&state, &body.question, k).await?;
+    let hits = retrieve(&state, &tenant, &body.question, k).await?;
     let request = rag_request(&state, &body.question, &hits)?;
 
     if wants_stream(&headers, body.stream) {

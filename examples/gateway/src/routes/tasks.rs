@@ -57,7 +57,9 @@ pub(crate) async fn task(
     caller: Option<Extension<Caller>>,
     Body(body): Body<TaskBody>,
 ) -> Result<Response, Problem> {
-    let caller = caller_of(caller.as_deref());
+    let Caller {
+        id: caller, tenant, ..
+    } = caller_of(caller.as_deref());
     validate_text("task", &body.task)?;
     let k = validate_k(body.k, state.config.rag.k)?;
     if let Some(steps) = body.max_steps {
@@ -84,7 +86,7 @@ pub(crate) async fn task(
         );
     };
     check_budget(&state, &caller)?;
-    let hits = retrieve(&state, &body.task, k).await?;
+    let hits = retrieve(&state, &tenant, &body.task, k).await?;
     let mut limits = TaskLimits::new();
     if let Some(steps) = body.max_steps {
         limits = limits.with_max_steps(steps);

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use catena_core::{ScoredDocument, TracedRetriever, Usage, VectorStoreRetriever};
+use catena_core::{Filter, ScoredDocument, TracedRetriever, Usage, VectorStoreRetriever};
 use serde_json::{json, Value};
 
+use crate::auth::TENANT_METADATA_KEY;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -30,15 +31,18 @@ pub(super) fn usage_json(u: &Usage) -> Value {
     json!({ "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "total_tokens": u.input_tokens + u.output_tokens })
 }
 
-/// The `k` chunks closest to `text`, in a `retrieval` span ([`TracedRetriever`]), within
-/// the request timeout.
+/// The `k` chunks of `tenant` closest to `text`, in a `retrieval` span
+/// ([`TracedRetriever`]), within the request timeout.
 pub(super) async fn retrieve(
     state: &AppState,
+    tenant: &str,
     text: &str,
     k: usize,
 ) -> Result<Vec<ScoredDocument>, Problem> {
     let retriever = TracedRetriever::new(
-        VectorStoreRetriever::new(Arc::clone(&state.embedder), Arc::clone(&state.store)).with_k(k),
+        VectorStoreRetriever::new(Arc::clone(&state.embedder), Arc::clone(&state.store))
+            .with_k(k)
+            .with_filter(Filter::eq(TENANT_METADATA_KEY, tenant)),
     )
     .with_k(k);
     tokio::time::timeout(state.request_timeout(), retriever.retrieve_scored(text))
