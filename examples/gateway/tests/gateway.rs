@@ -74,7 +74,7 @@ async fn start() -> Running {
 }
 
 async fn ingest_samples(g: &Running) -> Value {
-    let res = post(&g, "/v1/documents", KEY_A, &json!({ "documents": [
+    let res = post(g, "/v1/documents", KEY_A, &json!({ "documents": [
             { "source": "rust.md", "content": "Rust guarantees memory safety without a garbage collector.\n\nOwnership and borrowing are checked at compile time.", "metadata": { "lang": "en" } },
             { "source": "cooking.md", "content": "Bread needs flour, water, salt and yeast. Knead the dough and let it rise." }
         ]})).await;
@@ -175,7 +175,7 @@ async fn post(g: &Running, path: &str, key: &str, body: &Value) -> reqwest::Resp
 /// Queries `question` as `key`; the sources' names and the answer.
 async fn ask(g: &Running, key: &str, question: &str) -> (Vec<String>, String) {
     let res = post(
-        &g,
+        g,
         "/v1/query",
         key,
         &json!({ "question": question, "k": 4 }),
