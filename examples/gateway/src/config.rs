@@ -165,6 +165,24 @@ pub struct LimitsConfig {
     pub stream_idle_timeout_secs: u64,
     /// Requests handled at once; more are refused with 503 at once. Default 64.
     pub max_concurrent_requests: usize,
+    /// Requests one API key (or JWT subject) may have in flight at once, streams included;
+    /// more get 429 at once, so one key cannot hold every slot of
+    /// `max_concurrent_requests`. Default 16.
+    pub max_concurrent_per_key: usize,
+    /// Connections open at once; more wait in the kernel's accept queue. Default 1024.
+    pub max_connections: usize,
+    /// A connection that does not send a request's headers within this many seconds (from
+    /// its start, or after its previous response) is closed. Default 10.
+    pub header_read_timeout_secs: u64,
+    /// A request body that does not arrive whole within this many seconds gets 408.
+    /// Default 30.
+    pub body_read_timeout_secs: u64,
+    /// The longest a stream may last, in seconds; then it ends with an error event
+    /// (`max_duration`). Default 900.
+    pub stream_max_secs: u64,
+    /// Failed authentications a client address may make per minute; past it, 429 before any
+    /// key is checked. Default 30.
+    pub auth_failures_per_minute: u32,
 }
 
 /// Retrieval-augmented generation.
@@ -219,6 +237,12 @@ impl Default for LimitsConfig {
             request_timeout_secs: 60,
             stream_idle_timeout_secs: 60,
             max_concurrent_requests: 64,
+            max_concurrent_per_key: 16,
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            stream_max_secs: 900,
+            auth_failures_per_minute: 30,
         }
     }
 }
@@ -341,8 +365,24 @@ impl Config {
         if self.limits.requests_per_minute == 0 {
             return bad("limits.requests_per_minute must be at least 1");
         }
-        if self.limits.max_concurrent_requests == 0 {
-            return bad("limits.max_concurrent_requests must be at least 1");
+        let l = &self.limits;
+        for (name, value) in [
+            ("max_concurrent_requests", l.max_concurrent_requests as u64),
+            ("max_concurrent_per_key", l.max_concurrent_per_key as u64),
+            ("max_connections", l.max_connections as u64),
+            ("header_read_timeout_secs", l.header_read_timeout_secs),
+            ("body_read_timeout_secs", l.body_read_timeout_secs),
+            ("stream_max_secs", l.stream_max_secs),
+            (
+                "auth_failures_per_minute",
+                u64::from(l.auth_failures_per_minute),
+            ),
+        ] {
+            if value == 0 {
+                return Err(GatewayError::Config(format!(
+                    "limits.{name} must be at least 1"
+                )));
+            }
         }
         if self.rag.chunk_size == 0 || self.rag.chunk_overlap >= self.rag.chunk_size {
             return bad("rag.chunk_size must be positive and larger than rag.chunk_overlap");

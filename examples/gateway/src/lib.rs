@@ -58,6 +58,7 @@ mod middleware;
 pub mod problem;
 pub mod records;
 mod routes;
+mod server;
 mod signal;
 mod state;
 
@@ -162,9 +163,14 @@ impl Gateway {
             tracing::info!("shutting down: not ready, ending streams, finishing requests");
             state.begin_shutdown();
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await?;
+        let limits = &self.state.config.limits;
+        let limits = server::ServerLimits {
+            header_read_timeout: std::time::Duration::from_secs(
+                limits.header_read_timeout_secs.max(1),
+            ),
+            max_connections: limits.max_connections.max(1),
+        };
+        server::serve(listener, app, limits, signal).await?;
         Ok(())
     }
 }

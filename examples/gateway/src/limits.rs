@@ -1,4 +1,6 @@
-//! Per-key rate limiting (GCRA, via `governor`) and per-key model-token budgets.
+//! Per-key rate limiting (GCRA, via `governor`), per-key model-token budgets, per-key
+//! concurrency, and throttling of failed authentications per client address. Every map here
+//! is pruned of idle entries as it grows, so clients cannot grow it without bound.
 //!
 //! ```
 //! use example_gateway::limits::RateLimits;
@@ -11,9 +13,13 @@
 //! ```
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -45,7 +51,11 @@ pub struct RateLimits {
     clock: DefaultClock,
     per_minute: u32,
     burst: u32,
+    checks: AtomicU64,
 }
+
+/// Entries a map may hold before its idle ones are pruned.
+const PRUNE_ABOVE: usize = 4096;
 
 impl std::fmt::Debug for RateLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,7 +78,18 @@ impl RateLimits {
             clock: DefaultClock::default(),
             per_minute,
             burst,
+            checks: AtomicU64::new(0),
         }
+    }
+
+    /// How many keys have a bucket (full buckets are pruned as keys come and go).
+    pub fn len(&self) -> usize {
+        self.limiter.len()
+    }
+
+    /// Whether no key has a bucket.
+    pub fn is_empty(&self) -> bool {
+        self.limiter.is_empty()
     }
 
     /// The `RateLimit-Policy` header value (IETF draft-ietf-httpapi-ratelimit-headers).
@@ -86,6 +107,13 @@ impl RateLimits {
     /// # Errors
     /// [`Limited`] when the bucket is empty.
     pub fn check(&self, key: &str) -> Result<Allowed, Limited> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023
+            && self.limiter.len() > PRUNE_ABOVE
+        {
+            // Buckets that are full again are indistinguishable from new ones.
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
         match self.limiter.check_key(&key.to_owned()) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
@@ -149,11 +177,98 @@ impl TokenBudgets {
         }
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
+        if used.len() > PRUNE_ABOVE && !used.contains_key(key) {
+            let window = self.window;
+            used.retain(|_, (start, _)| now.duration_since(*start) < window);
+        }
         let entry = used.entry(key.to_owned()).or_insert((now, 0));
         if now.duration_since(entry.0) >= self.window {
             *entry = (now, 0);
         }
         entry.1 = entry.1.saturating_add(tokens);
+    }
+}
+
+/// How many requests each key may have in flight at once.
+#[derive(Debug)]
+pub struct KeyConcurrency {
+    per_key: usize,
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl KeyConcurrency {
+    /// `per_key` requests at once per key (at least 1).
+    pub fn new(per_key: usize) -> Self {
+        KeyConcurrency {
+            per_key: per_key.max(1),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for one request of `key`, held until the permit is dropped; `None` when the key
+    /// has all its slots in use.
+    pub fn try_acquire(&self, key: &str) -> Option<OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            if slots.len() > PRUNE_ABOVE && !slots.contains_key(key) {
+                let per_key = self.per_key;
+                slots.retain(|_, s| s.available_permits() < per_key);
+            }
+            Arc::clone(
+                slots
+                    .entry(key.to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_key))),
+            )
+        };
+        semaphore.try_acquire_owned().ok()
+    }
+}
+
+/// Failed authentications per client address in a fixed one-minute window.
+#[derive(Debug)]
+pub struct AuthFailures {
+    per_minute: u32,
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl AuthFailures {
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    /// `per_minute` failures per address (at least 1).
+    pub fn new(per_minute: u32) -> Self {
+        AuthFailures {
+            per_minute: per_minute.max(1),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Err(retry_after)` when `addr` has failed too often in the current window; its
+    /// credentials are then not even checked.
+    ///
+    /// # Errors
+    /// The time until the window resets (at least a second).
+    pub fn check(&self, addr: IpAddr) -> Result<(), Duration> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match failures.get(&addr) {
+            Some((start, n)) if start.elapsed() < Self::WINDOW && *n >= self.per_minute => {
+                Err((Self::WINDOW - start.elapsed()).max(Duration::from_secs(1)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication from `addr`.
+    pub fn record(&self, addr: IpAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if failures.len() > PRUNE_ABOVE && !failures.contains_key(&addr) {
+            failures.retain(|_, (start, _)| now.duration_since(*start) < Self::WINDOW);
+        }
+        let entry = failures.entry(addr).or_insert((now, 0));
+        if now.duration_since(entry.0) >= Self::WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
     }
 }
 

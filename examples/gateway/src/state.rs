@@ -34,6 +34,10 @@ pub(crate) struct AppState {
     pub(crate) rate: RateLimits,
     pub(crate) budgets: TokenBudgets,
     pub(crate) inflight: Arc<Semaphore>,
+    pub(crate) per_key: crate::limits::KeyConcurrency,
+    pub(crate) auth_failures: crate::limits::AuthFailures,
+    /// The last readiness answer and when it was computed (`/readyz` is cached briefly).
+    pub(crate) readiness: tokio::sync::Mutex<Option<(std::time::Instant, bool, serde_json::Value)>>,
     pub(crate) ready: AtomicBool,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Kept with the state (not only by the [`Gateway`](crate::Gateway)), so a router that
@@ -78,6 +82,9 @@ impl AppState {
                 Duration::from_secs(config.limits.token_budget_window_secs.max(1)),
             ),
             inflight: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
+            per_key: crate::limits::KeyConcurrency::new(config.limits.max_concurrent_per_key),
+            auth_failures: crate::limits::AuthFailures::new(config.limits.auth_failures_per_minute),
+            readiness: tokio::sync::Mutex::new(None),
             // Embedding calls (ingest and questions) get an `embeddings` span too.
             embedder: Arc::new(catena_core::TracedEmbedder::new(backends.embedder)),
             // Every model call gets a span with the OpenTelemetry GenAI attributes.

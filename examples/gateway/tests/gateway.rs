@@ -274,6 +274,7 @@ async fn made_up_methods_add_no_metric_series() {
         let res = g
             .http
             .request(method, format!("{}/v1/query", g.base))
+            .bearer_auth(KEY_B)
             .send()
             .await
             .unwrap();

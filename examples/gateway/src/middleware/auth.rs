@@ -1,7 +1,9 @@
 //! Authentication of the protected routes: the bearer API key (or JWT) names the
 //! [`Caller`]; the route's [`Scope`] must be one of its scopes (else 403); its own GCRA bucket
 //! then decides whether the request may run; the answer carries the `RateLimit-Policy` and
-//! `RateLimit` headers either way.
+//! `RateLimit` headers either way; and the key may have only so many requests in flight.
+//! A client address that keeps failing to authenticate is refused (429) before its
+//! credentials are even checked.
 
 use std::sync::Arc;
 
@@ -21,22 +23,43 @@ pub(crate) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
+    let peer = crate::server::peer_of(&request).map(|a| a.ip());
+    if let Some(ip) = peer {
+        if let Err(after) = state.auth_failures.check(ip) {
+            metrics::counter!("http_auth_throttled_total").increment(1);
+            return Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed authentications",
+            )
+            .with_detail("this address failed to authenticate too often; retry later")
+            .with_retry_after(after)
+            .into_response();
+        }
+    }
+    let failed = |problem: Problem| {
+        if let Some(ip) = peer {
+            state.auth_failures.record(ip);
+        }
+        problem.into_response()
+    };
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(auth::bearer);
     let Some(presented) = presented else {
-        return Problem::unauthorized("send `Authorization: Bearer <api key>`").into_response();
+        return failed(Problem::unauthorized(
+            "send `Authorization: Bearer <api key>`",
+        ));
     };
     let caller: Caller = match (&state.jwt, auth::looks_like_jwt(presented)) {
         (Some(jwt), true) => match jwt.verify(presented) {
             Ok(caller) => caller,
-            Err(reason) => return Problem::unauthorized(&reason).into_response(),
+            Err(reason) => return failed(Problem::unauthorized(&reason)),
         },
         _ => match state.keys.verify(presented) {
             Some(caller) => caller,
-            None => return Problem::unauthorized("the API key is not valid").into_response(),
+            None => return failed(Problem::unauthorized("the API key is not valid")),
         },
     };
     let needed = required_scope(request.extensions().get::<MatchedPath>());
@@ -52,8 +75,20 @@ pub(crate) async fn authenticate(
     let policy = HeaderValue::from_str(&state.rate.policy()).ok();
     match state.rate.check(&caller.id) {
         Ok(allowed) => {
+            // One key cannot hold every slot of the global limit: its own are few.
+            let Some(slot) = state.per_key.try_acquire(&caller.id) else {
+                metrics::counter!("http_key_concurrency_limited_total").increment(1);
+                return Problem::new(StatusCode::TOO_MANY_REQUESTS, "too many requests in flight")
+                    .with_detail(format!(
+                        "this API key may have {} requests in flight at once",
+                        state.config.limits.max_concurrent_per_key
+                    ))
+                    .with_retry_after(std::time::Duration::from_secs(1))
+                    .into_response();
+            };
             request.extensions_mut().insert(caller);
-            let mut response = next.run(request).await;
+            let mut response =
+                crate::middleware::hold_until_body_ends(next.run(request).await, slot);
             let h = response.headers_mut();
             if let Some(policy) = policy {
                 h.insert("ratelimit-policy", policy);

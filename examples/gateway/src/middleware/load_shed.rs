@@ -26,11 +26,5 @@ pub(crate) async fn shed_load(
         return Problem::unavailable("the gateway is at its concurrency limit; retry shortly")
             .into_response();
     };
-    let response = next.run(request).await;
-    let (parts, body) = response.into_parts();
-    let stream = futures::StreamExt::map(body.into_data_stream(), move |chunk| {
-        let _held = &permit;
-        chunk
-    });
-    Response::from_parts(parts, axum::body::Body::from_stream(stream))
+    super::hold_until_body_ends(next.run(request).await, permit)
 }

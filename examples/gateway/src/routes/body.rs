@@ -1,6 +1,9 @@
 //! What every handler reads from a request: the JSON [`Body`] extractor, whose rejections are
 //! problem details, and the checks of the fields several endpoints share.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
@@ -8,23 +11,34 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// The most characters of a question or task.
 const MAX_QUESTION_CHARS: usize = 4000;
 /// The most chunks a request may ask to retrieve.
 const MAX_K: usize = 20;
 
-/// A JSON body whose rejections are problem details: 400 malformed, 413 too large, 415 wrong
-/// type, 422 wrong shape (naming the field).
+/// A JSON body whose rejections are problem details: 400 malformed, 408 not sent whole
+/// within the body-read timeout, 413 too large, 415 wrong type, 422 wrong shape (naming the
+/// field).
 pub(crate) struct Body<T>(pub(crate) T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Body<T> {
     type Rejection = Problem;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
-            Err(rejection) => Err(json_problem(rejection)),
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let limit = Duration::from_secs(state.config.limits.body_read_timeout_secs.max(1));
+        match tokio::time::timeout(limit, Json::<T>::from_request(req, state)).await {
+            Ok(Ok(Json(v))) => Ok(Body(v)),
+            Ok(Err(rejection)) => Err(json_problem(rejection)),
+            Err(_) => Err(
+                Problem::new(StatusCode::REQUEST_TIMEOUT, "request body too slow").with_detail(
+                    format!(
+                        "the request body did not arrive within {} s",
+                        limit.as_secs()
+                    ),
+                ),
+            ),
         }
     }
 }

@@ -23,12 +23,43 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
+/// How long a readiness answer of the backends is reused: probes and anonymous clients
+/// cannot turn `/readyz` into load on the store and the agent service.
+const READINESS_TTL: Duration = Duration::from_secs(2);
+
 /// `GET /readyz`: 200 when accepting requests with the vector store (and the agent service,
-/// when configured) reachable; 503 otherwise, with the failing check.
+/// when configured) reachable; 503 otherwise, with the failing check. Whether the gateway
+/// accepts requests is read live; the backends' checks run at most once per
+/// [`READINESS_TTL`], however many probes arrive at once (they wait for the one running).
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let accepting = state.ready.load(Ordering::SeqCst);
+    let (backends_ok, mut checks) = {
+        let mut cached = state.readiness.lock().await;
+        match &*cached {
+            Some((at, ok, checks)) if at.elapsed() < READINESS_TTL => (*ok, checks.clone()),
+            _ => {
+                let (ok, checks) = check_backends(&state).await;
+                *cached = Some((std::time::Instant::now(), ok, checks.clone()));
+                (ok, checks)
+            }
+        }
+    };
+    if let Some(map) = checks.as_object_mut() {
+        map.insert("accepting".into(), json!(accepting));
+    }
+    let ready = accepting && backends_ok;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ready": ready, "checks": checks }))).into_response()
+}
+
+/// The vector store's and the agent service's checks.
+async fn check_backends(state: &AppState) -> (bool, serde_json::Value) {
     let mut checks = Map::new();
-    let mut ready = state.ready.load(Ordering::SeqCst);
-    checks.insert("accepting".into(), json!(ready));
+    let mut ready = true;
     let store = tokio::time::timeout(Duration::from_secs(2), state.store.count(None)).await;
     let store_ok = matches!(store, Ok(Ok(_)));
     checks.insert("vector_store".into(), json!(store_ok));
@@ -46,12 +77,7 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         checks.insert("agent_service".into(), json!(serving));
         ready &= serving;
     }
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(json!({ "ready": ready, "checks": checks }))).into_response()
+    (ready, serde_json::Value::Object(checks))
 }
 
 /// `GET /metrics`: the Prometheus text format.

@@ -34,12 +34,15 @@ pub(super) fn guard(
         inner: Pin<Box<dyn Stream<Item = Event> + Send>>,
         shutdown: watch::Receiver<bool>,
         idle: Duration,
+        deadline: tokio::time::Instant,
         done: bool,
     }
     let g = Guard {
         inner: Box::pin(events),
         shutdown: state.shutdown.clone(),
         idle: Duration::from_secs(state.config.limits.stream_idle_timeout_secs.max(1)),
+        deadline: tokio::time::Instant::now()
+            + Duration::from_secs(state.config.limits.stream_max_secs.max(1)),
         done: false,
     };
     let terminal = |kind: &str, detail: &str| {
@@ -61,12 +64,28 @@ pub(super) fn guard(
                 inner,
                 shutdown,
                 idle,
+                deadline,
                 ..
             } = &mut g;
             tokio::select! {
-                item = tokio::time::timeout(*idle, inner.next()) => Some(item),
+                item = tokio::time::timeout(*idle, inner.next()) => Some(Some(item)),
                 _ = shutdown.changed() => None,
+                () = tokio::time::sleep_until(*deadline) => Some(None),
             }
+        };
+        let next = match next {
+            Some(None) => {
+                g.done = true;
+                return Some((
+                    Ok(terminal(
+                        "max_duration",
+                        "the stream reached its longest allowed duration",
+                    )),
+                    g,
+                ));
+            }
+            Some(Some(item)) => Some(item),
+            None => None,
         };
         match next {
             None => {
