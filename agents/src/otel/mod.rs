@@ -102,6 +102,17 @@ pub fn set_remote_parent(span: &tracing::Span, get: impl Fn(&str) -> Option<Stri
     }
 }
 
+/// Links `span` to the context carried by `get`'s `traceparent` without making it the parent:
+/// `span` stays in (or starts) its own trace. For a request whose caller is not trusted to
+/// choose the trace its work is recorded in. Does nothing when there is none.
+pub fn link_remote(span: &tracing::Span, get: impl Fn(&str) -> Option<String>) {
+    let remote = parent_from(get);
+    let remote = remote.span().span_context().clone();
+    if remote.is_valid() {
+        span.add_link(remote);
+    }
+}
+
 #[cfg(feature = "otlp")]
 mod subscriber;
 

@@ -218,7 +218,10 @@ fn router(state: Arc<AppState>) -> Router {
             middleware::load_shed::shed_load,
         ))
         .layer(from_fn(middleware::metrics::record_metrics))
-        .layer(from_fn(middleware::trace::trace_request))
+        .layer(from_fn_with_state(
+            Arc::clone(&state),
+            middleware::trace::trace_request,
+        ))
         .with_state(state)
 }
 

@@ -42,6 +42,10 @@ pub struct Problem {
     /// The bad fields, for validation errors.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The request this problem ended (also its `x-request-id` header): the key to the full
+    /// error in the gateway's logs, which the client is only told about in general terms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     #[serde(skip)]
     retry_after: Option<Duration>,
     #[serde(skip)]
@@ -57,6 +61,7 @@ impl Problem {
             status: status.as_u16(),
             detail: None,
             errors: Vec::new(),
+            request_id: None,
             retry_after: None,
             www_authenticate: None,
         }
@@ -66,6 +71,13 @@ impl Problem {
     #[must_use]
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// Sets the request id.
+    #[must_use]
+    pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
         self
     }
 
@@ -115,33 +127,37 @@ impl Problem {
     }
 
     /// The problem for a failure of a Catena component (the model, the store, the embedder).
+    ///
+    /// Only a fault of the request's own input is described; an upstream failure gets a
+    /// general detail, never the component's message (which may name hosts, paths, databases
+    /// or provider accounts): that goes to the log, under the problem's request id.
     pub fn from_catena(e: &Error) -> Self {
+        const FAILED: &str =
+            "a backend of the gateway failed; the request id names it in the gateway's logs";
         match e {
             Error::InvalidInput(m) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid input")
                     .with_detail(m.clone())
             }
             Error::Timeout(_) => Problem::new(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
-                .with_detail(e.to_string()),
+                .with_detail("a backend of the gateway did not answer in time"),
             Error::Provider(p) => match p.kind {
                 ProviderErrorKind::ContextLengthExceeded => {
-                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "context too long")
-                        .with_detail(p.message.clone())
+                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "context too long").with_detail(
+                        "the question and its context exceed the model's context window",
+                    )
                 }
                 ProviderErrorKind::RateLimited | ProviderErrorKind::Server => {
-                    Problem::unavailable(format!("the model is unavailable: {}", p.message))
+                    Problem::unavailable("the model is unavailable; try again later")
                         .with_retry_after(p.retry_after.unwrap_or(Duration::from_secs(1)))
                 }
                 ProviderErrorKind::Timeout => {
                     Problem::new(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
-                        .with_detail(p.message.clone())
+                        .with_detail("the model did not answer in time")
                 }
-                _ => Problem::new(StatusCode::BAD_GATEWAY, "upstream failed")
-                    .with_detail(e.to_string()),
+                _ => Problem::new(StatusCode::BAD_GATEWAY, "upstream failed").with_detail(FAILED),
             },
-            _ => {
-                Problem::new(StatusCode::BAD_GATEWAY, "upstream failed").with_detail(e.to_string())
-            }
+            _ => Problem::new(StatusCode::BAD_GATEWAY, "upstream failed").with_detail(FAILED),
         }
     }
 }

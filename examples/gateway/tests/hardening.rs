@@ -259,3 +259,77 @@ async fn readiness_probes_do_not_become_load_on_the_store() {
     );
     g.shutdown().await;
 }
+
+/// A problem's body, its request id and its `x-request-id` header.
+async fn problem_of(res: reqwest::Response) -> (u16, serde_json::Value, String) {
+    let status = res.status().as_u16();
+    let header = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = res.json().await.unwrap();
+    (status, body, header)
+}
+
+#[tokio::test]
+async fn problem_details_name_the_request_never_the_internal_error() {
+    // The embedded store persists under a directory whose name an attacker must not learn;
+    // it becomes unwritable after start-up, so the next ingest fails with an i/o error
+    // naming the path.
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("private-volume-7f3a");
+    std::fs::create_dir(&private).unwrap();
+    let store = InMemoryVectorStore::builder()
+        .persist_to(private.join("vectors.json"))
+        .build()
+        .unwrap();
+    // The model fails the way a provider does: its message names the account and host.
+    let chat = ScriptedChatModel::new().with_error(catena_core::Error::from(
+        catena_core::ProviderError::new(
+            catena_core::ProviderErrorKind::Transport,
+            "upstream llm-internal.corp.example:8443 rejected org-SECRETORG",
+        ),
+    ));
+    let backends = Backends {
+        store: Arc::new(store),
+        ..support::backends(Arc::new(chat), 16)
+    };
+    let gateway = support::start(config(), backends).await;
+    std::fs::remove_dir_all(&private).unwrap();
+    std::fs::write(&private, b"not a directory").unwrap();
+
+    let res = gateway
+        .post("/v1/documents", KEY_A)
+        .json(&serde_json::json!({ "documents": [{ "source": "a.md", "content": "Some text." }] }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body, header) = problem_of(res).await;
+    assert_eq!(status, 502, "{body}");
+    let text = body.to_string();
+    assert!(!text.contains("private-volume"), "{text}");
+    assert!(!text.contains(&dir.path().display().to_string()), "{text}");
+    assert_eq!(body["request_id"], header.as_str(), "{text}");
+    assert!(header.starts_with("req-"), "{header}");
+
+    // The model's failure, on the plain and on the streamed path.
+    std::fs::remove_file(&private).unwrap();
+    std::fs::create_dir(&private).unwrap();
+    let res = gateway
+        .post("/v1/query", KEY_A)
+        .json(&serde_json::json!({ "question": "anything?" }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body, header) = problem_of(res).await;
+    assert_eq!(status, 502, "{body}");
+    let text = body.to_string();
+    assert!(
+        !text.contains("SECRETORG") && !text.contains("corp.example"),
+        "{text}"
+    );
+    assert_eq!(body["request_id"], header.as_str());
+
+    // Every response carries a request id, each one different.
+    let a = gateway.get("/healthz").send().await.unwrap();
+    let b = gateway.get("/healthz").send().await.unwrap();
+    assert_ne!(a.headers()["x-request-id"], b.headers()["x-request-id"]);
+    gateway.shutdown().await;
+}

@@ -205,6 +205,71 @@ async fn one_trace_from_the_http_request_to_the_agents_tool_call() {
         !named(&spans, "embeddings").is_empty(),
         "the gateway traces its embedder"
     );
+
+    // An unauthenticated caller cannot choose the trace its request is recorded in: its
+    // `traceparent` becomes a link of a new trace, never the parent.
+    exporter.reset();
+    let res = http
+        .post(format!("{base}/v1/query"))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .json(&json!({ "question": "anything" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let back = res.headers()["traceparent"].to_str().unwrap().to_owned();
+    assert!(!back.contains(TRACE_ID), "{back}");
+    let spans = exporter.get_finished_spans().unwrap();
+    let request = named(&spans, "POST /v1/query");
+    assert_eq!(request.len(), 1);
+    assert_ne!(request[0].span_context.trace_id(), trace);
+    assert!(
+        request[0]
+            .links
+            .iter()
+            .any(|l| l.span_context.trace_id() == trace
+                && l.span_context.span_id() == SpanId::from_hex(PARENT_ID).unwrap()),
+        "the caller's context is kept as a link: {:?}",
+        request[0].links
+    );
+
+    // A wrong key is no better than none.
+    let res = http
+        .post(format!("{base}/v1/query"))
+        .bearer_auth("not-the-key")
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .json(&json!({ "question": "anything" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(!res.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .contains(TRACE_ID));
+
+    // An authenticated caller's trace is continued, but its vendor `tracestate` is dropped at
+    // the edge: it is neither echoed nor forwarded.
+    let res = http
+        .post(format!("{base}/v1/query"))
+        .bearer_auth(KEY)
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .header("tracestate", "vendor=secret-routing-hint")
+        .json(&json!({ "question": "How are hops traced?" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .contains(TRACE_ID));
+    let tracestate = res
+        .headers()
+        .get("tracestate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(!tracestate.contains("secret"), "{tracestate}");
     gateway.shutdown().await;
     let _ = provider.shutdown();
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -42,25 +42,13 @@ pub(crate) async fn authenticate(
         }
         problem.into_response()
     };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(auth::bearer);
-    let Some(presented) = presented else {
-        return failed(Problem::unauthorized(
-            "send `Authorization: Bearer <api key>`",
-        ));
+    let verified = match request.extensions_mut().remove::<Verified>() {
+        Some(Verified(verified)) => verified,
+        None => verify(&state, request.headers()),
     };
-    let caller: Caller = match (&state.jwt, auth::looks_like_jwt(presented)) {
-        (Some(jwt), true) => match jwt.verify(presented) {
-            Ok(caller) => caller,
-            Err(reason) => return failed(Problem::unauthorized(&reason)),
-        },
-        _ => match state.keys.verify(presented) {
-            Some(caller) => caller,
-            None => return failed(Problem::unauthorized("the API key is not valid")),
-        },
+    let caller = match verified {
+        Ok(caller) => caller,
+        Err(problem) => return failed(problem),
     };
     let needed = required_scope(request.extensions().get::<MatchedPath>());
     if !caller.has(needed) {
@@ -121,6 +109,29 @@ pub(crate) async fn authenticate(
             }
             response
         }
+    }
+}
+
+/// What the credentials of a request proved, verified once by the outermost layer (which
+/// needs to know whether to trust the caller's trace context) and used by [`authenticate`].
+#[derive(Clone)]
+pub(crate) struct Verified(pub(crate) Result<Caller, Problem>);
+
+/// Checks the request's bearer API key or JWT; never quotes it.
+pub(crate) fn verify(state: &AppState, headers: &HeaderMap) -> Result<Caller, Problem> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::bearer)
+        .ok_or_else(|| Problem::unauthorized("send `Authorization: Bearer <api key>`"))?;
+    match (&state.jwt, auth::looks_like_jwt(presented)) {
+        (Some(jwt), true) => jwt
+            .verify(presented)
+            .map_err(|reason| Problem::unauthorized(&reason)),
+        _ => state
+            .keys
+            .verify(presented)
+            .ok_or_else(|| Problem::unauthorized("the API key is not valid")),
     }
 }
 

@@ -18,9 +18,10 @@ use serde_json::json;
 use super::body::{validate_k, validate_text, Body};
 use super::sse::{guard, sse};
 use super::upstream::{
-    check_budget, record_usage, retrieve, timeout_problem, upstream, usage_json,
+    check_budget, record_usage, retrieve, timeout_problem, upstream, upstream_for, usage_json,
 };
 use crate::auth::Caller;
+use crate::middleware::trace::request_id;
 use crate::problem::Problem;
 use crate::state::{caller_of, AppState};
 
@@ -118,6 +119,7 @@ pub(crate) async fn query(
             .json_data(sources_of(&hits))
             .unwrap_or_default();
         let st = Arc::clone(&state);
+        let id = request_id();
         // Usage may come after the finish reason (OpenAI sends it last): `done` closes the
         // stream once the upstream has ended, carrying both.
         let finish = Arc::new(std::sync::Mutex::new(None::<String>));
@@ -150,7 +152,7 @@ pub(crate) async fn query(
                 Ok(_) => None,
                 Err(e) => {
                     failed_in.store(true, Ordering::SeqCst);
-                    let p = upstream("model", &e);
+                    let p = upstream_for(&id, "model", &e);
                     Some(
                         Event::default()
                             .event("error")

@@ -2,7 +2,6 @@
 //! (`catena.agent.v1`), streaming its events back as server-sent events, in the caller's
 //! trace.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use super::body::{validate_k, validate_text, Body};
 use super::sse::{guard, sse};
 use super::upstream::{check_budget, record_usage, retrieve, usage_json};
 use crate::auth::Caller;
+use crate::middleware::trace::request_id;
 use crate::problem::Problem;
 use crate::state::{caller_of, AppState};
 
@@ -36,17 +36,6 @@ pub(crate) struct TaskBody {
     max_steps: Option<u32>,
     #[serde(default)]
     timeout_secs: Option<u64>,
-}
-
-/// A request id unique in this process: the time and a counter.
-fn request_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros())
-        .unwrap_or_default();
-    format!("req-{t:x}-{n}")
 }
 
 /// `POST /v1/tasks`: checks the task and its limits, retrieves its context and streams the
@@ -91,7 +80,7 @@ pub(crate) async fn task(
     if let Some(steps) = body.max_steps {
         limits = limits.with_max_steps(steps);
     }
-    let id = request_id();
+    let id = request_id().to_string();
     let request = TaskRequest::new(body.task)
         .with_request_id(id.clone())
         .with_scored_documents(hits)
@@ -115,6 +104,7 @@ pub(crate) async fn task(
         agent = agent.with_metadata(&name, &value);
     }
     let st = Arc::clone(&state);
+    let failed_id = id.clone();
     let first = Event::default()
         .event("accepted")
         .json_data(json!({ "request_id": id }))
@@ -123,12 +113,20 @@ pub(crate) async fn task(
         Ok(ev) => task_event(&st, &caller, ev),
         Err(e) => {
             metrics::counter!("upstream_errors_total", "upstream" => "agent").increment(1);
+            // The agent's own message stays in the log: it may name hosts, paths or tools.
+            tracing::warn!(request_id = %failed_id, error = %e, "the agent service failed");
+            let (kind, detail) = if e.is_deadline_exceeded() {
+                ("deadline_exceeded", "the task ran past its deadline")
+            } else {
+                ("agent_error", "the agent service failed")
+            };
             Event::default()
                 .event("error")
                 .json_data(json!({
-                    "type": if e.is_deadline_exceeded() { "deadline_exceeded" } else { "agent_error" },
-                    "detail": e.to_string(),
+                    "type": kind,
+                    "detail": detail,
                     "retryable": e.is_retryable(),
+                    "request_id": failed_id,
                 }))
                 .unwrap_or_default()
         }

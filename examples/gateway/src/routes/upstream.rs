@@ -9,6 +9,7 @@ use catena_core::{Filter, ScoredDocument, TracedRetriever, Usage, VectorStoreRet
 use serde_json::{json, Value};
 
 use crate::auth::TENANT_METADATA_KEY;
+use crate::middleware::trace::request_id;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -17,13 +18,20 @@ pub(super) fn timeout_problem() -> Problem {
     Problem::new(StatusCode::GATEWAY_TIMEOUT, "request timed out")
 }
 
-/// A backend's error as a problem; counted and logged unless the input was at fault.
+/// A backend's error as a problem for the current request; counted and logged (in full, with
+/// the request id the client is given) unless the input was at fault.
 pub(super) fn upstream(what: &'static str, e: &catena_core::Error) -> Problem {
+    upstream_for(&request_id(), what, e)
+}
+
+/// [`upstream`] for request `id` (for errors met while a response streams, after the
+/// handler has returned).
+pub(super) fn upstream_for(id: &str, what: &'static str, e: &catena_core::Error) -> Problem {
     if !matches!(e, catena_core::Error::InvalidInput(_)) {
         metrics::counter!("upstream_errors_total", "upstream" => what).increment(1);
-        tracing::warn!(error = %e, upstream = what, "upstream failure");
+        tracing::warn!(request_id = %id, error = %e, upstream = what, "upstream failure");
     }
-    Problem::from_catena(e)
+    Problem::from_catena(e).with_request_id(id)
 }
 
 /// Token usage as the client sees it.
