@@ -5,6 +5,9 @@ Environment:
 - CATENA_PY_AGENT_SCRIPT=/path/to/script.json -- TEST FIXTURE mode: a scripted LangChain chat
   model (see catena_py_agent/models.py). Otherwise OPENAI_API_KEY with langchain-openai.
 - CATENA_PY_AGENT_K -- documents one search returns at most (default 4; also --k).
+- CATENA_AGENT_TOKEN -- a shared bearer token every RunTask call must carry (`authorization:
+  Bearer ...`, what the gateway sends from the same variable). Without it the service refuses to
+  listen on anything but a loopback address.
 - LOG_LEVEL -- logging level (default INFO). Logs go to stderr.
 - OTEL_EXPORTER_OTLP_ENDPOINT -- export spans over OTLP/gRPC (OTEL_SERVICE_NAME, default
   catena-python-agent). Each task joins the caller's trace (traceparent in the metadata).
@@ -15,6 +18,7 @@ Environment:
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import signal
@@ -31,10 +35,21 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 
 from catena.agent.v1 import agent_pb2_grpc  # noqa: E402
 from catena_py_agent.models import model_from_env  # noqa: E402
-from catena_py_agent.service import AgentService  # noqa: E402
+from catena_py_agent.service import AgentService, BearerAuth  # noqa: E402
 from catena_py_agent.telemetry import setup_tracing  # noqa: E402
 
 SERVICE_NAME = "catena.agent.v1.AgentService"
+
+
+def is_loopback(addr: str) -> bool:
+    """Whether `addr` (HOST:PORT, [V6]:PORT) names a loopback address."""
+    host = addr.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main() -> int:
@@ -49,12 +64,26 @@ def main() -> int:
         stream=sys.stderr,
     )
     log = logging.getLogger("catena.python_agent")
+    # Before anything slow: an open port without credentials is a configuration error.
+    token = os.environ.get("CATENA_AGENT_TOKEN", "").strip()
+    if not token and not is_loopback(args.addr):
+        log.error(
+            "refusing to serve on %s without credentials: set a bearer token "
+            "(CATENA_AGENT_TOKEN) or listen on a loopback address",
+            args.addr,
+        )
+        return 2
 
     tracer_provider = setup_tracing()
     factory, which = model_from_env()
     log.info("chat model: %s", which)
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers + 2))
+    # Tasks at once are capped by the server: a call beyond --workers is RESOURCE_EXHAUSTED.
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=args.workers + 2),
+        interceptors=[BearerAuth(token)] if token else [],
+        maximum_concurrent_rpcs=args.workers,
+    )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
         AgentService(factory, retriever_k=max(1, args.k)), server
     )

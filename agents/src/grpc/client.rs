@@ -94,6 +94,25 @@ impl AgentServiceClient {
         self
     }
 
+    /// Sends `authorization: Bearer <token>` with every call (what
+    /// [`AgentGrpcService::require_bearer_token`](super::AgentGrpcService::require_bearer_token)
+    /// checks). The value is marked sensitive and never shown by `Debug`.
+    #[must_use]
+    pub fn with_bearer_token(mut self, token: &str) -> Self {
+        match format!("Bearer {token}").parse::<AsciiMetadataValue>() {
+            Ok(mut v) => {
+                v.set_sensitive(true);
+                self.metadata
+                    .push((AsciiMetadataKey::from_static("authorization"), v));
+            }
+            Err(_) => {
+                self.error
+                    .get_or_insert_with(|| "invalid bearer token (not ASCII text)".to_owned());
+            }
+        }
+        self
+    }
+
     /// Runs `f` on each call's metadata just before it is sent, after the fixed headers:
     /// the place to inject the *current* trace context (`traceparent` of the active span)
     /// or a refreshed token. Default: none.

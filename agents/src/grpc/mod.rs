@@ -93,7 +93,10 @@ pub mod pb {
 pub use client::{AgentServiceClient, TaskStream};
 pub use context::TaskContext;
 pub use error::TaskError;
-pub use server::{AgentGrpcService, TaskRunner};
+pub use server::{
+    check_bind, AgentGrpcService, TaskRunner, DEFAULT_MAX_CONCURRENT_TASKS, DEFAULT_MAX_STEPS,
+    DEFAULT_MAX_TOKENS,
+};
 pub use types::{AnswerSource, TaskEvent, TaskLimits, TaskRequest};
 
 /// The contract's path inside the repository, relative to the `agents` crate; its import

@@ -5,9 +5,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catena_core::{Message, Result, ScoredDocument};
+use catena_core::{Message, Result, Role, ScoredDocument};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
@@ -51,7 +52,7 @@ where
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Config {
     max_task_bytes: usize,
     max_documents: usize,
@@ -59,7 +60,37 @@ struct Config {
     max_history: usize,
     max_duration: Duration,
     max_message_bytes: usize,
+    max_steps: u32,
+    max_tokens: Option<u64>,
+    tasks: Arc<Semaphore>,
+    max_tasks: usize,
+    token: Option<Arc<str>>,
 }
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("max_task_bytes", &self.max_task_bytes)
+            .field("max_documents", &self.max_documents)
+            .field("max_context_bytes", &self.max_context_bytes)
+            .field("max_history", &self.max_history)
+            .field("max_duration", &self.max_duration)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("max_steps", &self.max_steps)
+            .field("max_tokens", &self.max_tokens)
+            .field("max_tasks", &self.max_tasks)
+            // Never the token itself.
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The most agent steps a task may run unless [`AgentGrpcService::max_steps`] says otherwise.
+pub const DEFAULT_MAX_STEPS: u32 = 50;
+/// The most model tokens a task may spend unless [`AgentGrpcService::max_tokens`] says otherwise.
+pub const DEFAULT_MAX_TOKENS: u64 = 200_000;
+/// The most tasks run at once unless [`AgentGrpcService::max_concurrent_tasks`] says otherwise.
+pub const DEFAULT_MAX_CONCURRENT_TASKS: usize = 64;
 
 const MAX_REQUEST_ID_CHARS: usize = 128;
 
@@ -110,8 +141,55 @@ impl AgentGrpcService {
                 max_history: 256,
                 max_duration: Duration::from_secs(600),
                 max_message_bytes: 4 * 1024 * 1024,
+                max_steps: DEFAULT_MAX_STEPS,
+                max_tokens: Some(DEFAULT_MAX_TOKENS),
+                tasks: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_TASKS)),
+                max_tasks: DEFAULT_MAX_CONCURRENT_TASKS,
+                token: None,
             },
         }
+    }
+
+    /// Requires every `RunTask` call to carry `authorization: Bearer <token>`; any other is
+    /// `UNAUTHENTICATED` before anything else is looked at. The health service stays open
+    /// (probes carry no credentials). Default: no credentials required — serve only on
+    /// loopback then ([`check_bind`]). Compared in constant time; never logged or printed.
+    #[must_use]
+    pub fn require_bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.config.token = Some(token.into().into());
+        self
+    }
+
+    /// Whether calls must carry a bearer token ([`require_bearer_token`](Self::require_bearer_token)).
+    pub fn requires_credentials(&self) -> bool {
+        self.config.token.is_some()
+    }
+
+    /// The most agent steps (model turns) a task may run, whatever the request asks: a
+    /// request for more gets this many (one that asks nothing gets the agent's own
+    /// default). Default [`DEFAULT_MAX_STEPS`].
+    #[must_use]
+    pub fn max_steps(mut self, steps: u32) -> Self {
+        self.config.max_steps = steps.max(1);
+        self
+    }
+
+    /// The most model tokens (input plus output, over every call) a task may spend, whatever
+    /// the request asks; `None` leaves it to the request. Default [`DEFAULT_MAX_TOKENS`].
+    #[must_use]
+    pub fn max_tokens(mut self, tokens: Option<u64>) -> Self {
+        self.config.max_tokens = tokens;
+        self
+    }
+
+    /// The most tasks running at once; a call beyond it is `RESOURCE_EXHAUSTED` at once
+    /// (the client may retry elsewhere). Default [`DEFAULT_MAX_CONCURRENT_TASKS`].
+    #[must_use]
+    pub fn max_concurrent_tasks(mut self, n: usize) -> Self {
+        let n = n.max(1);
+        self.config.tasks = Arc::new(Semaphore::new(n));
+        self.config.max_tasks = n;
+        self
     }
 
     /// The longest task text accepted, in bytes; longer is `RESOURCE_EXHAUSTED`.
@@ -257,8 +335,23 @@ impl AgentService for AgentGrpcService {
         request: Request<RunTaskRequest>,
     ) -> std::result::Result<Response<Self::RunTaskStream>, Status> {
         let (metadata, _extensions, req) = request.into_parts();
+        if let Some(token) = &self.config.token {
+            if !bearer_matches(&metadata, token) {
+                return Err(Status::unauthenticated(
+                    "this agent service needs `authorization: Bearer <token>`",
+                ));
+            }
+        }
         self.validate(&req)?;
-        let history = req
+        let permit = Arc::clone(&self.config.tasks)
+            .try_acquire_owned()
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "this agent service runs at most {} tasks at once",
+                    self.config.max_tasks
+                ))
+            })?;
+        let mut history = req
             .history
             .into_iter()
             .enumerate()
@@ -267,7 +360,22 @@ impl AgentService for AgentGrpcService {
                     .map_err(|e| Status::invalid_argument(format!("history[{i}]: {e}")))
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let limits = TaskLimits::from(req.limits.unwrap_or_default());
+        // The caller speaks as the user or quotes the assistant; instructions are the
+        // service's own.
+        let before = history.len();
+        history.retain(|m| m.role != Role::System);
+        if history.len() < before {
+            tracing::warn!(
+                dropped = before - history.len(),
+                "dropped caller-sent system messages from the history"
+            );
+        }
+        let mut limits = TaskLimits::from(req.limits.unwrap_or_default());
+        // None leaves the agent's own default (the executor's `max_iterations`).
+        limits.max_steps = limits.max_steps.map(|s| s.min(self.config.max_steps));
+        if let Some(cap) = self.config.max_tokens {
+            limits.max_tokens = Some(limits.max_tokens.map_or(cap, |t| t.min(cap)));
+        }
         let timeout = [
             grpc_timeout(&metadata),
             limits.max_duration,
@@ -316,7 +424,47 @@ impl AgentService for AgentGrpcService {
             limits.max_steps,
             span,
         );
+        // The permit is released when the stream ends or is dropped.
+        let stream = stream.map(move |item| {
+            let _running = &permit;
+            item
+        });
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Whether `metadata` carries `authorization: Bearer <token>`, compared in constant time.
+fn bearer_matches(metadata: &tonic::metadata::MetadataMap, token: &str) -> bool {
+    let Some(given) = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    // The length is not a secret worth hiding; the content is compared without early exit.
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses to serve on `addr` without credentials unless it is a loopback address: an agent
+/// service runs tools (web fetches, searches) on a caller's behalf and must not be open to
+/// the network. Call it before binding, with
+/// [`requires_credentials`](AgentGrpcService::requires_credentials).
+///
+/// # Errors
+/// A message naming the address and what to configure.
+pub fn check_bind(
+    addr: std::net::SocketAddr,
+    has_credentials: bool,
+) -> std::result::Result<(), String> {
+    if has_credentials || addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to serve on {addr} without credentials: set a bearer token \
+             (CATENA_AGENT_TOKEN) or listen on a loopback address"
+        ))
     }
 }
 

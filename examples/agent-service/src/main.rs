@@ -15,6 +15,12 @@
 //!   ([`catena_agents::otel::init_tracing`]); tasks join the caller's trace.
 //! - `CATENA_AGENT_WEB_ALLOW` — comma-separated hosts (`host` or `host:port`) the web
 //!   tools may reach although they are internal (default: public addresses only).
+//! - `CATENA_AGENT_TOKEN` — a shared bearer token every `RunTask` call must carry
+//!   (`authorization: Bearer …`; the gateway sends it from the same variable). Without it
+//!   the service refuses to listen on anything but a loopback address.
+//! - `CATENA_AGENT_MAX_STEPS`, `CATENA_AGENT_MAX_TOKENS`, `CATENA_AGENT_MAX_TASKS` — caps
+//!   on steps and model tokens per task and on tasks at once, whatever a request asks
+//!   (defaults 50, 200,000 and 64).
 //! - `RUST_LOG` — log filter (default `info`). Logs go to stderr.
 //!
 //! Stops gracefully on SIGTERM or Ctrl-C: health turns `NOT_SERVING` and running tasks
@@ -59,6 +65,12 @@ async fn run() -> Result<(), BoxError> {
         println!("{USAGE}");
         return Ok(());
     };
+    let token = std::env::var("CATENA_AGENT_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    // Before anything slow: an open port without credentials is a configuration error.
+    catena_agents::grpc::check_bind(addr, token.is_some())?;
     let models = catena_llms::from_env()?;
     tracing::info!(model = %models.description, "chat model and embedder");
 
@@ -68,7 +80,29 @@ async fn run() -> Result<(), BoxError> {
             options = options.with_web_allow_host(host);
         }
     }
-    let service = service(models.chat, models.embedder, options)?;
+    let mut service = service(models.chat, models.embedder, options)?;
+    let number = |name: &str| -> Result<Option<u64>, BoxError> {
+        match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{name}={v:?} is not a whole number").into()),
+        }
+    };
+    if let Some(steps) = number("CATENA_AGENT_MAX_STEPS")? {
+        service = service.max_steps(u32::try_from(steps).unwrap_or(u32::MAX));
+    }
+    if let Some(tokens) = number("CATENA_AGENT_MAX_TOKENS")? {
+        service = service.max_tokens(Some(tokens));
+    }
+    if let Some(tasks) = number("CATENA_AGENT_MAX_TASKS")? {
+        service = service.max_concurrent_tasks(usize::try_from(tasks).unwrap_or(usize::MAX));
+    }
+    if let Some(token) = token {
+        service = service.require_bearer_token(token);
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

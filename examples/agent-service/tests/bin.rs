@@ -127,3 +127,22 @@ async fn the_binary_serves_a_task_with_the_local_model_and_stops_on_sigterm() {
     assert!(has("SIGTERM received"));
     assert!(has("stopped"));
 }
+
+#[tokio::test]
+async fn the_binary_refuses_a_public_address_without_a_token() {
+    let out = Command::new(env!("CARGO_BIN_EXE_example-agent-service"))
+        .args(["--addr", "0.0.0.0:0"])
+        .env_remove("CATENA_AGENT_TOKEN")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("refusing to serve on 0.0.0.0:0 without credentials"),
+        "{log}"
+    );
+}

@@ -202,7 +202,7 @@ pub struct RagConfig {
 }
 
 /// The agent service.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AgentConfig {
@@ -211,6 +211,21 @@ pub struct AgentConfig {
     pub url: Option<String>,
     /// The deadline of a delegated task in seconds, unless the request asks for less. Default 120.
     pub task_timeout_secs: u64,
+    /// The bearer token sent to the agent service with every task: only from the
+    /// environment (`CATENA_AGENT_TOKEN`, the variable the agent services check), never from
+    /// the file, never printed.
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("url", &self.url)
+            .field("task_timeout_secs", &self.task_timeout_secs)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -263,6 +278,7 @@ impl Default for AgentConfig {
         AgentConfig {
             url: None,
             task_timeout_secs: 120,
+            token: None,
         }
     }
 }
@@ -347,6 +363,9 @@ impl Config {
         }
         if let Some(v) = get("CATENA_AGENT_URL") {
             self.agent.url = Some(v);
+        }
+        if let Some(v) = get("CATENA_AGENT_TOKEN") {
+            self.agent.token = Some(v.trim().to_owned());
         }
         if let Some(jwt) = self.auth.jwt.as_mut() {
             if let Some(secret) = var("CATENA_JWT_SECRET").filter(|v| !v.is_empty()) {

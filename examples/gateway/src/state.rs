@@ -67,10 +67,11 @@ impl AppState {
                     .map_err(|e| GatewayError::Config(format!("agent.url {url:?}: {e}")))?
                     .connect_timeout(Duration::from_secs(5))
                     .connect_lazy();
-                (
-                    Some(AgentServiceClient::new(channel.clone())),
-                    Some(channel),
-                )
+                let mut client = AgentServiceClient::new(channel.clone());
+                if let Some(token) = &config.agent.token {
+                    client = client.with_bearer_token(token);
+                }
+                (Some(client), Some(channel))
             }
             None => (None, None),
         };

@@ -997,3 +997,38 @@ async fn a_router_served_by_another_server_streams_after_its_gateway_is_dropped_
 fn axum_router(gateway: &example_gateway::Gateway) -> axum::Router {
     axum::Router::new().nest("/ai", gateway.router())
 }
+
+#[tokio::test]
+async fn the_agent_hop_carries_the_configured_token_and_fails_closed_without_it() {
+    let service = AgentGrpcService::new(move |ctx: TaskContext| {
+        let model: Arc<dyn ChatModel> = Arc::new(ScriptedChatModel::new().with_text("done"));
+        Ok(AgentExecutor::builder(ctx.model(model))
+            .build()?
+            .run_stream(&ctx.prompt()))
+    })
+    .require_bearer_token("hop-token-9");
+    let (router, _health) = service.into_router().await;
+    let agent_url = support::serve_grpc(router).await;
+
+    let mut with_token = config();
+    with_token.agent.url = Some(agent_url.clone());
+    with_token
+        .apply_env(|name| (name == "CATENA_AGENT_TOKEN").then(|| "hop-token-9".to_owned()))
+        .unwrap();
+    assert!(!format!("{with_token:?}").contains("hop-token-9"));
+    let g = start_with(with_token, Arc::new(quoting_model())).await;
+    let res = post(&g, "/v1/tasks", KEY_A, &json!({ "task": "say done" })).await;
+    let events = sse_events(&res.text().await.unwrap());
+    assert_eq!(events.last().unwrap().0, "final", "{events:?}");
+    g.shutdown().await;
+
+    let mut without = config();
+    without.agent.url = Some(agent_url);
+    let g = start_with(without, Arc::new(quoting_model())).await;
+    let res = post(&g, "/v1/tasks", KEY_A, &json!({ "task": "say done" })).await;
+    let events = sse_events(&res.text().await.unwrap());
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "error", "{events:?}");
+    assert_eq!(data["type"], "agent_error");
+    g.shutdown().await;
+}

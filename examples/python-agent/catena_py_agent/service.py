@@ -11,6 +11,11 @@ Behaviour follows the contract (agents/proto/catena/agent/v1/agent.proto) and th
   DEADLINE_EXCEEDED;
 - when the client cancels or goes away (`context.is_active()`, `add_callback`) the agent stops;
 - a failure after the start is a final `ErrorEvent`, then the matching non-OK status;
+- server-side caps whatever the request asks: steps (MAX_STEPS), model tokens (MAX_TOKENS), and
+  tasks at once (the server's `maximum_concurrent_rpcs`, server.py); caller-sent system messages
+  in `history` are dropped (the instructions are the service's own);
+- with a token configured (`CATENA_AGENT_TOKEN`), `BearerAuth` refuses a call without
+  `authorization: Bearer <token>` with UNAUTHENTICATED; health stays open;
 - `traceparent` / `tracestate` from the invocation metadata are logged with the task, and the
   task joins that trace: it runs in a SERVER span `agent.run_task` whose parent is the
   caller's span (telemetry.py), with the model and tool spans below it.
@@ -18,6 +23,7 @@ Behaviour follows the contract (agents/proto/catena/agent/v1/agent.proto) and th
 
 from __future__ import annotations
 
+import hmac
 import logging
 import queue
 import threading
@@ -51,6 +57,9 @@ MAX_CONTEXT_BYTES = 1024 * 1024
 MAX_HISTORY = 256
 MAX_REQUEST_ID_CHARS = 128
 MAX_DURATION_S = 600.0
+# Caps per task, as the Rust service's defaults (DEFAULT_MAX_STEPS, DEFAULT_MAX_TOKENS).
+MAX_STEPS = 50
+MAX_TOKENS = 200_000
 # How often the call checks the deadline and whether the client is still there.
 POLL_S = 0.05
 
@@ -140,6 +149,43 @@ def validate(request: agent_pb2.RunTaskRequest, offered: list[str]) -> None:
             raise Rejected(
                 grpc.StatusCode.INVALID_ARGUMENT, "limits.max_duration is negative or malformed"
             )
+
+
+def capped_limits(request: agent_pb2.RunTaskRequest) -> Limits:
+    """The request's limits within the service's caps (0 = not asked: the loop's default steps,
+    the token cap)."""
+    asked_steps = request.limits.max_steps if request.HasField("limits") else 0
+    asked_tokens = request.limits.max_tokens if request.HasField("limits") else 0
+    return Limits(
+        max_steps=min(asked_steps, MAX_STEPS) if asked_steps else 0,
+        max_tokens=min(asked_tokens, MAX_TOKENS) if asked_tokens else MAX_TOKENS,
+    )
+
+
+class BearerAuth(grpc.ServerInterceptor):
+    """Refuses `catena.agent.v1` calls without `authorization: Bearer <token>` (compared in
+    constant time); health checks pass untouched."""
+
+    def __init__(self, token: str):
+        self._expected = f"Bearer {token}".encode()
+
+        def deny(request, context):
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "this agent service needs `authorization: Bearer <token>`",
+            )
+
+        self._deny = grpc.unary_stream_rpc_method_handler(deny)
+
+    def intercept_service(self, continuation, handler_call_details):
+        if not handler_call_details.method.startswith("/catena.agent.v1."):
+            return continuation(handler_call_details)
+        given = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
+        if isinstance(given, str):
+            given = given.encode()
+        if hmac.compare_digest(given, self._expected):
+            return continuation(handler_call_details)
+        return self._deny
 
 
 def _prompt(request: agent_pb2.RunTaskRequest, searchable: bool) -> str:
@@ -244,12 +290,19 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         searchable = any(t.name == SEARCH_DOCUMENTS for t in tools)
 
         messages: list[BaseMessage] = [SystemMessage(SYSTEM_PROMPT)]
+        dropped = 0
         for m in request.history:
+            if m.role == agent_pb2.ROLE_SYSTEM:
+                dropped += 1
+                continue
             messages.append(_ROLES[m.role](m.content))
+        if dropped:
+            log.warning("dropped %d caller-sent system message(s) request_id=%s", dropped, request_id)
         messages.append(HumanMessage(_prompt(request, searchable)))
-        limits = Limits(
-            max_steps=request.limits.max_steps if request.HasField("limits") else 0,
-            max_tokens=request.limits.max_tokens if request.HasField("limits") else 0,
+        limits = capped_limits(request)
+        log.info(
+            "task limits request_id=%s max_steps=%d max_tokens=%d",
+            request_id, limits.max_steps, limits.max_tokens,
         )
         try:
             model = self.model_factory(request.task, cancel)
