@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use catena_core::{BoxError, Error};
+use catena_core::{BoxError, Error, Usage};
 use tonic::Code;
 
 use super::pb::{self, ErrorCode};
@@ -43,6 +43,9 @@ pub enum TaskError {
         message: String,
         /// Whether sending the same task again later may succeed.
         retryable: bool,
+        /// Tokens the task's model calls used before it failed (zero when the service does
+        /// not report them): spent all the same.
+        usage: Usage,
     },
     /// The client's own deadline passed before the service answered.
     #[error("task deadline of {0:?} passed")]
@@ -58,6 +61,7 @@ impl TaskError {
             code: ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unspecified),
             message: e.message,
             retryable: e.retryable,
+            usage: e.usage.map(Usage::from).unwrap_or_default(),
         }
     }
 
@@ -88,6 +92,15 @@ impl TaskError {
     /// Whether the request was rejected as invalid (`INVALID_ARGUMENT`).
     pub fn is_invalid_argument(&self) -> bool {
         self.code() == Code::InvalidArgument
+    }
+
+    /// Tokens the task used before it failed, as the service reported them in its error
+    /// event; `None` for failures without one (nothing started, or the call was cut off).
+    pub fn usage(&self) -> Option<&Usage> {
+        match self {
+            TaskError::Task { usage, .. } => Some(usage),
+            _ => None,
+        }
     }
 
     /// Whether sending the same task again later may succeed.
@@ -132,6 +145,7 @@ pub(crate) fn error_event(e: &Error) -> pb::ErrorEvent {
         code: code.into(),
         message: e.to_string(),
         retryable,
+        usage: None,
     }
 }
 

@@ -87,13 +87,16 @@ impl EventStream {
         self.started = 0;
         self.finished = 0;
         let step = self.step;
-        self.push(Event::StepStarted(pb::StepStarted { step }));
+        let usage = Some(self.report.usage().into());
+        self.push(Event::StepStarted(pb::StepStarted { step, usage }));
     }
 
     /// Ends the call: stops the agent (dropping it cancels its work), sends the error event
     /// and closes with the matching status.
-    fn fail(&mut self, event: pb::ErrorEvent) {
+    fn fail(&mut self, mut event: pb::ErrorEvent) {
         self.agent = None;
+        // What the task spent before it failed is spent all the same.
+        event.usage = Some(self.report.usage().into());
         let code = status_code(ErrorCode::try_from(event.code).unwrap_or(ErrorCode::Internal));
         tracing::debug!(parent: &self.span, code = ?code, message = %event.message, "task failed");
         let status = Status::new(code, event.message.clone());
@@ -110,6 +113,7 @@ impl EventStream {
                     code: ErrorCode::LimitExceeded.into(),
                     message: format!("the agent went over max_steps = {max}"),
                     retryable: false,
+                    usage: None,
                 });
             }
             self.start_step();
@@ -183,6 +187,7 @@ impl Stream for EventStream {
                     code: ErrorCode::DeadlineExceeded.into(),
                     message: format!("the task did not finish within its deadline of {timeout:?}"),
                     retryable: false,
+                    usage: None,
                 });
                 continue;
             }
@@ -196,6 +201,7 @@ impl Stream for EventStream {
                     code: ErrorCode::Internal.into(),
                     message: "the agent stopped without a final answer or an error".into(),
                     retryable: false,
+                    usage: None,
                 }),
                 Poll::Pending => return Poll::Pending,
             }

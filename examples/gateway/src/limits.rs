@@ -134,12 +134,38 @@ impl RateLimits {
     }
 }
 
-/// Model tokens used per key in a fixed window.
+/// Model tokens per key in a fixed window, spent through [`Reservation`]s: a request
+/// reserves what it may use *before* its model call (so a burst of concurrent requests
+/// cannot all pass on the same remaining budget) and settles with the reported usage on
+/// every way it can end. A reservation dropped unsettled (an error without usage, a
+/// deadline, a client that went away) is charged in full: the budget cannot be dodged.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use example_gateway::limits::TokenBudgets;
+///
+/// let budgets = Arc::new(TokenBudgets::new(Some(1_000), Duration::from_secs(60)));
+/// let a = budgets.reserve("key", 600).unwrap();
+/// let b = budgets.reserve("key", 600).unwrap(); // only 400 were left
+/// assert_eq!(b.amount(), 400);
+/// assert!(budgets.reserve("key", 1).is_err()); // everything is reserved
+/// a.settle(100); // the call used less than it reserved
+/// drop(b); // ended without usage: charged in full
+/// assert_eq!(budgets.remaining("key"), Some(500));
+/// ```
 #[derive(Debug)]
 pub struct TokenBudgets {
     limit: Option<u64>,
     window: Duration,
-    used: Mutex<HashMap<String, (Instant, u64)>>,
+    used: Mutex<HashMap<String, BudgetEntry>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BudgetEntry {
+    start: Instant,
+    used: u64,
+    reserved: u64,
 }
 
 impl TokenBudgets {
@@ -152,40 +178,114 @@ impl TokenBudgets {
         }
     }
 
-    /// `Err(retry_after)` when `key` has spent its budget in the current window.
-    ///
-    /// # Errors
-    /// The time until the window resets.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let Some(limit) = self.limit else {
-            return Ok(());
-        };
-        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        match used.get(key) {
-            Some((start, n)) if now.duration_since(*start) < self.window && *n >= limit => {
-                Err(self.window - now.duration_since(*start))
-            }
-            _ => Ok(()),
-        }
+    /// Whether there is a budget at all.
+    pub fn is_limited(&self) -> bool {
+        self.limit.is_some()
     }
 
-    /// Records `tokens` used by `key`.
-    pub fn record(&self, key: &str, tokens: u64) {
-        if self.limit.is_none() {
-            return;
-        }
+    /// What `key` has left in the current window, reservations taken out; `None` without a
+    /// budget.
+    pub fn remaining(&self, key: &str) -> Option<u64> {
+        let limit = self.limit?;
+        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        Some(match used.get(key) {
+            Some(e) if now.duration_since(e.start) < self.window => {
+                limit.saturating_sub(e.used.saturating_add(e.reserved))
+            }
+            _ => limit,
+        })
+    }
+
+    /// Reserves up to `estimate` tokens for `key`: all of it when that much is left, else
+    /// what is left ([`Reservation::amount`] says how much; bound the call by it). Without a
+    /// budget the reservation is `estimate` and charges nothing.
+    ///
+    /// # Errors
+    /// The time until the window resets, when nothing is left.
+    pub fn reserve(self: &Arc<Self>, key: &str, estimate: u64) -> Result<Reservation, Duration> {
+        let Some(limit) = self.limit else {
+            return Ok(Reservation {
+                budgets: None,
+                key: String::new(),
+                amount: estimate,
+                window_start: Instant::now(),
+            });
+        };
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if used.len() > PRUNE_ABOVE && !used.contains_key(key) {
             let window = self.window;
-            used.retain(|_, (start, _)| now.duration_since(*start) < window);
+            used.retain(|_, e| now.duration_since(e.start) < window || e.reserved > 0);
         }
-        let entry = used.entry(key.to_owned()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
+        let entry = used.entry(key.to_owned()).or_insert(BudgetEntry {
+            start: now,
+            used: 0,
+            reserved: 0,
+        });
+        if now.duration_since(entry.start) >= self.window {
+            // A new window; reservations of the old one settle into nothing.
+            *entry = BudgetEntry {
+                start: now,
+                used: 0,
+                reserved: 0,
+            };
         }
-        entry.1 = entry.1.saturating_add(tokens);
+        let left = limit.saturating_sub(entry.used.saturating_add(entry.reserved));
+        if left == 0 {
+            return Err(self.window.saturating_sub(now.duration_since(entry.start)));
+        }
+        let amount = estimate.clamp(1, left);
+        entry.reserved += amount;
+        Ok(Reservation {
+            budgets: Some(Arc::clone(self)),
+            key: key.to_owned(),
+            amount,
+            window_start: entry.start,
+        })
+    }
+
+    fn settle(&self, key: &str, window_start: Instant, reserved: u64, used_tokens: u64) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = used.get_mut(key) {
+            if entry.start == window_start {
+                entry.reserved = entry.reserved.saturating_sub(reserved);
+            }
+            entry.used = entry.used.saturating_add(used_tokens);
+        }
+    }
+}
+
+/// Tokens set aside for one request by [`TokenBudgets::reserve`]. [`settle`](Self::settle)
+/// it with the reported usage; dropped unsettled, it is charged in full.
+#[derive(Debug)]
+#[must_use = "a reservation dropped at once is charged in full"]
+pub struct Reservation {
+    budgets: Option<Arc<TokenBudgets>>,
+    key: String,
+    amount: u64,
+    window_start: Instant,
+}
+
+impl Reservation {
+    /// The tokens reserved: the most the request may use.
+    pub fn amount(&self) -> u64 {
+        self.amount
+    }
+
+    /// Replaces the reservation with the tokens the request used.
+    pub fn settle(mut self, used: u64) {
+        if let Some(b) = self.budgets.take() {
+            b.settle(&self.key, self.window_start, self.amount, used);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(b) = self.budgets.take() {
+            b.settle(&self.key, self.window_start, self.amount, self.amount);
+        }
     }
 }
 
@@ -285,11 +385,15 @@ mod tests {
     }
 
     #[test]
-    fn budgets_refuse_after_the_limit() {
-        let b = TokenBudgets::new(Some(10), Duration::from_secs(60));
-        b.check("k").unwrap();
-        b.record("k", 12);
-        assert!(b.check("k").is_err());
-        assert!(b.check("other").is_ok());
+    fn budgets_refuse_once_everything_is_reserved_or_spent() {
+        let b = Arc::new(TokenBudgets::new(Some(10), Duration::from_secs(60)));
+        b.reserve("k", 4).unwrap().settle(12);
+        assert!(b.reserve("k", 1).is_err());
+        assert!(b.reserve("other", 1).is_ok());
+        // Concurrent reservations share what is left, never more.
+        let c = Arc::new(TokenBudgets::new(Some(10), Duration::from_secs(60)));
+        let held: Vec<Reservation> = (0..5).filter_map(|_| c.reserve("k", 4).ok()).collect();
+        assert_eq!(held.iter().map(Reservation::amount).sum::<u64>(), 10);
+        assert_eq!(held.len(), 3);
     }
 }

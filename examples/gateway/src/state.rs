@@ -32,7 +32,7 @@ pub(crate) struct AppState {
     pub(crate) keys: ApiKeys,
     pub(crate) jwt: Option<JwtVerifier>,
     pub(crate) rate: RateLimits,
-    pub(crate) budgets: TokenBudgets,
+    pub(crate) budgets: Arc<TokenBudgets>,
     pub(crate) inflight: Arc<Semaphore>,
     pub(crate) per_key: crate::limits::KeyConcurrency,
     pub(crate) auth_failures: crate::limits::AuthFailures,
@@ -78,10 +78,10 @@ impl AppState {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let state = AppState {
             rate: RateLimits::new(config.limits.requests_per_minute, config.limits.burst),
-            budgets: TokenBudgets::new(
+            budgets: Arc::new(TokenBudgets::new(
                 config.limits.token_budget,
                 Duration::from_secs(config.limits.token_budget_window_secs.max(1)),
-            ),
+            )),
             inflight: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
             per_key: crate::limits::KeyConcurrency::new(config.limits.max_concurrent_per_key),
             auth_failures: crate::limits::AuthFailures::new(config.limits.auth_failures_per_minute),

@@ -408,15 +408,24 @@ async fn rate_limits_are_per_key_with_headers() {
 
 #[tokio::test]
 async fn token_budgets_are_counted_from_reported_usage() {
+    // Each question reserves its prompt and the longest answer (256 tokens) and is charged
+    // what the model reported; 400 tokens pay for a few questions, then the key gets 429.
     let mut c = config();
-    c.limits.token_budget = Some(5);
+    c.limits.token_budget = Some(400);
     let g = start_with(c, Arc::new(quoting_model())).await;
     let body = json!({ "question": "a question long enough to spend the budget" });
     let first = g.post("/v1/query", KEY_A).json(&body).send().await.unwrap();
     assert_eq!(first.status(), 200);
-    let second = g.post("/v1/query", KEY_A).json(&body).send().await.unwrap();
-    assert_eq!(second.status(), 429);
-    let problem: Value = second.json().await.unwrap();
+    let mut refused = None;
+    for _ in 0..40 {
+        let res = g.post("/v1/query", KEY_A).json(&body).send().await.unwrap();
+        if res.status() == 429 {
+            refused = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), 200);
+    }
+    let problem: Value = refused.expect("the budget runs out").json().await.unwrap();
     assert!(problem["type"].as_str().unwrap().contains("token-budget"));
     let other = g.post("/v1/query", KEY_B).json(&body).send().await.unwrap();
     assert_eq!(other.status(), 200);
@@ -1030,5 +1039,53 @@ async fn the_agent_hop_carries_the_configured_token_and_fails_closed_without_it(
     let (last, data) = events.last().unwrap();
     assert_eq!(last, "error", "{events:?}");
     assert_eq!(data["type"], "agent_error");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_task_gets_the_remaining_budget_as_max_tokens_and_pays_for_a_failure() {
+    // The agent's first turn (a tool call) reports 400 tokens, then its model fails.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Option<u64>>::new()));
+    let seen_in = Arc::clone(&seen);
+    let service = AgentGrpcService::new(move |ctx: TaskContext| {
+        seen_in.lock().unwrap().push(ctx.limits().max_tokens);
+        let model: Arc<dyn ChatModel> = Arc::new(
+            ScriptedChatModel::new()
+                .with_response(
+                    ChatResponse::new(Message::assistant_with_tool_calls(
+                        "",
+                        vec![catena_core::ToolCall::new("c1", "nap", "{}")],
+                    ))
+                    .with_usage(catena_core::Usage::new(300, 100)),
+                )
+                .with_error(catena_core::Error::from(catena_core::ProviderError::new(
+                    catena_core::ProviderErrorKind::InvalidRequest,
+                    "the model gave up",
+                ))),
+        );
+        let tool: Arc<dyn Tool> = Arc::new(Nap(
+            Duration::from_millis(1),
+            json!({ "type": "object", "properties": {} }),
+        ));
+        let agent = ctx
+            .apply_limits(AgentExecutor::builder(ctx.model(model)).tool(tool))
+            .build()?;
+        Ok(agent.run_stream(&ctx.prompt()))
+    });
+    let (router, _health) = service.into_router().await;
+    let agent_url = support::serve_grpc(router).await;
+    let mut c = config();
+    c.agent.url = Some(agent_url);
+    c.limits.token_budget = Some(5_000);
+    let g = start_with(c, Arc::new(quoting_model())).await;
+
+    let res = post(&g, "/v1/tasks", KEY_A, &json!({ "task": "nap, then fail" })).await;
+    let events = sse_events(&res.text().await.unwrap());
+    assert_eq!(events.last().unwrap().0, "error", "{events:?}");
+    let res = post(&g, "/v1/tasks", KEY_A, &json!({ "task": "nap, then fail" })).await;
+    let _ = res.text().await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    // The whole budget was left for the first task; the failed one cost what it had used.
+    assert_eq!(seen, vec![Some(5_000), Some(4_600)]);
     g.shutdown().await;
 }

@@ -333,3 +333,133 @@ async fn problem_details_name_the_request_never_the_internal_error() {
     assert_ne!(a.headers()["x-request-id"], b.headers()["x-request-id"]);
     gateway.shutdown().await;
 }
+
+/// A model that answers after 200 ms reporting 100 + 100 tokens, and remembers each
+/// request's `max_tokens`.
+#[derive(Default)]
+struct Slow(std::sync::Mutex<Vec<Option<u32>>>);
+
+#[async_trait]
+impl ChatModel for Slow {
+    async fn generate(&self, r: ChatRequest) -> Result<ChatResponse> {
+        self.0.lock().unwrap().push(r.max_tokens);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(ChatResponse::new(Message::assistant("slowly"))
+            .with_usage(catena_core::Usage::new(100, 100)))
+    }
+    async fn stream(&self, r: ChatRequest) -> Result<ChatStream> {
+        let answer = self.generate(r).await?;
+        Ok(Box::pin(futures::stream::iter([
+            Ok(ChatChunk::TextDelta(answer.message.text())),
+            Ok(ChatChunk::Usage(answer.usage.unwrap_or_default())),
+        ])))
+    }
+    fn model_info(&self) -> ModelInfo {
+        ModelInfo::new("test", "slow").with_streaming(true)
+    }
+}
+
+fn budgeted(tokens: u64) -> Config {
+    let mut c = config();
+    c.limits.token_budget = Some(tokens);
+    c
+}
+
+#[tokio::test]
+async fn a_burst_of_concurrent_requests_cannot_overspend_a_budget() {
+    // Each question reserves its prompt (~50 tokens here, no context) and the longest answer
+    // (256): 1,000 tokens pay for three such reservations and part of a fourth, never for
+    // twenty.
+    let model = Arc::new(Slow::default());
+    let g = support::start(budgeted(1_000), support::backends(model.clone(), 64)).await;
+    let body = serde_json::json!({ "question": "How slow is this model?" });
+    let answers =
+        futures::future::join_all((0..20).map(|_| g.post("/v1/query", KEY_A).json(&body).send()))
+            .await;
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|r| r.as_ref().unwrap().status().as_u16())
+        .collect();
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    assert!((1..=4).contains(&passed), "{statuses:?}");
+    assert_eq!(
+        passed + statuses.iter().filter(|s| **s == 429).count(),
+        20,
+        "{statuses:?}"
+    );
+    // A smaller reservation bounds the answer: the last admitted call was told so.
+    let asked = model.0.lock().unwrap().clone();
+    assert!(
+        asked.iter().all(|m| m.is_some_and(|m| m <= 256)),
+        "{asked:?}"
+    );
+    // Settled with the reported usage (200 each), the rest comes back for later requests.
+    let after = g.post("/v1/query", KEY_A).json(&body).send().await.unwrap();
+    assert_eq!(
+        after.status(),
+        200,
+        "settled reservations returned what was not used"
+    );
+    // Another key has its own budget.
+    let other = g.post("/v1/query", KEY_B).json(&body).send().await.unwrap();
+    assert_eq!(other.status(), 200);
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_a_stream_early_pays_for_what_it_reserved() {
+    // The endless model never reports usage; the client reads one token and goes away.
+    let g = support::start(budgeted(500), support::backends(Arc::new(Endless), 64)).await;
+    let body = serde_json::json!({ "question": "go on forever", "stream": true });
+    let mut res = g.post("/v1/query", KEY_A).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        if String::from_utf8_lossy(&chunk).contains("event: token") {
+            break;
+        }
+    }
+    drop(res);
+    // The reservation (prompt + 256) was charged when the stream was dropped: what is left
+    // cannot pay for another prompt.
+    let mut status = 0;
+    for _ in 0..50 {
+        let res = g
+            .post("/v1/query", KEY_A)
+            .json(&serde_json::json!({ "question": "go on forever" }))
+            .send()
+            .await
+            .unwrap();
+        status = res.status().as_u16();
+        if status == 429 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 429, "leaving early must not make the call free");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn ingest_counts_embedding_tokens_against_the_budget() {
+    let g = support::start(budgeted(100), support::backends(answering(), 64)).await;
+    // ~250 tokens of text: more than the key's whole budget.
+    let big = "Embedding costs tokens too. ".repeat(36);
+    let res = g
+        .post("/v1/documents", KEY_A)
+        .json(&serde_json::json!({ "documents": [{ "source": "big.md", "content": big }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    // Nothing was half-ingested: a small document still fits and is all there is.
+    let res = g
+        .post("/v1/documents", KEY_A)
+        .json(&serde_json::json!({ "documents": [{ "source": "small.md", "content": "Small." }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let report: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(report["added"], 1, "{report}");
+    g.shutdown().await;
+}

@@ -60,15 +60,20 @@ def run_agent(
     max_iterations: int = 8,
     request_id: str = "",
     trace_context: Context | None = None,
+    spent: dict[str, int] | None = None,
 ) -> None:
     """Runs the loop until a final answer, an error or cancellation. Never raises.
+
+    `spent`: the token counts so far ({"input_tokens", "output_tokens", "total_tokens"}),
+    updated in place after every model call, so the service can report them in step and
+    error events.
 
     `trace_context`: the OpenTelemetry context the model and tool spans are children of (the
     worker thread this runs in does not inherit the caller's).
     """
     try:
         with telemetry.attached(trace_context):
-            _loop(model, tools, messages, limits, cancel, emit, max_iterations)
+            _loop(model, tools, messages, limits, cancel, emit, max_iterations, spent)
     except Cancelled:
         log.info("agent of request_id=%s stopped: cancelled", request_id)
     except Exception as e:  # noqa: BLE001 - every failure becomes an error event
@@ -84,11 +89,12 @@ def _check(cancel: threading.Event) -> None:
         raise Cancelled()
 
 
-def _loop(model, tools, messages, limits, cancel, emit, max_iterations) -> None:
+def _loop(model, tools, messages, limits, cancel, emit, max_iterations, spent=None) -> None:
     bound = model.bind_tools(tools) if tools else model
     provider, model_name = telemetry.model_identity(model)
     by_name = {t.name: t for t in tools}
-    usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    usage = spent if spent is not None else {}
+    usage.update({"input_tokens": 0, "output_tokens": 0, "total_tokens": 0})
     max_turns = limits.max_steps or max_iterations + 1
     step = 0
     while True:

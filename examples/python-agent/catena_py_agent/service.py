@@ -311,10 +311,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             context.abort(grpc.StatusCode.INTERNAL, f"cannot start the task: {e}")
             return
 
+        spent = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
         worker = threading.Thread(
             target=run_agent,
             args=(model, tools, messages, limits, cancel, events.put, self.max_iterations, request_id),
-            kwargs={"trace_context": trace.set_span_in_context(span)},
+            kwargs={"trace_context": trace.set_span_in_context(span), "spent": spent},
             name=f"task-{request_id}",
             daemon=True,
         )
@@ -337,7 +338,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     end_span(("DEADLINE_EXCEEDED", message))
                     yield event(
                         error=agent_pb2.ErrorEvent(
-                            code=agent_pb2.ERROR_CODE_DEADLINE_EXCEEDED, message=message
+                            code=agent_pb2.ERROR_CODE_DEADLINE_EXCEEDED,
+                            message=message,
+                            usage=agent_pb2.Usage(**spent),
                         )
                     )
                     context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -352,7 +355,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     continue
                 kind = item[0]
                 if kind == "step":
-                    yield event(step_started=agent_pb2.StepStarted(step=item[1]))
+                    yield event(
+                        step_started=agent_pb2.StepStarted(
+                            step=item[1], usage=agent_pb2.Usage(**spent)
+                        )
+                    )
                 elif kind == "text":
                     yield event(text_delta=agent_pb2.TextDelta(text=item[1]))
                 elif kind == "tool_call":
@@ -399,6 +406,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                             code=agent_pb2.ErrorCode.Value(f"ERROR_CODE_{code}"),
                             message=message,
                             retryable=retryable,
+                            usage=agent_pb2.Usage(**spent),
                         )
                     )
                     context.set_code(_STATUS[code])

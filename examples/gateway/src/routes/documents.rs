@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::body::Body;
-use super::upstream::{timeout_problem, upstream};
+use super::upstream::{budget_spent, estimate_tokens, reserve_budget, timeout_problem, upstream};
 use crate::auth::{Caller, TENANT_METADATA_KEY};
 use crate::problem::Problem;
 use crate::state::{caller_of, AppState};
@@ -61,7 +61,9 @@ pub(crate) async fn ingest(
     caller: Option<Extension<Caller>>,
     Body(body): Body<IngestRequest>,
 ) -> Result<Json<IngestReport>, Problem> {
-    let tenant = caller_of(caller.as_deref()).tenant;
+    let Caller {
+        id: caller, tenant, ..
+    } = caller_of(caller.as_deref());
     if body.documents.is_empty() {
         return Err(Problem::invalid_field("documents", "must not be empty"));
     }
@@ -114,6 +116,16 @@ pub(crate) async fn ingest(
         .collect();
     let chunks = splitter.split_documents(&docs);
     let chunk_count = chunks.len();
+    // Embedding tokens count against the key's budget: all of the batch is reserved (an
+    // ingest is never partial), and the chunks that were actually embedded are charged.
+    let estimate: u64 = chunks.iter().map(|c| estimate_tokens(&c.content)).sum();
+    let reservation = reserve_budget(&state, &caller, estimate)?;
+    if state.budgets.is_limited() && reservation.amount() < estimate {
+        reservation.settle(0);
+        return Err(budget_spent(std::time::Duration::from_secs(1)).with_detail(format!(
+            "embedding these documents needs about {estimate} tokens; this API key has less left of its budget"
+        )));
+    }
     let options = IndexOptions::new()
         .cleanup(Cleanup::Incremental)
         .namespace(format!("tenant:{tenant}"));
@@ -126,8 +138,22 @@ pub(crate) async fn ingest(
     );
     let report = tokio::time::timeout(state.request_timeout(), work)
         .await
-        .map_err(|_| timeout_problem())?
-        .map_err(|e| upstream("ingest", &e))?;
+        .map_err(|_| timeout_problem())?;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            reservation.settle(0);
+            return Err(upstream("ingest", &e));
+        }
+    };
+    let embedded = (report.added + report.updated) as u64;
+    let charge = if chunk_count == 0 {
+        0
+    } else {
+        estimate * embedded.min(chunk_count as u64) / chunk_count as u64
+    };
+    metrics::counter!("embedding_tokens_total").increment(charge);
+    reservation.settle(charge);
     Ok(Json(IngestReport {
         documents: n,
         chunks: chunk_count,

@@ -10,7 +10,7 @@ use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use catena_core::prompt::ChatPromptTemplate;
-use catena_core::{ChatChunk, ChatRequest, ScoredDocument};
+use catena_core::{ChatChunk, ChatRequest, ScoredDocument, Usage};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -18,7 +18,8 @@ use serde_json::json;
 use super::body::{validate_k, validate_text, Body};
 use super::sse::{guard, sse};
 use super::upstream::{
-    check_budget, record_usage, retrieve, timeout_problem, upstream, upstream_for, usage_json,
+    budget_spent, charged, count_usage, estimate_tokens, reserve_budget, retrieve, timeout_problem,
+    upstream, upstream_for, usage_json,
 };
 use crate::auth::Caller;
 use crate::middleware::trace::request_id;
@@ -104,21 +105,48 @@ pub(crate) async fn query(
     } = caller_of(caller.as_deref());
     validate_text("question", &body.question)?;
     let k = validate_k(body.k, state.config.rag.k)?;
-    check_budget(&state, &caller)?;
+    // Nothing left: refuse before the retrieval costs anything.
+    reserve_budget(&state, &caller, 1)?.settle(0);
     let hits = retrieve(&state, &tenant, &body.question, k).await?;
-    let request = rag_request(&state, &body.question, &hits)?;
+    let mut request = rag_request(&state, &body.question, &hits)?;
+    // Reserve the prompt and the longest answer; a smaller reservation (all that is left)
+    // shortens the answer, and one that cannot pay for the prompt is refused.
+    let input = request
+        .messages
+        .iter()
+        .map(|m| estimate_tokens(&m.text()) + 4)
+        .sum::<u64>();
+    let answer_tokens = u64::from(state.config.rag.max_answer_tokens);
+    let reservation = reserve_budget(&state, &caller, input + answer_tokens)?;
+    if state.budgets.is_limited() {
+        let allowance = reservation.amount().saturating_sub(input);
+        if allowance == 0 {
+            reservation.settle(0);
+            return Err(budget_spent(std::time::Duration::from_secs(1))
+                .with_detail("what is left of this API key's model-token budget cannot pay for the question and its context"));
+        }
+        if allowance < answer_tokens {
+            request = request.with_max_tokens(u32::try_from(allowance).unwrap_or(u32::MAX));
+        }
+    }
 
     if wants_stream(&headers, body.stream) {
-        let upstream_stream = state
-            .chat
-            .stream(request)
-            .await
-            .map_err(|e| upstream("model", &e))?;
+        let upstream_stream = match state.chat.stream(request).await {
+            Ok(s) => s,
+            Err(e) => {
+                reservation.settle(input);
+                return Err(upstream("model", &e));
+            }
+        };
+        // Settled with the reported usage; at the end without one, with an estimate of what
+        // streamed; dropped with the stream (the client went away), in full.
+        let reservation = Arc::new(std::sync::Mutex::new(Some(reservation)));
+        let streamed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (res_in, streamed_in) = (Arc::clone(&reservation), Arc::clone(&streamed));
         let first = Event::default()
             .event("sources")
             .json_data(sources_of(&hits))
             .unwrap_or_default();
-        let st = Arc::clone(&state);
         let id = request_id();
         // Usage may come after the finish reason (OpenAI sends it last): `done` closes the
         // stream once the upstream has ended, carrying both.
@@ -128,14 +156,20 @@ pub(crate) async fn query(
         let failed_in = Arc::clone(&failed);
         let events = upstream_stream.filter_map(move |chunk| {
             let event = match chunk {
-                Ok(ChatChunk::TextDelta(t)) => Some(
-                    Event::default()
-                        .event("token")
-                        .json_data(json!({ "text": t }))
-                        .unwrap_or_default(),
-                ),
+                Ok(ChatChunk::TextDelta(t)) => {
+                    streamed_in.fetch_add(estimate_tokens(&t), Ordering::Relaxed);
+                    Some(
+                        Event::default()
+                            .event("token")
+                            .json_data(json!({ "text": t }))
+                            .unwrap_or_default(),
+                    )
+                }
                 Ok(ChatChunk::Usage(u)) => {
-                    record_usage(&st, &caller, &u);
+                    count_usage(&u);
+                    if let Some(r) = res_in.lock().ok().and_then(|mut r| r.take()) {
+                        r.settle(charged(&u));
+                    }
                     Some(
                         Event::default()
                             .event("usage")
@@ -152,6 +186,9 @@ pub(crate) async fn query(
                 Ok(_) => None,
                 Err(e) => {
                     failed_in.store(true, Ordering::SeqCst);
+                    if let Some(r) = res_in.lock().ok().and_then(|mut r| r.take()) {
+                        r.settle(input + streamed_in.load(Ordering::Relaxed));
+                    }
                     let p = upstream_for(&id, "model", &e);
                     Some(
                         Event::default()
@@ -164,6 +201,10 @@ pub(crate) async fn query(
             async move { event }
         });
         let done = futures::stream::once(async move {
+            // Ended without reported usage: what was sent and what streamed.
+            if let Some(r) = reservation.lock().ok().and_then(|mut r| r.take()) {
+                r.settle(input + streamed.load(Ordering::Relaxed));
+            }
             if failed.load(Ordering::SeqCst) {
                 return None;
             }
@@ -182,12 +223,24 @@ pub(crate) async fn query(
         return Ok(sse(guard(events, &state)));
     }
 
+    // A timeout drops the reservation: charged in full.
     let answer = tokio::time::timeout(state.request_timeout(), state.chat.generate(request))
         .await
-        .map_err(|_| timeout_problem())?
-        .map_err(|e| upstream("model", &e))?;
+        .map_err(|_| timeout_problem())?;
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            reservation.settle(input);
+            return Err(upstream("model", &e));
+        }
+    };
     let usage = answer.usage.unwrap_or_default();
-    record_usage(&state, &caller, &usage);
+    count_usage(&usage);
+    reservation.settle(if usage == Usage::default() {
+        input + estimate_tokens(&answer.message.text())
+    } else {
+        charged(&usage)
+    });
     Ok(Json(json!({
         "answer": answer.message.text(),
         "sources": sources_of(&hits),

@@ -17,8 +17,9 @@ use serde_json::{json, Value};
 
 use super::body::{validate_k, validate_text, Body};
 use super::sse::{guard, sse};
-use super::upstream::{check_budget, record_usage, retrieve, usage_json};
+use super::upstream::{charged, count_usage, reserve_budget, retrieve, usage_json};
 use crate::auth::Caller;
+use crate::limits::Reservation;
 use crate::middleware::trace::request_id;
 use crate::problem::Problem;
 use crate::state::{caller_of, AppState};
@@ -74,12 +75,23 @@ pub(crate) async fn task(
             ),
         );
     };
-    check_budget(&state, &caller)?;
+    // Nothing left: refuse before the retrieval costs anything.
+    reserve_budget(&state, &caller, 1)?.settle(0);
     let hits = retrieve(&state, &tenant, &body.task, k).await?;
     let mut limits = TaskLimits::new();
     if let Some(steps) = body.max_steps {
         limits = limits.with_max_steps(steps);
     }
+    // A task may spend up to the agent's own cap; with a budget, what is reserved of it is
+    // the agent's `max_tokens`, so it cannot spend more than the key has.
+    let reservation = reserve_budget(&state, &caller, catena_agents::grpc::DEFAULT_MAX_TOKENS)?;
+    if state.budgets.is_limited() {
+        limits = limits.with_max_tokens(reservation.amount());
+    }
+    // Settled with the usage of the final answer or of the error event; dropped with the
+    // stream (the client went away, the connection broke) or unreported, in full.
+    let reservation = Arc::new(std::sync::Mutex::new(Some(reservation)));
+    let res_err = Arc::clone(&reservation);
     let id = request_id().to_string();
     let request = TaskRequest::new(body.task)
         .with_request_id(id.clone())
@@ -103,15 +115,20 @@ pub(crate) async fn task(
     for (name, value) in catena_agents::otel::headers_of(&call_span) {
         agent = agent.with_metadata(&name, &value);
     }
-    let st = Arc::clone(&state);
     let failed_id = id.clone();
     let first = Event::default()
         .event("accepted")
         .json_data(json!({ "request_id": id }))
         .unwrap_or_default();
     let events = agent.run_task(request).map(move |item| match item {
-        Ok(ev) => task_event(&st, &caller, ev),
+        Ok(ev) => task_event(&reservation, ev),
         Err(e) => {
+            if let (Some(usage), Some(r)) =
+                (e.usage(), res_err.lock().ok().and_then(|mut r| r.take()))
+            {
+                count_usage(usage);
+                r.settle(charged(usage));
+            }
             metrics::counter!("upstream_errors_total", "upstream" => "agent").increment(1);
             // The agent's own message stays in the log: it may name hosts, paths or tools.
             tracing::warn!(request_id = %failed_id, error = %e, "the agent service failed");
@@ -140,8 +157,8 @@ pub(crate) async fn task(
     Ok(sse(guard(events, &state)))
 }
 
-/// One agent event as a server-sent event; the final answer's usage is charged to `caller`.
-fn task_event(state: &AppState, caller: &str, ev: TaskEvent) -> Event {
+/// One agent event as a server-sent event; the final answer's usage settles `reservation`.
+fn task_event(reservation: &std::sync::Mutex<Option<Reservation>>, ev: TaskEvent) -> Event {
     let (name, data) = match ev {
         TaskEvent::StepStarted(step) => ("step", json!({ "step": step })),
         TaskEvent::TextDelta(text) => ("token", json!({ "text": text })),
@@ -167,7 +184,10 @@ fn task_event(state: &AppState, caller: &str, ev: TaskEvent) -> Event {
             sources,
             usage,
         } => {
-            record_usage(state, caller, &usage);
+            count_usage(&usage);
+            if let Some(r) = reservation.lock().ok().and_then(|mut r| r.take()) {
+                r.settle(charged(&usage));
+            }
             let sources: Vec<Value> = sources
                 .iter()
                 .map(|s| {

@@ -1,6 +1,6 @@
 //! Calls to the backends that several handlers make, and what their failures become: the
-//! retrieval step, upstream errors and timeouts as problems, and the token budget (checked
-//! before a model call, charged with its usage after).
+//! retrieval step, upstream errors and timeouts as problems, and the token budget (reserved
+//! before a model call, settled with its usage after).
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use catena_core::{Filter, ScoredDocument, TracedRetriever, Usage, VectorStoreRet
 use serde_json::{json, Value};
 
 use crate::auth::TENANT_METADATA_KEY;
+use crate::limits::Reservation;
 use crate::middleware::trace::request_id;
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -59,21 +60,42 @@ pub(super) async fn retrieve(
         .map_err(|e| upstream("retrieval", &e))
 }
 
-/// 429 when `caller` has spent its model-token budget for the current window.
-pub(super) fn check_budget(state: &AppState, caller: &str) -> Result<(), Problem> {
-    state.budgets.check(caller).map_err(|after| {
-        Problem::new(StatusCode::TOO_MANY_REQUESTS, "token budget spent")
-            .with_type("https://catena.dev/problems/token-budget")
-            .with_detail("this API key has used its model-token budget for the current window")
-            .with_retry_after(after)
-    })
-}
-
-/// Charges `usage` to `caller`'s budget and counts it.
-pub(super) fn record_usage(state: &AppState, caller: &str, usage: &Usage) {
+/// Reserves up to `estimate` model tokens of `caller`'s budget before a model call; 429
+/// when nothing is left in the current window. See [`TokenBudgets`](crate::limits::TokenBudgets).
+pub(super) fn reserve_budget(
+    state: &AppState,
+    caller: &str,
+    estimate: u64,
+) -> Result<Reservation, Problem> {
     state
         .budgets
-        .record(caller, usage.input_tokens + usage.output_tokens);
+        .reserve(caller, estimate)
+        .map_err(budget_spent)
+}
+
+/// The 429 of a spent budget, retrying when its window resets.
+pub(super) fn budget_spent(after: std::time::Duration) -> Problem {
+    Problem::new(StatusCode::TOO_MANY_REQUESTS, "token budget spent")
+        .with_type("https://catena.dev/problems/token-budget")
+        .with_detail("this API key has used its model-token budget for the current window")
+        .with_retry_after(after)
+}
+
+/// A rough token count of `text` for reservations (about four bytes a token in English;
+/// settled with the provider's count afterwards).
+pub(super) fn estimate_tokens(text: &str) -> u64 {
+    (text.len() as u64).div_ceil(4)
+}
+
+/// Counts `usage` in the metrics (the budget is charged by settling its reservation).
+pub(super) fn count_usage(usage: &Usage) {
     metrics::counter!("model_tokens_total", "direction" => "input").increment(usage.input_tokens);
     metrics::counter!("model_tokens_total", "direction" => "output").increment(usage.output_tokens);
+}
+
+/// What `usage` charges a budget: the reported total, else input plus output.
+pub(super) fn charged(usage: &Usage) -> u64 {
+    usage
+        .total_tokens
+        .max(usage.input_tokens + usage.output_tokens)
 }
