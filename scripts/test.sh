@@ -31,6 +31,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all --check
 
+step "validate the deployment files (scripts/deploy-check.sh: hadolint, kubernetes-validate, the compose schema; tools from PyPI, cached)"
+bash scripts/deploy-check.sh
+
 step "buf lint and breaking-change check of the gRPC contract (scripts/buf.sh; buf from npm)"
 bash scripts/buf.sh
 

@@ -8,7 +8,7 @@
 //!
 //! | feature | default | adds |
 //! | --- | --- | --- |
-//! | — | always built | [`InMemoryVectorStore`]: exact search in process memory, optional write-through file |
+//! | — | always built | [`InMemoryVectorStore`]: exact search in process memory, optionally kept in an append-only file; [`FileRecordManager`]: ingest records in such a file |
 //! | `postgres` | off | PostgreSQL (tokio-postgres + deadpool, one shared connection config): [`PostgresChatHistory`], [`PostgresRecordManager`] (ingest records for `catena_chains::index`), [`PostgresSqlDatabase`] (read-only SQL for model-written queries) |
 //! | `pgvector` | off | [`pgvector::PgVectorStore`]: PostgreSQL + pgvector, HNSW/IVFFlat, hybrid search; implies `postgres` |
 //! | `qdrant` | off | [`qdrant::QdrantStore`]: Qdrant over gRPC, payload indexes, hybrid (dense + BM25) search, tenants |
@@ -53,7 +53,9 @@ mod stored_messages;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisChatHistory, RedisChatHistoryBuilder, REDIS_URL_ENV};
-pub use memory::{DistanceMetric, InMemoryVectorStore, InMemoryVectorStoreBuilder};
+pub use memory::{
+    CorruptFile, DistanceMetric, FileRecordManager, InMemoryVectorStore, InMemoryVectorStoreBuilder,
+};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{

@@ -83,7 +83,12 @@ impl Backends {
             ..
         } = catena_llms::from_env()?;
 
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        // Private to the gateway's user (0700 on unix): it holds the documents.
+        let mut data_dir = std::fs::DirBuilder::new();
+        data_dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut data_dir, 0o700);
+        data_dir.create(&config.data_dir).map_err(|e| {
             GatewayError::Config(format!(
                 "cannot create the data directory {}: {e}",
                 config.data_dir.display()

@@ -1,11 +1,37 @@
-//! The in-memory vector store.
+//! The in-memory vector store, and the file-backed stores built on the same durable log.
+//!
+//! [`InMemoryVectorStore`] keeps its documents in process memory; with
+//! [`persist_to`](InMemoryVectorStoreBuilder::persist_to) every write is also appended to a
+//! file (one checksummed record per batch, synced before the call returns) that is compacted
+//! when it grows past twice the live data. [`FileRecordManager`] keeps ingest records the
+//! same way. The file work runs on tokio's blocking pool, so searches never wait for it.
+//!
+//! ```
+//! use catena_core::{Document, EmbeddedDocument, VectorStore};
+//! use catena_vectorstores::InMemoryVectorStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("vectors.log");
+//! let store = InMemoryVectorStore::builder().persist_to(&path).build().unwrap();
+//! store
+//!     .upsert(vec![EmbeddedDocument::new(Document::new("red").with_id("a"), vec![1.0, 0.0])])
+//!     .await
+//!     .unwrap();
+//! drop(store);
+//! let reopened = InMemoryVectorStore::builder().persist_to(&path).build().unwrap();
+//! assert_eq!(reopened.len(), 1);
+//! # }
+//! ```
 
+mod log;
 mod persist;
+mod records;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
 use catena_core::backend::validate_vector;
@@ -14,6 +40,11 @@ use catena_core::{
     SearchRequest, UpsertReport, VectorStore,
 };
 use serde::{Deserialize, Serialize};
+
+pub use self::log::CorruptFile;
+use self::log::LogFile;
+use self::persist::Batch;
+pub use self::records::FileRecordManager;
 
 /// How similarity is measured. Scores are always "higher is closer".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -37,6 +68,9 @@ struct Entry {
     vector: Vec<f32>,
     #[serde(skip)]
     norm: f32,
+    /// About how many bytes the entry takes in the file, for the compaction trigger.
+    #[serde(skip)]
+    weight: usize,
 }
 
 impl Entry {
@@ -45,6 +79,29 @@ impl Entry {
             .with_id(self.id.clone())
             .with_metadata_map(self.metadata.clone())
     }
+
+    /// Fills in the derived fields (after deserialising).
+    fn prepare(&mut self) {
+        self.norm = norm(&self.vector);
+        let mut metadata = ByteCount(0);
+        let _ = serde_json::to_writer(&mut metadata, &self.metadata);
+        // JSON floats take about 12 bytes each.
+        self.weight =
+            48 + self.id.as_str().len() + self.content.len() + metadata.0 + 12 * self.vector.len();
+    }
+}
+
+/// Counts what is written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -52,18 +109,29 @@ struct State {
     dimensions: Option<usize>,
     entries: Vec<Entry>,
     index: HashMap<DocumentId, usize>,
+    /// The sum of the entries' weights.
+    live_bytes: usize,
 }
 
 impl State {
+    fn get(&self, id: &DocumentId) -> Option<&Entry> {
+        self.index.get(id).map(|&i| &self.entries[i])
+    }
+
     fn insert(&mut self, entry: Entry) -> Option<Entry> {
-        match self.index.get(&entry.id) {
+        self.live_bytes += entry.weight;
+        let old = match self.index.get(&entry.id) {
             Some(&i) => Some(std::mem::replace(&mut self.entries[i], entry)),
             None => {
                 self.index.insert(entry.id.clone(), self.entries.len());
                 self.entries.push(entry);
                 None
             }
+        };
+        if let Some(old) = &old {
+            self.live_bytes -= old.weight;
         }
+        old
     }
 
     fn remove(&mut self, id: &DocumentId) -> Option<Entry> {
@@ -72,29 +140,62 @@ impl State {
         if let Some(moved) = self.entries.get(i) {
             self.index.insert(moved.id.clone(), i);
         }
+        self.live_bytes -= removed.weight;
         Some(removed)
+    }
+
+    /// Applies a write (already validated and, for a persisted store, logged).
+    fn apply(&mut self, batch: Batch) {
+        if let Some(d) = batch.dimensions {
+            self.dimensions = Some(d);
+        }
+        for entry in batch.upsert {
+            self.insert(entry);
+        }
+        for id in &batch.delete {
+            self.remove(id);
+        }
     }
 }
 
 /// A vector store in process memory: exact (brute-force) search, every [`Filter`]
-/// operator, upsert by id, and an optional write-through file so a restart loses nothing.
+/// operator, upsert by id, and an optional file so a restart loses nothing.
 ///
-/// With [`persist_to`](InMemoryVectorStoreBuilder::persist_to), `build()` loads the file if it
-/// exists and every successful write rewrites it atomically (temporary file + rename) before
-/// returning. If the write fails, the change is rolled back in memory too and the error
-/// returned, so memory and disk never disagree.
+/// With [`persist_to`](InMemoryVectorStoreBuilder::persist_to), `build()` loads the file and
+/// each write that changes something appends **one record** to it (its documents or ids,
+/// with a length and CRC-32) and syncs it before returning: an acknowledged write survives a
+/// crash at any point, and a write costs the size of its batch, not of the store. When the
+/// file grows past twice the live data (plus 1 MiB) the next write compacts it: a snapshot
+/// is written to a temporary file, synced and renamed over it. A write that fails to reach
+/// the file is not applied in memory either, so memory and disk never disagree.
+///
+/// File work runs on tokio's blocking pool (inline under other executors). Writers queue
+/// for the file one at a time; searches only take the in-memory state lock for as long as
+/// they compute, never while a write waits for the disk.
+///
+/// A crash mid-write leaves a torn last record, which the next `build()` cuts off (it was
+/// never acknowledged); damage anywhere else is an [`Error::Io`] whose source is a
+/// [`CorruptFile`] naming the file. Files are created with mode 0600 and missing parent
+/// directories with 0700 (unix). An old-format file (one JSON snapshot, as written before)
+/// is read and rewritten in the new format when the store opens it.
 pub struct InMemoryVectorStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     state: RwLock<State>,
     metric: DistanceMetric,
     path: Option<PathBuf>,
+    /// The open file of a persisted store; its lock orders the writers.
+    log: Mutex<Option<LogFile>>,
 }
 
 impl fmt::Debug for InMemoryVectorStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InMemoryVectorStore")
-            .field("metric", &self.metric)
+            .field("metric", &self.inner.metric)
             .field("len", &self.len())
-            .field("path", &self.path)
+            .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
 }
@@ -127,19 +228,23 @@ impl InMemoryVectorStoreBuilder {
         self
     }
 
-    /// Keeps the store in this file: loaded at `build()` when it exists, rewritten after every
-    /// write. Default: memory only.
+    /// Keeps the store in this file: loaded at `build()` when it exists (created otherwise),
+    /// every write appended and synced before it returns (see [`InMemoryVectorStore`]).
+    /// Default: memory only.
     pub fn persist_to(mut self, path: impl Into<PathBuf>) -> Self {
         self.path = Some(path.into());
         self
     }
 
-    /// Builds the store.
+    /// Builds the store: with [`persist_to`](Self::persist_to), loads the file, cuts off a
+    /// torn last record, rewrites an old-format file in the new format, or creates the file.
+    /// This blocks on file I/O.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for zero dimensions, or a file whose metric or dimension
-    /// differs from the ones asked for; [`Error::Io`]/[`Error::Serialization`] for a file
-    /// that cannot be read.
+    /// differs from the ones asked for; [`Error::Io`] for a file that cannot be read or
+    /// written, or is damaged before its last record (source [`CorruptFile`]);
+    /// [`Error::Serialization`] for an invalid old-format file.
     pub fn build(self) -> Result<InMemoryVectorStore> {
         if self.dimensions == Some(0) {
             return Err(Error::invalid_config("dimensions must be at least 1"));
@@ -149,52 +254,108 @@ impl InMemoryVectorStoreBuilder {
             ..State::default()
         };
         let mut metric = self.metric;
+        let mut log = None;
         if let Some(path) = &self.path {
-            if path.exists() {
-                let snap = persist::read(path)?;
-                if snap.metric != self.metric {
-                    return Err(Error::invalid_config(format!(
-                        "{} was saved with metric {:?}, not {:?}",
-                        path.display(),
-                        snap.metric,
-                        self.metric
-                    )));
-                }
-                if let (Some(want), Some(have)) = (self.dimensions, snap.dimensions) {
-                    if want != have {
+            match persist::load(path)? {
+                None => log = Some(LogFile::create(path, &persist::snapshot(metric, &state)?)?),
+                Some(loaded) => {
+                    if loaded.metric != self.metric {
                         return Err(Error::invalid_config(format!(
-                            "{} holds {have}-dimensional vectors, not {want}",
-                            path.display()
+                            "{} was saved with metric {:?}, not {:?}",
+                            path.display(),
+                            loaded.metric,
+                            self.metric
                         )));
                     }
-                }
-                metric = snap.metric;
-                state = snap.into_state()?;
-                if state.dimensions.is_none() {
-                    state.dimensions = self.dimensions;
+                    if let (Some(want), Some(have)) = (self.dimensions, loaded.state.dimensions) {
+                        if want != have {
+                            return Err(Error::invalid_config(format!(
+                                "{} holds {have}-dimensional vectors, not {want}",
+                                path.display()
+                            )));
+                        }
+                    }
+                    metric = loaded.metric;
+                    state = loaded.state;
+                    if state.dimensions.is_none() {
+                        state.dimensions = self.dimensions;
+                    }
+                    log = Some(match loaded.valid_len {
+                        Some(len) => LogFile::append_to(path, len)?,
+                        // The old format: rewrite it as a log before the first append.
+                        None => LogFile::create(path, &persist::snapshot(metric, &state)?)?,
+                    });
                 }
             }
         }
         Ok(InMemoryVectorStore {
-            state: RwLock::new(state),
-            metric,
-            path: self.path,
+            inner: Arc::new(Inner {
+                state: RwLock::new(state),
+                metric,
+                path: self.path,
+                log: Mutex::new(log),
+            }),
         })
     }
 }
 
-enum Undo {
-    Restore(Vec<(DocumentId, Option<Entry>)>),
-    Reinsert(Vec<Entry>),
+impl Inner {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One write: plans it against the current state (under the read lock), appends it to
+    /// the file (under no state lock), then applies it (under the write lock, briefly).
+    /// Holding the log lock throughout keeps the state unchanged between plan and apply.
+    fn write<T>(&self, plan: impl FnOnce(&State) -> Result<(Batch, T)>) -> Result<T> {
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        let (batch, out) = plan(&self.read())?;
+        if batch.is_empty() {
+            return Ok(out);
+        }
+        if let Some(file) = log.as_mut() {
+            file.append(&persist::encode_batch(&batch)?).inspect_err(|e| {
+                tracing::warn!(error = %e, "in-memory store: persisting failed; nothing written");
+            })?;
+        }
+        let live_bytes = {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            state.apply(batch);
+            state.live_bytes
+        };
+        if let Some(file) = log.as_mut() {
+            if log::should_compact(file.len(), live_bytes as u64) {
+                // The write is durable already; a failed compaction only leaves a longer file.
+                if let Err(e) = self.compact(file) {
+                    tracing::warn!(error = %e, "in-memory store: compaction failed");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the file with a snapshot of the state. The caller holds the log lock, so no
+    /// write runs meanwhile; searches still do.
+    fn compact(&self, file: &mut LogFile) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let records = persist::snapshot(self.metric, &self.read())?;
+        *file = LogFile::create(path, &records)?;
+        Ok(())
+    }
 }
 
 impl InMemoryVectorStore {
     /// An empty, memory-only store with cosine similarity.
     pub fn new() -> Self {
         InMemoryVectorStore {
-            state: RwLock::new(State::default()),
-            metric: DistanceMetric::Cosine,
-            path: None,
+            inner: Arc::new(Inner {
+                state: RwLock::new(State::default()),
+                metric: DistanceMetric::Cosine,
+                path: None,
+                log: Mutex::new(None),
+            }),
         }
     }
 
@@ -203,49 +364,84 @@ impl InMemoryVectorStore {
         InMemoryVectorStoreBuilder::default()
     }
 
-    /// Loads a store saved with [`save`](Self::save) (memory-only afterwards).
+    /// Loads a store saved with [`save`](Self::save) or kept with
+    /// [`persist_to`](InMemoryVectorStoreBuilder::persist_to) (memory-only afterwards; the
+    /// file is not changed). Reads old-format files too.
     ///
     /// # Errors
-    /// [`Error::Io`] or [`Error::Serialization`] when the file cannot be read or is invalid.
+    /// [`Error::Io`] when the file cannot be read or is damaged (source [`CorruptFile`]);
+    /// [`Error::Serialization`] for an invalid old-format file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let snap = persist::read(path.as_ref())?;
-        let metric = snap.metric;
+        let path = path.as_ref();
+        let loaded = persist::load(path)?.ok_or_else(|| {
+            Error::io(
+                format!("opening {}", path.display()),
+                std::io::ErrorKind::NotFound.into(),
+            )
+        })?;
         Ok(InMemoryVectorStore {
-            state: RwLock::new(snap.into_state()?),
-            metric,
-            path: None,
+            inner: Arc::new(Inner {
+                state: RwLock::new(loaded.state),
+                metric: loaded.metric,
+                path: None,
+                log: Mutex::new(None),
+            }),
         })
     }
 
-    /// Writes the whole store to `path`, atomically.
+    /// Writes a snapshot of the whole store to `path`, atomically (temporary file, sync,
+    /// rename), mode 0600. Saving to the store's own file compacts it. This blocks on file
+    /// I/O; writes wait meanwhile, searches do not.
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be written; the previous file is then untouched.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        persist::write(path.as_ref(), self.metric, &state)
+        let path = path.as_ref();
+        if self.inner.path.as_deref() == Some(path) {
+            let mut log = self
+                .inner
+                .log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(file) = log.as_mut() {
+                return self.inner.compact(file);
+            }
+        }
+        let records = persist::snapshot(self.inner.metric, &self.inner.read())?;
+        LogFile::create(path, &records).map(drop)
+    }
+
+    /// Compacts the store's file now: rewrites it as a snapshot of the live documents
+    /// (temporary file, sync, rename, directory sync). Writes do this by themselves when the
+    /// file grows past twice the live data; this is for shrinking it at a time of your
+    /// choosing. Does nothing for a memory-only store.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the snapshot cannot be written; the old file is then kept.
+    pub async fn compact(&self) -> Result<()> {
+        self.run(|inner| {
+            let mut log = inner.log.lock().unwrap_or_else(PoisonError::into_inner);
+            match log.as_mut() {
+                Some(file) => inner.compact(file),
+                None => Ok(()),
+            }
+        })
+        .await
     }
 
     /// The metric.
     pub fn metric(&self) -> DistanceMetric {
-        self.metric
+        self.inner.metric
     }
 
     /// The vector dimension, once known.
     pub fn dimensions(&self) -> Option<usize> {
-        self.state
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .dimensions
+        self.inner.read().dimensions
     }
 
     /// How many documents are stored.
     pub fn len(&self) -> usize {
-        self.state
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entries
-            .len()
+        self.inner.read().entries.len()
     }
 
     /// Whether the store is empty.
@@ -253,39 +449,21 @@ impl InMemoryVectorStore {
         self.len() == 0
     }
 
-    /// Persists after a write, or undoes the write and reports why.
-    fn commit(&self, state: &mut State, undo: Undo) -> Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        match persist::write(path, self.metric, state) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                match undo {
-                    Undo::Restore(items) => {
-                        for (id, old) in items.into_iter().rev() {
-                            match old {
-                                Some(entry) => {
-                                    state.insert(entry);
-                                }
-                                None => {
-                                    state.remove(&id);
-                                }
-                            }
-                        }
-                    }
-                    Undo::Reinsert(entries) => {
-                        for entry in entries {
-                            state.insert(entry);
-                        }
-                    }
-                }
-                tracing::warn!(error = %e, "in-memory store: persisting failed; write rolled back");
-                Err(e)
-            }
+    /// Runs `work` on the blocking pool for a persisted store, right here for a memory-only
+    /// one (which does no I/O).
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if self.inner.path.is_none() {
+            return work(&self.inner);
         }
+        let inner = Arc::clone(&self.inner);
+        log::blocking(move || work(&inner)).await
     }
+}
 
+impl Inner {
     fn score(&self, query: &[f32], query_norm: f32, entry: &Entry) -> f32 {
         match self.metric {
             DistanceMetric::Cosine => {
@@ -325,63 +503,95 @@ fn check_dims(expected: Option<usize>, got: usize, what: &str) -> Result<()> {
     }
 }
 
+/// Plans an upsert: validates the whole batch, then keeps only the documents that change
+/// something (a later duplicate id in the batch wins, as if applied in order).
+fn plan_upsert(state: &State, documents: Vec<EmbeddedDocument>) -> Result<(Batch, UpsertReport)> {
+    let mut dims = state.dimensions;
+    for (i, d) in documents.iter().enumerate() {
+        validate_vector(&d.embedding)
+            .map_err(|e| Error::invalid_input(format!("document {i}: {e}")))?;
+        check_dims(dims, d.embedding.len(), &format!("document {i}'s vector"))?;
+        dims = Some(d.embedding.len());
+    }
+    let mut batch = Batch {
+        dimensions: dims.filter(|_| state.dimensions != dims),
+        ..Batch::default()
+    };
+    let mut pending: HashMap<DocumentId, usize> = HashMap::new();
+    let mut ids = Vec::with_capacity(documents.len());
+    let (mut inserted, mut updated, mut unchanged) = (0, 0, 0);
+    for d in documents {
+        let id = d.id();
+        let mut entry = Entry {
+            id: id.clone(),
+            content: d.document.content,
+            metadata: d.document.metadata,
+            vector: d.embedding,
+            norm: 0.0,
+            weight: 0,
+        };
+        let current = match pending.get(&id) {
+            Some(&i) => Some(&batch.upsert[i]),
+            None => state.get(&id),
+        };
+        let same = current.is_some_and(|old| {
+            old.content == entry.content
+                && old.metadata == entry.metadata
+                && old.vector == entry.vector
+        });
+        if same {
+            unchanged += 1;
+        } else {
+            if current.is_some() {
+                updated += 1;
+            } else {
+                inserted += 1;
+            }
+            entry.prepare();
+            match pending.get(&id) {
+                Some(&i) => batch.upsert[i] = entry,
+                None => {
+                    pending.insert(id.clone(), batch.upsert.len());
+                    batch.upsert.push(entry);
+                }
+            }
+        }
+        ids.push(id);
+    }
+    Ok((
+        batch,
+        UpsertReport::new(ids).with_counts(inserted, updated, unchanged),
+    ))
+}
+
+/// Plans a delete of the stored ones of `ids` (each once).
+fn plan_delete(state: &State, ids: impl IntoIterator<Item = DocumentId>) -> (Batch, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let delete: Vec<DocumentId> = ids
+        .into_iter()
+        .filter(|id| state.index.contains_key(id) && seen.insert(id.clone()))
+        .collect();
+    let n = delete.len();
+    (
+        Batch {
+            delete,
+            ..Batch::default()
+        },
+        n,
+    )
+}
+
 #[async_trait]
 impl VectorStore for InMemoryVectorStore {
     async fn upsert(&self, documents: Vec<EmbeddedDocument>) -> Result<UpsertReport> {
-        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        // Validate the whole batch before touching anything.
-        let mut dims = state.dimensions;
-        for (i, d) in documents.iter().enumerate() {
-            validate_vector(&d.embedding)
-                .map_err(|e| Error::invalid_input(format!("document {i}: {e}")))?;
-            check_dims(dims, d.embedding.len(), &format!("document {i}'s vector"))?;
-            dims = Some(d.embedding.len());
-        }
-        let mut ids = Vec::with_capacity(documents.len());
-        let mut undo = Vec::with_capacity(documents.len());
-        let (mut inserted, mut updated, mut unchanged) = (0, 0, 0);
-        for d in documents {
-            let id = d.id();
-            let entry = Entry {
-                norm: norm(&d.embedding),
-                id: id.clone(),
-                content: d.document.content,
-                metadata: d.document.metadata,
-                vector: d.embedding,
-            };
-            let same = state.index.get(&id).is_some_and(|&i| {
-                let old = &state.entries[i];
-                old.content == entry.content
-                    && old.metadata == entry.metadata
-                    && old.vector == entry.vector
-            });
-            if same {
-                unchanged += 1;
-            } else {
-                let old = state.insert(entry);
-                if old.is_some() {
-                    updated += 1;
-                } else {
-                    inserted += 1;
-                }
-                undo.push((id.clone(), old));
-            }
-            ids.push(id);
-        }
-        let old_dims = state.dimensions;
-        state.dimensions = dims;
-        if !undo.is_empty() || old_dims != dims {
-            if let Err(e) = self.commit(&mut state, Undo::Restore(undo)) {
-                state.dimensions = old_dims;
-                return Err(e);
-            }
-        }
-        Ok(UpsertReport::new(ids).with_counts(inserted, updated, unchanged))
+        self.run(move |inner| inner.write(|state| plan_upsert(state, documents)))
+            .await
     }
 
     async fn search(&self, request: SearchRequest) -> Result<Vec<ScoredDocument>> {
         request.validate()?;
-        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let inner = &*self.inner;
+        let state = inner.read();
         check_dims(state.dimensions, request.vector.len(), "the query vector")?;
         let qn = norm(&request.vector);
         let mut hits: Vec<(f32, usize)> = state
@@ -394,7 +604,7 @@ impl VectorStore for InMemoryVectorStore {
                     .as_ref()
                     .is_none_or(|f| f.matches(&e.metadata))
             })
-            .map(|(i, e)| (self.score(&request.vector, qn, e), i))
+            .map(|(i, e)| (inner.score(&request.vector, qn, e), i))
             .filter(|(s, _)| request.score_threshold.is_none_or(|t| *s >= t))
             .collect();
         // A total order even if a score were NaN (ranked last), so sorting cannot panic.
@@ -427,7 +637,7 @@ impl VectorStore for InMemoryVectorStore {
         if let Some(f) = filter {
             f.validate()?;
         }
-        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let state = self.inner.read();
         Ok(match filter {
             None => state.entries.len(),
             Some(f) => state
@@ -439,37 +649,32 @@ impl VectorStore for InMemoryVectorStore {
     }
 
     async fn delete(&self, ids: &[DocumentId]) -> Result<usize> {
-        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        let removed: Vec<Entry> = ids.iter().filter_map(|id| state.remove(id)).collect();
-        let n = removed.len();
-        if n > 0 {
-            self.commit(&mut state, Undo::Reinsert(removed))?;
-        }
-        Ok(n)
+        let ids = ids.to_vec();
+        self.run(move |inner| inner.write(|state| Ok(plan_delete(state, ids))))
+            .await
     }
 
     async fn delete_by_filter(&self, filter: &Filter) -> Result<usize> {
         filter.validate()?;
-        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        let doomed: Vec<DocumentId> = state
-            .entries
-            .iter()
-            .filter(|e| filter.matches(&e.metadata))
-            .map(|e| e.id.clone())
-            .collect();
-        let removed: Vec<Entry> = doomed.iter().filter_map(|id| state.remove(id)).collect();
-        let n = removed.len();
-        if n > 0 {
-            self.commit(&mut state, Undo::Reinsert(removed))?;
-        }
-        Ok(n)
+        let filter = filter.clone();
+        self.run(move |inner| {
+            inner.write(|state| {
+                let doomed = state
+                    .entries
+                    .iter()
+                    .filter(|e| filter.matches(&e.metadata))
+                    .map(|e| e.id.clone());
+                Ok(plan_delete(state, doomed))
+            })
+        })
+        .await
     }
 
     async fn get(&self, ids: &[DocumentId]) -> Result<Vec<Document>> {
-        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let state = self.inner.read();
         Ok(ids
             .iter()
-            .filter_map(|id| state.index.get(id).map(|&i| state.entries[i].document()))
+            .filter_map(|id| state.get(id).map(Entry::document))
             .collect())
     }
 }
