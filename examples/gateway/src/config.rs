@@ -183,6 +183,21 @@ pub struct LimitsConfig {
     /// Failed authentications a client address may make per minute; past it, 429 before any
     /// key is checked. Default 30.
     pub auth_failures_per_minute: u32,
+    /// A Redis (`redis://[:password@]host:port/[db]`) that holds the rate limits and token
+    /// budgets, shared by every replica on it. Env `CATENA_REDIS_URL`. None: each process
+    /// keeps its own in memory.
+    pub redis_url: Option<SecretUrl>,
+}
+
+/// A URL that may carry a password: `Debug` never shows it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretUrl(pub String);
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<url redacted>")
+    }
 }
 
 /// Retrieval-augmented generation.
@@ -258,6 +273,7 @@ impl Default for LimitsConfig {
             body_read_timeout_secs: 30,
             stream_max_secs: 900,
             auth_failures_per_minute: 30,
+            redis_url: None,
         }
     }
 }
@@ -363,6 +379,9 @@ impl Config {
         }
         if let Some(v) = get("CATENA_AGENT_URL") {
             self.agent.url = Some(v);
+        }
+        if let Some(v) = get("CATENA_REDIS_URL") {
+            self.limits.redis_url = Some(SecretUrl(v.trim().to_owned()));
         }
         if let Some(v) = get("CATENA_AGENT_TOKEN") {
             self.agent.token = Some(v.trim().to_owned());

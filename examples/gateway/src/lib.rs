@@ -59,6 +59,7 @@ pub mod problem;
 pub mod records;
 mod routes;
 mod server;
+pub mod shared;
 mod signal;
 mod state;
 

@@ -145,20 +145,32 @@ impl RateLimits {
 /// use std::time::Duration;
 /// use example_gateway::limits::TokenBudgets;
 ///
+/// # futures::executor::block_on(async {
 /// let budgets = Arc::new(TokenBudgets::new(Some(1_000), Duration::from_secs(60)));
-/// let a = budgets.reserve("key", 600).unwrap();
-/// let b = budgets.reserve("key", 600).unwrap(); // only 400 were left
+/// let a = budgets.reserve("key", 600).await.unwrap();
+/// let b = budgets.reserve("key", 600).await.unwrap(); // only 400 were left
 /// assert_eq!(b.amount(), 400);
-/// assert!(budgets.reserve("key", 1).is_err()); // everything is reserved
+/// assert!(budgets.reserve("key", 1).await.is_err()); // everything is reserved
 /// a.settle(100); // the call used less than it reserved
 /// drop(b); // ended without usage: charged in full
 /// assert_eq!(budgets.remaining("key"), Some(500));
+/// # });
 /// ```
 #[derive(Debug)]
 pub struct TokenBudgets {
     limit: Option<u64>,
     window: Duration,
     used: Mutex<HashMap<String, BudgetEntry>>,
+    shared: Option<Arc<crate::shared::RedisLimits>>,
+}
+
+/// Why a reservation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Nothing is left in the current window; it resets after this long.
+    Spent(Duration),
+    /// The shared budget store (Redis) could not be asked.
+    Unavailable,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -175,7 +187,15 @@ impl TokenBudgets {
             limit,
             window,
             used: Mutex::new(HashMap::new()),
+            shared: None,
         }
+    }
+
+    /// The same budgets kept in Redis, shared by every replica on it.
+    #[must_use]
+    pub fn shared(mut self, redis: Arc<crate::shared::RedisLimits>) -> Self {
+        self.shared = Some(redis);
+        self
     }
 
     /// Whether there is a budget at all.
@@ -184,7 +204,7 @@ impl TokenBudgets {
     }
 
     /// What `key` has left in the current window, reservations taken out; `None` without a
-    /// budget.
+    /// budget. In-process budgets only (shared ones live in Redis).
     pub fn remaining(&self, key: &str) -> Option<u64> {
         let limit = self.limit?;
         let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
@@ -202,16 +222,48 @@ impl TokenBudgets {
     /// budget the reservation is `estimate` and charges nothing.
     ///
     /// # Errors
-    /// The time until the window resets, when nothing is left.
-    pub fn reserve(self: &Arc<Self>, key: &str, estimate: u64) -> Result<Reservation, Duration> {
+    /// [`Refused::Spent`] with the time until the window resets when nothing is left;
+    /// [`Refused::Unavailable`] when shared budgets cannot be reached.
+    pub async fn reserve(
+        self: &Arc<Self>,
+        key: &str,
+        estimate: u64,
+    ) -> Result<Reservation, Refused> {
         let Some(limit) = self.limit else {
             return Ok(Reservation {
                 budgets: None,
                 key: String::new(),
                 amount: estimate,
                 window_start: Instant::now(),
+                shared: None,
             });
         };
+        if let Some(redis) = &self.shared {
+            return match redis.reserve(key, limit, self.window, estimate).await {
+                Ok(Ok(r)) => Ok(Reservation {
+                    budgets: Some(Arc::clone(self)),
+                    key: key.to_owned(),
+                    amount: r.amount,
+                    window_start: Instant::now(),
+                    shared: Some(r),
+                }),
+                Ok(Err(after)) => Err(Refused::Spent(after.max(Duration::from_secs(1)))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the shared token budgets (Redis) are unreachable");
+                    Err(Refused::Unavailable)
+                }
+            };
+        }
+        self.reserve_here(key, limit, estimate)
+            .map_err(Refused::Spent)
+    }
+
+    fn reserve_here(
+        self: &Arc<Self>,
+        key: &str,
+        limit: u64,
+        estimate: u64,
+    ) -> Result<Reservation, Duration> {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if used.len() > PRUNE_ABOVE && !used.contains_key(key) {
@@ -242,10 +294,30 @@ impl TokenBudgets {
             key: key.to_owned(),
             amount,
             window_start: entry.start,
+            shared: None,
         })
     }
 
-    fn settle(&self, key: &str, window_start: Instant, reserved: u64, used_tokens: u64) {
+    fn settle(
+        &self,
+        key: &str,
+        window_start: Instant,
+        reserved: u64,
+        used_tokens: u64,
+        shared: Option<crate::shared::SharedReservation>,
+    ) {
+        if let (Some(redis), Some(r)) = (&self.shared, shared) {
+            // Settling must not wait (it happens in drops): Redis is told in the background.
+            let (redis, key) = (Arc::clone(redis), key.to_owned());
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = redis.settle(&key, &r, used_tokens).await {
+                        tracing::warn!(error = %e, "could not settle a shared token reservation");
+                    }
+                });
+            }
+            return;
+        }
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = used.get_mut(key) {
             if entry.start == window_start {
@@ -265,6 +337,7 @@ pub struct Reservation {
     key: String,
     amount: u64,
     window_start: Instant,
+    shared: Option<crate::shared::SharedReservation>,
 }
 
 impl Reservation {
@@ -276,7 +349,13 @@ impl Reservation {
     /// Replaces the reservation with the tokens the request used.
     pub fn settle(mut self, used: u64) {
         if let Some(b) = self.budgets.take() {
-            b.settle(&self.key, self.window_start, self.amount, used);
+            b.settle(
+                &self.key,
+                self.window_start,
+                self.amount,
+                used,
+                self.shared.take(),
+            );
         }
     }
 }
@@ -284,7 +363,13 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(b) = self.budgets.take() {
-            b.settle(&self.key, self.window_start, self.amount, self.amount);
+            b.settle(
+                &self.key,
+                self.window_start,
+                self.amount,
+                self.amount,
+                self.shared.take(),
+            );
         }
     }
 }
@@ -384,15 +469,20 @@ mod tests {
         assert!(refused.retry_after >= Duration::from_secs(1));
     }
 
-    #[test]
-    fn budgets_refuse_once_everything_is_reserved_or_spent() {
+    #[tokio::test]
+    async fn budgets_refuse_once_everything_is_reserved_or_spent() {
         let b = Arc::new(TokenBudgets::new(Some(10), Duration::from_secs(60)));
-        b.reserve("k", 4).unwrap().settle(12);
-        assert!(b.reserve("k", 1).is_err());
-        assert!(b.reserve("other", 1).is_ok());
+        b.reserve("k", 4).await.unwrap().settle(12);
+        assert!(b.reserve("k", 1).await.is_err());
+        assert!(b.reserve("other", 1).await.is_ok());
         // Concurrent reservations share what is left, never more.
         let c = Arc::new(TokenBudgets::new(Some(10), Duration::from_secs(60)));
-        let held: Vec<Reservation> = (0..5).filter_map(|_| c.reserve("k", 4).ok()).collect();
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            if let Ok(r) = c.reserve("k", 4).await {
+                held.push(r);
+            }
+        }
         assert_eq!(held.iter().map(Reservation::amount).sum::<u64>(), 10);
         assert_eq!(held.len(), 3);
     }

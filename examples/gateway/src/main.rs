@@ -6,7 +6,9 @@
 //!                                      start on a free loopback port, ingest a folder of
 //!                                      Markdown (default: this repository's docs/), ask one
 //!                                      question through the HTTP API, print answer and sources
-//! gateway hash-key KEY                 print the SHA-256 to configure for an API key
+//! gateway hash-key < KEY_FILE          print the SHA-256 to configure for an API key, read
+//!                                      from stdin (a key on the command line is refused: it
+//!                                      would show in `ps` and the shell history)
 //! ```
 //!
 //! Configuration: `--config FILE` or `CATENA_GATEWAY_CONFIG` (TOML), then the environment
@@ -26,10 +28,7 @@ async fn main() {
     let result = match args.first().map(String::as_str) {
         None | Some("serve") => serve(args.get(1..).unwrap_or_default()).await,
         Some("demo") => demo(Demo::from_args(&args[1..])).await,
-        Some("hash-key") => args
-            .get(1)
-            .map(|key| println!("{}", hash_key(key)))
-            .ok_or_else(|| GatewayError::Config("usage: gateway hash-key KEY".into())),
+        Some("hash-key") => hash_key_command(&args[1..]),
         Some(flag) if flag.starts_with("--") => serve(&args).await,
         Some(other) => Err(GatewayError::Config(format!(
             "unknown command {other:?} (serve, demo, hash-key)"
@@ -41,6 +40,52 @@ async fn main() {
 fn fail(message: &str) -> ! {
     eprintln!("error: {message}");
     std::process::exit(1)
+}
+
+/// The longest key `hash-key` reads; more is a mistake (a file piped in by accident).
+const MAX_KEY_BYTES: u64 = 4096;
+
+/// `gateway hash-key`: the SHA-256 of the key on stdin.
+///
+/// The key is never taken from the command line, where every user of the machine can read it
+/// (`ps`, `/proc/PID/cmdline`) and the shell history keeps it; the refusal does not repeat it.
+fn hash_key_command(args: &[String]) -> Result<(), GatewayError> {
+    if !args.is_empty() {
+        return Err(GatewayError::Config(
+            "gateway hash-key reads the key from stdin, not from the command line (where `ps` \
+             and the shell history would show it): printf %s \"$KEY\" | gateway hash-key"
+                .into(),
+        ));
+    }
+    use std::io::{BufRead, IsTerminal, Read};
+    let stdin = std::io::stdin();
+    let mut input = String::new();
+    if stdin.is_terminal() {
+        eprint!("API key (one line): ");
+        stdin.lock().take(MAX_KEY_BYTES + 1).read_line(&mut input)?;
+    } else {
+        stdin.lock().take(MAX_KEY_BYTES + 1).read_to_string(&mut input)?;
+    }
+    println!("{}", hash_key(key_from_input(&input)?));
+    Ok(())
+}
+
+/// The key in what was read: one line, its line ending removed, nothing else trimmed.
+fn key_from_input(input: &str) -> Result<&str, GatewayError> {
+    let bad = |why: &str| GatewayError::Config(format!("gateway hash-key: {why}"));
+    if input.len() as u64 > MAX_KEY_BYTES {
+        return Err(bad(&format!("the key is longer than {MAX_KEY_BYTES} bytes")));
+    }
+    let key = input
+        .strip_suffix('\n')
+        .map_or(input, |k| k.strip_suffix('\r').unwrap_or(k));
+    if key.contains(['\n', '\r']) {
+        return Err(bad("stdin holds more than one line; give one key per run"));
+    }
+    if key.is_empty() {
+        return Err(bad("no key on stdin"));
+    }
+    Ok(key)
 }
 
 /// `gateway serve`: the HTTP API until Ctrl-C or SIGTERM.

@@ -33,6 +33,8 @@ pub(crate) struct AppState {
     pub(crate) jwt: Option<JwtVerifier>,
     pub(crate) rate: RateLimits,
     pub(crate) budgets: Arc<TokenBudgets>,
+    /// The limits shared by every replica (Redis), when configured.
+    pub(crate) shared: Option<Arc<crate::shared::RedisLimits>>,
     pub(crate) inflight: Arc<Semaphore>,
     pub(crate) per_key: crate::limits::KeyConcurrency,
     pub(crate) auth_failures: crate::limits::AuthFailures,
@@ -75,13 +77,24 @@ impl AppState {
             }
             None => (None, None),
         };
+        let shared = config
+            .limits
+            .redis_url
+            .as_ref()
+            .map(|url| crate::shared::RedisLimits::new(&url.0).map(Arc::new))
+            .transpose()?;
+        let mut budgets = TokenBudgets::new(
+            config.limits.token_budget,
+            Duration::from_secs(config.limits.token_budget_window_secs.max(1)),
+        );
+        if let Some(redis) = &shared {
+            budgets = budgets.shared(Arc::clone(redis));
+        }
         let (shutdown_tx, shutdown) = watch::channel(false);
         let state = AppState {
             rate: RateLimits::new(config.limits.requests_per_minute, config.limits.burst),
-            budgets: Arc::new(TokenBudgets::new(
-                config.limits.token_budget,
-                Duration::from_secs(config.limits.token_budget_window_secs.max(1)),
-            )),
+            budgets: Arc::new(budgets),
+            shared,
             inflight: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
             per_key: crate::limits::KeyConcurrency::new(config.limits.max_concurrent_per_key),
             auth_failures: crate::limits::AuthFailures::new(config.limits.auth_failures_per_minute),

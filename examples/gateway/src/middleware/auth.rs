@@ -61,7 +61,20 @@ pub(crate) async fn authenticate(
     }
     // Buckets are per key: headers such as X-Forwarded-For are not trusted and never pick one.
     let policy = HeaderValue::from_str(&state.rate.policy()).ok();
-    match state.rate.check(&caller.id) {
+    let verdict = match &state.shared {
+        Some(redis) => {
+            let l = &state.config.limits;
+            match redis.rate(&caller.id, l.requests_per_minute, l.burst).await {
+                Ok(verdict) => verdict,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the shared rate limits (Redis) are unreachable");
+                    return crate::routes::limits_unavailable().into_response();
+                }
+            }
+        }
+        None => state.rate.check(&caller.id),
+    };
+    match verdict {
         Ok(allowed) => {
             // One key cannot hold every slot of the global limit: its own are few.
             let Some(slot) = state.per_key.try_acquire(&caller.id) else {

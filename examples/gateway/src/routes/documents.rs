@@ -119,7 +119,7 @@ pub(crate) async fn ingest(
     // Embedding tokens count against the key's budget: all of the batch is reserved (an
     // ingest is never partial), and the chunks that were actually embedded are charged.
     let estimate: u64 = chunks.iter().map(|c| estimate_tokens(&c.content)).sum();
-    let reservation = reserve_budget(&state, &caller, estimate)?;
+    let reservation = reserve_budget(&state, &caller, estimate).await?;
     if state.budgets.is_limited() && reservation.amount() < estimate {
         reservation.settle(0);
         return Err(budget_spent(std::time::Duration::from_secs(1)).with_detail(format!(

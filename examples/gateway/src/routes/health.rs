@@ -56,7 +56,7 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (status, Json(json!({ "ready": ready, "checks": checks }))).into_response()
 }
 
-/// The vector store's and the agent service's checks.
+/// The vector store's, the shared limits' (Redis) and the agent service's checks.
 async fn check_backends(state: &AppState) -> (bool, serde_json::Value) {
     let mut checks = Map::new();
     let mut ready = true;
@@ -64,6 +64,11 @@ async fn check_backends(state: &AppState) -> (bool, serde_json::Value) {
     let store_ok = matches!(store, Ok(Ok(_)));
     checks.insert("vector_store".into(), json!(store_ok));
     ready &= store_ok;
+    if let Some(redis) = &state.shared {
+        let redis_ok = redis.ping().await;
+        checks.insert("shared_limits".into(), json!(redis_ok));
+        ready &= redis_ok;
+    }
     if let Some(channel) = &state.agent_channel {
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
         let check = tokio::time::timeout(

@@ -7,6 +7,8 @@ mod body;
 mod sse;
 mod upstream;
 
+pub(crate) use upstream::limits_unavailable;
+
 pub(crate) mod documents;
 pub(crate) mod health;
 pub(crate) mod query;

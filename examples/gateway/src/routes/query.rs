@@ -106,7 +106,7 @@ pub(crate) async fn query(
     validate_text("question", &body.question)?;
     let k = validate_k(body.k, state.config.rag.k)?;
     // Nothing left: refuse before the retrieval costs anything.
-    reserve_budget(&state, &caller, 1)?.settle(0);
+    reserve_budget(&state, &caller, 1).await?.settle(0);
     let hits = retrieve(&state, &tenant, &body.question, k).await?;
     let mut request = rag_request(&state, &body.question, &hits)?;
     // Reserve the prompt and the longest answer; a smaller reservation (all that is left)
@@ -117,7 +117,7 @@ pub(crate) async fn query(
         .map(|m| estimate_tokens(&m.text()) + 4)
         .sum::<u64>();
     let answer_tokens = u64::from(state.config.rag.max_answer_tokens);
-    let reservation = reserve_budget(&state, &caller, input + answer_tokens)?;
+    let reservation = reserve_budget(&state, &caller, input + answer_tokens).await?;
     if state.budgets.is_limited() {
         let allowance = reservation.amount().saturating_sub(input);
         if allowance == 0 {

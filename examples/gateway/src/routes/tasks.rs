@@ -76,7 +76,7 @@ pub(crate) async fn task(
         );
     };
     // Nothing left: refuse before the retrieval costs anything.
-    reserve_budget(&state, &caller, 1)?.settle(0);
+    reserve_budget(&state, &caller, 1).await?.settle(0);
     let hits = retrieve(&state, &tenant, &body.task, k).await?;
     let mut limits = TaskLimits::new();
     if let Some(steps) = body.max_steps {
@@ -84,7 +84,8 @@ pub(crate) async fn task(
     }
     // A task may spend up to the agent's own cap; with a budget, what is reserved of it is
     // the agent's `max_tokens`, so it cannot spend more than the key has.
-    let reservation = reserve_budget(&state, &caller, catena_agents::grpc::DEFAULT_MAX_TOKENS)?;
+    let reservation =
+        reserve_budget(&state, &caller, catena_agents::grpc::DEFAULT_MAX_TOKENS).await?;
     if state.budgets.is_limited() {
         limits = limits.with_max_tokens(reservation.amount());
     }

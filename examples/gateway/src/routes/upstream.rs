@@ -9,7 +9,7 @@ use catena_core::{Filter, ScoredDocument, TracedRetriever, Usage, VectorStoreRet
 use serde_json::{json, Value};
 
 use crate::auth::TENANT_METADATA_KEY;
-use crate::limits::Reservation;
+use crate::limits::{Refused, Reservation};
 use crate::middleware::trace::request_id;
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -62,7 +62,7 @@ pub(super) async fn retrieve(
 
 /// Reserves up to `estimate` model tokens of `caller`'s budget before a model call; 429
 /// when nothing is left in the current window. See [`TokenBudgets`](crate::limits::TokenBudgets).
-pub(super) fn reserve_budget(
+pub(super) async fn reserve_budget(
     state: &AppState,
     caller: &str,
     estimate: u64,
@@ -70,7 +70,16 @@ pub(super) fn reserve_budget(
     state
         .budgets
         .reserve(caller, estimate)
-        .map_err(budget_spent)
+        .await
+        .map_err(|refused| match refused {
+            Refused::Spent(after) => budget_spent(after),
+            Refused::Unavailable => limits_unavailable(),
+        })
+}
+
+/// The 503 of limits that cannot be checked (the shared store is unreachable).
+pub(crate) fn limits_unavailable() -> Problem {
+    Problem::unavailable("the gateway cannot check its limits right now; try again shortly")
 }
 
 /// The 429 of a spent budget, retrying when its window resets.
