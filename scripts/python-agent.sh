@@ -44,8 +44,9 @@ ensure_venv() {
     want="$( { cat "$REQS"; "$PY" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
     [ -f "$VENV/.requirements.sha256" ] && have="$(cat "$VENV/.requirements.sha256")"
     if [ "$want" != "$have" ]; then
-        log "installing $(grep -cv '^\s*\(#\|$\)' "$REQS") pinned requirements into $VENV"
-        "$PY" -m pip install -q -r "$REQS" </dev/null >&2 || die "pip install failed"
+        log "installing $(grep -c '^[A-Za-z]' "$REQS") pinned, hash-checked requirements into $VENV"
+        "$PY" -m pip install -q --require-hashes --only-binary=:all: -r "$REQS" </dev/null >&2 \
+            || die "pip install failed"
         printf '%s\n' "$want" >"$VENV/.requirements.sha256"
     fi
 }

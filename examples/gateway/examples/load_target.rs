@@ -7,7 +7,8 @@
 //! wrk -t2 -c64 -d20s -s examples/gateway/load/query.lua http://ADDR/v1/query
 //! ```
 //!
-//! The API key is `load-test-key`; rate limits are set high enough not to interfere.
+//! The API key is `load-test-key`; rate limits are set high enough not to interfere (they are
+//! still checked: with `CATENA_REDIS_URL` set, in that Redis, as replicas sharing it do).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
@@ -48,6 +49,10 @@ async fn main() {
     config.limits.requests_per_minute = 10_000_000;
     config.limits.burst = 1_000_000;
     config.limits.max_concurrent_requests = 1024;
+    config.limits.max_concurrent_per_key = 1024;
+    if let Ok(url) = std::env::var("CATENA_REDIS_URL") {
+        config.limits.redis_url = Some(example_gateway::config::SecretUrl(url));
+    }
     let backends = Backends {
         embedder: Arc::new(DeterministicEmbedder::new(384)),
         chat: Arc::new(Stub(Duration::from_millis(delay))),

@@ -185,7 +185,10 @@ def model_from_env() -> tuple[ModelFactory, str]:
                 "bash scripts/python-agent.sh python -m pip install langchain-openai"
             ) from None
         name = os.environ.get("OPENAI_MODEL", "gpt-4o-mini")
-        model = ChatOpenAI(model=name, stream_usage=True)
+        # Every call is bounded: a hung provider connection must not hold a worker thread (the
+        # task's own deadline stops the loop between chunks, not inside a blocked read).
+        timeout = float(os.environ.get("CATENA_PY_AGENT_MODEL_TIMEOUT", "60"))
+        model = ChatOpenAI(model=name, stream_usage=True, timeout=timeout, max_retries=2)
         return (lambda _task, _cancel: model), f"OpenAI ({name})"
     raise SystemExit(
         "no model configured: set OPENAI_API_KEY (with langchain-openai installed), or "
