@@ -78,10 +78,10 @@ pub use time::{
 #[cfg(feature = "web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "web")))]
 pub use web::{
-    classify, parse_results, AddressClass, HostResolver, HttpRequest, HttpRequestArgs,
-    HttpRequestOutput, Refusal, ResolveFuture, SearchResult, SsrfPolicy, StaticResolver,
-    SystemResolver, WebClient, WebClientBuilder, WebError, WebFetch, WebFetchArgs, WebFetchOutput,
-    WebRequest, WebResponse, WebSearch, WebSearchArgs,
+    classify, local_addresses, parse_results, AddressClass, HostResolver, HttpRequest,
+    HttpRequestArgs, HttpRequestOutput, Refusal, ResolveFuture, SearchResult, SsrfPolicy,
+    StaticResolver, SystemResolver, WebClient, WebClientBuilder, WebError, WebFetch, WebFetchArgs,
+    WebFetchOutput, WebRequest, WebResponse, WebSearch, WebSearchArgs, DEFAULT_PORTS,
 };
 
 /// The "write your own tool" guide (`docs/tools.md`), compiled as doctests.

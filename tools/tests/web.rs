@@ -353,8 +353,9 @@ async fn ssrf_table_is_refused_and_the_canary_sees_nothing() {
         matches!(e, ToolError::InvalidArguments(ref m) if m.contains("loopback")),
         "{e}"
     );
+    // (On a usual port: on the canary's port the port policy refuses it before DNS.)
     let e = fetch
-        .call(json!({"url": format!("http://internal.test:{p}/")}))
+        .call(json!({"url": "http://internal.test/"}))
         .await
         .unwrap_err();
     assert!(
@@ -793,4 +794,141 @@ proptest::proptest! {
         let url = format!("{scheme}://{rest}");
         let _ = SsrfPolicy::new().allow_host(&rest).parse_url(&url);
     }
+}
+
+#[tokio::test]
+async fn client_address_and_method_override_headers_are_refused() {
+    let fixture = fixture(0);
+    let http = HttpRequest::new(client_for(fixture.port));
+    for h in [
+        "True-Client-IP",
+        "X-Client-IP",
+        "CF-Connecting-IP",
+        "Client-IP",
+        "X-Originating-IP",
+        "X-HTTP-Method-Override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+    ] {
+        let args = HttpRequestArgs {
+            method: "GET".into(),
+            url: format!("http://127.0.0.1:{}/echo", fixture.port),
+            headers: Some([(h.to_owned(), "127.0.0.1".to_owned())].into()),
+            body: None,
+        };
+        let e = http.send(args).await.unwrap_err();
+        assert!(
+            matches!(e, ToolError::InvalidArguments(ref s) if s.contains("not allowed")),
+            "{h}: {e}"
+        );
+    }
+    assert!(
+        fixture.requests.lock().unwrap().is_empty(),
+        "nothing was sent"
+    );
+}
+
+#[tokio::test]
+async fn the_hosts_own_addresses_denied_ranges_and_odd_ports_are_refused() {
+    use catena_tools::{AddressClass, Refusal};
+    let public = ip("93.184.216.34");
+    // This host's own addresses come from the system (loopback at least, on Linux).
+    assert!(catena_tools::local_addresses().contains(&ip("127.0.0.1")));
+    // A public address that is one of this host's own is refused like loopback.
+    let own = SsrfPolicy::new().with_local_addresses([public]);
+    assert_eq!(own.classify(public), Some(AddressClass::LocalInterface));
+    assert!(matches!(
+        own.parse_url("http://93.184.216.34/"),
+        Err(Refusal::Blocked {
+            class: AddressClass::LocalInterface,
+            ..
+        })
+    ));
+    // ... also when a name resolves to it (the guarded resolver asks the policy).
+    let client = WebClient::builder()
+        .resolver(Arc::new(
+            StaticResolver::new().with_host("own.test", [public]),
+        ))
+        .policy(SsrfPolicy::new().with_local_addresses([public]))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let e = WebFetch::new(client)
+        .into_tool()
+        .call(json!({ "url": "http://own.test/" }))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("an address of this host"), "{e}");
+
+    // A deny-list of ranges on top of the non-public ones; an entry that does not parse
+    // refuses everything.
+    let denied = SsrfPolicy::new().deny_cidr("93.184.0.0/16");
+    assert!(matches!(
+        denied.parse_url("http://93.184.216.34/"),
+        Err(Refusal::Blocked {
+            class: AddressClass::Denied,
+            ..
+        })
+    ));
+    assert!(denied.parse_url("http://8.8.8.8/").is_ok());
+    assert!(SsrfPolicy::new()
+        .deny_cidr("not a range")
+        .parse_url("http://8.8.8.8/")
+        .is_err());
+
+    // Public hosts on the usual ports only, unless configured.
+    let default = SsrfPolicy::new();
+    for port in [22, 25, 6379, 9200, 11211] {
+        let url = format!("http://8.8.8.8:{port}/");
+        assert!(
+            matches!(default.parse_url(&url), Err(Refusal::Port { port: p, .. }) if p == port),
+            "{url}"
+        );
+        assert!(default
+            .parse_url(&format!("http://example.com:{port}/"))
+            .is_err());
+    }
+    for port in [80, 443, 8080, 8443] {
+        assert!(default
+            .parse_url(&format!("https://8.8.8.8:{port}/"))
+            .is_ok());
+    }
+    assert!(SsrfPolicy::new()
+        .allow_ports([])
+        .parse_url("http://8.8.8.8:22/")
+        .is_ok());
+    // Allow-listed hosts keep their own port rules.
+    assert!(SsrfPolicy::new()
+        .allow_host("127.0.0.1:6379")
+        .parse_url("http://127.0.0.1:6379/")
+        .is_ok());
+}
+
+#[tokio::test]
+async fn response_headers_reaching_the_model_are_capped() {
+    let server = serve(|_| {
+        let mut head =
+            String::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n");
+        for i in 0..90 {
+            head.push_str(&format!("X-Noise-{i:03}: {}\r\n", "v".repeat(150)));
+        }
+        head.push_str(&format!("X-Aaa-Huge: {}\r\n\r\nok", "h".repeat(8000)));
+        Reply::Bytes(head.into_bytes())
+    });
+    let http = HttpRequest::new(client_for(server.port));
+    let out = http
+        .send(HttpRequestArgs {
+            method: "GET".into(),
+            url: format!("http://127.0.0.1:{}/", server.port),
+            headers: None,
+            body: None,
+        })
+        .await
+        .unwrap();
+    assert!(out.headers.len() <= 64, "{}", out.headers.len());
+    assert!(out.headers.values().all(|v| v.chars().count() <= 1024));
+    let total: usize = out.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    assert!(total <= 16 << 10, "{total}");
+    assert!(out.truncated);
+    assert_eq!(out.body, "ok");
 }

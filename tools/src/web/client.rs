@@ -45,7 +45,7 @@ use std::time::Duration;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
 
-use super::guard::{classify, Refusal, SsrfPolicy};
+use super::guard::{Refusal, SsrfPolicy};
 use super::WebError;
 
 /// The default timeout for a whole exchange: 15 seconds.
@@ -136,7 +136,7 @@ impl Resolve for GuardedResolver {
             let mut admitted = Vec::new();
             let mut refused = Vec::new();
             for ip in addrs {
-                match classify(ip) {
+                match policy.classify(ip) {
                     Some(class) if !allow_all => refused.push((ip, class)),
                     _ => admitted.push(SocketAddr::new(ip, 0)),
                 }

@@ -21,6 +21,10 @@
 //! Odd IPv4 spellings (`2130706433`, `0177.0.0.1`, `0x7f.0.0.1`, `127.1`) need no special
 //! case: the WHATWG URL parser normalises them to an IPv4 host, which is then judged.
 //!
+//! It also refuses this host's own interface addresses (a public one included:
+//! [`local_addresses`]), the ranges of an optional deny-list ([`SsrfPolicy::deny_cidr`]), and
+//! public hosts on ports other than 80, 443, 8080 and 8443 ([`SsrfPolicy::allow_ports`]).
+//!
 //! An allow-list ([`SsrfPolicy::allow_host`]) admits named internal hosts, optionally on one
 //! port only: `"127.0.0.1:8080"`, `"[::1]:3000"`, `"intranet.example"`.
 //!
@@ -74,6 +78,11 @@ pub enum AddressClass {
     /// Reserved or special-purpose: 240/4, 192.0.0/24, 192.88.99/24, IPv6 outside 2000::/3,
     /// Teredo, 2001::/23, deprecated IPv4-compatible and SIIT forms.
     Reserved,
+    /// An address of one of this host's own network interfaces (a public one included: a
+    /// service bound to all interfaces answers on it).
+    LocalInterface,
+    /// In a range the policy denies ([`SsrfPolicy::deny_cidr`]).
+    Denied,
 }
 
 impl AddressClass {
@@ -94,6 +103,8 @@ impl AddressClass {
             AddressClass::UniqueLocal => "unique-local",
             AddressClass::SiteLocal => "site-local",
             AddressClass::Reserved => "reserved or special-purpose",
+            AddressClass::LocalInterface => "an address of this host",
+            AddressClass::Denied => "in a denied range",
         }
     }
 }
@@ -283,6 +294,16 @@ pub enum Refusal {
         /// The port asked for.
         port: u16,
     },
+    /// A public host on a port outside the policy's ports ([`SsrfPolicy::allow_ports`]).
+    #[error("port {port} of {host} is not allowed; public hosts are reached on ports {allowed}")]
+    Port {
+        /// The host.
+        host: String,
+        /// The port asked for.
+        port: u16,
+        /// The ports allowed, comma separated.
+        allowed: String,
+    },
     /// A redirect pointed somewhere refused.
     #[error("redirect to {to} refused: {reason}")]
     Redirect {
@@ -311,6 +332,7 @@ impl Refusal {
                 | Refusal::MissingHost
                 | Refusal::Blocked { .. }
                 | Refusal::PortNotAllowed { .. }
+                | Refusal::Port { .. }
         )
     }
 }
@@ -373,6 +395,9 @@ fn parse_ip_host(host: &str) -> Option<IpAddr> {
     host.parse::<IpAddr>().ok()
 }
 
+/// The ports public hosts are reached on unless [`SsrfPolicy::allow_ports`] says otherwise.
+pub const DEFAULT_PORTS: [u16; 4] = [80, 443, 8080, 8443];
+
 /// Which URLs and destination addresses the web tools may reach. See the
 /// [module docs](self).
 #[derive(Debug, Clone, Default)]
@@ -380,12 +405,149 @@ pub struct SsrfPolicy {
     allow: Vec<AllowEntry>,
     /// Set when an allow-list entry did not parse; kept for `Debug` and logs.
     rejected_entries: Vec<String>,
+    /// Ranges refused on top of the non-public ones.
+    denied: Vec<(IpAddr, u8)>,
+    /// A deny entry did not parse: every address is refused (fail closed).
+    deny_everything: bool,
+    /// The ports of public hosts; `None`: [`DEFAULT_PORTS`]; empty: any port.
+    ports: Option<Vec<u16>>,
+    /// This host's addresses; `None`: read from the system once ([`local_addresses`]).
+    local: Option<Vec<IpAddr>>,
+}
+
+/// The addresses of this host's network interfaces, read once (on Linux from
+/// `/proc/net/fib_trie` and `/proc/net/if_inet6`; empty elsewhere or when unreadable).
+pub fn local_addresses() -> &'static [IpAddr] {
+    static LOCAL: std::sync::OnceLock<Vec<IpAddr>> = std::sync::OnceLock::new();
+    LOCAL.get_or_init(|| {
+        let mut out = Vec::new();
+        if let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") {
+            let mut last: Option<Ipv4Addr> = None;
+            for line in trie.lines() {
+                let t = line.trim();
+                if let Some(addr) = t.strip_prefix("|-- ") {
+                    last = addr.trim().parse().ok();
+                } else if t.contains("/32 host LOCAL") {
+                    if let Some(a) = last {
+                        out.push(IpAddr::V4(a));
+                    }
+                }
+            }
+        }
+        if let Ok(v6) = std::fs::read_to_string("/proc/net/if_inet6") {
+            for line in v6.lines() {
+                let hex = line.split_whitespace().next().unwrap_or_default();
+                if let Ok(n) = u128::from_str_radix(hex, 16) {
+                    if hex.len() == 32 {
+                        out.push(IpAddr::V6(Ipv6Addr::from(n)));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    })
+}
+
+/// Parses `a.b.c.d/n` or `v6::/n` (a bare address is a /32 or /128).
+fn parse_cidr(entry: &str) -> Option<(IpAddr, u8)> {
+    let entry = entry.trim();
+    let (addr, prefix) = match entry.split_once('/') {
+        Some((a, p)) => (
+            a.trim().parse::<IpAddr>().ok()?,
+            Some(p.trim().parse::<u8>().ok()?),
+        ),
+        None => (entry.parse::<IpAddr>().ok()?, None),
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = prefix.unwrap_or(max);
+    (prefix <= max).then_some((addr, prefix))
+}
+
+fn in_cidr(ip: IpAddr, (base, prefix): (IpAddr, u8)) -> bool {
+    match (ip, base) {
+        (IpAddr::V4(ip), IpAddr::V4(base)) => {
+            in_v4(u32::from(ip), base.octets(), u32::from(prefix))
+        }
+        (IpAddr::V6(ip), IpAddr::V6(base)) => in_v6(u128::from(ip), base, u32::from(prefix)),
+        _ => false,
+    }
 }
 
 impl SsrfPolicy {
-    /// The default policy: public addresses only, no allow-list.
+    /// The default policy: public addresses only, on ports [`DEFAULT_PORTS`], never one of
+    /// this host's own addresses; no allow-list.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Refuses every address in `cidr` (`203.0.113.0/24`, `2001:db8::/32`, or one address)
+    /// on top of the non-public ranges. An entry that does not parse makes the policy refuse
+    /// every address (it fails closed) and is logged. Allow-listed hosts are not affected.
+    #[must_use]
+    pub fn deny_cidr(mut self, cidr: impl AsRef<str>) -> Self {
+        match parse_cidr(cidr.as_ref()) {
+            Some(range) => self.denied.push(range),
+            None => {
+                tracing::warn!(
+                    entry = cidr.as_ref(),
+                    "a deny-list entry does not parse: refusing every address"
+                );
+                self.deny_everything = true;
+                self.rejected_entries.push(cidr.as_ref().to_owned());
+            }
+        }
+        self
+    }
+
+    /// The ports public hosts may be reached on (default [`DEFAULT_PORTS`]); an empty list
+    /// allows any port. Allow-listed hosts keep their own port rules.
+    #[must_use]
+    pub fn allow_ports(mut self, ports: impl IntoIterator<Item = u16>) -> Self {
+        self.ports = Some(ports.into_iter().collect());
+        self
+    }
+
+    /// Replaces this host's addresses (read from the system by default) — for tests, or a
+    /// host whose addresses the system does not list.
+    #[must_use]
+    pub fn with_local_addresses(mut self, addrs: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.local = Some(addrs.into_iter().collect());
+        self
+    }
+
+    /// Why the policy refuses `ip` as a destination of a host not on the allow-list, or
+    /// `None`: the non-public ranges ([`classify`]), this host's own addresses and the
+    /// denied ranges.
+    pub fn classify(&self, ip: IpAddr) -> Option<AddressClass> {
+        if let Some(class) = classify(ip) {
+            return Some(class);
+        }
+        let local = self.local.as_deref().unwrap_or_else(|| local_addresses());
+        if local.contains(&ip) {
+            return Some(AddressClass::LocalInterface);
+        }
+        if self.deny_everything || self.denied.iter().any(|r| in_cidr(ip, *r)) {
+            return Some(AddressClass::Denied);
+        }
+        None
+    }
+
+    fn check_port(&self, host: &str, port: u16) -> Result<(), Refusal> {
+        let ports = self.ports.as_deref().unwrap_or(&DEFAULT_PORTS);
+        if ports.is_empty() || ports.contains(&port) {
+            return Ok(());
+        }
+        Err(Refusal::Port {
+            host: host.to_owned(),
+            port,
+            allowed: ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
     }
 
     /// Admits `entry`, a `host` or `host:port` (IPv6 in brackets: `[::1]:8080`), even when it
@@ -454,13 +616,16 @@ impl SsrfPolicy {
                 if d.is_empty() || d == "." {
                     return Err(Refusal::MissingHost);
                 }
-                if self.is_host_allow_listed(d) && !self.allow_listed(d, port) {
-                    return Err(Refusal::PortNotAllowed {
-                        host: d.to_owned(),
-                        port,
-                    });
+                if self.is_host_allow_listed(d) {
+                    if !self.allow_listed(d, port) {
+                        return Err(Refusal::PortNotAllowed {
+                            host: d.to_owned(),
+                            port,
+                        });
+                    }
+                    return Ok(());
                 }
-                return Ok(());
+                return self.check_port(d, port);
             }
         };
         if self.allow_listed(host_str, port) {
@@ -472,15 +637,16 @@ impl SsrfPolicy {
                 port,
             });
         }
-        self.check_ip(host_str, ip)
+        self.check_ip(host_str, ip)?;
+        self.check_port(host_str, port)
     }
 
-    /// Judges one address `host` resolved to (or is).
+    /// Judges one address `host` resolved to (or is), with [`classify`](Self::classify).
     ///
     /// # Errors
-    /// [`Refusal::Blocked`] for a non-public address.
+    /// [`Refusal::Blocked`] for a non-public, local or denied address.
     pub fn check_ip(&self, host: &str, addr: IpAddr) -> Result<(), Refusal> {
-        match classify(addr) {
+        match self.classify(addr) {
             None => Ok(()),
             Some(class) => Err(Refusal::Blocked {
                 host: host.to_owned(),

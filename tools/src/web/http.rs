@@ -8,10 +8,15 @@
 //! - **Request headers**: `Host`, `Cookie`, `Authorization` (unless
 //!   [`HttpRequest::allow_authorization`]), every `Proxy-*` header, hop-by-hop and framing
 //!   headers (`Connection`, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
-//!   `Content-Length`, `Expect`) and client-address headers (`Forwarded`, `X-Forwarded-*`,
-//!   `X-Real-IP`) are refused as invalid arguments.
+//!   `Content-Length`, `Expect`), client-address headers (`Forwarded`, `X-Forwarded-*`,
+//!   `X-Real-IP`, `True-Client-IP`, `X-Client-IP`, `CF-Connecting-IP`, `Client-IP`,
+//!   `X-Originating-IP`, `X-Remote-IP`, `X-Remote-Addr`) and method overrides
+//!   (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`) are refused as invalid
+//!   arguments.
 //! - **Request body**: at most [`HttpRequest::with_max_request_body`] bytes (default 64 KiB).
-//! - **Response**: `Set-Cookie` headers are dropped; repeated headers are joined with `, `.
+//! - **Response**: `Set-Cookie` headers are dropped; repeated headers are joined with `, `;
+//!   at most 64 headers reach the model, each value cut to 1,024 characters and all of them
+//!   to 16 KiB (a cut sets `truncated: true`).
 //!   The body is read up to the client's cap (default 2 MiB), decoded as UTF-8 and cut to
 //!   [`HttpRequest::with_max_chars`] characters (default 20,000); either cut sets
 //!   `truncated: true`. Non-2xx statuses are returned, not errors.
@@ -65,7 +70,24 @@ const DENIED_HEADERS: &[&str] = &[
     "expect",
     "forwarded",
     "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "cf-connecting-ip",
+    "client-ip",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
+
+/// The most response headers the model sees, the longest value, and all of them together.
+const MAX_RESPONSE_HEADERS: usize = 64;
+const MAX_HEADER_VALUE_CHARS: usize = 1024;
+const MAX_HEADER_BYTES: usize = 16 << 10;
 
 /// Response headers dropped before the model sees them (lower-case).
 const HIDDEN_RESPONSE_HEADERS: &[&str] = &["set-cookie", "set-cookie2"];
@@ -214,6 +236,7 @@ impl HttpRequest {
                 })
                 .or_insert_with(|| value.clone());
         }
+        let headers_cut = cap_headers(&mut headers);
         let mut body = bytes_to_text(&response.body, response.truncated);
         let cut = cap_chars(&mut body, self.max_chars);
         Ok(HttpRequestOutput {
@@ -221,9 +244,35 @@ impl HttpRequest {
             final_url: response.final_url,
             headers,
             body,
-            truncated: response.truncated || cut,
+            truncated: response.truncated || cut || headers_cut,
         })
     }
+}
+
+/// Caps what of the response headers reaches the model (count, each value, all of them);
+/// whether anything was cut.
+fn cap_headers(headers: &mut BTreeMap<String, String>) -> bool {
+    let mut cut = false;
+    if headers.len() > MAX_RESPONSE_HEADERS {
+        let extra: Vec<String> = headers.keys().skip(MAX_RESPONSE_HEADERS).cloned().collect();
+        for k in extra {
+            headers.remove(&k);
+        }
+        cut = true;
+    }
+    let mut total = 0usize;
+    let mut over = Vec::new();
+    for (name, value) in headers.iter_mut() {
+        cut |= cap_chars(value, MAX_HEADER_VALUE_CHARS);
+        total += name.len() + value.len();
+        if total > MAX_HEADER_BYTES {
+            over.push(name.clone());
+        }
+    }
+    for k in &over {
+        headers.remove(k);
+    }
+    cut || !over.is_empty()
 }
 
 #[async_trait]

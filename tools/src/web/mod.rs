@@ -60,7 +60,7 @@ pub use client::{
     WebRequest, WebResponse,
 };
 pub use fetch::{WebFetch, WebFetchArgs, WebFetchOutput};
-pub use guard::{classify, AddressClass, Refusal, SsrfPolicy};
+pub use guard::{classify, local_addresses, AddressClass, Refusal, SsrfPolicy, DEFAULT_PORTS};
 pub use http::{HttpRequest, HttpRequestArgs, HttpRequestOutput};
 pub use search::{parse_results, SearchResult, WebSearch, WebSearchArgs};
 
