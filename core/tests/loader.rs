@@ -728,3 +728,69 @@ mod symlinks {
         }
     }
 }
+
+#[test]
+fn a_file_over_the_size_cap_is_a_typed_error_and_nothing_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sparse: 65 MiB long, no disk used.
+    let big = dir.path().join("huge.txt");
+    fs::File::create(&big)
+        .unwrap()
+        .set_len(catena_core::loader::DEFAULT_MAX_FILE_BYTES + 1)
+        .unwrap();
+    for result in [
+        TextLoader::new(&big).load(),
+        MarkdownLoader::new(&big).load(),
+        CsvLoader::new(&big).load(),
+    ] {
+        match result {
+            Err(Error::Load(LoadError::TooLarge { size, max, .. })) => {
+                assert_eq!(size, Some(max + 1));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn directory_loads_cap_each_file_and_the_total_and_never_return_a_partial_load() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a.txt"), "small one").unwrap();
+    fs::write(dir.path().join("b.txt"), "x".repeat(2_000)).unwrap();
+    fs::write(dir.path().join("c.txt"), "y".repeat(600)).unwrap();
+
+    let capped = DirectoryLoader::builder(dir.path())
+        .max_file_bytes(1_000)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        capped.load(),
+        Err(Error::Load(LoadError::TooLarge {
+            size: Some(2_000),
+            max: 1_000,
+            ..
+        }))
+    ));
+    // Skipping failures, the large file is reported, the rest loaded.
+    let report = DirectoryLoader::builder(dir.path())
+        .max_file_bytes(1_000)
+        .skip_failed(true)
+        .build()
+        .unwrap()
+        .load_with_report()
+        .unwrap();
+    assert_eq!(report.documents.len(), 2);
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].path, "b.txt");
+
+    // Past the total, nothing at all, even when skipping failures.
+    let total = DirectoryLoader::builder(dir.path())
+        .max_total_bytes(1_500)
+        .skip_failed(true)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        total.load(),
+        Err(Error::Load(LoadError::TotalTooLarge { max: 1_500, .. }))
+    ));
+}

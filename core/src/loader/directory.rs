@@ -135,6 +135,8 @@ pub struct DirectoryLoader {
     follow_symlinks: bool,
     hidden: bool,
     skip_failed: bool,
+    max_file_bytes: u64,
+    max_total_bytes: u64,
 }
 
 impl fmt::Debug for DirectoryLoader {
@@ -148,6 +150,8 @@ impl fmt::Debug for DirectoryLoader {
             .field("follow_symlinks", &self.follow_symlinks)
             .field("hidden", &self.hidden)
             .field("skip_failed", &self.skip_failed)
+            .field("max_file_bytes", &self.max_file_bytes)
+            .field("max_total_bytes", &self.max_total_bytes)
             .finish()
     }
 }
@@ -163,6 +167,8 @@ pub struct DirectoryLoaderBuilder {
     follow_symlinks: bool,
     hidden: bool,
     skip_failed: bool,
+    max_file_bytes: u64,
+    max_total_bytes: u64,
 }
 
 impl fmt::Debug for DirectoryLoaderBuilder {
@@ -215,6 +221,8 @@ impl DirectoryLoader {
             follow_symlinks: true,
             hidden: false,
             skip_failed: false,
+            max_file_bytes: super::DEFAULT_MAX_FILE_BYTES,
+            max_total_bytes: super::DEFAULT_MAX_TOTAL_BYTES,
         }
     }
 
@@ -234,6 +242,7 @@ impl DirectoryLoader {
         let root = self.canonical_root()?;
         let (files, mut skipped) = self.walk(&root)?;
         let mut documents = Vec::new();
+        let mut total: u64 = 0;
         for (rel, path) in files {
             let Some(factory) = self.loader_for(&path) else {
                 skipped.push(SkippedPath {
@@ -242,6 +251,32 @@ impl DirectoryLoader {
                 });
                 continue;
             };
+            let size = fs::metadata(&path).map(|m| m.len()).ok();
+            if let Some(size) = size {
+                if size > self.max_file_bytes {
+                    let e = LoadError::TooLarge {
+                        path: path.clone(),
+                        size: Some(size),
+                        max: self.max_file_bytes,
+                    };
+                    if self.skip_failed {
+                        skipped.push(SkippedPath {
+                            path: rel,
+                            reason: SkipReason::Failed(e.to_string()),
+                        });
+                        continue;
+                    }
+                    return Err(e.into());
+                }
+                total = total.saturating_add(size);
+                if total > self.max_total_bytes {
+                    return Err(LoadError::TotalTooLarge {
+                        root: self.root.clone(),
+                        max: self.max_total_bytes,
+                    }
+                    .into());
+                }
+            }
             match factory(&path).load() {
                 Ok(docs) => documents.extend(
                     docs.into_iter()
@@ -666,6 +701,26 @@ impl DirectoryLoaderBuilder {
         self
     }
 
+    /// The largest file loaded, in bytes (default and upper bound
+    /// [`DEFAULT_MAX_FILE_BYTES`](super::DEFAULT_MAX_FILE_BYTES), which every file loader
+    /// enforces while reading). A larger file is [`LoadError::TooLarge`], or skipped and
+    /// reported with [`skip_failed`](Self::skip_failed).
+    #[must_use]
+    pub fn max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes.min(super::DEFAULT_MAX_FILE_BYTES);
+        self
+    }
+
+    /// The most bytes loaded in all (default
+    /// [`DEFAULT_MAX_TOTAL_BYTES`](super::DEFAULT_MAX_TOTAL_BYTES)). Past it the whole load
+    /// fails with [`LoadError::TotalTooLarge`] and returns nothing, whatever
+    /// [`skip_failed`](Self::skip_failed) says: a load cut short is not a complete one.
+    #[must_use]
+    pub fn max_total_bytes(mut self, bytes: u64) -> Self {
+        self.max_total_bytes = bytes;
+        self
+    }
+
     /// Validates and compiles the patterns.
     ///
     /// # Errors
@@ -686,6 +741,8 @@ impl DirectoryLoaderBuilder {
             follow_symlinks: self.follow_symlinks,
             hidden: self.hidden,
             skip_failed: self.skip_failed,
+            max_file_bytes: self.max_file_bytes,
+            max_total_bytes: self.max_total_bytes,
         })
     }
 

@@ -16,7 +16,12 @@
 //! | [`DirectoryLoader`] | file under a root, by extension | that of the file's loader |
 //!
 //! Bad input is a typed [`LoadError`] (converted into [`crate::Error::Load`]), never a
-//! panic and never a lossy conversion.
+//! panic and never a lossy conversion. No file loader reads more than
+//! [`DEFAULT_MAX_FILE_BYTES`] (64 MiB) of a file, and a directory load stops at
+//! [`DEFAULT_MAX_TOTAL_BYTES`] (1 GiB; both lower with
+//! [`DirectoryLoaderBuilder::max_file_bytes`] and [`DirectoryLoaderBuilder::max_total_bytes`]):
+//! past a cap the load fails with [`LoadError::TooLarge`] or [`LoadError::TotalTooLarge`] and
+//! returns nothing, never a truncated document.
 //!
 //! ```no_run
 //! use catena_core::loader::{DirectoryLoader, DocumentLoader, JsonLinesLoader};
@@ -251,19 +256,74 @@ pub enum LoadError {
         /// The path, relative to the root.
         path: PathBuf,
     },
+    /// The file is larger than the loader reads ([`DEFAULT_MAX_FILE_BYTES`], or the lower
+    /// cap of the directory loader's [`max_file_bytes`](DirectoryLoaderBuilder::max_file_bytes)).
+    /// Nothing of it was returned.
+    #[error("`{}` is larger than {max} bytes{}", path.display(), size.map(|s| format!(" ({s} bytes)")).unwrap_or_default())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size, when the file system says.
+        size: Option<u64>,
+        /// The cap.
+        max: u64,
+    },
+    /// The files of a directory load add up to more than its
+    /// [`max_total_bytes`](DirectoryLoaderBuilder::max_total_bytes). Nothing was returned.
+    #[error("the files under `{}` add up to more than {max} bytes", root.display())]
+    TotalTooLarge {
+        /// The directory.
+        root: PathBuf,
+        /// The cap.
+        max: u64,
+    },
 }
+
+/// The largest file a loader reads unless told otherwise: 64 MiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
+/// The most a directory load reads in all unless told otherwise: 1 GiB.
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 1 << 30;
 
 /// The `source` metadata value for a path given to a single-file loader.
 pub(crate) fn source_of(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Reads `path` as UTF-8 (no lossy conversion), dropping a leading byte-order mark.
+/// Reads `path` as UTF-8 (no lossy conversion), dropping a leading byte-order mark; at
+/// most [`DEFAULT_MAX_FILE_BYTES`] (a larger file, or one that grows past it while being
+/// read, is [`LoadError::TooLarge`]).
 pub(crate) fn read_text(path: &Path) -> Result<String, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+    read_text_capped(path, DEFAULT_MAX_FILE_BYTES)
+}
+
+/// [`read_text`] with the cap `max` bytes.
+pub(crate) fn read_text_capped(path: &Path, max: u64) -> Result<String, LoadError> {
+    use std::io::Read;
+    let io = |source| LoadError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().ok().map(|m| m.len());
+    if size.is_some_and(|s| s > max) {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            max,
+        });
+    }
+    // The length may lie (a growing file, a special file): never read more than the cap.
+    let mut bytes = Vec::with_capacity(usize::try_from(size.unwrap_or(0).min(max)).unwrap_or(0));
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > max {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            max,
+        });
+    }
     let mut text = String::from_utf8(bytes).map_err(|e| LoadError::InvalidUtf8 {
         path: path.to_path_buf(),
         valid_up_to: e.utf8_error().valid_up_to(),
