@@ -50,7 +50,8 @@ pub struct SqlRows {
     pub columns: Vec<String>,
     /// The rows, each with one JSON value per column.
     pub rows: Vec<Vec<Value>>,
-    /// Whether the database had more rows than its row limit (and dropped them).
+    /// Whether something was left out: rows beyond the database's row limit or byte budget,
+    /// or the end of a value too long to return whole.
     pub truncated: bool,
 }
 
@@ -75,35 +76,92 @@ impl SqlRows {
     /// values separated by ` | ` (strings as they are, other values as JSON), and a note
     /// when truncated.
     pub fn to_text(&self) -> String {
-        let mut out = self.columns.join(" | ");
-        for row in &self.rows {
-            out.push('\n');
-            let cells: Vec<String> = row
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
-            out.push_str(&cells.join(" | "));
+        self.to_text_capped(usize::MAX)
+    }
+
+    /// [`to_text`](Self::to_text) in at most about `max_bytes` bytes: the text stops at the
+    /// line (or value) that would pass the cap, at a character boundary, and ends with a
+    /// note saying so. The note itself is not counted.
+    ///
+    /// ```
+    /// use catena_core::SqlRows;
+    /// let rows = SqlRows::new(vec!["n".into()], (0..1000).map(|i| vec![i.into()]).collect());
+    /// let text = rows.to_text_capped(40);
+    /// assert!(text.starts_with("n\n0\n1\n"));
+    /// assert!(text.ends_with("(truncated: the result was cut to fit)"));
+    /// assert!(text.len() < 100);
+    /// ```
+    pub fn to_text_capped(&self, max_bytes: usize) -> String {
+        let mut out = String::new();
+        let full = push_capped(&mut out, &self.columns.join(" | "), max_bytes);
+        let mut shown = 0;
+        let mut cut = !full;
+        if full {
+            for row in &self.rows {
+                if !push_capped(&mut out, "\n", max_bytes) {
+                    cut = true;
+                    break;
+                }
+                let mut complete = true;
+                for (i, v) in row.iter().enumerate() {
+                    if i > 0 && !push_capped(&mut out, " | ", max_bytes) {
+                        complete = false;
+                        break;
+                    }
+                    let fits = match v {
+                        Value::String(s) => push_capped(&mut out, s, max_bytes),
+                        other => push_capped(&mut out, &other.to_string(), max_bytes),
+                    };
+                    if !fits {
+                        complete = false;
+                        break;
+                    }
+                }
+                if !complete {
+                    cut = true;
+                    break;
+                }
+                shown += 1;
+            }
+        }
+        if cut {
+            out.push_str("\n(truncated: the result was cut to fit)");
+            return out;
         }
         if self.rows.is_empty() {
             out.push_str("\n(no rows)");
         }
         if self.truncated {
             out.push_str(&format!(
-                "\n(truncated: only the first {} rows are shown)",
-                self.rows.len()
+                "\n(truncated: {shown} rows shown; further rows or the ends of long values \
+                 were left out)"
             ));
         }
         out
     }
 }
 
+/// Appends as much of `text` as fits in `max_bytes` of `out` (cut at a character
+/// boundary); `true` when all of it did.
+fn push_capped(out: &mut String, text: &str, max_bytes: usize) -> bool {
+    let room = max_bytes.saturating_sub(out.len());
+    if text.len() <= room {
+        out.push_str(text);
+        return true;
+    }
+    let mut end = room;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.push_str(&text[..end]);
+    false
+}
+
 /// A database the model's SQL can be run against, read-only.
 ///
 /// Implementations must make writes impossible (a read-only transaction, a read-only role)
-/// and enforce their own row limit and timeout: the SQL comes from a model.
+/// and enforce their own row limit, timeout and size limit (bounding the memory a result
+/// takes *while* it is read, not after): the SQL comes from a model.
 #[async_trait]
 pub trait SqlDatabase: Send + Sync {
     /// The SQL dialect, for the prompt (`"PostgreSQL"`, `"SQLite"`, …).
@@ -147,5 +205,35 @@ impl<T: SqlDatabase + ?Sized> SqlDatabase for Box<T> {
     }
     async fn run_read_only(&self, sql: &str) -> Result<SqlRows> {
         (**self).run_read_only(sql).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_capped_at_character_boundaries() {
+        let rows = SqlRows::new(
+            vec!["city".into()],
+            vec![vec!["Zürich".repeat(100).into()], vec!["Oslo".into()]],
+        );
+        for cap in 0..40 {
+            let text = rows.to_text_capped(cap);
+            let body = text.split("\n(truncated").next().unwrap_or_default();
+            assert!(body.len() <= cap, "{cap}: {text}");
+            assert!(text.ends_with("(truncated: the result was cut to fit)"));
+        }
+        assert_eq!(rows.to_text_capped(usize::MAX), rows.to_text());
+        assert!(!rows.to_text().contains("truncated"));
+    }
+
+    #[test]
+    fn truncated_rows_say_so() {
+        let rows = SqlRows::new(vec!["a".into()], vec![vec![1.into()]]).with_truncated(true);
+        assert_eq!(
+            rows.to_text(),
+            "a\n1\n(truncated: 1 rows shown; further rows or the ends of long values were left out)"
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! Both wrap any [`SqlDatabase`] (`catena_vectorstores::PostgresSqlDatabase` with its
 //! `postgres` feature, or your own). The **database** is what keeps the model's SQL
 //! harmless: a [`SqlDatabase`] must run one statement only, in a read-only transaction, with
-//! a statement timeout and a row limit. These tools add what belongs to the model's side:
+//! a statement timeout, a row limit and a size limit applied while the rows are read
+//! (`PostgresSqlDatabase` cuts long values on the server, so they end in `…`, and stops
+//! reading at a byte budget). These tools add what belongs to the model's side:
 //! input checks (an empty query or one over [`DEFAULT_MAX_QUERY_CHARS`] is
 //! [`ToolError::InvalidArguments`]) and a **byte cap** on the JSON the model gets back
 //! (default [`DEFAULT_MAX_OUTPUT_BYTES`], 64 KiB): whole rows are dropped from the end until
@@ -24,9 +26,13 @@
 //! # Deploying against PostgreSQL: connect as a non-superuser
 //! A read-only transaction stops writes, not everything. A **superuser** (or a member of
 //! `pg_read_server_files` / `pg_execute_server_program`) can still read server files with
-//! `pg_read_file('/etc/passwd')`, and a read-only transaction does not stop functions that
-//! are not marked as writing. Connect these tools as a dedicated login role that is not a
-//! superuser and holds only `SELECT` on the tables the model may see:
+//! `pg_read_file('/etc/passwd')`, a member of `pg_signal_backend` can end other sessions,
+//! and a read-only transaction does not stop functions that are not marked as writing.
+//! Membership counts even through other roles: a login granted a superuser role can become
+//! it inside the statement (`set_config('role', …, true)`), so `PostgresSqlDatabase`
+//! refuses such logins by default. Connect these tools as a dedicated login role that is
+//! not a superuser, is granted no other roles, and holds only `SELECT` on the tables the
+//! model may see:
 //!
 //! ```sql
 //! CREATE ROLE catena_reader LOGIN PASSWORD '…' NOSUPERUSER NOCREATEDB NOCREATEROLE;

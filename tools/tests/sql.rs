@@ -296,5 +296,27 @@ async fn run(fx: &Fixture) {
         .unwrap_err();
     assert!(matches!(err, ToolError::InvalidArguments(_)), "{err:?}");
 
+    // A session advisory lock taken by a call does not outlive it (a rolled-back transaction
+    // keeps it; the connection is reset before it goes back to the pool).
+    let key: i64 = 8_000_000_000 + i64::from(std::process::id());
+    let out = query
+        .call(json!({"query": format!("SELECT pg_advisory_lock({key})")}))
+        .await
+        .unwrap();
+    assert_eq!(out.content["rows"].as_array().unwrap().len(), 1);
+    let held = psql(&format!(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+         AND ((classid::bigint << 32) | objid::bigint) = {key}"
+    ));
+    assert_eq!(held, "0", "the advisory lock outlived the tool call");
+
+    // A huge value is cut while it is fetched, and the output says so.
+    let out = query
+        .call(json!({"query": "SELECT repeat('x', 10000000) AS big FROM generate_series(1, 3)"}))
+        .await
+        .unwrap();
+    assert_eq!(out.content["truncated"], true);
+    assert!(serde_json::to_vec(&out.content).unwrap().len() <= 64 * 1024);
+
     assert_eq!(fx.checksum(), before, "the table changed");
 }

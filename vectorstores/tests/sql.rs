@@ -289,3 +289,267 @@ async fn a_privileged_role_is_refused_by_default() {
         "{err:?}"
     );
 }
+
+/// Runs `sql` (one or more statements) on a fresh connection as the `DATABASE_URL` role and
+/// returns the first column of every row as text.
+async fn admin(sql: &str) -> Vec<String> {
+    let (client, connection) = tokio_postgres::connect(&database_url(), NoTls)
+        .await
+        .expect("connect to DATABASE_URL");
+    let driver = tokio::spawn(connection);
+    let rows = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    drop(client);
+    let _ = driver.await;
+    rows
+}
+
+/// A unique lower-case suffix for role names.
+fn unique() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{}_{nanos}", std::process::id())
+}
+
+/// `DATABASE_URL` with its user and password replaced.
+fn url_as(role: &str, password: &str) -> String {
+    let url = database_url();
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .expect("DATABASE_URL must be a postgres:// URL");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("postgres://{role}:{password}@{host}")
+}
+
+#[tokio::test]
+async fn dollar_quotes_around_multibyte_text_do_not_panic() {
+    let db = PostgresSqlDatabase::builder()
+        .url(database_url())
+        .allow_privileged_role(true)
+        .build()
+        .unwrap();
+    let rows = db.run_read_only("SELECT $$Zürich$$ AS city").await.unwrap();
+    assert_eq!(rows.rows, vec![vec![json!("Zürich")]]);
+    let rows = db
+        .run_read_only("SELECT $tag$Zürich; 東京 🚀$tag$ AS s;")
+        .await
+        .unwrap();
+    assert_eq!(rows.rows, vec![vec![json!("Zürich; 東京 🚀")]]);
+    // Text that is not SQL is refused or fails; it never panics.
+    for sql in ["$$Zürich", "SELECT $ü$x$ü$", "SELECT 'ü' -- ü\n; ü", "$ü"] {
+        let _ = db.run_read_only(sql).await;
+    }
+}
+
+/// The child half of `huge_cells_stay_out_of_client_memory`, run alone in its own process.
+const RSS_CHILD_ENV: &str = "CATENA_SQL_RSS_CHILD";
+
+/// `VmRSS` or `VmHWM` of this process, in bytes.
+fn proc_status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn huge_cells_stay_out_of_client_memory() {
+    if std::env::var_os(RSS_CHILD_ENV).is_some() {
+        return huge_cells_child();
+    }
+    // Peak RSS is per process: measure in a process that runs only this test.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "huge_cells_stay_out_of_client_memory",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(RSS_CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}\n{stderr}");
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the child did not run: {stdout}"
+    );
+}
+
+fn huge_cells_child() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = PostgresSqlDatabase::builder()
+            .url(database_url())
+            .allow_privileged_role(true)
+            .max_connections(1)
+            .statement_timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        // Warm up: the pool, the connection and the decoder are allocated before measuring.
+        db.run_read_only("SELECT repeat('x', 10) AS s")
+            .await
+            .unwrap();
+        let rss_before = proc_status_bytes("VmRSS:");
+        let rows = db
+            .run_read_only("SELECT repeat('x', 900000000) FROM generate_series(1,3)")
+            .await
+            .unwrap();
+        let hwm_after = proc_status_bytes("VmHWM:");
+        let growth = hwm_after.saturating_sub(rss_before);
+        println!(
+            "RSS before {} MiB, peak after {} MiB, growth {} MiB; {} rows, cells of {:?} bytes",
+            rss_before >> 20,
+            hwm_after >> 20,
+            growth >> 20,
+            rows.rows.len(),
+            rows.rows
+                .iter()
+                .map(|r| r[0].as_str().map_or(0, str::len))
+                .collect::<Vec<_>>()
+        );
+        assert!(rows.truncated, "the result must say it was truncated");
+        assert!(!rows.rows.is_empty());
+        for row in &rows.rows {
+            let cell = row[0].as_str().unwrap();
+            assert!(cell.starts_with("xxxx"), "{}", &cell[..cell.len().min(40)]);
+            assert!(cell.len() <= 64 * 1024, "a cell of {} bytes", cell.len());
+        }
+        assert!(growth < 64 << 20, "peak RSS grew by {} MiB", growth >> 20);
+    });
+}
+
+#[tokio::test]
+async fn session_state_does_not_survive_a_call() {
+    // One connection, so the second call gets the connection the first one used.
+    let db = PostgresSqlDatabase::builder()
+        .url(database_url())
+        .allow_privileged_role(true)
+        .max_connections(1)
+        .build()
+        .unwrap();
+    let key: i64 = 7_000_000_000 + i64::from(std::process::id());
+    db.run_read_only(&format!("SELECT pg_advisory_lock({key})"))
+        .await
+        .unwrap();
+    let held = admin(&format!(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+         AND ((classid::bigint << 32) | objid::bigint) = {key}"
+    ))
+    .await;
+    assert_eq!(held, vec!["0"], "the advisory lock outlived the call");
+
+    db.run_read_only("PREPARE catena_leak AS SELECT 1")
+        .await
+        .unwrap();
+    let rows = db
+        .run_read_only("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE from_sql")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.rows,
+        vec![vec![json!(0)]],
+        "a PREPAREd statement leaked"
+    );
+
+    db.run_read_only("SELECT set_config('application_name', 'leaked', false)")
+        .await
+        .unwrap();
+    db.run_read_only("SELECT set_config('search_path', 'leaked', false)")
+        .await
+        .unwrap();
+    let rows = db
+        .run_read_only(
+            "SELECT current_setting('application_name') AS a, current_setting('search_path') AS s",
+        )
+        .await
+        .unwrap();
+    assert_ne!(rows.rows[0][0], json!("leaked"));
+    assert_ne!(rows.rows[0][1], json!("leaked"));
+    // The connection is still usable afterwards, types looked up by the driver included.
+    let rows = db
+        .run_read_only("SELECT ARRAY[1, 2] AS a, 'x'::text AS t")
+        .await
+        .unwrap();
+    assert_eq!(rows.rows[0][1], json!("x"));
+}
+
+#[tokio::test]
+async fn members_of_privileged_roles_are_refused() {
+    let s = unique();
+    let (admin_role, mid, login) = (
+        format!("sql_admin_{s}"),
+        format!("sql_mid_{s}"),
+        format!("sql_login_{s}"),
+    );
+    let (signal_mid, signaller, plain) = (
+        format!("sql_sigmid_{s}"),
+        format!("sql_signaller_{s}"),
+        format!("sql_plain_{s}"),
+    );
+    admin(&format!(
+        "CREATE ROLE {admin_role} SUPERUSER NOLOGIN;
+         CREATE ROLE {mid} NOLOGIN;
+         CREATE ROLE {login} LOGIN PASSWORD 'pw' NOSUPERUSER;
+         GRANT {admin_role} TO {mid};
+         GRANT {mid} TO {login};
+         CREATE ROLE {signal_mid} NOLOGIN;
+         CREATE ROLE {signaller} LOGIN PASSWORD 'pw' NOSUPERUSER;
+         GRANT pg_signal_backend TO {signal_mid};
+         GRANT {signal_mid} TO {signaller};
+         CREATE ROLE {plain} LOGIN PASSWORD 'pw' NOSUPERUSER;"
+    ))
+    .await;
+    let run = |role: String| async move {
+        PostgresSqlDatabase::builder()
+            .url(url_as(&role, "pw"))
+            .build()
+            .unwrap()
+            .run_read_only(&format!(
+                "SELECT set_config('role', '{role}', true) IS NOT NULL AS ok"
+            ))
+            .await
+    };
+    let transitive_superuser = run(login.clone()).await;
+    let signal = run(signaller.clone()).await;
+    let ok = run(plain.clone()).await;
+    admin(&format!(
+        "DROP ROLE {login}; DROP ROLE {mid}; DROP ROLE {admin_role};
+         DROP ROLE {signaller}; DROP ROLE {signal_mid}; DROP ROLE {plain};"
+    ))
+    .await;
+    let err = transitive_superuser.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig(m) if m.contains(&admin_role) && m.contains(&login)),
+        "{err:?}"
+    );
+    let err = signal.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig(m) if m.contains("pg_signal_backend")),
+        "{err:?}"
+    );
+    assert_eq!(ok.unwrap().rows, vec![vec![json!(true)]]);
+}

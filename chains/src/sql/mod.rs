@@ -95,10 +95,13 @@ pub struct SqlAnswer {
 /// asks the model for a query (the prompt holds the dialect, the table info and the row
 /// limit), strips code fences from its output ([`extract_sql`]), runs it, and asks the
 /// model to answer from the rows. It returns the question, the SQL, the rows and the answer
-/// ([`SqlAnswer`]).
+/// ([`SqlAnswer`]). The rows go into the answer prompt as text of at most
+/// [`max_result_bytes`](SqlQaChainBuilder::max_result_bytes) (16 KiB by default), whatever
+/// the database returned.
 ///
 /// `catena_vectorstores::PostgresSqlDatabase` (feature `postgres` there) runs the model's
-/// SQL inside a read-only transaction with a statement timeout and a row limit.
+/// SQL inside a read-only transaction with a statement timeout, a row limit and a byte
+/// budget.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -140,6 +143,7 @@ pub struct SqlQaChain {
     query_prompt: Arc<dyn Prompt>,
     answer_prompt: Arc<dyn Prompt>,
     top_k: usize,
+    max_result_bytes: usize,
     request: ChatRequest,
 }
 
@@ -149,9 +153,13 @@ impl fmt::Debug for SqlQaChain {
             .field("dialect", &self.database.dialect())
             .field("model", &self.model.model_info().model)
             .field("top_k", &self.top_k)
+            .field("max_result_bytes", &self.max_result_bytes)
             .finish_non_exhaustive()
     }
 }
+
+/// The default of [`SqlQaChainBuilder::max_result_bytes`] (16 KiB).
+pub(crate) const DEFAULT_SQL_MAX_RESULT_BYTES: usize = 16 * 1024;
 
 /// Builds a [`SqlQaChain`].
 #[must_use]
@@ -161,6 +169,7 @@ pub struct SqlQaChainBuilder {
     query_prompt: Option<Arc<dyn Prompt>>,
     answer_prompt: Option<Arc<dyn Prompt>>,
     top_k: usize,
+    max_result_bytes: usize,
     request: ChatRequest,
 }
 
@@ -168,6 +177,7 @@ impl fmt::Debug for SqlQaChainBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlQaChainBuilder")
             .field("top_k", &self.top_k)
+            .field("max_result_bytes", &self.max_result_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +201,14 @@ impl SqlQaChainBuilder {
     /// (The database enforces its own hard limit.)
     pub fn top_k(mut self, top_k: usize) -> Self {
         self.top_k = top_k;
+        self
+    }
+
+    /// Caps the bytes of the rows' text put into the answer prompt: the text stops at the
+    /// value that would pass the cap and says it was cut (see [`SqlRows::to_text_capped`]).
+    /// The rows in [`SqlAnswer`] are not cut. Default 16 KiB.
+    pub fn max_result_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_result_bytes = max_bytes;
         self
     }
 
@@ -232,6 +250,7 @@ impl SqlQaChainBuilder {
             query_prompt,
             answer_prompt,
             top_k: self.top_k,
+            max_result_bytes: self.max_result_bytes,
             request: self.request,
         })
     }
@@ -246,6 +265,7 @@ impl SqlQaChain {
             query_prompt: None,
             answer_prompt: None,
             top_k: 10,
+            max_result_bytes: DEFAULT_SQL_MAX_RESULT_BYTES,
             request: ChatRequest::default(),
         }
     }
@@ -275,7 +295,7 @@ impl Chain<String, SqlAnswer> for SqlQaChain {
         let values = PromptValues::new()
             .with("question", question.as_str())
             .with("query", sql.as_str())
-            .with("result", rows.to_text());
+            .with("result", rows.to_text_capped(self.max_result_bytes));
         let messages = self.answer_prompt.format_messages(&values)?;
         let answer = ask(self.model.as_ref(), &self.request, messages)
             .await?
@@ -316,7 +336,57 @@ mod tests {
         .with_truncated(true);
         assert_eq!(
             rows.to_text(),
-            "a | b\nx | 1\n(truncated: only the first 1 rows are shown)"
+            "a | b\nx | 1\n(truncated: 1 rows shown; further rows or the ends of long values \
+             were left out)"
         );
+    }
+
+    /// A database that returns more than any prompt should hold.
+    #[derive(Debug)]
+    struct Huge;
+
+    #[async_trait]
+    impl SqlDatabase for Huge {
+        fn dialect(&self) -> &str {
+            "PostgreSQL"
+        }
+        async fn table_info(&self) -> Result<String> {
+            Ok("CREATE TABLE t (s text);".into())
+        }
+        async fn run_read_only(&self, _sql: &str) -> Result<SqlRows> {
+            let rows = (0..50).map(|_| vec!["x".repeat(100_000).into()]).collect();
+            Ok(SqlRows::new(vec!["s".into()], rows))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_answer_prompt_is_capped() {
+        use catena_core::test_utils::ScriptedChatModel;
+        for (cap, limit) in [(None, DEFAULT_SQL_MAX_RESULT_BYTES), (Some(1000), 1000)] {
+            let model = Arc::new(
+                ScriptedChatModel::new()
+                    .with_text("SELECT s FROM t")
+                    .with_text("Many x."),
+            );
+            let mut builder = SqlQaChain::builder(Arc::new(Huge), model.clone());
+            if let Some(cap) = cap {
+                builder = builder.max_result_bytes(cap);
+            }
+            let out = builder
+                .build()
+                .unwrap()
+                .invoke("What?".into())
+                .await
+                .unwrap();
+            assert_eq!(out.rows.rows.len(), 50);
+            let prompt = model.requests()[1].messages[0].text();
+            let template = DEFAULT_SQL_ANSWER_PROMPT.len() + 200;
+            assert!(
+                prompt.len() <= limit + template,
+                "{} bytes for a cap of {limit}",
+                prompt.len()
+            );
+            assert!(prompt.contains("(truncated: the result was cut to fit)"));
+        }
     }
 }

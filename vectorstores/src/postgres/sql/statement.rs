@@ -98,8 +98,10 @@ pub(super) fn single_statement(sql: &str) -> Result<&str> {
                 }
             }
             State::Dollar(tag) => {
+                // Compare bytes: `i` may sit inside a multi-byte character here, where
+                // slicing the `str` would panic.
                 let closing = format!("${tag}$");
-                if sql[i..].starts_with(&closing) {
+                if bytes[i..].starts_with(closing.as_bytes()) {
                     i += closing.len() - 1;
                     state = State::Normal;
                 }
@@ -156,5 +158,48 @@ mod tests {
         assert!(single_statement("SELECT 1; DROP TABLE t").is_err());
         assert!(single_statement("SELECT 'it''s'; DELETE FROM t").is_err());
         assert!(single_statement(" ; ").is_err());
+    }
+
+    #[test]
+    fn multibyte_text_inside_dollar_quotes() {
+        assert_eq!(
+            single_statement("SELECT $$Zürich$$").unwrap(),
+            "SELECT $$Zürich$$"
+        );
+        assert_eq!(
+            single_statement("SELECT $ü$a;ü$ü$;").unwrap(),
+            "SELECT $ü$a;ü$ü$"
+        );
+        assert!(single_statement("SELECT $$東京$$; SELECT 1").is_err());
+    }
+
+    /// Pieces the generator glues together: the lexer's special characters and multi-byte
+    /// text, so quotes, dollar tags and comments open and close at awkward places.
+    const PIECES: &[&str] = &[
+        "$$", "$", "$t$", "$ü$", "$_1$", "'", "''", "\"", "E'", "\\", "--", "\n", "/*", "*/", ";",
+        " ", "SELECT ", "ü", "Zürich", "東京", "🚀", "e\u{301}", "a", "1", "-", "/", "*",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn never_panics_on_arbitrary_text(sql in "\\PC*") {
+            let _ = single_statement(&sql);
+        }
+
+        #[test]
+        fn never_panics_on_sql_like_text(
+            picks in proptest::collection::vec(0..PIECES.len(), 0..40),
+            noise in "\\PC{0,8}",
+        ) {
+            let mut sql: String = picks.iter().map(|&k| PIECES[k]).collect();
+            sql.push_str(&noise);
+            if let Ok(statement) = single_statement(&sql) {
+                // What comes back is a non-empty part of the input.
+                proptest::prop_assert!(!statement.is_empty());
+                proptest::prop_assert!(sql.contains(statement));
+            }
+        }
     }
 }
