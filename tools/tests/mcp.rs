@@ -321,6 +321,157 @@ async fn start_failures_are_typed_and_do_not_hang() {
     assert!(err.is_timeout(), "{err:?}");
 }
 
+/// Set (to the env dump's path) in the environment of the re-run test binary that plays
+/// the parent process holding secrets; see `stdio_servers_get_an_allow_listed_environment`.
+const ENV_PARENT: &str = "CATENA_MCP_ENV_PARENT";
+/// A secret in the parent's environment, as an API key would be.
+const PARENT_SECRET: (&str, &str) = ("CATENA_TEST_PROVIDER_API_KEY", "sk-parent-secret-0123");
+
+/// Starts the fixture server through `sh`, which first writes the environment it got to
+/// `dump`: what the server process would see.
+#[cfg(unix)]
+fn env_dumping_stdio(dump: &str) -> McpClientBuilder {
+    McpClient::stdio("sh")
+        .args([
+            "-c",
+            "env > \"$0\" && exec \"$@\"",
+            dump,
+            std::env::current_exe().unwrap().to_str().unwrap(),
+            "fixture_stdio_server",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "--quiet",
+        ])
+        .env(FIXTURE_ENV, "stdio")
+}
+
+#[cfg(unix)]
+async fn child_env(builder: McpClientBuilder, dump: &std::path::Path) -> Vec<(String, String)> {
+    let client = bounded("connect", builder.connect()).await.unwrap();
+    assert!(!bounded("list", client.tools()).await.unwrap().is_empty());
+    drop(client);
+    std::fs::read_to_string(dump)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Not a test on its own: the parent process of
+/// `stdio_servers_get_an_allow_listed_environment`, run with a secret in its environment.
+#[cfg(unix)]
+#[test]
+fn fixture_env_parent() {
+    let Some(dir) = std::env::var_os(ENV_PARENT) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    assert_eq!(
+        std::env::var(PARENT_SECRET.0).as_deref(),
+        Ok(PARENT_SECRET.1),
+        "the parent holds the secret"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // Default: the allow-list only, plus what the builder sets.
+        let dump = dir.join("default.env");
+        let env = child_env(
+            env_dumping_stdio(dump.to_str().unwrap()).env("SERVER_TOKEN", "for-the-server"),
+            &dump,
+        )
+        .await;
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(!names.contains(&PARENT_SECRET.0), "{names:?}");
+        assert!(
+            !env.iter().any(|(_, v)| v.contains(PARENT_SECRET.1)),
+            "{names:?}"
+        );
+        assert!(!names.contains(&"CATENA_TEST_SHARED"), "{names:?}");
+        assert!(!names.contains(&ENV_PARENT), "{names:?}");
+        assert!(names.contains(&"PATH"), "{names:?}");
+        assert!(
+            env.contains(&("SERVER_TOKEN".into(), "for-the-server".into())),
+            "{names:?}"
+        );
+        for name in &names {
+            assert!(
+                McpClientBuilder::DEFAULT_INHERITED_ENV.contains(name)
+                    || ["SERVER_TOKEN", FIXTURE_ENV, "PWD", "SHLVL", "_", "OLDPWD"].contains(name),
+                "{name} reached the server"
+            );
+        }
+
+        // A name the user allows is passed on; still no secret.
+        let dump = dir.join("inherit.env");
+        let env = child_env(
+            env_dumping_stdio(dump.to_str().unwrap()).inherit_env("CATENA_TEST_SHARED"),
+            &dump,
+        )
+        .await;
+        assert!(env.contains(&("CATENA_TEST_SHARED".into(), "shared".into())));
+        assert!(!env.iter().any(|(k, _)| k == PARENT_SECRET.0));
+
+        // env_clear: not even the allow-list (PATH is given explicitly, for `sh`'s `env`).
+        let dump = dir.join("clear.env");
+        let env = child_env(
+            env_dumping_stdio(dump.to_str().unwrap())
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap()),
+            &dump,
+        )
+        .await;
+        assert!(!env.iter().any(|(k, _)| k == "HOME"), "{env:?}");
+        assert!(!env.iter().any(|(k, _)| k == PARENT_SECRET.0));
+
+        // The explicit opt-out inherits everything.
+        let dump = dir.join("all.env");
+        let env = child_env(
+            env_dumping_stdio(dump.to_str().unwrap()).inherit_all_env(),
+            &dump,
+        )
+        .await;
+        assert!(env.contains(&(PARENT_SECRET.0.into(), PARENT_SECRET.1.into())));
+    });
+}
+
+/// The parent's secrets do not reach a stdio server: this test binary is run again as a
+/// parent holding an API key in its environment (set on that process only), and each
+/// server it starts writes down the environment it got.
+#[cfg(unix)]
+#[test]
+fn stdio_servers_get_an_allow_listed_environment() {
+    let dir = std::env::temp_dir().join(format!("catena-mcp-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "fixture_env_parent",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ENV_PARENT, &dir)
+        .env(PARENT_SECRET.0, PARENT_SECRET.1)
+        .env("CATENA_TEST_SHARED", "shared")
+        .env("HOME", &dir)
+        .output()
+        .unwrap();
+    let all_written = dir.join("all.env").exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("1 passed"), "{log}");
+    assert!(all_written, "{log}");
+}
+
 #[tokio::test]
 async fn settings_that_do_not_fit_are_reported_by_connect() {
     let cases = [
@@ -329,6 +480,9 @@ async fn settings_that_do_not_fit_are_reported_by_connect() {
         McpClient::stdio("server").bearer_token("t0k"),
         McpClient::stdio("server").header("x-api-key", "k"),
         McpClient::stdio(""),
+        McpClient::stdio("server").inherit_env("A=B"),
+        McpClient::http("http://127.0.0.1:1/mcp").inherit_env("PATH"),
+        McpClient::http("http://127.0.0.1:1/mcp").inherit_all_env(),
         McpClient::http("ftp://example.com/mcp"),
         McpClient::http("not a url"),
         McpClient::http("https://user:pw@example.com/mcp"),

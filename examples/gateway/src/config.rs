@@ -51,7 +51,7 @@ pub struct Config {
 #[non_exhaustive]
 pub struct AuthConfig {
     /// SHA-256 hashes (hex) of the accepted API keys. Env `CATENA_API_KEY_SHA256` (comma
-    /// separated). `gateway hash-key KEY` prints a key's hash.
+    /// separated). `printf %s "$KEY" | gateway hash-key` prints a key's hash (read from stdin).
     pub api_key_sha256: Vec<String>,
     /// Keys with a tenant and scopes (`[[auth.keys]]`). A key in `api_key_sha256` is a tenant
     /// of its own with the default scopes (ingest, query, tasks).

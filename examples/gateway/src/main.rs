@@ -64,7 +64,10 @@ fn hash_key_command(args: &[String]) -> Result<(), GatewayError> {
         eprint!("API key (one line): ");
         stdin.lock().take(MAX_KEY_BYTES + 1).read_line(&mut input)?;
     } else {
-        stdin.lock().take(MAX_KEY_BYTES + 1).read_to_string(&mut input)?;
+        stdin
+            .lock()
+            .take(MAX_KEY_BYTES + 1)
+            .read_to_string(&mut input)?;
     }
     println!("{}", hash_key(key_from_input(&input)?));
     Ok(())
@@ -74,7 +77,9 @@ fn hash_key_command(args: &[String]) -> Result<(), GatewayError> {
 fn key_from_input(input: &str) -> Result<&str, GatewayError> {
     let bad = |why: &str| GatewayError::Config(format!("gateway hash-key: {why}"));
     if input.len() as u64 > MAX_KEY_BYTES {
-        return Err(bad(&format!("the key is longer than {MAX_KEY_BYTES} bytes")));
+        return Err(bad(&format!(
+            "the key is longer than {MAX_KEY_BYTES} bytes"
+        )));
     }
     let key = input
         .strip_suffix('\n')

@@ -254,15 +254,34 @@ async fn exchange(
                 "token endpoint answered without an access_token",
             )
         })?;
-    let expires_in = match reply.get("expires_in") {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.parse().ok(),
-        _ => None,
+    let expires_at = reply
+        .get("expires_in")
+        .and_then(token_lifetime)
+        .and_then(|lifetime| requested.checked_add(lifetime));
+    Ok(AccessToken::new(token, expires_at))
+}
+
+/// The longest lifetime taken from a token endpoint's `expires_in`: a larger (or absurd) value
+/// still gets the token refreshed daily.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A token endpoint's `expires_in` (seconds, as a JSON number or string), through checked
+/// conversions: negative means already expired, huge is capped at [`MAX_TOKEN_LIFETIME`], and
+/// what is not a number at all (`NaN`, text) is `None` (no known expiry).
+fn token_lifetime(value: &Value) -> Option<Duration> {
+    let secs = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
     };
-    Ok(AccessToken::new(
-        token,
-        expires_in.map(|s| requested + Duration::from_secs(s)),
-    ))
+    if secs.is_nan() {
+        return None;
+    }
+    // Negative is "already expired"; +inf and values past the cap are the cap.
+    Some(
+        Duration::try_from_secs_f64(secs.clamp(0.0, MAX_TOKEN_LIFETIME.as_secs_f64()))
+            .map_or(MAX_TOKEN_LIFETIME, |d| d.min(MAX_TOKEN_LIFETIME)),
+    )
 }
 
 fn field<'a>(json: &'a Value, name: &str, what: &str) -> Result<&'a str> {
@@ -627,6 +646,38 @@ mod tests {
             ]),
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&a=x%20y%2F%2B%3D"
         );
+    }
+
+    #[test]
+    fn token_lifetimes_from_extreme_numbers() {
+        use serde_json::json;
+        let day = MAX_TOKEN_LIFETIME;
+        let cases = [
+            (json!(3600), Some(Duration::from_secs(3600))),
+            (json!("3600"), Some(Duration::from_secs(3600))),
+            (json!(3599.5), Some(Duration::from_millis(3_599_500))),
+            (json!(u64::MAX), Some(day)),
+            (json!(u64::MAX.to_string()), Some(day)),
+            (json!(1e308), Some(day)),
+            (json!("1e309"), Some(day)),
+            (json!("inf"), Some(day)),
+            (json!("9".repeat(400)), Some(day)),
+            (json!(-1), Some(Duration::ZERO)),
+            (json!(i64::MIN), Some(Duration::ZERO)),
+            (json!("-inf"), Some(Duration::ZERO)),
+            (json!(format!("-{}", "9".repeat(400))), Some(Duration::ZERO)),
+            (json!("NaN"), None),
+            (json!("soon"), None),
+            (json!(null), None),
+            (json!([1]), None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(token_lifetime(&value), expected, "{value}");
+            if let Some(d) = token_lifetime(&value) {
+                // What `exchange` does with it: never an overflow.
+                let _ = SystemTime::now().checked_add(d);
+            }
+        }
     }
 
     #[test]

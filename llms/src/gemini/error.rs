@@ -29,10 +29,12 @@ fn details<'a>(error: &'a Value, type_suffix: &'a str) -> impl Iterator<Item = &
         })
 }
 
-/// A protobuf `Duration` in JSON form: `"13s"`, `"1.5s"`.
+/// A protobuf `Duration` in JSON form: `"13s"`, `"1.5s"`. Anything that is not a finite,
+/// non-negative number of seconds that fits a [`Duration`] (`"-1s"`, `"NaNs"`, `"1e20s"`) is
+/// `None`: a server's number never panics the client.
 pub(crate) fn parse_proto_duration(s: &str) -> Option<Duration> {
-    let secs: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    let secs: f64 = s.trim().strip_suffix('s')?.trim().parse().ok()?;
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// Classifies a Google error body: the kind (when the body says more than the HTTP status),
@@ -165,5 +167,51 @@ mod tests {
             Some(Duration::from_millis(1500))
         );
         assert_eq!(parse_proto_duration("soon"), None);
+    }
+
+    #[test]
+    fn extreme_retry_delays_never_panic() {
+        let mut values: Vec<String> = [
+            "1e20",
+            "1e19",
+            "1e308",
+            "1e309",
+            "-1e308",
+            "NaN",
+            "nan",
+            "inf",
+            "-inf",
+            "-1",
+            "-0",
+            "0",
+            "1e-400",
+            "0.5",
+            "18446744073709551615",
+            "18446744073709551616",
+            "",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        values.push("9".repeat(400));
+        values.push(format!("-{}", "9".repeat(400)));
+        for v in &values {
+            for text in [format!("{v}s"), v.clone(), format!(" {v} s ")] {
+                if let Some(d) = parse_proto_duration(&text) {
+                    assert!(d <= Duration::MAX, "{text:?}");
+                }
+                let body = json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                    "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": text}]}});
+                let _ = classify(429, &body);
+            }
+        }
+        assert_eq!(parse_proto_duration("1e20s"), None, "past Duration::MAX");
+        assert_eq!(parse_proto_duration("-1s"), None);
+        assert_eq!(parse_proto_duration("NaNs"), None);
+        assert_eq!(parse_proto_duration("infs"), None);
+        assert_eq!(
+            parse_proto_duration("1e19s"),
+            Some(Duration::from_secs(10_000_000_000_000_000_000))
+        );
     }
 }

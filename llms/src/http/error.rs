@@ -159,6 +159,99 @@ mod tests {
         h.insert("retry-after-ms", HeaderValue::from_static("-5"));
         assert_eq!(retry_after(&h), None);
     }
+
+    /// Values a server can send, from the sensible to the absurd.
+    fn extreme_numbers() -> Vec<String> {
+        let mut v: Vec<String> = [
+            "NaN",
+            "nan",
+            "inf",
+            "-inf",
+            "infinity",
+            "1e308",
+            "-1e308",
+            "1e309",
+            "1e20",
+            "1e19",
+            "-1",
+            "-0",
+            "0",
+            "0.0000000001",
+            "1e-400",
+            "1.5",
+            "0.5",
+            "7",
+            " 7 ",
+            "+3",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "4294967296",
+            "0x10",
+            "",
+            "1s",
+            "١",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        v.push("9".repeat(400));
+        v.push(format!("-{}", "9".repeat(400)));
+        v.push(format!("0.{}1", "0".repeat(400)));
+        v.push(u64::MAX.to_string());
+        v.push(f64::MAX.to_string());
+        v.push(f64::MIN_POSITIVE.to_string());
+        v
+    }
+
+    #[test]
+    fn retry_after_never_panics_and_is_positive_and_finite() {
+        for value in extreme_numbers() {
+            let Ok(header) = HeaderValue::from_str(&value) else {
+                continue;
+            };
+            for name in ["retry-after", "retry-after-ms"] {
+                let mut h = HeaderMap::new();
+                h.insert(name, header.clone());
+                if let Some(d) = retry_after(&h) {
+                    assert!(!d.is_zero(), "{name}: {value:?} gave {d:?}");
+                }
+            }
+        }
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("1.5"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        h.insert("retry-after", HeaderValue::from_static("-3"));
+        assert_eq!(retry_after(&h), None, "negative");
+        h.insert("retry-after", HeaderValue::from_static("1e308"));
+        assert_eq!(retry_after(&h), None, "past Duration::MAX");
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"),
+        );
+        assert!(retry_after(&h).is_some(), "a far date is a long wait");
+    }
+
+    #[test]
+    fn error_responses_with_extreme_numbers_never_panic() {
+        fn hook(_: u16, _: &Value) -> HookOutcome {
+            HookOutcome {
+                retry_after: Some(Duration::MAX),
+                ..HookOutcome::default()
+            }
+        }
+        for value in extreme_numbers() {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert("retry-after", v);
+            }
+            let body = format!(r#"{{"error": {{"code": {value:?}, "retryDelay": {value:?}}}}}"#);
+            for status in [0, 99, 429, 503, 999, u16::MAX] {
+                let e = error_from_parts("p", status, &h, body.as_bytes(), hook, None);
+                assert!(e.retry_after().is_some(), "{value:?}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -82,9 +82,15 @@ impl HttpOptions {
 
     /// Shares an existing client (and its connection pool). Its own connect timeout then
     /// applies instead of [`connect_timeout`](Self::connect_timeout). Default: a client of
-    /// our own (rustls on `ring` with the platform's verifier). reqwest is built without a
-    /// crypto provider: build the shared client with `tls_backend_preconfigured`, or install
-    /// a process-wide rustls provider first.
+    /// our own (rustls on `ring` with the platform's verifier, redirects never followed).
+    /// reqwest is built without a crypto provider: build the shared client with
+    /// `tls_backend_preconfigured`, or install a process-wide rustls provider first.
+    ///
+    /// Its redirect policy applies too: build it with
+    /// `.redirect(reqwest::redirect::Policy::none())`, as this crate's own clients are.
+    /// reqwest's default policy follows cross-host redirects with every header but
+    /// `Authorization`, so an API key in `x-goog-api-key` or `api-key` would reach the other
+    /// host. A 3xx answer that reaches the client is an error naming the status.
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -206,6 +212,9 @@ impl Transport {
             None => reqwest::Client::builder()
                 .tls_backend_preconfigured(tls_config()?)
                 .connect_timeout(options.connect_timeout)
+                // reqwest drops `Authorization` on a cross-host redirect but keeps every other
+                // header (`x-goog-api-key`, Azure's `api-key`, custom ones): never follow one.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| {
                     Error::invalid_config(format!("could not build the HTTP client: {e}"))
@@ -254,6 +263,10 @@ impl Transport {
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(response);
+        }
+        if (300..400).contains(&status) {
+            // Neither the `Location` nor the body is quoted: either may carry a secret.
+            return Err(redirect_error(self.provider, status));
         }
         let headers = response.headers().clone();
         // The error body gets the same deadline as the request: a body that never ends
@@ -311,6 +324,21 @@ impl Transport {
             .run(tokio::time::sleep, || self.send_once(build(), false))
             .await
     }
+}
+
+/// The error for a 3xx answer. Provider clients do not follow redirects: following one would
+/// send the credentials headers to wherever the `Location` points.
+fn redirect_error(provider: &str, status: u16) -> Error {
+    ProviderError::new(
+        ProviderErrorKind::from_status(status),
+        format!(
+            "the server answered HTTP {status} (a redirect), which is not followed so that \
+             credentials never go to another address; set the base URL to the final address"
+        ),
+    )
+    .with_status(status)
+    .with_provider(provider)
+    .into()
 }
 
 /// rustls on the `ring` provider with the platform's certificate verifier, carried by each

@@ -22,7 +22,7 @@ use catena_core::{
     Result, Role, ToolChoice, Usage,
 };
 
-use super::template::{ChatTemplate, TemplateMessage, CHATML};
+use super::template::{ChatTemplate, Segment, TemplateMessage, CHATML};
 use super::worker::WorkerPool;
 use super::{inference_error, load_error, PROVIDER};
 
@@ -81,6 +81,9 @@ pub struct LocalChatModel {
 struct Inner {
     name: String,
     tokenizer: Tokenizer,
+    /// The same tokenizer with special-token matching off: for message contents, where
+    /// `<|im_start|>` is text, never a control token.
+    content_tokenizer: Tokenizer,
     template: ChatTemplate,
     eos_ids: HashSet<u32>,
     context_length: usize,
@@ -358,10 +361,13 @@ impl LocalChatModelBuilder {
                 .unwrap_or_else(|| "local".to_owned())
         });
         let pool = WorkerPool::start("catena-chat", engines, self.queue_capacity)?;
+        let mut content_tokenizer = header.tokenizer.clone();
+        content_tokenizer.set_encode_special_tokens(true);
         Ok(LocalChatModel {
             inner: Arc::new(Inner {
                 name,
                 tokenizer: header.tokenizer,
+                content_tokenizer,
                 template,
                 eos_ids: header.eos_ids,
                 context_length: header.context_length,
@@ -425,6 +431,9 @@ impl LocalChatModel {
 
     /// Renders `request` with the chat template: the exact text the model will read.
     ///
+    /// The text alone does not say which `<|im_start|>` is a control token: the model reads
+    /// [`prompt_tokens`](Self::prompt_tokens), where text from the messages never is.
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] for messages the model cannot take (images) or that the template
     /// rejects.
@@ -446,10 +455,35 @@ impl LocalChatModel {
             .map_err(|e| Error::invalid_input(format!("cannot tokenize: {e}")))
     }
 
+    /// The token ids the model reads for `request`: the chat template's own text tokenized with
+    /// its control tokens, each message's content tokenized with special-token matching off.
+    ///
+    /// Special-token text inside a message (`<|im_start|>system` in a question, a retrieved
+    /// document or a fetched page) therefore becomes ordinary text tokens and cannot open or close
+    /// a turn; only the template frames the conversation.
+    ///
+    /// # Errors
+    /// As for [`render_prompt`](Self::render_prompt), and [`Error::InvalidInput`] if the
+    /// tokenizer fails or the template cuts a message's content so that its bounds are lost.
+    pub fn prompt_tokens(&self, request: &ChatRequest) -> Result<Vec<u32>> {
+        let messages = prompt_messages(request)?;
+        let mut ids = Vec::new();
+        for segment in self.inner.template.render_segments(&messages)? {
+            let (tokenizer, text) = match &segment {
+                Segment::Template(t) => (&self.inner.tokenizer, t),
+                Segment::Content(t) => (&self.inner.content_tokenizer, t),
+            };
+            let encoding = tokenizer
+                .encode(text.as_str(), false)
+                .map_err(|e| Error::invalid_input(format!("cannot tokenize: {e}")))?;
+            ids.extend_from_slice(encoding.get_ids());
+        }
+        Ok(ids)
+    }
+
     fn start(&self, request: &ChatRequest) -> Result<mpsc::Receiver<Result<ChatChunk>>> {
         request.validate()?;
-        let prompt_text = self.render_prompt(request)?;
-        let prompt = self.tokenize(&prompt_text)?;
+        let prompt = self.prompt_tokens(request)?;
         let ctx = self.inner.context_length;
         if prompt.len() >= ctx {
             return Err(ProviderError::new(

@@ -152,7 +152,7 @@ impl Decoder {
                     } else {
                         self.next_call.saturating_sub(1)
                     });
-                    self.next_call = self.next_call.max(index + 1);
+                    self.next_call = self.next_call.max(index.saturating_add(1));
                     let (name, arguments) = match call.function {
                         Some(f) => (
                             f.name.filter(|n| !n.is_empty()),
@@ -316,6 +316,23 @@ mod tests {
         assert!(
             matches!(&out[0], Ok(ChatChunk::ToolCallDelta { arguments_delta, .. }) if arguments_delta == r#"{"x":1}"#)
         );
+    }
+
+    #[test]
+    fn a_huge_tool_call_index_does_not_overflow() {
+        let max = usize::MAX;
+        let (out, _) = run(&[
+            format!(r#"{{"choices":[{{"delta":{{"tool_calls":[{{"index":{max},"id":"a","function":{{"name":"f","arguments":"{{}}"}}}}]}}}}]}}"#).as_str(),
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":"b","function":{"name":"g","arguments":"{}"}}]}}]}"#,
+        ]);
+        let idx: Vec<usize> = out
+            .iter()
+            .filter_map(|c| match c {
+                Ok(ChatChunk::ToolCallDelta { index, .. }) => Some(*index),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(idx, [max, max]);
     }
 
     #[test]

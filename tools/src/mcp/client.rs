@@ -59,7 +59,8 @@ enum Target {
         program: OsString,
         args: Vec<OsString>,
         env: Vec<(OsString, OsString)>,
-        env_clear: bool,
+        inherit: EnvInherit,
+        inherit_names: Vec<OsString>,
         current_dir: Option<PathBuf>,
     },
     Http {
@@ -67,6 +68,23 @@ enum Target {
         bearer: Option<Secret>,
         headers: Vec<(String, Secret)>,
     },
+}
+
+/// Whether `name` can name an environment variable (`std::env::var_os` may panic otherwise).
+fn is_env_name(name: &std::ffi::OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    !bytes.is_empty() && !bytes.contains(&b'=') && !bytes.contains(&0)
+}
+
+/// What a stdio server's process inherits from this process's environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvInherit {
+    /// [`McpClientBuilder::DEFAULT_INHERITED_ENV`] plus the names given to `inherit_env`.
+    AllowList,
+    /// Only the names given to `inherit_env`.
+    Nothing,
+    /// Everything (`inherit_all_env`).
+    All,
 }
 
 /// Shows no secret: environment values are left out, and so is the URL's query.
@@ -77,14 +95,16 @@ impl fmt::Debug for Target {
                 program,
                 args,
                 env,
-                env_clear,
+                inherit,
+                inherit_names,
                 current_dir,
             } => f
                 .debug_struct("Stdio")
                 .field("program", program)
                 .field("args", args)
                 .field("env", &env.iter().map(|(k, _)| k).collect::<Vec<_>>())
-                .field("env_clear", env_clear)
+                .field("inherit", inherit)
+                .field("inherit_names", inherit_names)
                 .field("current_dir", current_dir)
                 .finish(),
             Target::Http {
@@ -177,14 +197,19 @@ impl McpClient {
     /// stdout, such as `npx -y @modelcontextprotocol/server-everything`. Add arguments
     /// with [`McpClientBuilder::arg`].
     ///
-    /// The child inherits this process's environment (see [`McpClientBuilder::env_clear`])
-    /// and its stderr, so the server's logs show up with ours.
+    /// The child starts with a cleared environment: only the variables named in
+    /// [`McpClientBuilder::DEFAULT_INHERITED_ENV`] (`PATH`, `HOME`, `LANG`, …) are passed on
+    /// from this process, plus those named with [`McpClientBuilder::inherit_env`] and set
+    /// with [`McpClientBuilder::env`], so API keys in this process's environment do not
+    /// reach a third-party server. It inherits this process's stderr, so the server's logs
+    /// show up with ours.
     pub fn stdio(program: impl Into<OsString>) -> McpClientBuilder {
         McpClientBuilder::new(Target::Stdio {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
-            env_clear: false,
+            inherit: EnvInherit::AllowList,
+            inherit_names: Vec::new(),
             current_dir: None,
         })
     }
@@ -429,6 +454,51 @@ pub struct McpClientBuilder {
 }
 
 impl McpClientBuilder {
+    /// The variables a stdio server process inherits from this process by default: what
+    /// programs need to run (search path, home, user, locale, temporary directory,
+    /// terminal), and no credentials. The same list as the MCP TypeScript SDK's
+    /// `getDefaultEnvironment`, plus the locale and temporary-directory variables.
+    #[cfg(not(windows))]
+    pub const DEFAULT_INHERITED_ENV: &'static [&'static str] = &[
+        "HOME",
+        "LOGNAME",
+        "PATH",
+        "SHELL",
+        "TERM",
+        "USER",
+        "LANG",
+        "LANGUAGE",
+        "LC_ALL",
+        "LC_CTYPE",
+        "LC_MESSAGES",
+        "TMPDIR",
+        "TZ",
+    ];
+    /// The variables a stdio server process inherits from this process by default: what
+    /// programs need to run (search path, system and profile directories, temporary
+    /// directory), and no credentials. The same list as the MCP TypeScript SDK's
+    /// `getDefaultEnvironment`, plus the temporary-directory and executable-extension
+    /// variables.
+    #[cfg(windows)]
+    pub const DEFAULT_INHERITED_ENV: &'static [&'static str] = &[
+        "APPDATA",
+        "HOMEDRIVE",
+        "HOMEPATH",
+        "LOCALAPPDATA",
+        "PATH",
+        "PATHEXT",
+        "PROCESSOR_ARCHITECTURE",
+        "SYSTEMDRIVE",
+        "SYSTEMROOT",
+        "TEMP",
+        "TMP",
+        "USERNAME",
+        "USERPROFILE",
+        "PROGRAMFILES",
+        "COMSPEC",
+        "WINDIR",
+    ];
+
     fn new(target: Target) -> Self {
         McpClientBuilder {
             target,
@@ -472,8 +542,8 @@ impl McpClientBuilder {
 
     /// Sets an environment variable for the server process (stdio only); the place for
     /// the server's secrets, since values are left out of `Debug` output (arguments are
-    /// shown). Default: the child inherits this process's environment and nothing is
-    /// added.
+    /// shown). Default: nothing is added to what is inherited (see
+    /// [`McpClientBuilder::inherit_env`]).
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         match &mut self.target {
             Target::Stdio { env, .. } => env.push((key.into(), value.into())),
@@ -482,13 +552,44 @@ impl McpClientBuilder {
         self
     }
 
+    /// Passes this process's value of `key` (when set) to the server process, on top of
+    /// [`DEFAULT_INHERITED_ENV`](Self::DEFAULT_INHERITED_ENV) (stdio only): for what a
+    /// server needs from the environment, such as `NODE_OPTIONS` or a proxy setting.
+    /// Default: only the default list is passed on.
+    pub fn inherit_env(mut self, key: impl Into<OsString>) -> Self {
+        let key = key.into();
+        if !is_env_name(&key) && self.error.is_none() {
+            self.error = Some(format!(
+                "`inherit_env`: {key:?} is not an environment variable name"
+            ));
+        }
+        match &mut self.target {
+            Target::Stdio { inherit_names, .. } => inherit_names.push(key),
+            Target::Http { .. } => self.defer("inherit_env", "stdio"),
+        }
+        self
+    }
+
     /// Starts the server process with an empty environment plus what
-    /// [`McpClientBuilder::env`] sets, so this process's secrets do not reach a
-    /// third-party server (stdio only). Default: the environment is inherited.
+    /// [`McpClientBuilder::env`] sets and [`McpClientBuilder::inherit_env`] names: not even
+    /// [`DEFAULT_INHERITED_ENV`](Self::DEFAULT_INHERITED_ENV) is passed on (stdio only).
+    /// Default: the default list is passed on.
     pub fn env_clear(mut self) -> Self {
         match &mut self.target {
-            Target::Stdio { env_clear, .. } => *env_clear = true,
+            Target::Stdio { inherit, .. } => *inherit = EnvInherit::Nothing,
             Target::Http { .. } => self.defer("env_clear", "stdio"),
+        }
+        self
+    }
+
+    /// Lets the server process inherit this process's **whole** environment, secrets
+    /// included (stdio only). Only for a server you trust with every credential this
+    /// process holds; prefer [`McpClientBuilder::inherit_env`]. Default: only
+    /// [`DEFAULT_INHERITED_ENV`](Self::DEFAULT_INHERITED_ENV) is inherited.
+    pub fn inherit_all_env(mut self) -> Self {
+        match &mut self.target {
+            Target::Stdio { inherit, .. } => *inherit = EnvInherit::All,
+            Target::Http { .. } => self.defer("inherit_all_env", "stdio"),
         }
         self
     }
@@ -599,7 +700,8 @@ impl McpClientBuilder {
                 program,
                 args,
                 env,
-                env_clear,
+                inherit,
+                inherit_names,
                 current_dir,
             } => {
                 if program.is_empty() {
@@ -610,8 +712,19 @@ impl McpClientBuilder {
                 let label = program.to_string_lossy().into_owned();
                 let mut command = tokio::process::Command::new(&program);
                 command.args(args);
-                if env_clear {
+                if inherit != EnvInherit::All {
                     command.env_clear();
+                    let defaults = match inherit {
+                        EnvInherit::AllowList => Self::DEFAULT_INHERITED_ENV,
+                        _ => &[],
+                    };
+                    let names = defaults.iter().map(OsString::from).chain(inherit_names);
+                    for name in names.filter(|n| is_env_name(n)) {
+                        // Values that are not valid Unicode are passed on as they are.
+                        if let Some(value) = std::env::var_os(&name) {
+                            command.env(name, value);
+                        }
+                    }
                 }
                 command.envs(env);
                 if let Some(dir) = current_dir {
