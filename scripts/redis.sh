@@ -11,19 +11,39 @@
 # no AOF), daemonized. Every command is idempotent and never reads stdin, so it works unattended
 # (CI=true). Installing uses apt-get (with sudo when not root and sudo exists).
 #
-# State lives in $CATENA_REDIS_DIR (default ${TMPDIR:-/tmp}/catena-redis): `state` (the port),
-# `redis.pid` and `redis.log`. Progress goes to stderr; only the export line goes to stdout.
+# State lives in $CATENA_REDIS_DIR (default ${TMPDIR:-/tmp}/catena-redis-$UID), a directory only
+# the caller owns (mode 0700; one that exists and belongs to another user is refused): `state`
+# (the port and the password, read back as data, never sourced), `redis.conf` (0600: it holds
+# the password), `redis.pid` and `redis.log`. The server requires a random password made at
+# each start. Progress goes to stderr; only the export line goes to stdout.
 set -euo pipefail
 
 TMP_ROOT="${TMPDIR:-/tmp}"
 TMP_ROOT="${TMP_ROOT%/}"
-STATE_DIR="${CATENA_REDIS_DIR:-$TMP_ROOT/catena-redis}"
+STATE_DIR="${CATENA_REDIS_DIR:-$TMP_ROOT/catena-redis-$(id -u)}"
+STATE_DIR="${STATE_DIR%/}"
 STATE_FILE="$STATE_DIR/state"
 PID_FILE="$STATE_DIR/redis.pid"
 LOG_FILE="$STATE_DIR/redis.log"
 
 log() { printf 'redis.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+PASSWORD=""
+
+# Makes `$1` a directory only the caller owns, mode 0700; an existing one is used only when it
+# is a real directory the caller owns.
+private_dir() {
+    local dir="$1"
+    if [ -e "$dir" ] || [ -L "$dir" ]; then
+        { [ -d "$dir" ] && [ ! -L "$dir" ]; } || die "$dir exists and is not a directory; refusing to use it"
+        [ "$(stat -c %u "$dir")" = "$(id -u)" ] || die "$dir belongs to another user; refusing to use it"
+        chmod 700 "$dir"
+    else
+        mkdir -p "$(dirname "$dir")"
+        (umask 077 && mkdir "$dir")
+    fi
+}
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
@@ -52,25 +72,36 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Reads the state file as data: known keys only, each value checked; nothing is executed.
 load_state() {
     [ -f "$STATE_FILE" ] || return 1
-    # shellcheck disable=SC1090
-    . "$STATE_FILE"
-    [ -n "${PORT:-}" ]
+    PORT="" PASSWORD=""
+    local key value
+    while IFS='=' read -r key value || [ -n "$key" ]; do
+        case "$key" in
+            PORT) [[ "$value" =~ ^[0-9]{1,5}$ ]] && PORT="$value" ;;
+            PASSWORD) [[ "$value" =~ ^[0-9a-f]{32}$ ]] && PASSWORD="$value" ;;
+        esac
+    done <"$STATE_FILE"
+    [ -n "$PORT" ] && [ -n "$PASSWORD" ]
+}
+
+cli() {
+    REDISCLI_AUTH="$PASSWORD" redis-cli -h 127.0.0.1 -p "$PORT" "$@" </dev/null
 }
 
 ping() {
-    [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null </dev/null)" = "PONG" ]
+    [ "$(cli ping 2>/dev/null)" = "PONG" ]
 }
 
 is_running() {
     load_state || return 1
     command -v redis-cli >/dev/null 2>&1 || return 1
-    ping "$PORT"
+    ping
 }
 
 print_env() {
-    printf 'export REDIS_URL=redis://127.0.0.1:%s/\n' "$PORT"
+    printf 'export REDIS_URL=redis://:%s@127.0.0.1:%s/\n' "$PASSWORD" "$PORT"
 }
 
 kill_from_pidfile() {
@@ -95,25 +126,28 @@ cmd_start() {
         print_env
         return
     fi
-    # A server that died or a half-finished start: clear it.
+    # A server that died or a half-finished start: clear it (only our own directory).
+    private_dir "$STATE_DIR"
     if load_state && command -v redis-cli >/dev/null 2>&1; then
-        redis-cli -h 127.0.0.1 -p "$PORT" shutdown nosave >/dev/null 2>&1 </dev/null || true
+        cli shutdown nosave >/dev/null 2>&1 || true
     fi
     kill_from_pidfile
-    rm -rf "$STATE_DIR"
+    rm -rf "${STATE_DIR:?}"/*
     ensure_installed
-    mkdir -p "$STATE_DIR"
+    PASSWORD="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+    # The password goes in a 0600 config file, never on a command line (`ps` shows those).
+    (umask 077 && printf 'requirepass %s\n' "$PASSWORD" >"$STATE_DIR/redis.conf")
 
     local attempt started=0 i
     for attempt in 1 2 3 4 5; do
         PORT="$(free_port)"
         log "starting redis-server on 127.0.0.1:$PORT (attempt $attempt)"
         rm -f "$PID_FILE"
-        redis-server --bind 127.0.0.1 --port "$PORT" --protected-mode yes \
+        redis-server "$STATE_DIR/redis.conf" --bind 127.0.0.1 --port "$PORT" --protected-mode yes \
             --save '' --appendonly no --daemonize yes \
             --dir "$STATE_DIR" --pidfile "$PID_FILE" --logfile "$LOG_FILE" </dev/null >&2 || continue
         for i in $(seq 1 100); do
-            if ping "$PORT"; then
+            if ping; then
                 started=1
                 break
             fi
@@ -126,7 +160,7 @@ cmd_start() {
         [ -f "$LOG_FILE" ] && tail -n 30 "$LOG_FILE" >&2
         die "redis-server did not start"
     fi
-    printf 'PORT=%q\n' "$PORT" >"$STATE_FILE"
+    (umask 077 && printf 'PORT=%s\nPASSWORD=%s\n' "$PORT" "$PASSWORD" >"$STATE_FILE")
     log "ready: $(redis-server --version | head -n 1)"
     print_env
 }
@@ -134,7 +168,7 @@ cmd_start() {
 cmd_stop() {
     if load_state; then
         if command -v redis-cli >/dev/null 2>&1; then
-            redis-cli -h 127.0.0.1 -p "$PORT" shutdown nosave >/dev/null 2>&1 </dev/null || true
+            cli shutdown nosave >/dev/null 2>&1 || true
         fi
         kill_from_pidfile
         log "stopped the server on 127.0.0.1:$PORT"
@@ -142,13 +176,21 @@ cmd_stop() {
         kill_from_pidfile
         log "no server state in $STATE_DIR; nothing to stop"
     fi
-    rm -rf "$STATE_DIR"
+    if [ -d "$STATE_DIR" ] && [ ! -L "$STATE_DIR" ] && [ "$(stat -c %u "$STATE_DIR")" = "$(id -u)" ]; then
+        rm -rf "$STATE_DIR"
+    fi
 }
 
 cmd_env() {
     is_running || die "no Redis running; start one with: eval \"\$(scripts/redis.sh start)\""
     print_env
 }
+
+# Nothing is read from (or run out of) a state directory that is not the caller's own.
+if [ -e "$STATE_DIR" ] || [ -L "$STATE_DIR" ]; then
+    { [ -d "$STATE_DIR" ] && [ ! -L "$STATE_DIR" ] && [ "$(stat -c %u "$STATE_DIR")" = "$(id -u)" ]; } \
+        || die "$STATE_DIR belongs to another user (or is not a directory); refusing to use it"
+fi
 
 case "${1:-}" in
     start) cmd_start ;;

@@ -31,6 +31,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all --check
 
+step "attack the server scripts (scripts/check-scripts.sh: planted state directories, sourced state, published passwords)"
+bash scripts/check-scripts.sh
+
 step "validate the deployment files (scripts/deploy-check.sh: hadolint, kubernetes-validate, the compose schema; tools from PyPI, cached)"
 bash scripts/deploy-check.sh
 
