@@ -13,7 +13,8 @@
 //!
 //! Configuration: `--config FILE` or `CATENA_GATEWAY_CONFIG` (TOML), then the environment
 //! (see `example_gateway::config` and `example_gateway::Backends`). With no API key hash
-//! configured, `serve` makes a random key for the run and prints it.
+//! configured, `serve` makes a random key for the run: shown on the terminal, or, when stderr
+//! is not one (a log), written to `<data_dir>/one-time-api-key` (mode 0600) instead.
 
 use example_gateway::auth::{generate_key, hash_key};
 use example_gateway::{config::Config, demo::Demo, shutdown_signal};
@@ -98,7 +99,7 @@ async fn serve(args: &[String]) -> Result<(), GatewayError> {
     let mut config = Config::from_args(args)?;
     if config.auth.api_key_sha256.is_empty() && config.auth.keys.is_empty() {
         let key = generate_key()?;
-        eprintln!("no API key configured (auth.api_key_sha256 / CATENA_API_KEY_SHA256): this run accepts\n\n    Authorization: Bearer {key}\n");
+        hand_over_one_time_key(&config, &key)?;
         config.auth.api_key_sha256.push(hash_key(&key));
     }
     let backends = Backends::from_config(&config).await?;
@@ -107,6 +108,49 @@ async fn serve(args: &[String]) -> Result<(), GatewayError> {
     let gateway = Gateway::new(config, backends)?;
     tracing::info!(%addr, backends = gateway.description(), "gateway listening on http://{addr}");
     gateway.serve(listener, shutdown_signal()).await
+}
+
+/// Gives the operator the key a run without configured keys accepts: on the terminal when
+/// stderr is one, otherwise in `<data_dir>/one-time-api-key` (mode 0600, replaced at each
+/// run) — never in a log, which is where a redirected stderr goes.
+fn hand_over_one_time_key(config: &Config, key: &str) -> Result<(), GatewayError> {
+    use std::io::{IsTerminal, Write};
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "no API key configured (auth.api_key_sha256 / CATENA_API_KEY_SHA256): this run accepts\n\n    Authorization: Bearer {key}\n"
+        );
+        return Ok(());
+    }
+    let path = config.data_dir.join("one-time-api-key");
+    let failed = |e: std::io::Error| {
+        GatewayError::Config(format!(
+            "cannot write the one-time key to {}: {e}",
+            path.display()
+        ))
+    };
+    let mut dir = std::fs::DirBuilder::new();
+    dir.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+    dir.create(&config.data_dir).map_err(failed)?;
+    // A new file each run (an old one, or a link planted in its place, is removed first).
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed(e)),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(failed)?;
+    writeln!(file, "{key}").map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    tracing::warn!(
+        path = %path.display(),
+        "no API key configured (auth.api_key_sha256 / CATENA_API_KEY_SHA256): this run accepts the key in this file (mode 0600)"
+    );
+    Ok(())
 }
 
 /// `gateway demo`: a gateway on a loopback port for this run, and the demo client against it.

@@ -1,5 +1,6 @@
 //! `gateway hash-key` with the real binary: the key comes from stdin, and a key on the
 //! command line (visible in `ps` and the shell history) is refused without being repeated.
+//! And the one-time key of `gateway serve` without configured keys never reaches a log.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
@@ -64,4 +65,91 @@ fn empty_multi_line_and_oversized_input_are_errors() {
             text(&out.stderr)
         );
     }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_one_time_key_goes_to_a_private_file_never_to_the_log() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // stderr is a pipe here, as it is under a process manager that keeps the logs.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("serve")
+        .env("CATENA_DATA_DIR", &data)
+        .env("CATENA_GATEWAY_ADDR", "127.0.0.1:0")
+        .env("CANDLE_NUM_THREADS", "1")
+        .env("RUST_LOG", "info")
+        .env_remove("CATENA_API_KEY_SHA256")
+        .env_remove("CATENA_GATEWAY_CONFIG")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("GOOGLE_API_KEY")
+        .env_remove("OLLAMA_HOST")
+        .env_remove("QDRANT_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("CATENA_REDIS_URL")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = Vec::new();
+    let mut base = None;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(at) = line.find("listening on http://") {
+            let url = &line[at + "listening on ".len()..];
+            base = Some(url[..url.find(char::is_whitespace).unwrap_or(url.len())].to_owned());
+            log.push(line);
+            break;
+        }
+        log.push(line);
+    }
+    let base = base.unwrap_or_else(|| panic!("the gateway did not start:\n{}", log.join("\n")));
+    let file = data.join("one-time-api-key");
+    let key = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(key.len() >= 32, "a real key: {key:?}");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let log = log.join("\n");
+    assert!(!log.contains(&key), "the key reached the log:\n{log}");
+    assert!(
+        log.contains("one-time-api-key"),
+        "the log says where it is:\n{log}"
+    );
+    // The key in the file is the one the gateway accepts.
+    let status = |key: &str| {
+        use std::io::Read;
+        let addr = base.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let body = r#"{"question":""}"#;
+        write!(
+            stream,
+            "POST /v1/query HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        status(&key),
+        "422",
+        "an authenticated request, refused for its empty question"
+    );
+    assert_eq!(status("not-the-key"), "401");
+    let _ = child.kill();
+    let _ = child.wait();
 }
