@@ -28,7 +28,7 @@ use std::sync::Arc;
 use catena_core::splitter::LengthFunction;
 use catena_core::{ChatModel, Embedder, RecordManager, VectorStore};
 use catena_vectorstores::pgvector::PgVectorStore;
-use catena_vectorstores::qdrant::QdrantStore;
+use catena_vectorstores::qdrant::{PayloadIndexKind, QdrantStore};
 use catena_vectorstores::{InMemoryVectorStore, PostgresRecordManager};
 
 use crate::config::Config;
@@ -100,7 +100,9 @@ impl Backends {
                 let mut builder = QdrantStore::builder()
                     .url(std::env::var("QDRANT_URL").unwrap_or_default())
                     .collection("catena")
-                    .dimensions(embedder.dimensions());
+                    .dimensions(embedder.dimensions())
+                    // Every retrieval filters by tenant: index it.
+                    .payload_index(crate::auth::TENANT_METADATA_KEY, PayloadIndexKind::Keyword);
                 if set("QDRANT_API_KEY") {
                     builder = builder.api_key(std::env::var("QDRANT_API_KEY").unwrap_or_default());
                 }
