@@ -8,6 +8,8 @@ Environment:
 - CATENA_AGENT_TOKEN -- a shared bearer token every RunTask call must carry (`authorization:
   Bearer ...`, what the gateway sends from the same variable). Without it the service refuses to
   listen on anything but a loopback address.
+- CATENA_PY_AGENT_WORKERS -- tasks at once at most (default 16; also --workers); a call beyond
+  it is refused with RESOURCE_EXHAUSTED.
 - LOG_LEVEL -- logging level (default INFO). Logs go to stderr.
 - OTEL_EXPORTER_OTLP_ENDPOINT -- export spans over OTLP/gRPC (OTEL_SERVICE_NAME, default
   catena-python-agent). Each task joins the caller's trace (traceparent in the metadata).
@@ -56,7 +58,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="The Catena agent service, in Python.")
     parser.add_argument("--addr", default=os.environ.get("CATENA_PY_AGENT_ADDR", "127.0.0.1:50052"))
     parser.add_argument("--k", type=int, default=int(os.environ.get("CATENA_PY_AGENT_K", "4")))
-    parser.add_argument("--workers", type=int, default=16, help="concurrent tasks at most")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("CATENA_PY_AGENT_WORKERS", "16")),
+        help="concurrent tasks at most (beyond: RESOURCE_EXHAUSTED)",
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),

@@ -63,7 +63,11 @@ fn script() -> serde_json::Value {
             {"tool_calls": [{"name": SEARCH_DOCUMENTS, "args": {"query": "rust"}}]},
             {"text": "I may only calculate."}
         ]},
-        {"match": "slow", "steps": [{"text": "too late", "delay_s": 60}]}
+        {"match": "slow", "steps": [{"text": "too late", "delay_s": 60}]},
+        {"match": "overflow", "steps": [
+            {"tool_calls": [{"name": CALCULATOR, "args": {"expression": "exp(1000)"}}]},
+            {"text": "That number is too large."}
+        ]}
     ]})
 }
 
@@ -603,4 +607,44 @@ async fn the_python_service_refuses_a_public_address_without_a_token() {
     assert_eq!(out.status.code(), Some(2));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("refusing to serve on 0.0.0.0:0"), "{log}");
+}
+
+#[tokio::test]
+async fn the_python_service_bounds_concurrent_tasks_and_reports_calculator_overflow() {
+    let py = PyServer::start_with("127.0.0.1:0", &[("CATENA_PY_AGENT_WORKERS", "1")]).await;
+    let client = client(&py.url).await;
+    // A calculator overflow is a tool error the model sees; the task goes on to its answer.
+    let events = collect(&client, TaskRequest::new("overflow: exp(1000)")).await;
+    assert!(
+        events.iter().any(|e| matches!(e, Ok(TaskEvent::ToolResult { is_error: true, content, .. }) if content.contains("range"))),
+        "{events:?}"
+    );
+    assert!(
+        matches!(events.last(), Some(Ok(TaskEvent::FinalAnswer { .. }))),
+        "{events:?}"
+    );
+
+    // One task at a time: while a slow one runs, another is refused at once.
+    let slow_client = client.clone();
+    let slow = tokio::spawn(async move {
+        collect(
+            &slow_client,
+            TaskRequest::new("slow")
+                .with_request_id("slow-1")
+                .with_timeout(Duration::from_secs(4)),
+        )
+        .await
+    });
+    let started = std::time::Instant::now();
+    while !py.log_contains("task limits request_id=slow-1") {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events = collect(&client, TaskRequest::new("What is 6*(3+4)?")).await;
+    assert!(
+        matches!(&events[..], [Err(e)] if e.code() == tonic::Code::ResourceExhausted),
+        "{events:?}"
+    );
+    slow.abort();
 }
