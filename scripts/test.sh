@@ -66,6 +66,9 @@ cargo build "${CARGO_FLAGS[@]}" --examples --bins
 step "the newcomer test: the first guide's program, copied from docs/ into a fresh crate, run (scripts/newcomer.sh)"
 env -u OPENAI_API_KEY -u GEMINI_API_KEY -u GOOGLE_API_KEY -u OLLAMA_HOST bash scripts/newcomer.sh
 
+step "fuzz smoke run: every cargo-fuzz target for a few seconds (scripts/fuzz.sh; cargo-fuzz from crates.io, cached)"
+bash scripts/fuzz.sh smoke
+
 step "build the guides as a book (scripts/docs.sh; mdBook from crates.io, cached)"
 bash scripts/docs.sh
 

@@ -46,6 +46,10 @@ pub mod ollama;
 #[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
 pub mod openai;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(feature = "local")]
 #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub use env::local_models;

@@ -64,6 +64,10 @@ mod tls;
 #[cfg(feature = "web")]
 mod web;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use calculator::{evaluate, evaluate_with, CalcError, CalcLimits, Calculator, CalculatorArgs};
 pub use function::{tool_fn, FnTool};
 #[cfg(feature = "mcp")]

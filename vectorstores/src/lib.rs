@@ -50,6 +50,10 @@ mod redis;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 mod stored_messages;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisChatHistory, RedisChatHistoryBuilder, REDIS_URL_ENV};

@@ -3,6 +3,9 @@
 
 mod parser;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use parser::{arguments, before_observation, parse};
+
 use std::fmt;
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -488,7 +488,7 @@ pub(crate) fn blocked_prompt(provider: &str, reply: &GenerateReply) -> Option<Er
     ))
 }
 
-fn to_response(provider: &str, reply: GenerateReply) -> Result<ChatResponse> {
+pub(crate) fn to_response(provider: &str, reply: GenerateReply) -> Result<ChatResponse> {
     if let Some(e) = blocked_prompt(provider, &reply) {
         return Err(e);
     }

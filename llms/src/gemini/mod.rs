@@ -60,6 +60,14 @@ mod error;
 mod stream;
 mod wire;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use self::{
+    chat::to_response,
+    error::{error_hook, finish_error},
+    stream::decode_stream,
+    wire::GenerateReply,
+};
+
 pub use auth::{
     application_default_credentials, credentials_from_json, AccessToken, AuthorizedUserTokenSource,
     CachedTokenSource, ServiceAccountTokenSource, StaticToken, TokenSource, CLOUD_PLATFORM_SCOPE,

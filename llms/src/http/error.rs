@@ -117,6 +117,11 @@ pub(crate) fn error_from_parts(
         err = err.with_retry_after(d);
     }
     if let Some(id) = request_id(headers) {
+        // A proxy that echoes request headers back could put the key here too.
+        let id = match secret {
+            Some(key) => redact_text(&id, key.expose_secret()),
+            None => id,
+        };
         err = err.with_request_id(id);
     }
     err.into()
@@ -282,5 +287,22 @@ mod redaction_tests {
             Some(&key),
         );
         assert!(!format!("{e} {e:?}").contains("sk-SECRE"), "{e}");
+    }
+
+    // Found by the `openai`/`gemini`/`ollama` fuzz targets (fuzz/, docs/fuzzing.md).
+    #[test]
+    fn echoed_keys_are_removed_from_the_request_id() {
+        let key = ApiKey::new("sk-SECRET-0123456789");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-request-id",
+            reqwest::header::HeaderValue::from_static("req-1 sk-SECRET-0123456789"),
+        );
+        let e = error_from_parts("p", 429, &headers, b"{}", hook, Some(&key));
+        assert!(!format!("{e} {e:?}").contains("SECRET-01"), "{e}");
+        let Error::Provider(p) = e else {
+            panic!("not a provider error: {e}")
+        };
+        assert!(p.request_id.is_some_and(|id| id.starts_with("req-1 ")));
     }
 }

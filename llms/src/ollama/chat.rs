@@ -402,7 +402,7 @@ impl Decoder {
     }
 }
 
-fn decode_stream(lines: BoxStream<'static, Result<String>>) -> ChatStream {
+pub(crate) fn decode_stream(lines: BoxStream<'static, Result<String>>) -> ChatStream {
     let decoder = Decoder {
         lines,
         pending: VecDeque::new(),

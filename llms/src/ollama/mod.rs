@@ -28,6 +28,9 @@ mod client;
 mod embed;
 mod wire;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use self::{chat::decode_stream, client::error_hook};
+
 pub use chat::{OllamaChatModel, OllamaChatModelBuilder};
 pub use client::{DEFAULT_HOST, OLLAMA_EMBED_MODEL_ENV, OLLAMA_HOST_ENV, OLLAMA_MODEL_ENV};
 pub use embed::{OllamaEmbedder, OllamaEmbedderBuilder};

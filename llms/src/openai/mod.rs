@@ -50,6 +50,15 @@ mod error;
 mod stream;
 mod wire;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use self::{
+    chat::parse_completion,
+    client::{ConnectionConfig, OpenAiClient},
+    error::openai_error_hook,
+    stream::chat_stream,
+    wire::ChatCompletion,
+};
+
 pub use chat::{OpenAiChatModel, OpenAiChatModelBuilder, DEFAULT_CHAT_MODEL};
 pub use client::{
     API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, EMBEDDING_MODEL_ENV, MODEL_ENV, ORG_ID_ENV,

@@ -55,6 +55,9 @@ mod error;
 mod http;
 mod tool;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use tool::into_output;
+
 pub use client::{McpClient, McpClientBuilder, McpServerInfo};
 pub use error::{McpError, INVALID_PARAMS};
 pub use tool::McpTool;

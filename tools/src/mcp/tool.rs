@@ -126,7 +126,7 @@ impl Tool for McpTool {
 }
 
 /// Maps a `tools/call` result to the tool's output or error.
-fn into_output(result: CallToolResult) -> Result<ToolOutput, ToolError> {
+pub(crate) fn into_output(result: CallToolResult) -> Result<ToolOutput, ToolError> {
     let text = content_text(&result.content);
     if result.is_error == Some(true) {
         let message = if !text.is_empty() {

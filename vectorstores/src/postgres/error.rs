@@ -10,6 +10,14 @@ use tokio_postgres::error::SqlState;
 /// The provider name the PostgreSQL types report (the pgvector store reports `pgvector`).
 pub(crate) const PROVIDER: &str = "postgres";
 
+/// The [`ProviderErrorKind::Other`] name of a TLS failure: the server declined TLS that the
+/// `sslmode` requires, or its certificate did not pass the check. Not retryable.
+pub(crate) const TLS_KIND: &str = "tls";
+
+/// tokio-postgres's words when the server answers `N` to the TLS request (its error kinds are
+/// private, so this is how that case is told apart).
+const SERVER_WITHOUT_TLS: &str = "server does not support TLS";
+
 fn provider_error(provider: &str, kind: ProviderErrorKind, message: String) -> ProviderError {
     ProviderError::new(kind, message).with_provider(provider)
 }
@@ -36,9 +44,44 @@ pub(crate) fn is_connection_lost(e: &tokio_postgres::Error) -> bool {
     false
 }
 
+/// The message of a TLS failure that retrying cannot fix: a rustls error anywhere in the
+/// chain (a certificate that failed the check, a handshake the peer broke off), or a server
+/// that does not offer TLS. `None` for anything else, TLS handshakes cut by the network
+/// included (those are transport failures).
+fn tls_failure(e: &tokio_postgres::Error) -> Option<String> {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if s.to_string() == SERVER_WITHOUT_TLS {
+            return Some(
+                "the server does not offer TLS, which the connection's sslmode requires (for \
+                 a host that is not loopback, sslmode=prefer requires it too; sslmode=disable \
+                 allows plaintext)"
+                    .to_owned(),
+            );
+        }
+        let rustls_error = s.downcast_ref::<rustls::Error>().or_else(|| {
+            s.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(r) = rustls_error {
+            return Some(format!("TLS with the PostgreSQL server failed: {r}"));
+        }
+        source = s.source();
+    }
+    None
+}
+
 /// Maps a `tokio-postgres` error to a Catena error by what the caller can do about it,
-/// naming `provider`.
+/// naming `provider`. TLS failures are [`ProviderErrorKind::Other`]`("tls")` (see
+/// [`TLS_KIND`]), not retryable.
 pub(crate) fn map_pg_error(provider: &str, e: tokio_postgres::Error) -> Error {
+    if let Some(message) = tls_failure(&e) {
+        let kind = ProviderErrorKind::Other(TLS_KIND.to_owned());
+        return provider_error(provider, kind, message)
+            .with_source(e)
+            .into();
+    }
     if is_connection_lost(&e) && e.as_db_error().is_none() {
         let message = format!("connection to PostgreSQL lost: {e}");
         return provider_error(provider, ProviderErrorKind::Transport, message)

@@ -91,7 +91,7 @@ impl PostgresChatHistoryBuilder {
     /// Checks the options and opens the pool; connects (and creates the table) on first use.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a bad table name, a bad connection string or no
+    /// [`Error::InvalidConfig`](catena_core::Error::InvalidConfig) for a bad table name, a bad connection string or no
     /// connection at all.
     pub fn build(self) -> Result<PostgresChatHistory> {
         validate_table_name(&self.table, "table")?;

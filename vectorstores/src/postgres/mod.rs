@@ -8,8 +8,38 @@
 //! `deadpool-postgres` pool with `pool()`, plus `max_connections()` and `connect_timeout()`.
 //! They share one pool builder, one redaction of connection strings in `Debug` output, one
 //! table-name check, one identifier quoting and one mapping of database errors to
-//! [`catena_core::Error`]. The driver is `tokio-postgres` without TLS; pass a pool built
-//! with a TLS connector when you need it.
+//! [`catena_core::Error`]. The driver is `tokio-postgres`.
+//!
+//! # TLS
+//!
+//! A connection string's pool speaks TLS (rustls on `ring`) as its `sslmode` parameter asks,
+//! with libpq's meanings, in the URL query (`?sslmode=verify-full&sslrootcert=/etc/ca.pem`)
+//! or as `key=value` pairs:
+//!
+//! | `sslmode` | TLS | certificate check |
+//! |---|---|---|
+//! | `disable` | never | — |
+//! | `prefer` (the default) | if the server offers it; **for a host that is not loopback, required** | none |
+//! | `require` | required | none: encrypted, but anyone on the path can pose as the server |
+//! | `verify-ca` | required | chain up to a CA of `sslrootcert` (a file; needed) |
+//! | `verify-full` | required | chain and host name, against `sslrootcert`, or the system's roots without it |
+//!
+//! - `prefer` never falls back to plaintext for a host that is not loopback (`localhost`,
+//!   `127.0.0.0/8`, `::1`, a local socket; a `hostaddr` counts over its name): there it
+//!   means TLS or no connection, so a server (or an attacker) that declines TLS never sees
+//!   the password in the clear. Ask for plaintext with `sslmode=disable`.
+//! - `require` does not check the certificate (libpq's semantics): it stops passive
+//!   eavesdropping, not an active attacker. Use `verify-full` across untrusted networks.
+//! - `sslrootcert=<file>` (PEM) is trusted alone, not with the system's roots; with
+//!   `prefer` or `require` it also turns on the chain check, as in libpq.
+//!   `sslrootcert=system` means the platform's trust store and needs `verify-full`.
+//! - `sslmode=allow`, unknown values, an unreadable or empty `sslrootcert` are
+//!   [`Error::InvalidConfig`](catena_core::Error::InvalidConfig) from `build()`. Client
+//!   certificates (`sslcert`, `sslkey`) are not supported: build a [`deadpool_postgres::Pool`]
+//!   with your own connector and pass it to `pool()`.
+//! - A server that declines required TLS, or a certificate that fails the check, is a
+//!   [`ProviderError`](catena_core::ProviderError) of kind
+//!   [`Other("tls")`](catena_core::ProviderErrorKind::Other), not retryable.
 //!
 //! ```no_run
 //! use catena_core::{ChatHistory, Message, Record, RecordManager, SessionId};
@@ -31,6 +61,9 @@ mod error;
 mod history;
 mod records;
 mod sql;
+
+#[cfg(feature = "fuzzing")]
+pub(crate) use sql::single_statement;
 
 pub use history::{PostgresChatHistory, PostgresChatHistoryBuilder};
 pub use records::{PostgresRecordManager, PostgresRecordManagerBuilder};

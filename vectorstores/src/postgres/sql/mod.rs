@@ -22,7 +22,7 @@ use super::connect::ConnectConfig;
 use super::error::{pg_error, pool_error};
 use fetch::{Limits, Wrapped};
 use session::Session;
-use statement::single_statement;
+pub(crate) use statement::single_statement;
 
 /// The login, and the first role it is or can become (directly or through other roles:
 /// `pg_has_role(…, 'MEMBER')`, whatever `INHERIT` or `SET` say) that a read-only

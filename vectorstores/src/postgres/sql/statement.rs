@@ -6,7 +6,7 @@ use catena_core::{Error, Result};
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for empty text or more than one statement.
-pub(super) fn single_statement(sql: &str) -> Result<&str> {
+pub(crate) fn single_statement(sql: &str) -> Result<&str> {
     #[derive(PartialEq)]
     enum State {
         Normal,
