@@ -39,3 +39,54 @@ pub fn split_ff(data: &[u8]) -> (&[u8], &[u8]) {
 pub fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(data)
 }
+
+/// One input for a provider's parsers, as the `openai`, `gemini` and `ollama` targets share
+/// it. Byte 0 picks the parser (and the stream's chunk size), byte 1 the HTTP status of an
+/// error; `stream` decodes a streamed body, `reply` a unary one. Checks: the stream yields
+/// nothing after an error, and an error never shows the API key (even when a proxy echoes it
+/// into a request-id header).
+pub fn provider_input(
+    data: &[u8],
+    provider: catena_llms::fuzzing::Provider,
+    stream: fn(reqwest::Response) -> Vec<catena_core::Result<catena_core::ChatChunk>>,
+    reply: impl Fn(&[u8]),
+) {
+    use catena_core::StreamAccumulator;
+    use catena_llms::fuzzing;
+    use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+    let [sel, status, body @ ..] = data else {
+        return;
+    };
+    match sel % 4 {
+        0 | 1 => {
+            let chunks = stream(response(body, chunk_size(*sel / 4, body.len())));
+            // What callers do with a stream: accumulate it into one response.
+            let mut acc = StreamAccumulator::new();
+            for chunk in chunks.iter().flatten() {
+                acc.push(chunk);
+            }
+            let _ = acc.finish();
+            if let Some(i) = chunks.iter().position(Result::is_err) {
+                assert_eq!(i + 1, chunks.len(), "the stream went on after an error");
+            }
+        }
+        2 => reply(body),
+        _ => {
+            // Body, then after a 0xFF byte a `Retry-After` (and request id) header value.
+            let (body, retry_after) = split_ff(body);
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(retry_after) {
+                headers.insert(HeaderName::from_static("retry-after"), v.clone());
+                headers.insert(HeaderName::from_static("x-request-id"), v);
+            }
+            let status = 400 + u16::from(*status) % 200;
+            let err = fuzzing::error_response(provider, status, &headers, body);
+            let shown = err.to_string();
+            assert!(
+                !shown.contains(fuzzing::SECRET),
+                "the API key leaked into an error"
+            );
+        }
+    }
+}

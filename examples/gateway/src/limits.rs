@@ -203,6 +203,19 @@ impl TokenBudgets {
         self.limit.is_some()
     }
 
+    /// When `key` has nothing left in the current window: the time until it resets. A cheap
+    /// early refusal (no reservation is made); shared budgets are only checked by
+    /// [`reserve`](Self::reserve), which asks Redis anyway.
+    pub fn spent(&self, key: &str) -> Option<Duration> {
+        if self.shared.is_some() || self.remaining(key) != Some(0) {
+            return None;
+        }
+        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let start = used.get(key).map_or(now, |e| e.start);
+        Some(self.window.saturating_sub(now.duration_since(start)))
+    }
+
     /// What `key` has left in the current window, reservations taken out; `None` without a
     /// budget. In-process budgets only (shared ones live in Redis).
     pub fn remaining(&self, key: &str) -> Option<u64> {

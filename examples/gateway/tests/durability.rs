@@ -10,15 +10,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use catena_core::{Filter, VectorStore};
 use catena_vectorstores::InMemoryVectorStore;
 use example_gateway::auth::hash_key;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+mod support;
 
 const KEY: &str = "durability-test-key";
 const DOCUMENTS: usize = 40;
@@ -27,45 +27,12 @@ const KILL_AFTER: usize = 8;
 
 /// Starts the gateway on `data_dir`; returns it and its base URL.
 async fn start(data_dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .arg("serve")
-        .env("CATENA_DATA_DIR", data_dir)
+    let mut cmd = support::gateway_command();
+    cmd.env("CATENA_DATA_DIR", data_dir)
         .env("CATENA_API_KEY_SHA256", hash_key(KEY))
         .env("CATENA_GATEWAY_ADDR", "127.0.0.1:0")
-        .env("CATENA_RATE_PER_MINUTE", "100000")
-        .env("CANDLE_NUM_THREADS", "1")
-        .env("RUST_LOG", "info")
-        .env_remove("CATENA_GATEWAY_CONFIG")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("GEMINI_API_KEY")
-        .env_remove("GOOGLE_API_KEY")
-        .env_remove("OLLAMA_HOST")
-        .env_remove("QDRANT_URL")
-        .env_remove("DATABASE_URL")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("listening on http://") {
-                let url = &line[at + "listening on ".len()..];
-                let end = url.find(char::is_whitespace).unwrap_or(url.len());
-                return url[..end].to_owned();
-            }
-            eprintln!("gateway: {line}");
-        }
-        panic!("the gateway exited before listening (are the local models fetched?)");
-    })
-    .await
-    .expect("the gateway starts within 120 s");
-    // Keep draining its logs so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+        .env("CATENA_RATE_PER_MINUTE", "100000");
+    support::spawn_gateway(cmd, "gateway").await
 }
 
 /// Four paragraphs of about 100 tokens: the same number of chunks for every document.

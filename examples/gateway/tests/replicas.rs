@@ -13,15 +13,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use catena_core::{Filter, VectorStore};
 use catena_vectorstores::pgvector::PgVectorStore;
 use example_gateway::auth::hash_key;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+mod support;
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -40,46 +40,14 @@ fn fresh_key(what: &str) -> String {
 /// Starts one replica with `config` (a TOML file) and `keys`; returns it and its base URL.
 async fn replica(dir: &Path, name: &str, config: &Path, keys: &[&str]) -> (Child, String) {
     let hashes: Vec<String> = keys.iter().map(|k| hash_key(k)).collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .arg("serve")
-        .env("CATENA_GATEWAY_CONFIG", config)
+    let mut cmd = support::gateway_command();
+    cmd.env("CATENA_GATEWAY_CONFIG", config)
         .env("CATENA_DATA_DIR", dir.join(name))
         .env("CATENA_API_KEY_SHA256", hashes.join(","))
         .env("CATENA_GATEWAY_ADDR", "127.0.0.1:0")
         .env("CATENA_REDIS_URL", env("REDIS_URL"))
-        .env("DATABASE_URL", env("DATABASE_URL"))
-        .env("CANDLE_NUM_THREADS", "1")
-        .env("RUST_LOG", "info")
-        .env_remove("CATENA_RATE_PER_MINUTE")
-        .env_remove("CATENA_TOKEN_BUDGET")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("GEMINI_API_KEY")
-        .env_remove("GOOGLE_API_KEY")
-        .env_remove("OLLAMA_HOST")
-        .env_remove("QDRANT_URL")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("listening on http://") {
-                let url = &line[at + "listening on ".len()..];
-                let end = url.find(char::is_whitespace).unwrap_or(url.len());
-                return url[..end].to_owned();
-            }
-            eprintln!("{name}: {line}");
-        }
-        panic!("replica {name} exited before listening");
-    })
-    .await
-    .expect("the replica starts within 120 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+        .env("DATABASE_URL", env("DATABASE_URL"));
+    support::spawn_gateway(cmd, name).await
 }
 
 fn write_config(dir: &Path, limits: &str) -> std::path::PathBuf {

@@ -476,9 +476,12 @@ impl TlsPlan {
     fn client_config(&self) -> Result<rustls::ClientConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = match &self.verify {
-            Verify::Nothing => Arc::new(NoCertificateCheck(provider.clone())),
-            Verify::Chain(path) => Arc::new(ChainOnly {
-                roots: Arc::new(load_roots(path)?),
+            Verify::Nothing => Arc::new(ChainCheck {
+                roots: None,
+                provider: provider.clone(),
+            }),
+            Verify::Chain(path) => Arc::new(ChainCheck {
+                roots: Some(Arc::new(load_roots(path)?)),
                 provider: provider.clone(),
             }),
             Verify::Full(Roots::File(path)) => WebPkiServerVerifier::builder_with_provider(
@@ -526,65 +529,18 @@ fn load_roots(path: &Path) -> Result<RootCertStore> {
     Ok(roots)
 }
 
-/// `sslmode=prefer`/`require` without a root file: any certificate is accepted (libpq's
-/// semantics), but the handshake signatures are still checked, so the server holds the key
-/// of the certificate it shows (which channel binding relies on).
+/// The verifier of `sslmode=prefer`/`require` and `verify-ca`: with `roots` (`verify-ca`, or a
+/// root file given with a weaker mode) the chain must lead to one of them; without, any
+/// certificate is accepted (libpq's semantics). The host name is never checked, but the
+/// handshake signatures always are, so the server holds the key of the certificate it shows
+/// (which channel binding relies on).
 #[derive(Debug)]
-struct NoCertificateCheck(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoCertificateCheck {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `sslmode=verify-ca`: the chain must lead to one of `roots`; the host name is not checked.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct ChainCheck {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for ChainCheck {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -593,14 +549,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 

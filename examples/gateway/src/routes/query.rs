@@ -18,8 +18,8 @@ use serde_json::json;
 use super::body::{validate_k, validate_text, Body};
 use super::sse::{guard, sse};
 use super::upstream::{
-    budget_spent, charged, count_usage, estimate_tokens, reserve_budget, retrieve, timeout_problem,
-    upstream, upstream_for, usage_json,
+    budget_spent, charged, count_usage, estimate_tokens, refuse_spent_budget, reserve_budget,
+    retrieve, timeout_problem, upstream, upstream_for, usage_json,
 };
 use crate::auth::Caller;
 use crate::middleware::trace::request_id;
@@ -106,7 +106,7 @@ pub(crate) async fn query(
     validate_text("question", &body.question)?;
     let k = validate_k(body.k, state.config.rag.k)?;
     // Nothing left: refuse before the retrieval costs anything.
-    reserve_budget(&state, &caller, 1).await?.settle(0);
+    refuse_spent_budget(&state, &caller)?;
     let hits = retrieve(&state, &tenant, &body.question, k).await?;
     let mut request = rag_request(&state, &body.question, &hits)?;
     // Reserve the prompt and the longest answer; a smaller reservation (all that is left)

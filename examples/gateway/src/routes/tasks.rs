@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 
 use super::body::{validate_k, validate_text, Body};
 use super::sse::{guard, sse};
-use super::upstream::{charged, count_usage, reserve_budget, retrieve, usage_json};
+use super::upstream::{
+    charged, count_usage, refuse_spent_budget, reserve_budget, retrieve, usage_json,
+};
 use crate::auth::Caller;
 use crate::limits::Reservation;
 use crate::middleware::trace::request_id;
@@ -76,7 +78,7 @@ pub(crate) async fn task(
         );
     };
     // Nothing left: refuse before the retrieval costs anything.
-    reserve_budget(&state, &caller, 1).await?.settle(0);
+    refuse_spent_budget(&state, &caller)?;
     let hits = retrieve(&state, &tenant, &body.task, k).await?;
     let mut limits = TaskLimits::new();
     if let Some(steps) = body.max_steps {

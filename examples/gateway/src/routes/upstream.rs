@@ -77,6 +77,15 @@ pub(super) async fn reserve_budget(
         })
 }
 
+/// 429 at once when `caller` has nothing left of its budget, before a request costs anything
+/// (retrieval); the reservation made before the model call is the real check.
+pub(super) fn refuse_spent_budget(state: &AppState, caller: &str) -> Result<(), Problem> {
+    match state.budgets.spent(caller) {
+        Some(after) => Err(budget_spent(after)),
+        None => Ok(()),
+    }
+}
+
 /// The 503 of limits that cannot be checked (the shared store is unreachable).
 pub(crate) fn limits_unavailable() -> Problem {
     Problem::unavailable("the gateway cannot check its limits right now; try again shortly")

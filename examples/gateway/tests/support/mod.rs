@@ -102,3 +102,56 @@ pub async fn serve_grpc(router: tonic::transport::server::Router) -> String {
     });
     url
 }
+
+/// The real gateway binary (`serve`), its environment cleared of what would change its
+/// backends or its output: hosted providers, a config file, an exporter, a shared-limits
+/// Redis. Logs on a pipe, local models on one thread.
+pub fn gateway_command() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.arg("serve")
+        .env("CANDLE_NUM_THREADS", "1")
+        .env("RUST_LOG", "info")
+        .env_remove("CATENA_GATEWAY_CONFIG")
+        .env_remove("CATENA_RATE_PER_MINUTE")
+        .env_remove("CATENA_TOKEN_BUDGET")
+        .env_remove("CATENA_REDIS_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("GOOGLE_API_KEY")
+        .env_remove("OLLAMA_HOST")
+        .env_remove("QDRANT_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Starts `cmd` (from [`gateway_command`]) and waits up to 120 s for its `listening on
+/// http://…` line; returns the process and its base URL. Its log keeps being drained (a
+/// full pipe would block it); the lines before start-up are echoed as `name: …`.
+pub async fn spawn_gateway(
+    mut cmd: tokio::process::Command,
+    name: &str,
+) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(at) = line.find("listening on http://") {
+                let url = &line[at + "listening on ".len()..];
+                let end = url.find(char::is_whitespace).unwrap_or(url.len());
+                return url[..end].to_owned();
+            }
+            eprintln!("{name}: {line}");
+        }
+        panic!("{name} exited before listening (are the local models fetched?)");
+    })
+    .await
+    .expect("the gateway starts within 120 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
