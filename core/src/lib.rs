@@ -39,6 +39,7 @@ mod error;
 mod history;
 mod message;
 mod record;
+mod rerank;
 mod retriever;
 mod retry;
 mod sql;
@@ -70,6 +71,7 @@ pub use message::{
 pub use parser::{OutputParser, ParseError};
 pub use prompt::{ChatPromptTemplate, MessagesPlaceholder, Prompt, PromptError, PromptTemplate};
 pub use record::{InMemoryRecordManager, Record, RecordManager};
+pub use rerank::{sort_rerank_results, RerankResult, Reranker};
 pub use retriever::{Retriever, VectorStoreRetriever};
 pub use retry::RetryPolicy;
 pub use splitter::{

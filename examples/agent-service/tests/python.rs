@@ -344,15 +344,30 @@ async fn the_python_service_honours_deadlines_and_cancellation() {
         ("py-deadline", "DEADLINE_EXCEEDED"),
         ("py-drop", "CANCELLED"),
     ] {
-        wait_until(Duration::from_secs(5), "the failed task's span", || {
-            py.spans().iter().any(|s| {
-                s["name"] == "agent.run_task"
-                    && s["attributes"]["catena.request_id"] == request_id
-                    && s["attributes"]["error.type"] == error
-                    && s["status"] == "ERROR"
-            })
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let spans = py.spans();
+                if spans.iter().any(|s| {
+                    s["name"] == "agent.run_task"
+                        && s["attributes"]["catena.request_id"] == request_id
+                        && s["attributes"]["error.type"] == error
+                        && s["status"] == "ERROR"
+                }) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         })
         .await;
+        assert!(
+            found.is_ok(),
+            "no {error} span for {request_id}; spans: {:#?}\nlog:\n{}",
+            py.spans()
+                .iter()
+                .filter(|s| s["name"] == "agent.run_task")
+                .collect::<Vec<_>>(),
+            py.log.lock().unwrap().join("\n")
+        );
     }
 }
 
