@@ -23,7 +23,9 @@
 //! | feature | default | adds |
 //! | --- | --- | --- |
 //! | `openai`, `gemini`, `ollama` | yes | the hosted providers |
-//! | `local` | no | in-process candle models |
+//! | `local` | no | in-process candle models (and the cross-encoder reranker) |
+//! | `cohere` | no | Cohere's hosted reranker |
+//! | `pdf`, `docx` | no | the PDF and Word (.docx) document loaders |
 //! | `postgres`, `pgvector`, `qdrant`, `redis` | no | the database engines |
 //! | `grpc`, `otel`, `otlp` | no | the agent delegation contract and OpenTelemetry |
 //! | `web`, `mcp` | no | web tools and MCP servers' tools |

@@ -46,8 +46,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use catena_core::EmbeddedDocument;
 use catena_core::{
-    Chain, ChatModel, ChatRequest, ChatResponse, ChatStream, Document, DocumentId, Embedder,
-    Embedding, Error, Filter, MmrRequest, ModelInfo, Result, Retriever, RetryPolicy,
+    Chain, ChainStream, ChatModel, ChatRequest, ChatResponse, ChatStream, Document, DocumentId,
+    Embedder, Embedding, Error, Filter, MmrRequest, ModelInfo, Result, Retriever, RetryPolicy,
     ScoredDocument, SearchRequest, UpsertReport, VectorStore,
 };
 use futures::StreamExt;
@@ -97,6 +97,27 @@ where
 {
     async fn invoke(&self, input: I) -> Result<O> {
         self.run(|| self.inner.invoke(input.clone())).await
+    }
+
+    /// Retries until the stream has produced its first item (an error before it counts as a
+    /// failed attempt); once an item is out, later errors pass through and nothing replays.
+    async fn stream(&self, input: I) -> Result<ChainStream<O>> {
+        self.run(|| async { started(self.inner.stream(input.clone()).await?).await })
+            .await
+    }
+}
+
+/// Waits for the first item of `stream`: an `Err` first item is returned as the error (so a
+/// retry or a fallback can still act); otherwise the stream, that item included.
+pub(crate) async fn started<O: Send + 'static>(
+    mut stream: ChainStream<O>,
+) -> Result<ChainStream<O>> {
+    match stream.next().await {
+        None => Ok(Box::pin(futures::stream::empty())),
+        Some(Err(e)) => Err(e),
+        Some(Ok(first)) => Ok(Box::pin(
+            futures::stream::once(async move { Ok(first) }).chain(stream),
+        )),
     }
 }
 
@@ -203,6 +224,22 @@ where
             other => other,
         }
     }
+
+    /// The primary's stream, unless it fails with a retryable error before its first item:
+    /// then the fallback's. Once an item is out there is no switching.
+    async fn stream(&self, input: I) -> Result<ChainStream<O>> {
+        let primary = match self.primary.stream(input.clone()).await {
+            Ok(s) => started(s).await,
+            Err(e) => Err(e),
+        };
+        match primary {
+            Err(e) if e.is_retryable() => {
+                tracing::debug!(error = %e, "primary chain failed; streaming the fallback");
+                self.fallback.stream(input).await
+            }
+            other => other,
+        }
+    }
 }
 
 #[async_trait]
@@ -270,6 +307,12 @@ where
 {
     async fn invoke(&self, input: I) -> Result<O> {
         self.run(self.inner.invoke(input)).await
+    }
+
+    /// The timeout bounds the wait for the first item; the rest streams at its own pace.
+    async fn stream(&self, input: I) -> Result<ChainStream<O>> {
+        self.run(async { started(self.inner.stream(input).await?).await })
+            .await
     }
 }
 
@@ -342,7 +385,8 @@ impl<S: VectorStore> VectorStore for Timeout<S> {
 }
 
 /// Retry, timeout and fallback for every component: chains, chat models, embedders, stores
-/// and retrievers (whatever the wrapped type implements, the decorator implements too).
+/// and retrievers (whatever the wrapped type implements, the decorator implements too); and
+/// caches for chat models and embedders.
 pub trait ComposeExt: Sized {
     /// Retries the errors `policy` retries. A chain's input must be `Clone`.
     fn with_retry(self, policy: RetryPolicy) -> Retry<Self> {
@@ -358,6 +402,35 @@ pub trait ComposeExt: Sized {
     /// Tries `fallback` when this chain or chat model fails with a retryable error.
     fn with_fallback<B>(self, fallback: B) -> Fallback<Self, B> {
         Fallback::new(self, fallback)
+    }
+
+    /// Caches this chat model's answers by exact request in `store`; see
+    /// [`CachedChatModel`](crate::CachedChatModel).
+    fn with_cache(
+        self,
+        store: std::sync::Arc<dyn catena_core::CacheStore>,
+    ) -> crate::CachedChatModel<Self> {
+        crate::CachedChatModel::new(self, store)
+    }
+
+    /// Answers prompts similar to previous ones (by `embedder`) from `store`; see
+    /// [`SemanticCachedChatModel`](crate::SemanticCachedChatModel).
+    fn with_semantic_cache<E>(
+        self,
+        embedder: E,
+        store: std::sync::Arc<dyn catena_core::SemanticCacheStore>,
+    ) -> crate::SemanticCachedChatModel<Self, E> {
+        crate::SemanticCachedChatModel::new(self, embedder, store)
+    }
+
+    /// Caches this embedder's vectors per text in `store`, keyed by the model id `model`;
+    /// see [`CachedEmbedder`](crate::CachedEmbedder).
+    fn with_embedding_cache(
+        self,
+        store: std::sync::Arc<dyn catena_core::CacheStore>,
+        model: impl Into<String>,
+    ) -> crate::CachedEmbedder<Self> {
+        crate::CachedEmbedder::new(self, store, model)
     }
 }
 
@@ -425,6 +498,22 @@ where
         let mut last = None;
         for chain in &self.chains {
             match chain.invoke(input.clone()).await {
+                Err(e) if e.is_retryable() => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::other("fallback list is empty")))
+    }
+
+    /// The first stream that starts (produces its first item) without a retryable error.
+    async fn stream(&self, input: I) -> Result<ChainStream<O>> {
+        let mut last = None;
+        for chain in &self.chains {
+            let attempt = match chain.stream(input.clone()).await {
+                Ok(s) => started(s).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
                 Err(e) if e.is_retryable() => last = Some(e),
                 other => return other,
             }

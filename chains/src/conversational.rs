@@ -9,13 +9,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use catena_core::prompt::{PromptTemplate, PromptValues};
 use catena_core::{
-    Chain, ChatHistory, ChatModel, ChatRequest, Document, Message, Prompt, Result, Retriever, Role,
-    SessionId,
+    Chain, ChainStream, ChatHistory, ChatModel, ChatRequest, Document, Message, Prompt, Result,
+    Retriever, Role, SessionId,
 };
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::llm::{ask, check_variables};
-use crate::qa::{stuff_documents, DEFAULT_DOCUMENT_SEPARATOR, DEFAULT_QA_PROMPT};
+use crate::qa::{
+    answer_chunks, stuff_documents, PreparedAnswer, DEFAULT_DOCUMENT_SEPARATOR, DEFAULT_QA_PROMPT,
+};
 
 /// The default condense prompt; variables `{chat_history}` and `{question}`.
 pub const DEFAULT_CONDENSE_PROMPT: &str =
@@ -261,6 +264,29 @@ impl ConversationalRetrieval {
     }
 }
 
+impl ConversationalRetrieval {
+    /// Condenses the turn's question with the session's history, retrieves for it and builds
+    /// the answer request, without calling the model for the answer: the standalone question
+    /// and the [`PreparedAnswer`]. The history is not changed.
+    ///
+    /// # Errors
+    /// History, prompt, model (condensing) and retriever errors.
+    pub async fn prepare(&self, turn: &ConversationTurn) -> Result<(String, PreparedAnswer)> {
+        let past = self.history.messages(&turn.session).await?;
+        let standalone = self.condense(&past, &turn.question).await?;
+        let sources = self.retriever.retrieve_scored(&standalone).await?;
+        let prepared = PreparedAnswer::new(
+            Arc::clone(&self.model),
+            &self.request,
+            self.qa_prompt.as_ref(),
+            &self.separator,
+            &standalone,
+            sources,
+        )?;
+        Ok((standalone, prepared))
+    }
+}
+
 #[async_trait]
 impl Chain<ConversationTurn, ConversationalAnswer> for ConversationalRetrieval {
     async fn invoke(&self, turn: ConversationTurn) -> Result<ConversationalAnswer> {
@@ -289,5 +315,54 @@ impl Chain<ConversationTurn, ConversationalAnswer> for ConversationalRetrieval {
             sources,
             standalone_question,
         })
+    }
+
+    /// Streams the sources first, then the answer: the first item has the sources, the
+    /// standalone question and an empty answer; each later item a piece of the answer. When
+    /// the answer has ended, the turn is appended to the history (a failure to append ends
+    /// the stream with that error); a stream dropped or failed midway appends nothing.
+    async fn stream(&self, turn: ConversationTurn) -> Result<ChainStream<ConversationalAnswer>> {
+        let (standalone, prepared) = self.prepare(&turn).await?;
+        let events = prepared.stream().await?;
+        let question = standalone.clone();
+        let chunks = answer_chunks(events, move |answer, sources, first| ConversationalAnswer {
+            answer,
+            sources,
+            standalone_question: if first {
+                question.clone()
+            } else {
+                String::new()
+            },
+        });
+        let answer = Arc::new(std::sync::Mutex::new(Some(String::new())));
+        let seen = Arc::clone(&answer);
+        let chunks = chunks.map(move |chunk| {
+            if let Ok(c) = &chunk {
+                if let Ok(mut a) = seen.lock() {
+                    if let Some(a) = a.as_mut() {
+                        a.push_str(&c.answer);
+                    }
+                }
+            } else if let Ok(mut a) = seen.lock() {
+                *a = None; // failed: nothing to remember
+            }
+            chunk
+        });
+        let history = Arc::clone(&self.history);
+        let finish = futures::stream::once(async move {
+            let text = answer.lock().ok().and_then(|mut a| a.take())?;
+            match history
+                .append(
+                    &turn.session,
+                    &[Message::user(turn.question), Message::assistant(text)],
+                )
+                .await
+            {
+                Ok(()) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })
+        .filter_map(|e| async move { e });
+        Ok(Box::pin(chunks.chain(finish)))
     }
 }

@@ -22,6 +22,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod cache;
 mod compose;
 mod conversational;
 mod eval;
@@ -31,10 +32,15 @@ mod loading;
 mod memory;
 mod qa;
 mod retrievers;
+pub mod runnable;
 mod sequential;
 mod sql;
 mod summarize;
 
+pub use cache::{
+    CacheStats, CachedChatModel, CachedEmbedder, SemanticCachedChatModel, DEFAULT_CACHE_NAMESPACE,
+    DEFAULT_CACHE_TTL, DEFAULT_SIMILARITY_THRESHOLD,
+};
 pub use compose::{batch_bounded, ComposeExt, Fallback, FallbackList, Retry, SharedChain, Timeout};
 pub use conversational::{
     format_chat_history, ConversationTurn, ConversationalAnswer, ConversationalRetrieval,
@@ -42,7 +48,7 @@ pub use conversational::{
 };
 pub use eval::{evaluate, evaluate_ranking, CaseScores, EvalCase, EvalReport};
 pub use indexing::{content_key, index, Cleanup, IndexOptions, IndexReport};
-pub use llm::{LlmChain, FORMAT_INSTRUCTIONS_VARIABLE};
+pub use llm::{parse_chat_stream, LlmChain, FORMAT_INSTRUCTIONS_VARIABLE};
 pub use loading::AsyncDocumentLoader;
 pub use memory::{
     message_tokens, summary_session, BufferMemory, Memory, SummaryBufferMemory, SummaryMemory,
@@ -50,14 +56,15 @@ pub use memory::{
     SUMMARY_MESSAGE_PREFIX,
 };
 pub use qa::{
-    stuff_documents, QaAnswer, RetrievalQa, RetrievalQaBuilder, DEFAULT_DOCUMENT_SEPARATOR,
-    DEFAULT_QA_PROMPT,
+    stuff_documents, PreparedAnswer, QaAnswer, QaEvent, QaEventStream, RetrievalQa,
+    RetrievalQaBuilder, DEFAULT_DOCUMENT_SEPARATOR, DEFAULT_QA_PROMPT,
 };
 pub use retrievers::{
     reciprocal_rank_fusion, trim_to_token_budget, Bm25Retriever, BudgetedRetriever,
     ContextualCompressionRetriever, DocumentCompressor, EmbeddingsFilter, EnsembleRetriever,
-    InMemoryDocStore, LlmFilter, MultiQueryRetriever, ParentDocumentRetriever, LLM_FILTER_PROMPT,
-    MULTI_QUERY_PROMPT, PARENT_ID_KEY,
+    InMemoryDocStore, LlmFilter, LlmReranker, MultiQueryRetriever, ParentDocumentRetriever,
+    RerankCompressor, LLM_FILTER_PROMPT, LLM_RERANK_PROMPT, MULTI_QUERY_PROMPT, PARENT_ID_KEY,
+    RELEVANCE_SCORE_KEY,
 };
 pub use sequential::{
     SequentialChain, SequentialChainBuilder, SequentialError, SequentialStep, Values,

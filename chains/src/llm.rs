@@ -6,12 +6,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catena_core::parser::{StrOutputParser, TypedOutputParser};
+use catena_core::parser::{StrOutputParser, StreamParser, TypedOutputParser};
 use catena_core::prompt::PromptValues;
 use catena_core::{
-    Chain, ChatModel, ChatRequest, ChatResponse, ChatStream, Error, Message, OutputParser, Prompt,
-    ResponseFormat, Result,
+    stream_once, Chain, ChainStream, ChatChunk, ChatModel, ChatRequest, ChatResponse, ChatStream,
+    Error, Message, OutputParser, Prompt, ResponseFormat, Result,
 };
+use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
@@ -27,7 +28,11 @@ pub const FORMAT_INSTRUCTIONS_VARIABLE: &str = "format_instructions";
 /// to an `Arc<dyn ChatModel>` with the request options set on the chain, and parses the
 /// answer with an [`OutputParser`]. When the prompt has a `{format_instructions}` variable
 /// that the caller does not give, the parser's format instructions fill it.
-/// [`LlmChain::stream`] returns the model's stream of deltas instead.
+/// [`Chain::stream`] streams the parsed output as the answer arrives: text deltas with
+/// [`StrOutputParser`], partial objects with the JSON and typed parsers (see
+/// [`OutputParser::stream_parser`]), the one parsed output at the end with other parsers.
+/// [`LlmChain::stream_chunks`] returns the model's raw deltas instead (tool calls, usage,
+/// finish reason included).
 ///
 /// ```
 /// use catena_core::prompt::{ChatPromptTemplate, PromptValues};
@@ -124,7 +129,7 @@ impl LlmChain<StrOutputParser> {
     /// [`ModelInfo::supports_json_schema`](catena_core::ModelInfo) is `false`; the message
     /// names the alternative: [`LlmChain::new`] with a [`TypedOutputParser`], whose format
     /// instructions ask for the schema in the prompt and whose parser checks the answer.
-    pub fn structured<T: DeserializeOwned + JsonSchema>(
+    pub fn structured<T: DeserializeOwned + JsonSchema + 'static>(
         prompt: impl Prompt + 'static,
         model: Arc<dyn ChatModel>,
     ) -> Result<LlmChain<TypedOutputParser<T>>> {
@@ -285,10 +290,52 @@ impl<P: OutputParser> LlmChain<P> {
     ///
     /// # Errors
     /// Prompt errors, and the model's errors before the first chunk.
-    pub async fn stream(&self, values: &PromptValues) -> Result<ChatStream> {
+    pub async fn stream_chunks(&self, values: &PromptValues) -> Result<ChatStream> {
         let request = self.request(values)?;
         self.model.stream(request).await
     }
+}
+
+/// The outputs `parser` makes of a model's streamed answer: its text deltas go through the
+/// parser as they arrive; other chunks (tool calls, usage, finish) are skipped. An error
+/// chunk ends the stream with that error.
+pub fn parse_chat_stream<O: Send + 'static>(
+    chunks: ChatStream,
+    parser: Box<dyn StreamParser<O>>,
+) -> ChainStream<O> {
+    struct State<O> {
+        chunks: ChatStream,
+        parser: Box<dyn StreamParser<O>>,
+        done: bool,
+    }
+    let state = State {
+        chunks,
+        parser,
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            match st.chunks.next().await {
+                Some(Ok(ChatChunk::TextDelta(delta))) => {
+                    if let Some(out) = st.parser.push(&delta) {
+                        return Some((out.map_err(Error::from), st));
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    st.done = true;
+                    return Some((Err(e), st));
+                }
+                None => {
+                    st.done = true;
+                    return st.parser.finish().map(|out| (out.map_err(Error::from), st));
+                }
+            }
+        }
+    }))
 }
 
 #[async_trait]
@@ -300,6 +347,24 @@ where
     async fn invoke(&self, input: PromptValues) -> Result<P::Output> {
         let response = self.generate(&input).await?;
         Ok(self.parser.parse_message(&response.message)?)
+    }
+
+    /// The parsed output as the answer streams: what an item is depends on the parser (see
+    /// [`OutputParser::stream_parser`]); a parser that cannot stream gives one item at the
+    /// end.
+    async fn stream(&self, input: PromptValues) -> Result<ChainStream<P::Output>> {
+        let request = self.request(&input)?;
+        match self.parser.stream_parser() {
+            Some(parser) => Ok(parse_chat_stream(self.model.stream(request).await?, parser)),
+            None => {
+                let response = self.model.generate(request).await?;
+                Ok(stream_once(
+                    self.parser
+                        .parse_message(&response.message)
+                        .map_err(Error::from),
+                ))
+            }
+        }
     }
 }
 

@@ -6,8 +6,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use catena_core::parser::{OutputParser, StrOutputParser};
 use catena_core::prompt::{PromptTemplate, PromptValues};
-use catena_core::{Chain, ChatModel, ChatRequest, Document, Prompt, Result, Retriever};
+use catena_core::{
+    Chain, ChainStream, ChatChunk, ChatModel, ChatRequest, ChatResponse, Document, FinishReason,
+    Prompt, Result, Retriever, ScoredDocument, Usage,
+};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::llm::{ask, check_variables};
@@ -39,6 +44,153 @@ impl QaAnswer {
             sources,
         }
     }
+}
+
+/// One event of a streamed retrieval answer ([`PreparedAnswer::stream`]): the sources
+/// first, then the answer as it arrives.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum QaEvent {
+    /// The retrieved documents put into the prompt, with their scores; always the first
+    /// event, before the model is called.
+    Sources(Vec<ScoredDocument>),
+    /// More answer text, as the model sent it (not trimmed).
+    Token(String),
+    /// Token usage, when the provider reports it.
+    Usage(Usage),
+    /// Why the answer ended.
+    Finish(FinishReason),
+}
+
+/// A stream of [`QaEvent`]s.
+pub type QaEventStream = ChainStream<QaEvent>;
+
+/// A retrieval answer that is ready to ask: the documents are retrieved and the request is
+/// built, but the model has not been called. Look at [`sources`](Self::sources) and
+/// [`request`](Self::request) (to reserve a token budget, say), adjust
+/// [`with_max_tokens`](Self::with_max_tokens), then [`stream`](Self::stream) or
+/// [`generate`](Self::generate). Made by [`RetrievalQa::prepare`].
+#[derive(Clone)]
+pub struct PreparedAnswer {
+    sources: Vec<ScoredDocument>,
+    request: ChatRequest,
+    model: Arc<dyn ChatModel>,
+}
+
+impl fmt::Debug for PreparedAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedAnswer")
+            .field("sources", &self.sources.len())
+            .field("messages", &self.request.messages.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedAnswer {
+    /// Builds the request for `question` over `sources` with `prompt`.
+    pub(crate) fn new(
+        model: Arc<dyn ChatModel>,
+        base: &ChatRequest,
+        prompt: &dyn Prompt,
+        separator: &str,
+        question: &str,
+        sources: Vec<ScoredDocument>,
+    ) -> Result<Self> {
+        let context = sources
+            .iter()
+            .map(|s| s.document.content.as_str())
+            .collect::<Vec<_>>()
+            .join(separator);
+        let values = PromptValues::new()
+            .with("context", context)
+            .with("question", question);
+        let mut request = base.clone();
+        request.messages = prompt.format_messages(&values)?;
+        Ok(PreparedAnswer {
+            sources,
+            request,
+            model,
+        })
+    }
+
+    /// The retrieved documents, with their scores, in retrieval order.
+    pub fn sources(&self) -> &[ScoredDocument] {
+        &self.sources
+    }
+
+    /// The request the model will get.
+    pub fn request(&self) -> &ChatRequest {
+        &self.request
+    }
+
+    /// Caps the answer at `max_tokens`.
+    #[must_use]
+    pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
+        self.request.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Asks the model and streams: [`QaEvent::Sources`] first, then the answer's tokens,
+    /// usage and finish reason as the model sends them. Dropping the stream cancels the model
+    /// call.
+    ///
+    /// # Errors
+    /// The model's errors before its first chunk; later ones arrive as an `Err` item.
+    pub async fn stream(self) -> Result<QaEventStream> {
+        let sources = QaEvent::Sources(self.sources);
+        let chunks = self.model.stream(self.request).await?;
+        let events = chunks.filter_map(|chunk| async move {
+            match chunk {
+                Ok(ChatChunk::TextDelta(t)) => Some(Ok(QaEvent::Token(t))),
+                Ok(ChatChunk::Usage(u)) => Some(Ok(QaEvent::Usage(u))),
+                Ok(ChatChunk::Finish(f)) => Some(Ok(QaEvent::Finish(f))),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            }
+        });
+        Ok(Box::pin(
+            futures::stream::once(async move { Ok(sources) }).chain(events),
+        ))
+    }
+
+    /// Asks the model for the whole answer: the response (usage and model included) and the
+    /// sources.
+    ///
+    /// # Errors
+    /// The model's errors.
+    pub async fn generate(self) -> Result<(ChatResponse, Vec<ScoredDocument>)> {
+        let response = self.model.generate(self.request).await?;
+        Ok((response, self.sources))
+    }
+}
+
+/// Turns a [`QaEventStream`] into answer chunks (`make(answer, sources, is_first)`): the
+/// first carries the sources (and an empty answer), each later one a piece of the answer, trimmed as a whole like
+/// [`StrOutputParser`] trims, so the pieces concatenate to [`Chain::invoke`]'s answer.
+pub(crate) fn answer_chunks<O, F>(events: QaEventStream, make: F) -> ChainStream<O>
+where
+    O: Send + 'static,
+    F: Fn(String, Vec<Document>, bool) -> O + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let mut trim = StrOutputParser.stream_parser();
+    Box::pin(events.filter_map(move |event| {
+        let out = match event {
+            Ok(QaEvent::Sources(s)) => Some(Ok(make(
+                String::new(),
+                s.into_iter().map(|s| s.document).collect(),
+                true,
+            ))),
+            Ok(QaEvent::Token(t)) => trim.as_mut().and_then(|p| p.push(&t)).map(|piece| {
+                piece
+                    .map(|p| make(p, Vec::new(), false))
+                    .map_err(Into::into)
+            }),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        };
+        async move { out }
+    }))
 }
 
 /// Joins the documents' contents with `separator`: the "stuff" strategy.
@@ -200,10 +352,48 @@ impl RetrievalQa {
     }
 }
 
+impl RetrievalQa {
+    /// Retrieves the documents for `question` (with their scores) and builds the request,
+    /// without calling the model; see [`PreparedAnswer`].
+    ///
+    /// # Errors
+    /// The retriever's errors and prompt errors.
+    pub async fn prepare(&self, question: &str) -> Result<PreparedAnswer> {
+        let sources = self.retriever.retrieve_scored(question).await?;
+        PreparedAnswer::new(
+            Arc::clone(&self.model),
+            &self.request,
+            self.prompt.as_ref(),
+            &self.separator,
+            question,
+            sources,
+        )
+    }
+
+    /// Streams the answer to `question` as events: the sources, then tokens, usage and the
+    /// finish reason. `prepare(question)` then [`PreparedAnswer::stream`].
+    ///
+    /// # Errors
+    /// The retriever's errors, prompt errors, the model's errors before its first chunk.
+    pub async fn stream_events(&self, question: &str) -> Result<QaEventStream> {
+        self.prepare(question).await?.stream().await
+    }
+}
+
 #[async_trait]
 impl Chain<String, QaAnswer> for RetrievalQa {
     async fn invoke(&self, question: String) -> Result<QaAnswer> {
         let documents = self.retriever.retrieve(&question).await?;
         self.answer_from(&question, documents).await
+    }
+
+    /// Streams the sources first, then the answer: the first item has the sources and an
+    /// empty answer, each later item a piece of the answer (no sources). The pieces
+    /// concatenate to what [`invoke`](Chain::invoke) answers.
+    async fn stream(&self, question: String) -> Result<ChainStream<QaAnswer>> {
+        let events = self.stream_events(&question).await?;
+        Ok(answer_chunks(events, |answer, sources, _| {
+            QaAnswer::new(answer, sources)
+        }))
     }
 }

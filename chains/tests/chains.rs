@@ -166,7 +166,7 @@ async fn llm_chain_streams_deltas() {
     let model = Arc::new(ScriptedChatModel::new().with_text("Paris is the capital."));
     let chain = country_chain(model.clone());
     let stream = chain
-        .stream(&values(&[("country", "France")]))
+        .stream_chunks(&values(&[("country", "France")]))
         .await
         .unwrap();
     let response = collect_stream(stream).await.unwrap();

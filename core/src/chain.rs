@@ -4,6 +4,12 @@
 //! into the next; [`chain_fn`] lifts an async closure into a chain; [`ChainExt::boxed`] erases
 //! the type so chains can be stored as `Arc<dyn Chain<I, O>>`.
 //!
+//! Every chain also **streams** ([`Chain::stream`]): by default the whole output as one item;
+//! chains that produce their output piece by piece (a model's text through a parser, a RAG
+//! answer) override it and yield chunks as they come — what a chunk is (a text delta, a
+//! partial object, an event) is documented on each chain. A [`Pipe`] runs its first step to
+//! completion and streams its last, so `retrieve.pipe(answer)` streams the answer.
+//!
 //! ```
 //! use catena_core::{chain_fn, Chain, ChainExt};
 //!
@@ -12,17 +18,33 @@
 //! let count = chain_fn(|s: String| async move { Ok(s.len()) });
 //! let both = shout.pipe(count).boxed();
 //! assert_eq!(both.invoke("hello".to_string()).await.unwrap(), 5);
+//!
+//! // The default stream: the whole output as one item.
+//! use futures::StreamExt;
+//! let items: Vec<_> = both.stream("hey".to_string()).await.unwrap().collect().await;
+//! assert_eq!(items.into_iter().map(Result::unwrap).collect::<Vec<_>>(), vec![3]);
 //! # });
 //! ```
 
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::Stream;
 
 use crate::error::Result;
+
+/// A chain's streamed output: items of `O` as they are ready, then the end (an `Err` item
+/// ends it early).
+pub type ChainStream<O> = Pin<Box<dyn Stream<Item = Result<O>> + Send + 'static>>;
+
+/// A stream of exactly one item, `item`.
+pub fn stream_once<O: Send + 'static>(item: Result<O>) -> ChainStream<O> {
+    Box::pin(futures::stream::once(async move { item }))
+}
 
 /// One async step from `I` to `O`.
 #[async_trait]
@@ -45,6 +67,18 @@ where
     async fn batch(&self, inputs: Vec<I>) -> Result<Vec<O>> {
         futures::future::try_join_all(inputs.into_iter().map(|i| self.invoke(i))).await
     }
+
+    /// Runs the step and streams its output.
+    ///
+    /// Default: [`invoke`](Chain::invoke), then the output as one item. Chains that produce
+    /// output piece by piece override it; each documents what its items are.
+    ///
+    /// # Errors
+    /// Failures before the first item; later failures arrive as an `Err` item.
+    async fn stream(&self, input: I) -> Result<ChainStream<O>> {
+        let output = self.invoke(input).await?;
+        Ok(stream_once(Ok(output)))
+    }
 }
 
 #[async_trait]
@@ -57,6 +91,14 @@ where
     async fn invoke(&self, input: I) -> Result<O> {
         (**self).invoke(input).await
     }
+
+    async fn batch(&self, inputs: Vec<I>) -> Result<Vec<O>> {
+        (**self).batch(inputs).await
+    }
+
+    async fn stream(&self, input: I) -> Result<ChainStream<O>> {
+        (**self).stream(input).await
+    }
 }
 
 #[async_trait]
@@ -68,6 +110,14 @@ where
 {
     async fn invoke(&self, input: I) -> Result<O> {
         (**self).invoke(input).await
+    }
+
+    async fn batch(&self, inputs: Vec<I>) -> Result<Vec<O>> {
+        (**self).batch(inputs).await
+    }
+
+    async fn stream(&self, input: I) -> Result<ChainStream<O>> {
+        (**self).stream(input).await
     }
 }
 
@@ -133,6 +183,12 @@ where
     async fn invoke(&self, input: I) -> Result<O> {
         let mid = self.first.invoke(input).await?;
         self.second.invoke(mid).await
+    }
+
+    /// Runs the first step to completion, then streams the second.
+    async fn stream(&self, input: I) -> Result<ChainStream<O>> {
+        let mid = self.first.invoke(input).await?;
+        self.second.stream(mid).await
     }
 }
 

@@ -9,6 +9,8 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `test-utils` | no | [`test_utils`]: a scripted chat model, a deterministic embedder, and the conformance suites backends run |
+//! | `pdf` | no | `loader::PdfLoader`: the text of each page of a PDF (pure Rust, `lopdf`) |
+//! | `docx` | no | `loader::DocxLoader`: the text of a Word (.docx) file (pure Rust, `zip` + `quick-xml`) |
 //!
 //! # Example
 //! ```
@@ -31,6 +33,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod backend;
+mod cache;
 mod chain;
 mod chat;
 mod document;
@@ -47,6 +50,7 @@ mod tool;
 mod traced;
 mod vectorstore;
 
+pub mod keyword;
 pub mod loader;
 pub mod parser;
 pub mod prompt;
@@ -55,7 +59,11 @@ pub mod splitter;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-utils")))]
 pub mod test_utils;
 
-pub use chain::{chain_fn, Chain, ChainExt, FnChain, Pipe};
+pub use cache::{
+    CacheStore, InMemoryCacheStore, InMemorySemanticCacheStore, SemanticCacheStore, SemanticEntry,
+    SemanticHit,
+};
+pub use chain::{chain_fn, stream_once, Chain, ChainExt, ChainStream, FnChain, Pipe};
 pub use chat::{
     collect_stream, ChatChunk, ChatModel, ChatModelExt, ChatRequest, ChatResponse, ChatStream,
     ModelInfo, ResponseFormat, StreamAccumulator, ToolChoice, TracedChatModel,
@@ -84,7 +92,8 @@ pub use tool::{
 };
 pub use traced::{TracedEmbedder, TracedRetriever, TracedTool};
 pub use vectorstore::{
-    EmbeddedDocument, FailedUpsert, Filter, MmrRequest, RangeBound, RangeFilter, ScoredDocument,
+    fuse, EmbeddedDocument, FailedUpsert, Filter, Fusion, HybridHit, HybridRequest,
+    HybridRetriever, HybridSearch, MmrRequest, RangeBound, RangeFilter, ScoredDocument,
     SearchRequest, UpsertReport, VectorStore, VectorStoreExt, DEFAULT_EMBED_BATCH,
 };
 

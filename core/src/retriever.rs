@@ -35,6 +35,22 @@ pub trait Retriever: Send + Sync {
     /// # Errors
     /// Failures of the backing embedder or store.
     async fn retrieve(&self, query: &str) -> Result<Vec<Document>>;
+
+    /// The relevant documents with their scores (higher is more relevant; the scale is the
+    /// retriever's own: a similarity, a fused rank score, a reranker's logit), most relevant
+    /// first. Default: [`retrieve`](Retriever::retrieve) with every score `NaN`, for
+    /// retrievers that do not score.
+    ///
+    /// # Errors
+    /// As [`retrieve`](Retriever::retrieve).
+    async fn retrieve_scored(&self, query: &str) -> Result<Vec<ScoredDocument>> {
+        Ok(self
+            .retrieve(query)
+            .await?
+            .into_iter()
+            .map(|d| ScoredDocument::new(d, f32::NAN))
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -42,12 +58,20 @@ impl<T: Retriever + ?Sized> Retriever for Arc<T> {
     async fn retrieve(&self, query: &str) -> Result<Vec<Document>> {
         (**self).retrieve(query).await
     }
+
+    async fn retrieve_scored(&self, query: &str) -> Result<Vec<ScoredDocument>> {
+        (**self).retrieve_scored(query).await
+    }
 }
 
 #[async_trait]
 impl<T: Retriever + ?Sized> Retriever for Box<T> {
     async fn retrieve(&self, query: &str) -> Result<Vec<Document>> {
         (**self).retrieve(query).await
+    }
+
+    async fn retrieve_scored(&self, query: &str) -> Result<Vec<ScoredDocument>> {
+        (**self).retrieve_scored(query).await
     }
 }
 
@@ -145,5 +169,9 @@ impl Retriever for VectorStoreRetriever {
             .into_iter()
             .map(|s| s.document)
             .collect())
+    }
+
+    async fn retrieve_scored(&self, query: &str) -> Result<Vec<ScoredDocument>> {
+        VectorStoreRetriever::retrieve_scored(self, query).await
     }
 }

@@ -25,7 +25,7 @@ use tracing::{Instrument, Span};
 use crate::document::Document;
 use crate::embed::{Embedder, Embedding};
 use crate::error::{Error, Result};
-use crate::retriever::{Retriever, VectorStoreRetriever};
+use crate::retriever::Retriever;
 use crate::tool::{Tool, ToolError, ToolOutput};
 use crate::vectorstore::ScoredDocument;
 
@@ -173,15 +173,9 @@ impl<R: Retriever> Retriever for TracedRetriever<R> {
         record_hits(&span, result.as_ref().map(Vec::len));
         result
     }
-}
 
-impl TracedRetriever<VectorStoreRetriever> {
-    /// [`VectorStoreRetriever::retrieve_scored`] in the same span: the documents with
-    /// their similarity scores.
-    ///
-    /// # Errors
-    /// Those of the embedder and the store.
-    pub async fn retrieve_scored(&self, query: &str) -> Result<Vec<ScoredDocument>> {
+    /// The inner retriever's scored documents, in the same span.
+    async fn retrieve_scored(&self, query: &str) -> Result<Vec<ScoredDocument>> {
         let span = retrieval_span(self.k);
         let result = self
             .inner

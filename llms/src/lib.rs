@@ -11,6 +11,7 @@
 //! | `openai` | yes | OpenAI Chat Completions and Embeddings, and any OpenAI-compatible server |
 //! | `gemini` | yes | Gemini (Generative Language API with an API key; Vertex AI) |
 //! | `ollama` | yes | Ollama's native `/api/chat` and `/api/embed` |
+//! | `cohere` | no | Cohere's hosted rerankers (`/v2/rerank`) |
 //! | `local` | no | in-process models on the CPU (candle): a sentence-transformer embedder and a GGUF chat model |
 //!
 //! The transport retries by the one [`catena_core::RetryPolicy`] of the workspace; the
@@ -33,6 +34,9 @@ mod secret;
 #[cfg(feature = "__http")]
 mod http;
 
+#[cfg(feature = "cohere")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cohere")))]
+pub mod cohere;
 #[cfg(feature = "gemini")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gemini")))]
 pub mod gemini;

@@ -12,7 +12,7 @@
 //! | `postgres` | off | PostgreSQL (tokio-postgres + deadpool, one shared connection config): [`PostgresChatHistory`], [`PostgresRecordManager`] (ingest records for `catena_chains::index`), [`PostgresSqlDatabase`] (read-only SQL for model-written queries) |
 //! | `pgvector` | off | [`pgvector::PgVectorStore`]: PostgreSQL + pgvector, HNSW/IVFFlat, hybrid search; implies `postgres` |
 //! | `qdrant` | off | [`qdrant::QdrantStore`]: Qdrant over gRPC, payload indexes, hybrid (dense + BM25) search, tenants |
-//! | `redis` | off | [`RedisChatHistory`]: chat history in Redis lists, optional TTL |
+//! | `redis` | off | [`RedisChatHistory`]: chat history in Redis lists, optional TTL; [`RedisCacheStore`]: the exact and semantic cache stores of `catena_chains`' caching layers, shared by replicas |
 //!
 //! ```
 //! use catena_core::{Document, EmbeddedDocument, Filter, SearchRequest, VectorStore};
@@ -56,7 +56,10 @@ pub mod fuzzing;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{RedisChatHistory, RedisChatHistoryBuilder, REDIS_URL_ENV};
+pub use self::redis::{
+    RedisCacheStore, RedisCacheStoreBuilder, RedisChatHistory, RedisChatHistoryBuilder,
+    REDIS_URL_ENV,
+};
 pub use memory::{
     CorruptFile, DistanceMetric, FileRecordManager, InMemoryVectorStore, InMemoryVectorStoreBuilder,
 };

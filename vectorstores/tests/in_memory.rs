@@ -381,3 +381,168 @@ async fn add_documents_keeps_the_embedders_error_and_what_was_stored() {
     // The first batch is stored whole; nothing of the failed one.
     assert_eq!(store.count(None).await.unwrap(), 40);
 }
+
+mod hybrid {
+    use std::sync::Arc;
+
+    use catena_core::test_utils::DeterministicEmbedder;
+    use catena_core::{
+        Document, EmbeddedDocument, Filter, Fusion, HybridRequest, HybridRetriever, HybridSearch,
+        Retriever, VectorStore,
+    };
+    use catena_vectorstores::InMemoryVectorStore;
+
+    fn axis(a: f32) -> Vec<f32> {
+        vec![a.cos(), a.sin(), 0.0]
+    }
+
+    async fn store() -> InMemoryVectorStore {
+        let store = InMemoryVectorStore::new();
+        let mut docs: Vec<_> = (0..30)
+            .map(|i| {
+                EmbeddedDocument::new(
+                    Document::new(format!("ordinary note number {i} about gardening"))
+                        .with_id(format!("n{i}"))
+                        .with_metadata("lang", if i % 2 == 0 { "en" } else { "fr" }),
+                    axis(0.01 * i as f32),
+                )
+            })
+            .collect();
+        docs.push(EmbeddedDocument::new(
+            Document::new("Zanzibar spice islands travel guide")
+                .with_id("kw")
+                .with_metadata("lang", "en"),
+            axis(3.0),
+        ));
+        store.upsert(docs).await.unwrap();
+        store
+    }
+
+    fn ids(hits: &[catena_core::HybridHit]) -> Vec<&str> {
+        hits.iter()
+            .map(|h| h.document.id.as_ref().unwrap().as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn bm25_over_the_documents_surfaces_keyword_only_matches() {
+        let store = store().await;
+        let req = HybridRequest::new("zanzibar", axis(0.0), 5).with_fetch_k(5);
+        let hits = store.hybrid_search(req.clone()).await.unwrap();
+        assert_eq!(hits.len(), 5);
+        // The vector's best and the keyword's best tie at 1/61; the vector rank breaks it.
+        assert_eq!(&ids(&hits)[..2], &["n0", "kw"]);
+        assert_eq!((hits[1].vector_rank, hits[1].text_rank), (None, Some(1)));
+        assert!((hits[0].score - hits[1].score).abs() < 1e-7);
+
+        let up = store
+            .hybrid_search(req.clone().with_weights(1.0, 3.0))
+            .await
+            .unwrap();
+        assert_eq!(ids(&up)[0], "kw");
+        assert!((up[0].score - 3.0 / 61.0).abs() < 1e-6);
+        let dense_only = store
+            .hybrid_search(req.clone().with_weights(1.0, 0.0))
+            .await
+            .unwrap();
+        assert!(!ids(&dense_only).contains(&"kw"));
+        let weighted = store
+            .hybrid_search(req.clone().with_fusion(Fusion::Weighted))
+            .await
+            .unwrap();
+        assert_eq!(&ids(&weighted)[..2], &["n0", "kw"]);
+        assert!((weighted[1].score - 1.0).abs() < 1e-6);
+        let french = store
+            .hybrid_search(req.clone().with_filter(Filter::eq("lang", "fr")))
+            .await
+            .unwrap();
+        assert!(french.iter().all(|h| h.document.metadata["lang"] == "fr"));
+        // Stemming: "islands" and "island" are one term; stop words match nothing.
+        let stem = store.keyword_search("island", 3, None).unwrap();
+        assert_eq!(stem[0].document.id.as_ref().unwrap().as_str(), "kw");
+        assert!(store
+            .keyword_search("the of and", 3, None)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_keyword_index_follows_updates_and_deletes() {
+        let store = store().await;
+        assert_eq!(store.keyword_search("zanzibar", 5, None).unwrap().len(), 1);
+        // Rewritten without the word: no longer a keyword match.
+        store
+            .upsert(vec![EmbeddedDocument::new(
+                Document::new("a travel guide to nowhere").with_id("kw"),
+                axis(3.0),
+            )])
+            .await
+            .unwrap();
+        assert!(store
+            .keyword_search("zanzibar", 5, None)
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.keyword_search("nowhere", 5, None).unwrap().len(), 1);
+        store.delete(&["kw".into()]).await.unwrap();
+        assert!(store.keyword_search("nowhere", 5, None).unwrap().is_empty());
+        // A reopened persisted store rebuilds the index from its file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.log");
+        {
+            let s = InMemoryVectorStore::builder()
+                .persist_to(&path)
+                .build()
+                .unwrap();
+            s.upsert(vec![EmbeddedDocument::new(
+                Document::new("Zanzibar again").with_id("z"),
+                axis(1.0),
+            )])
+            .await
+            .unwrap();
+        }
+        let s = InMemoryVectorStore::builder()
+            .persist_to(&path)
+            .build()
+            .unwrap();
+        assert_eq!(s.keyword_search("zanzibar", 5, None).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_hybrid_retriever_embeds_the_query_and_returns_fused_scores() {
+        let embedder = Arc::new(DeterministicEmbedder::new(16));
+        let store = Arc::new(InMemoryVectorStore::new());
+        let texts = [
+            "the borrow checker enforces ownership",
+            "garbage collection in Go",
+            "Zanzibar spice islands",
+        ];
+        let vectors = catena_core::Embedder::embed_documents(
+            embedder.as_ref(),
+            &texts.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+        store
+            .upsert(
+                texts
+                    .iter()
+                    .zip(vectors)
+                    .enumerate()
+                    .map(|(i, (t, v))| {
+                        EmbeddedDocument::new(Document::new(*t).with_id(format!("d{i}")), v)
+                    })
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let retriever = HybridRetriever::new(embedder, store).with_k(2);
+        let hits = retriever.retrieve_scored("ownership borrow").await.unwrap();
+        assert_eq!(hits.len(), 2);
+        assert_eq!(hits[0].document.id.as_ref().unwrap().as_str(), "d0");
+        assert!(hits[0].score > hits[1].score);
+        assert_eq!(
+            retriever.retrieve("ownership borrow").await.unwrap().len(),
+            2
+        );
+    }
+}

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use catena_core::test_utils::vector_store_conformance;
 use catena_core::{
-    Document, DocumentId, EmbeddedDocument, Error, Filter, SearchRequest, VectorStore,
+    Document, DocumentId, EmbeddedDocument, Error, Filter, Fusion, HybridSearch, SearchRequest,
+    VectorStore,
 };
 use catena_vectorstores::pgvector::{
     HybridRequest, Index, PgVectorStore, PgVectorStoreBuilder, QueryOptions,
@@ -537,6 +538,29 @@ async fn hybrid_search_surfaces_keyword_only_matches() {
         "{}",
         hits[0].score
     );
+    // Weighted fusion of min-max normalised scores: each ranking's best scores its weight.
+    let weighted = req.clone().with_fusion(Fusion::Weighted);
+    let hits = store.hybrid_search(weighted.clone()).await.unwrap();
+    let ids: Vec<&str> = hits
+        .iter()
+        .map(|h| h.document.id.as_ref().unwrap().as_str())
+        .collect();
+    assert_eq!(
+        &ids[..2],
+        &["n0", "kw"],
+        "a tie goes to the better vector rank"
+    );
+    assert!((hits[0].score - 1.0).abs() < 1e-6 && (hits[1].score - 1.0).abs() < 1e-6);
+    // The other vector candidates fall between the farthest (0) and the nearest (1).
+    assert!(hits[2..]
+        .windows(2)
+        .all(|w| w[0].score > w[1].score && w[1].score > 0.0 && w[0].score < 1.0));
+    let hits = store
+        .hybrid_search(weighted.clone().with_weights(0.5, 2.0))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].document.id.as_ref().unwrap().as_str(), "kw");
+    assert!((hits[0].score - 2.0).abs() < 1e-6);
     // Weight 0 drops the text ranking entirely.
     let hits = store
         .hybrid_search(req.clone().with_weights(1.0, 0.0))

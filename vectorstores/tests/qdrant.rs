@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use catena_core::test_utils::VectorStoreConformance;
 use catena_core::{
-    Document, DocumentId, EmbeddedDocument, Error, Filter, RetryPolicy, SearchRequest, VectorStore,
+    Document, DocumentId, EmbeddedDocument, Error, Filter, Fusion, HybridRequest, HybridSearch,
+    RetryPolicy, SearchRequest, VectorStore,
 };
 use catena_vectorstores::qdrant::{
     Bm25, PayloadIndexKind, QdrantStore, QdrantStoreBuilder, DENSE_VECTOR, METADATA_FIELD,
@@ -1486,7 +1487,7 @@ async fn tenants_cannot_see_each_other() {
 }
 
 #[tokio::test]
-async fn hybrid_search_fuses_dense_and_bm25_prefetches_with_rrf() {
+async fn hybrid_search_fuses_dense_and_bm25_queries_client_side() {
     let (fake, url) = fake_store().await;
     let store = builder(&url, "hybrid")
         .dimensions(2)
@@ -1514,29 +1515,23 @@ async fn hybrid_search_fuses_dense_and_bm25_prefetches_with_rrf() {
     );
 
     fake.clear_calls();
-    let hits = store
-        .hybrid_search(
-            "memory ownership",
-            vec![1.0, 0.0],
-            2,
-            Some(&Filter::eq("lang", "rust")),
-        )
-        .await
-        .unwrap();
+    let request = HybridRequest::new("memory ownership", vec![1.0, 0.0], 2)
+        .with_filter(Filter::eq("lang", "rust"));
+    let hits = store.hybrid_search(request.clone()).await.unwrap();
     assert_eq!(hits.len(), 2);
+    // "gc" is the dense winner; "mem" is third by vector but the only keyword match, and a
+    // document both rankings found wins: 1/63 + 1/61 > 1/61.
     assert_eq!(hits[0].document.id, Some("mem".into()), "{hits:?}");
+    assert_eq!((hits[0].vector_rank, hits[0].text_rank), (Some(3), Some(1)));
+    assert!((hits[0].score - (1.0 / 63.0 + 1.0 / 61.0)).abs() < 1e-6);
+    assert_eq!(hits[1].document.id, Some("gc".into()), "{hits:?}");
+    assert_eq!((hits[1].vector_rank, hits[1].text_rank), (Some(1), None));
     let qs = queries(&fake.calls());
-    let query = &qs[0];
-    assert_eq!(query.limit, Some(2));
-    assert!(matches!(
-        query.query.clone().and_then(|q| q.variant),
-        Some(Variant::Fusion(f)) if f == q::Fusion::Rrf as i32
-    ));
-    assert_eq!(query.prefetch.len(), 2);
-    let (dense, sparse) = (&query.prefetch[0], &query.prefetch[1]);
+    assert_eq!(qs.len(), 2, "one dense and one sparse query: {qs:?}");
+    let (dense, sparse) = (&qs[0], &qs[1]);
     assert_eq!(dense.using.as_deref(), Some(DENSE_VECTOR));
     assert_eq!(sparse.using.as_deref(), Some(SPARSE_VECTOR));
-    assert_eq!(dense.limit, Some(20));
+    assert_eq!((dense.limit, sparse.limit), (Some(20), Some(20)));
     let Some(Variant::Nearest(input)) = sparse.query.clone().and_then(|q| q.variant) else {
         panic!("{sparse:?}");
     };
@@ -1545,18 +1540,39 @@ async fn hybrid_search_fuses_dense_and_bm25_prefetches_with_rrf() {
         input.variant,
         Some(vector_input::Variant::Sparse(s)) if s.indices == want.indices && s.values == want.values
     ));
-    for f in [&dense.filter, &sparse.filter, &query.filter] {
+    for f in [&dense.filter, &sparse.filter] {
         assert_eq!(field_key(&f.as_ref().unwrap().must[0]), "metadata.lang");
     }
 
+    // The dense ranking alone (keyword weight 0): no sparse query, the dense order.
+    fake.clear_calls();
+    let hits = store
+        .hybrid_search(request.clone().with_weights(1.0, 0.0))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].document.id, Some("gc".into()), "{hits:?}");
+    assert_eq!(queries(&fake.calls()).len(), 1);
+    // Weighted fusion, keyword only.
+    let hits = store
+        .hybrid_search(
+            request
+                .clone()
+                .with_fusion(Fusion::Weighted)
+                .with_weights(0.0, 1.0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].document.id, Some("mem".into()));
+
     let plain = builder(&url, "plain").dimensions(2).build().unwrap();
     let err = plain
-        .hybrid_search("x", vec![1.0, 0.0], 2, None)
+        .hybrid_search(HybridRequest::new("x", vec![1.0, 0.0], 2))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
     let err = store
-        .hybrid_search("x", vec![1.0, 0.0], 0, None)
+        .hybrid_search(HybridRequest::new("x", vec![1.0, 0.0], 0))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
@@ -1722,7 +1738,7 @@ async fn real_hybrid_and_tenancy() {
                 .await
                 .unwrap();
             let hits = acme
-                .hybrid_search("memory ownership", vec![1.0, 0.0], 2, None)
+                .hybrid_search(HybridRequest::new("memory ownership", vec![1.0, 0.0], 2))
                 .await
                 .unwrap();
             assert_eq!(hits.len(), 2);

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use catena_core::backend::cosine_similarity;
 use catena_core::prompt::PromptTemplate;
-use catena_core::{ChatModel, ChatRequest, Document, Embedder, Error, Message, Result, Retriever};
+use catena_core::{
+    ChatModel, ChatRequest, Document, Embedder, Error, Message, Result, Retriever, ScoredDocument,
+};
 
 /// Filters (or rewrites) retrieved documents for a query.
 #[async_trait]
@@ -144,5 +146,23 @@ impl Retriever for ContextualCompressionRetriever {
     async fn retrieve(&self, query: &str) -> Result<Vec<Document>> {
         let docs = self.base.retrieve(query).await?;
         self.compressor.compress(docs, query).await
+    }
+
+    /// The kept documents with the score a reranking compressor wrote under
+    /// [`RELEVANCE_SCORE_KEY`](super::RELEVANCE_SCORE_KEY) (`NaN` without one).
+    async fn retrieve_scored(&self, query: &str) -> Result<Vec<ScoredDocument>> {
+        Ok(self
+            .retrieve(query)
+            .await?
+            .into_iter()
+            .map(|d| {
+                let score = d
+                    .metadata
+                    .get(super::RELEVANCE_SCORE_KEY)
+                    .and_then(serde_json::Value::as_f64)
+                    .map_or(f32::NAN, |s| s as f32);
+                ScoredDocument::new(d, score)
+            })
+            .collect())
     }
 }

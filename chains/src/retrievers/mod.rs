@@ -32,6 +32,7 @@ mod compression;
 mod ensemble;
 mod multi_query;
 mod parent;
+mod rerank;
 
 pub use bm25::Bm25Retriever;
 pub use budget::{trim_to_token_budget, BudgetedRetriever};
@@ -42,6 +43,7 @@ pub use compression::{
 pub use ensemble::{reciprocal_rank_fusion, EnsembleRetriever};
 pub use multi_query::{MultiQueryRetriever, DEFAULT_PROMPT as MULTI_QUERY_PROMPT};
 pub use parent::{InMemoryDocStore, ParentDocumentRetriever, PARENT_ID_KEY};
+pub use rerank::{LlmReranker, RerankCompressor, LLM_RERANK_PROMPT, RELEVANCE_SCORE_KEY};
 
 use catena_core::{Document, DocumentId};
 

@@ -72,7 +72,8 @@ pub struct LoadReport {
 ///
 /// Default loaders: `txt`/`text` → [`TextLoader`], `md`/`markdown` → [`MarkdownLoader`],
 /// `json` → [`JsonLoader`], `jsonl`/`ndjson` → [`JsonLinesLoader`], `csv` →
-/// [`CsvLoader`], `html`/`htm` → [`HtmlLoader`]; override or add with
+/// [`CsvLoader`], `html`/`htm` → [`HtmlLoader`], and with their features `pdf` →
+/// `PdfLoader` (one document per page) and `docx` → `DocxLoader`; override or add with
 /// [`loader`](DirectoryLoaderBuilder::loader). Documents are ordered by path, and their
 /// `source` metadata is the `/`-separated path relative to the root.
 ///
@@ -206,6 +207,16 @@ fn default_loaders() -> BTreeMap<String, LoaderFactory> {
     for ext in ["html", "htm"] {
         m.insert(ext.to_owned(), factory(|p: &Path| HtmlLoader::new(p)));
     }
+    #[cfg(feature = "pdf")]
+    m.insert(
+        "pdf".to_owned(),
+        factory(|p: &Path| super::PdfLoader::new(p)),
+    );
+    #[cfg(feature = "docx")]
+    m.insert(
+        "docx".to_owned(),
+        factory(|p: &Path| super::DocxLoader::new(p)),
+    );
     m
 }
 

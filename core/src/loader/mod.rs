@@ -13,6 +13,8 @@
 //! | [`JsonLinesLoader`] | line of a JSON Lines file | other fields, `line` |
 //! | [`CsvLoader`] | row | other columns, `row` |
 //! | [`HtmlLoader`] | file, as readable text | `title` |
+//! | `PdfLoader` (feature `pdf`) | page of a PDF | `page` (1-based), `total_pages`, `title` |
+//! | `DocxLoader` (feature `docx`) | Word (.docx) file | `title` (core properties) |
 //! | [`DirectoryLoader`] | file under a root, by extension | that of the file's loader |
 //!
 //! Bad input is a typed [`LoadError`] (converted into [`crate::Error::Load`]), never a
@@ -21,7 +23,10 @@
 //! [`DEFAULT_MAX_TOTAL_BYTES`] (1 GiB; both lower with
 //! [`DirectoryLoaderBuilder::max_file_bytes`] and [`DirectoryLoaderBuilder::max_total_bytes`]):
 //! past a cap the load fails with [`LoadError::TooLarge`] or [`LoadError::TotalTooLarge`] and
-//! returns nothing, never a truncated document.
+//! returns nothing, never a truncated document. The PDF and DOCX loaders also decompress no
+//! more than the file cap ([`LoadError::DecompressedTooLarge`]); the PDF loader's own cap is
+//! lower (16 MiB, since a parsed PDF takes many times its size in memory) and it refuses more
+//! than 10,000 pages ([`LoadError::TooManyPages`]).
 //!
 //! ```no_run
 //! use catena_core::loader::{DirectoryLoader, DocumentLoader, JsonLinesLoader};
@@ -50,8 +55,12 @@
 //! ```
 
 mod directory;
+#[cfg(feature = "docx")]
+mod docx;
 mod html;
 mod json;
+#[cfg(feature = "pdf")]
+mod pdf;
 mod tabular;
 mod text;
 
@@ -62,8 +71,14 @@ use std::sync::Arc;
 use crate::Document;
 
 pub use directory::{DirectoryLoader, DirectoryLoaderBuilder, LoadReport, SkipReason, SkippedPath};
+#[cfg(feature = "docx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "docx")))]
+pub use docx::DocxLoader;
 pub use html::{html_to_text, HtmlLoader};
 pub use json::{JsonLinesLoader, JsonLoader};
+#[cfg(feature = "pdf")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pdf")))]
+pub use pdf::PdfLoader;
 pub use tabular::CsvLoader;
 pub use text::{MarkdownLoader, TextLoader};
 
@@ -268,6 +283,42 @@ pub enum LoadError {
         /// The cap.
         max: u64,
     },
+    /// The file is not a well-formed document of its format (a PDF or DOCX that does not
+    /// parse, lacks a required part, ...). Nothing of it was returned.
+    #[error("`{}` is not a valid {format} file: {message}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// The format expected: `"PDF"`, `"DOCX"`.
+        format: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file is encrypted and cannot be read without a password.
+    #[error("`{}` is encrypted: it cannot be read without a password", path.display())]
+    Encrypted {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Decompressing the file (a compressed PDF stream, a DOCX's zip entries) would produce
+    /// more than the loader's cap: a decompression bomb, or a document too large to load.
+    /// Decompression stopped at the cap and nothing was returned.
+    #[error("`{}` decompresses to more than {max} bytes", path.display())]
+    DecompressedTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The cap.
+        max: u64,
+    },
+    /// The document has more pages than the loader reads (a PDF over `PdfLoader`'s
+    /// `max_pages`, 10 000 unless set). Nothing of it was returned.
+    #[error("`{}` has more than {max} pages", path.display())]
+    TooManyPages {
+        /// The file.
+        path: PathBuf,
+        /// The cap.
+        max: usize,
+    },
     /// The files of a directory load add up to more than its
     /// [`max_total_bytes`](DirectoryLoaderBuilder::max_total_bytes). Nothing was returned.
     #[error("the files under `{}` add up to more than {max} bytes", root.display())]
@@ -298,6 +349,20 @@ pub(crate) fn read_text(path: &Path) -> Result<String, LoadError> {
 
 /// [`read_text`] with the cap `max` bytes.
 pub(crate) fn read_text_capped(path: &Path, max: u64) -> Result<String, LoadError> {
+    let bytes = read_bytes_capped(path, max)?;
+    let mut text = String::from_utf8(bytes).map_err(|e| LoadError::InvalidUtf8 {
+        path: path.to_path_buf(),
+        valid_up_to: e.utf8_error().valid_up_to(),
+    })?;
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
+    Ok(text)
+}
+
+/// Reads at most `max` bytes of `path` (a larger file, or one that grows past the cap
+/// while being read, is [`LoadError::TooLarge`]).
+pub(crate) fn read_bytes_capped(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
     use std::io::Read;
     let io = |source| LoadError::Io {
         path: path.to_path_buf(),
@@ -324,14 +389,7 @@ pub(crate) fn read_text_capped(path: &Path, max: u64) -> Result<String, LoadErro
             max,
         });
     }
-    let mut text = String::from_utf8(bytes).map_err(|e| LoadError::InvalidUtf8 {
-        path: path.to_path_buf(),
-        valid_up_to: e.utf8_error().valid_up_to(),
-    })?;
-    if text.starts_with('\u{feff}') {
-        text.drain(..'\u{feff}'.len_utf8());
-    }
-    Ok(text)
+    Ok(bytes)
 }
 
 #[cfg(test)]

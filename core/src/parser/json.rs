@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 use serde_json::Value;
 
-use super::{OutputParser, ParseError};
+use super::{OutputParser, ParseError, StreamParser};
 
 /// How many candidate objects/arrays in prose are tried before giving up, which bounds the
 /// work on adversarial input.
@@ -56,6 +56,16 @@ impl OutputParser for JsonOutputParser {
 
     fn parse(&self, text: &str) -> Result<Value, ParseError> {
         extract_json(text)
+    }
+
+    /// Partial objects as the JSON streams in (see [`parse_partial_json`]), each one emitted
+    /// only when it differs from the last; at the end, the strict parse of the whole text
+    /// (emitted if it differs, an error if the text is not valid JSON).
+    fn stream_parser(&self) -> Option<Box<dyn StreamParser<Value>>> {
+        Some(Box::new(PartialJson::new(
+            |v: &Value| Ok(v.clone()),
+            extract_json,
+        )))
     }
 
     fn format_instructions(&self) -> Option<String> {
@@ -225,5 +235,232 @@ mod tests {
         ));
         let prose = format!("x {}", "{".repeat(100_000));
         assert_eq!(extract_json(&prose), Err(ParseError::NoJsonFound));
+    }
+}
+
+/// How many characters [`parse_partial_json`] drops from the end, one at a time, looking for
+/// a prefix it can close; bounds the work per call.
+const MAX_PARTIAL_BACKTRACK: usize = 64;
+
+/// The value a JSON text cut short would have if it ended here: the first `{` or `[` of
+/// `text` up to its end, with an open string closed, a dangling key, `:` or `,` dropped and
+/// the open brackets closed. `None` until there is a value to show (or when the text is not
+/// JSON-like).
+///
+/// ```
+/// use catena_core::parser::parse_partial_json;
+/// use serde_json::json;
+///
+/// assert_eq!(parse_partial_json(r#"{"name": "Ad"#), Some(json!({"name": "Ad"})));
+/// assert_eq!(parse_partial_json(r#"```json\n{"items": [1, 2, "#), Some(json!({"items": [1, 2]})));
+/// assert_eq!(parse_partial_json(r#"{"a": 1, "b"#), Some(json!({"a": 1})));
+/// assert_eq!(parse_partial_json("no json yet"), None);
+/// ```
+pub fn parse_partial_json(text: &str) -> Option<Value> {
+    let start = text.find(['{', '['])?;
+    let mut body = &text[start..];
+    for _ in 0..MAX_PARTIAL_BACKTRACK {
+        if body.is_empty() {
+            return None;
+        }
+        match close_partial(body) {
+            Closed::Complete(end) => return serde_json::from_str(&body[..end]).ok(),
+            Closed::Candidate(candidate) => {
+                if let Ok(v) = serde_json::from_str(&candidate) {
+                    return Some(v);
+                }
+            }
+            Closed::Broken => return None,
+        }
+        // Drop the last character and try again.
+        let cut = body.char_indices().next_back().map_or(0, |(i, _)| i);
+        body = &body[..cut];
+    }
+    None
+}
+
+enum Closed {
+    /// The first value is complete and ends at this byte offset.
+    Complete(usize),
+    /// The text closed as far as it goes.
+    Candidate(String),
+    /// A closing bracket that does not match: not JSON.
+    Broken,
+}
+
+/// Closes an open string and the open brackets of `text` (which starts with `{` or `[`).
+fn close_partial(text: &str) -> Closed {
+    let mut stack: Vec<char> = Vec::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' => stack.push('}'),
+            '[' => stack.push(']'),
+            '}' | ']' => {
+                if stack.pop() != Some(c) {
+                    return Closed::Broken;
+                }
+                if stack.is_empty() {
+                    return Closed::Complete(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = String::with_capacity(text.len() + stack.len() + 1);
+    if in_string {
+        // A string cut inside an escape loses the lone backslash.
+        out.push_str(if escaped {
+            &text[..text.len() - 1]
+        } else {
+            text
+        });
+        out.push('"');
+    } else {
+        out.push_str(text.trim_end().trim_end_matches(','));
+    }
+    out.extend(stack.iter().rev());
+    Closed::Candidate(out)
+}
+
+/// Turns a (partial) JSON value into the parser's output.
+type Convert<O> = Box<dyn Fn(&Value) -> Result<O, ParseError> + Send>;
+
+/// The stream parser of the JSON-based parsers: partial values as the text grows, deduplicated
+/// by their JSON text, then the strict parse of the whole text.
+pub(super) struct PartialJson<O> {
+    text: String,
+    last: Option<String>,
+    convert: Convert<O>,
+    strict: fn(&str) -> Result<Value, ParseError>,
+}
+
+impl<O> PartialJson<O> {
+    pub(super) fn new(
+        convert: impl Fn(&Value) -> Result<O, ParseError> + Send + 'static,
+        strict: fn(&str) -> Result<Value, ParseError>,
+    ) -> Self {
+        PartialJson {
+            text: String::new(),
+            last: None,
+            convert: Box::new(convert),
+            strict,
+        }
+    }
+
+    fn emit(&mut self, value: &Value) -> Option<Result<O, ParseError>> {
+        let key = value.to_string();
+        if self.last.as_deref() == Some(key.as_str()) {
+            return None;
+        }
+        // A partial value that does not convert yet (a required field still missing) is
+        // skipped; the final parse reports real mismatches.
+        let out = (self.convert)(value).ok()?;
+        self.last = Some(key);
+        Some(Ok(out))
+    }
+}
+
+impl<O> StreamParser<O> for PartialJson<O> {
+    fn push(&mut self, delta: &str) -> Option<Result<O, ParseError>> {
+        self.text.push_str(delta);
+        if delta.is_empty() {
+            return None;
+        }
+        let value = parse_partial_json(&self.text)?;
+        self.emit(&value)
+    }
+
+    fn finish(&mut self) -> Option<Result<O, ParseError>> {
+        match (self.strict)(&self.text) {
+            Ok(value) => {
+                let key = value.to_string();
+                if self.last.as_deref() == Some(key.as_str()) {
+                    return None;
+                }
+                self.last = Some(key);
+                Some((self.convert)(&value))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod partial_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn partial_values_grow_with_the_text() {
+        let full = r#"{"title": "Ru\"st", "tags": ["a", "bc"], "n": 12, "ok": true}"#;
+        let mut seen = Vec::new();
+        for end in 1..=full.len() {
+            if let Some(v) = parse_partial_json(&full[..end]) {
+                seen.push(v);
+            }
+        }
+        assert_eq!(
+            seen.last(),
+            Some(&serde_json::from_str::<Value>(full).unwrap())
+        );
+        assert!(seen.contains(&json!({"title": "Ru\""})));
+        assert!(seen.contains(&json!({"title": "Ru\"st", "tags": ["a", "b"]})));
+    }
+
+    #[test]
+    fn not_json_and_mismatched_brackets_give_nothing() {
+        assert_eq!(parse_partial_json("plain words"), None);
+        assert_eq!(parse_partial_json("{]"), None);
+    }
+
+    #[test]
+    fn the_stream_parser_emits_changes_then_the_strict_parse() {
+        let mut p = JsonOutputParser.stream_parser().unwrap();
+        let mut out = Vec::new();
+        for piece in [
+            "Here:\n```json\n{\"a\"",
+            ": 1",
+            ", \"b\": [",
+            "2",
+            "]}",
+            "\n```",
+        ] {
+            if let Some(v) = p.push(piece) {
+                out.push(v.unwrap());
+            }
+        }
+        assert!(
+            p.finish().is_none(),
+            "the last partial value was already the whole one"
+        );
+        assert_eq!(
+            out,
+            vec![
+                json!({}),
+                json!({"a": 1}),
+                json!({"a": 1, "b": []}),
+                json!({"a": 1, "b": [2]})
+            ]
+        );
+
+        let mut broken = JsonOutputParser.stream_parser().unwrap();
+        let _ = broken.push("{\"a\": ");
+        assert!(matches!(
+            broken.finish(),
+            Some(Err(ParseError::InvalidJson(_)))
+        ));
     }
 }

@@ -43,7 +43,7 @@ use std::sync::Arc;
 
 use crate::Message;
 
-pub use json::JsonOutputParser;
+pub use json::{parse_partial_json, JsonOutputParser};
 pub use list::{CommaSeparatedListOutputParser, LineListOutputParser};
 pub use typed::TypedOutputParser;
 
@@ -118,6 +118,25 @@ pub trait OutputParser: Send + Sync {
     fn parse_message(&self, message: &Message) -> Result<Self::Output, ParseError> {
         self.parse(&message.text())
     }
+
+    /// A parser for the answer as it streams, or `None` (the default) when outputs only come
+    /// from the whole text: a streaming chain then yields one [`parse`](OutputParser::parse)
+    /// of the full text at the end. [`StrOutputParser`] streams text deltas,
+    /// [`JsonOutputParser`] and [`TypedOutputParser`] partial objects.
+    fn stream_parser(&self) -> Option<Box<dyn StreamParser<Self::Output>>> {
+        None
+    }
+}
+
+/// Parses an answer while it streams: text goes in piece by piece, outputs come out as soon
+/// as they are ready; see [`OutputParser::stream_parser`].
+pub trait StreamParser<O>: Send {
+    /// Takes the next piece of text; an output when this piece made one ready.
+    fn push(&mut self, delta: &str) -> Option<Result<O, ParseError>>;
+
+    /// The text has ended: the last output, if there is one more (for structured parsers, the
+    /// strict parse of the whole text, or its error).
+    fn finish(&mut self) -> Option<Result<O, ParseError>>;
 }
 
 impl<P: OutputParser + ?Sized> OutputParser for &P {
@@ -127,6 +146,9 @@ impl<P: OutputParser + ?Sized> OutputParser for &P {
     }
     fn format_instructions(&self) -> Option<String> {
         (**self).format_instructions()
+    }
+    fn stream_parser(&self) -> Option<Box<dyn StreamParser<Self::Output>>> {
+        (**self).stream_parser()
     }
 }
 
@@ -138,6 +160,9 @@ impl<P: OutputParser + ?Sized> OutputParser for Box<P> {
     fn format_instructions(&self) -> Option<String> {
         (**self).format_instructions()
     }
+    fn stream_parser(&self) -> Option<Box<dyn StreamParser<Self::Output>>> {
+        (**self).stream_parser()
+    }
 }
 
 impl<P: OutputParser + ?Sized> OutputParser for Arc<P> {
@@ -147,6 +172,9 @@ impl<P: OutputParser + ?Sized> OutputParser for Arc<P> {
     }
     fn format_instructions(&self) -> Option<String> {
         (**self).format_instructions()
+    }
+    fn stream_parser(&self) -> Option<Box<dyn StreamParser<Self::Output>>> {
+        (**self).stream_parser()
     }
 }
 
@@ -174,11 +202,67 @@ impl OutputParser for StrOutputParser {
     fn parse(&self, text: &str) -> Result<String, ParseError> {
         Ok(text.trim().to_owned())
     }
+
+    /// Text deltas as they arrive, trimmed like [`parse`](OutputParser::parse): leading
+    /// whitespace is dropped and trailing whitespace held back until more text follows, so
+    /// the deltas concatenate to exactly what `parse` returns for the whole text.
+    fn stream_parser(&self) -> Option<Box<dyn StreamParser<String>>> {
+        Some(Box::new(TextDeltas::default()))
+    }
+}
+
+/// [`StrOutputParser`]'s stream parser.
+#[derive(Debug, Default)]
+struct TextDeltas {
+    started: bool,
+    held: String,
+}
+
+impl StreamParser<String> for TextDeltas {
+    fn push(&mut self, delta: &str) -> Option<Result<String, ParseError>> {
+        let delta = if self.started {
+            delta
+        } else {
+            delta.trim_start()
+        };
+        if delta.is_empty() {
+            return None;
+        }
+        self.started = true;
+        let body = delta.trim_end();
+        if body.is_empty() {
+            self.held.push_str(delta);
+            return None;
+        }
+        let mut out = std::mem::take(&mut self.held);
+        out.push_str(body);
+        self.held.push_str(&delta[body.len()..]);
+        Some(Ok(out))
+    }
+
+    fn finish(&mut self) -> Option<Result<String, ParseError>> {
+        None
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_deltas_concatenate_to_the_trimmed_text() {
+        let pieces = ["  \n", "Par", "is ", " \n", "is", " big.", "\n\n"];
+        let mut p = StrOutputParser.stream_parser().unwrap();
+        let mut out = String::new();
+        for piece in pieces {
+            if let Some(d) = p.push(piece) {
+                out.push_str(&d.unwrap());
+            }
+        }
+        assert!(p.finish().is_none());
+        assert_eq!(out, StrOutputParser.parse(&pieces.concat()).unwrap());
+        assert_eq!(out, "Paris  \nis big.");
+    }
 
     #[test]
     fn object_safe() {

@@ -7,9 +7,9 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::json::extract_json;
+use super::json::{extract_json, PartialJson};
 use super::schema::find_mismatch;
-use super::{OutputParser, ParseError};
+use super::{OutputParser, ParseError, StreamParser};
 
 /// Parses a model's output into `T`: the JSON is found as by
 /// [`JsonOutputParser`](super::JsonOutputParser), then deserialised with serde.
@@ -108,11 +108,23 @@ impl<T> fmt::Debug for TypedOutputParser<T> {
     }
 }
 
-impl<T: DeserializeOwned + JsonSchema> OutputParser for TypedOutputParser<T> {
+impl<T: DeserializeOwned + JsonSchema + 'static> OutputParser for TypedOutputParser<T> {
     type Output = T;
 
     fn parse(&self, text: &str) -> Result<T, ParseError> {
         self.parse_value(&extract_json(text)?)
+    }
+
+    /// Partial values of `T` as the JSON streams in: each time the partial JSON (see
+    /// [`parse_partial_json`](super::parse_partial_json)) changes and deserialises into `T`
+    /// (fields not yet there must be optional or defaulted for that); at the end the strict
+    /// parse of the whole text, with schema mismatches reported as by [`parse`](Self::parse).
+    fn stream_parser(&self) -> Option<Box<dyn StreamParser<T>>> {
+        let parser = self.clone();
+        Some(Box::new(PartialJson::new(
+            move |v: &Value| parser.parse_value(v),
+            extract_json,
+        )))
     }
 
     fn format_instructions(&self) -> Option<String> {

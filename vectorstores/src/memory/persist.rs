@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use catena_core::backend::validate_vector;
+use catena_core::keyword::KeywordIndex;
 use catena_core::{DocumentId, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -230,6 +231,7 @@ impl Snapshot {
             .dimensions
             .or_else(|| entries.first().map(|e| e.vector.len()));
         let mut live_bytes = 0;
+        let mut keywords = KeywordIndex::new();
         for (i, e) in entries.iter_mut().enumerate() {
             validate_vector(&e.vector).map_err(|err| bad(format!("entry {i}: {err}")))?;
             if dimensions.is_some_and(|d| d != e.vector.len()) {
@@ -240,6 +242,7 @@ impl Snapshot {
             }
             e.norm = norm(&e.vector);
             e.prepare();
+            e.terms = keywords.add(&e.content);
             live_bytes += e.weight;
         }
         Ok(State {
@@ -247,6 +250,7 @@ impl Snapshot {
             entries,
             index,
             live_bytes,
+            keywords,
         })
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! ```no_run
 //! use catena_core::{Document, EmbeddedDocument, Filter, SearchRequest, VectorStore};
-//! use catena_vectorstores::pgvector::{HybridRequest, Index, PgVectorStore};
+//! use catena_vectorstores::pgvector::{HybridRequest, HybridSearch, Index, PgVectorStore};
 //! use catena_vectorstores::DistanceMetric;
 //!
 //! # async fn run() -> catena_core::Result<()> {
@@ -98,7 +98,7 @@ use catena_core::{Error, Result};
 
 use crate::DistanceMetric;
 pub use builder::PgVectorStoreBuilder;
-pub use hybrid::{HybridHit, HybridRequest};
+pub use catena_core::{Fusion, HybridHit, HybridRequest, HybridSearch};
 pub use store::{PgVectorStore, QueryOptions};
 
 /// An approximate-nearest-neighbour index on the embedding column.

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use catena_core::backend::validate_vector;
 use catena_core::{
-    Document, DocumentId, EmbeddedDocument, Error, FailedUpsert, Filter, Metadata, Result,
-    ScoredDocument, SearchRequest, UpsertReport, VectorStore,
+    fuse, Document, DocumentId, EmbeddedDocument, Error, FailedUpsert, Filter, HybridHit,
+    HybridRequest, HybridSearch, Metadata, Result, ScoredDocument, SearchRequest, UpsertReport,
+    VectorStore,
 };
 use qdrant_client::qdrant::{
     self as q, condition::ConditionOneOf, point_id::PointIdOptions,
@@ -200,85 +201,6 @@ impl QdrantStore {
                 self.inner.collection, layout.dims
             )))
         }
-    }
-
-    /// A hybrid search: the `k` best documents by reciprocal rank fusion of the dense
-    /// search for `vector` and the BM25 sparse search for `text` (Qdrant's query API with
-    /// two prefetches of `max(4·k, 20)` candidates each, fused with RRF). Scores are RRF
-    /// scores: higher is better, but they are not similarities, so there is no threshold.
-    /// Text without words falls back to the dense search alone.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] unless the store was built with
-    /// [`hybrid(true)`](QdrantStoreBuilder::hybrid); [`Error::InvalidInput`] for `k = 0`, a
-    /// bad vector or filter; provider errors from Qdrant.
-    pub async fn hybrid_search(
-        &self,
-        text: &str,
-        vector: Vec<f32>,
-        k: usize,
-        filter: Option<&Filter>,
-    ) -> Result<Vec<ScoredDocument>> {
-        if !self.inner.hybrid {
-            return Err(Error::invalid_config(
-                "qdrant: hybrid_search needs a store built with `hybrid(true)`",
-            ));
-        }
-        if k == 0 {
-            return Err(Error::invalid_input("k must be at least 1"));
-        }
-        validate_vector(&vector)?;
-        let tenant = self.tenant_scope()?;
-        let Some(filter) = request_filter(filter, tenant)? else {
-            return Ok(Vec::new());
-        };
-        let filter = non_empty(filter);
-        let layout = self.layout().await?;
-        self.check_dims(vector.len(), layout, "the query vector")?;
-        let fetch = k.saturating_mul(4).max(20) as u64;
-        let mut prefetch = vec![q::PrefetchQuery {
-            query: Some(nearest(VectorInput::new_dense(vector))),
-            using: layout.dense.clone(),
-            filter: filter.clone(),
-            params: self.search_params(),
-            limit: Some(fetch),
-            ..Default::default()
-        }];
-        let sparse = self.inner.bm25.query(text);
-        if !sparse.is_empty() {
-            prefetch.push(q::PrefetchQuery {
-                query: Some(nearest(VectorInput::new_sparse(
-                    sparse.indices,
-                    sparse.values,
-                ))),
-                using: Some(SPARSE_VECTOR.to_owned()),
-                filter: filter.clone(),
-                limit: Some(fetch),
-                ..Default::default()
-            });
-        }
-        let request = q::QueryPoints {
-            collection_name: self.inner.collection.clone(),
-            prefetch,
-            query: Some(q::Query {
-                variant: Some(Variant::Fusion(q::Fusion::Rrf as i32)),
-            }),
-            filter,
-            limit: Some(k as u64),
-            with_payload: Some(with_payload()),
-            ..Default::default()
-        };
-        let response = self
-            .inner
-            .retry
-            .run_qdrant("query", || self.inner.client.query(request.clone()))
-            .await
-            .map_err(|e| convert(e, "hybrid search"))?;
-        Ok(response
-            .result
-            .into_iter()
-            .map(|p| ScoredDocument::new(document(p.id, p.payload), p.score))
-            .collect())
     }
 
     fn search_params(&self) -> Option<q::SearchParams> {
@@ -823,5 +745,91 @@ impl VectorStore for QdrantStore {
         };
         self.layout().await?;
         self.count_filter(filter).await
+    }
+}
+
+/// Hybrid search: the dense search for the vector and the BM25 sparse search for the text
+/// (`fetch_k` candidates each, both under the filter and the tenant scope, as two queries
+/// sent at once), fused by [`catena_core::fuse`] so that the fusion, its weights and its
+/// RRF constant are exactly those of the other stores. Text without words searches the dense
+/// vectors alone.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] unless the store was built with
+/// [`hybrid(true)`](QdrantStoreBuilder::hybrid); [`Error::InvalidInput`] for a bad request
+/// (see [`HybridRequest::validate`]); provider errors from Qdrant.
+#[async_trait]
+impl HybridSearch for QdrantStore {
+    async fn hybrid_search(&self, request: HybridRequest) -> Result<Vec<HybridHit>> {
+        if !self.inner.hybrid {
+            return Err(Error::invalid_config(
+                "qdrant: hybrid_search needs a store built with `hybrid(true)`",
+            ));
+        }
+        request.validate()?;
+        let tenant = self.tenant_scope()?;
+        let Some(filter) = request_filter(request.filter.as_ref(), tenant)? else {
+            return Ok(Vec::new());
+        };
+        let filter = non_empty(filter);
+        let layout = self.layout().await?;
+        self.check_dims(request.vector.len(), layout, "the query vector")?;
+        let fetch = request.fetch_k as u64;
+        let points = |query, using, params| q::QueryPoints {
+            collection_name: self.inner.collection.clone(),
+            query: Some(query),
+            using,
+            filter: filter.clone(),
+            params,
+            limit: Some(fetch),
+            with_payload: Some(with_payload()),
+            ..Default::default()
+        };
+        let run = |request: q::QueryPoints| async move {
+            self.inner
+                .retry
+                .run_qdrant("query", || self.inner.client.query(request.clone()))
+                .await
+                .map_err(|e| convert(e, "hybrid search"))
+        };
+        let dense_query = points(
+            nearest(VectorInput::new_dense(request.vector.clone())),
+            layout.dense.clone(),
+            self.search_params(),
+        );
+        let sparse = self.inner.bm25.query(&request.text);
+        let dense_wanted = request.vector_weight > 0.0;
+        let sparse_wanted = request.text_weight > 0.0 && !sparse.is_empty();
+        let sparse_query = points(
+            nearest(VectorInput::new_sparse(sparse.indices, sparse.values)),
+            Some(SPARSE_VECTOR.to_owned()),
+            None,
+        );
+        let (dense, keyword) = futures::future::try_join(
+            async {
+                if dense_wanted {
+                    run(dense_query).await.map(|r| r.result)
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+            async {
+                if sparse_wanted {
+                    run(sparse_query).await.map(|r| r.result)
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+        )
+        .await?;
+        let dense = dense
+            .into_iter()
+            .map(|p| ScoredDocument::new(document(p.id, p.payload), self.similarity(p.score)))
+            .collect();
+        let keyword = keyword
+            .into_iter()
+            .map(|p| ScoredDocument::new(document(p.id, p.payload), p.score))
+            .collect();
+        Ok(fuse(dense, keyword, &request))
     }
 }

@@ -1,4 +1,5 @@
-//! Redis (feature `redis`): chat history ([`RedisChatHistory`]), one list per session.
+//! Redis (feature `redis`): chat history ([`RedisChatHistory`]), one list per session, and
+//! the storage of the model-call caches ([`RedisCacheStore`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -15,13 +16,16 @@
 //! # }
 //! ```
 
+mod cache;
 mod history;
 
 use catena_core::{Error, ProviderError, ProviderErrorKind};
 
+pub use cache::{RedisCacheStore, RedisCacheStoreBuilder};
 pub use history::{RedisChatHistory, RedisChatHistoryBuilder};
 
-/// The environment variable [`RedisChatHistory`] reads when given no URL.
+/// The environment variable [`RedisChatHistory`] and [`RedisCacheStore`] read when given no
+/// URL.
 pub const REDIS_URL_ENV: &str = "REDIS_URL";
 
 /// Maps a Redis error to a Catena error by what the caller can do about it.

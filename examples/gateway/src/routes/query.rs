@@ -9,8 +9,9 @@ use axum::http::{header, HeaderMap};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use catena_chains::{QaEvent, RetrievalQa};
 use catena_core::prompt::ChatPromptTemplate;
-use catena_core::{ChatChunk, ChatRequest, ScoredDocument, Usage};
+use catena_core::{ScoredDocument, Usage};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -19,7 +20,7 @@ use super::body::{validate_k, validate_text, Body};
 use super::sse::{guard, sse};
 use super::upstream::{
     budget_spent, charged, count_usage, estimate_tokens, refuse_spent_budget, reserve_budget,
-    retrieve, timeout_problem, upstream, upstream_for, usage_json,
+    tenant_retriever, timeout_problem, upstream, upstream_for, usage_json,
 };
 use crate::auth::Caller;
 use crate::middleware::trace::request_id;
@@ -66,29 +67,28 @@ fn wants_stream(headers: &HeaderMap, flag: bool) -> bool {
         .is_some_and(|v| v.contains("text/event-stream"))
 }
 
-/// The model request: the retrieved chunks as context, then the question.
-fn rag_request(
-    state: &AppState,
-    question: &str,
-    hits: &[ScoredDocument],
-) -> Result<ChatRequest, Problem> {
+/// The answer prompt: the retrieved chunks as context, then the question.
+const RAG_SYSTEM_PROMPT: &str = "Answer the question using only the context below. If the \
+    context does not contain the answer, say you do not know.\n\nContext:\n{context}";
+
+/// Chunks in the context are separated by a rule.
+const CONTEXT_SEPARATOR: &str = "\n\n---\n\n";
+
+/// The RAG chain of one request: the library's [`RetrievalQa`] over `tenant`'s `k` nearest
+/// chunks (in a `retrieval` span), with the gateway's prompt and answer length.
+fn rag_chain(state: &AppState, tenant: &str, k: usize) -> Result<RetrievalQa, Problem> {
+    let internal = |e: catena_core::Error| Problem::from_catena(&e);
     let prompt = ChatPromptTemplate::builder()
-        .system(
-            "Answer the question using only the context below. If the context does not \
-             contain the answer, say you do not know.\n\nContext:\n{context}",
-        )
+        .system(RAG_SYSTEM_PROMPT)
         .user("{question}")
         .build()
-        .map_err(|e| Problem::from_catena(&catena_core::Error::from(e)))?;
-    let context = hits
-        .iter()
-        .map(|h| h.document.content.as_str())
-        .collect::<Vec<_>>()
-        .join("\n\n---\n\n");
-    let messages = prompt
-        .format_messages([("context", context.as_str()), ("question", question)])
-        .map_err(|e| Problem::from_catena(&catena_core::Error::from(e)))?;
-    Ok(ChatRequest::new(messages).with_max_tokens(state.config.rag.max_answer_tokens))
+        .map_err(|e| internal(e.into()))?;
+    RetrievalQa::builder(tenant_retriever(state, tenant, k), Arc::clone(&state.chat))
+        .prompt(prompt)
+        .document_separator(CONTEXT_SEPARATOR)
+        .max_tokens(state.config.rag.max_answer_tokens)
+        .build()
+        .map_err(internal)
 }
 
 /// `POST /v1/query`: checks the question and the budget, retrieves `k` chunks and answers
@@ -107,11 +107,15 @@ pub(crate) async fn query(
     let k = validate_k(body.k, state.config.rag.k)?;
     // Nothing left: refuse before the retrieval costs anything.
     refuse_spent_budget(&state, &caller)?;
-    let hits = retrieve(&state, &tenant, &body.question, k).await?;
-    let mut request = rag_request(&state, &body.question, &hits)?;
+    let qa = rag_chain(&state, &tenant, k)?;
+    let mut prepared = tokio::time::timeout(state.request_timeout(), qa.prepare(&body.question))
+        .await
+        .map_err(|_| timeout_problem())?
+        .map_err(|e| upstream("retrieval", &e))?;
     // Reserve the prompt and the longest answer; a smaller reservation (all that is left)
     // shortens the answer, and one that cannot pay for the prompt is refused.
-    let input = request
+    let input = prepared
+        .request()
         .messages
         .iter()
         .map(|m| estimate_tokens(&m.text()) + 4)
@@ -126,12 +130,12 @@ pub(crate) async fn query(
                 .with_detail("what is left of this API key's model-token budget cannot pay for the question and its context"));
         }
         if allowance < answer_tokens {
-            request = request.with_max_tokens(u32::try_from(allowance).unwrap_or(u32::MAX));
+            prepared = prepared.with_max_tokens(u32::try_from(allowance).unwrap_or(u32::MAX));
         }
     }
 
     if wants_stream(&headers, body.stream) {
-        let upstream_stream = match state.chat.stream(request).await {
+        let upstream_stream = match prepared.stream().await {
             Ok(s) => s,
             Err(e) => {
                 reservation.settle(input);
@@ -143,10 +147,6 @@ pub(crate) async fn query(
         let reservation = Arc::new(std::sync::Mutex::new(Some(reservation)));
         let streamed = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (res_in, streamed_in) = (Arc::clone(&reservation), Arc::clone(&streamed));
-        let first = Event::default()
-            .event("sources")
-            .json_data(sources_of(&hits))
-            .unwrap_or_default();
         let id = request_id();
         // Usage may come after the finish reason (OpenAI sends it last): `done` closes the
         // stream once the upstream has ended, carrying both.
@@ -154,9 +154,16 @@ pub(crate) async fn query(
         let finish_in = Arc::clone(&finish);
         let failed = Arc::new(AtomicBool::new(false));
         let failed_in = Arc::clone(&failed);
-        let events = upstream_stream.filter_map(move |chunk| {
-            let event = match chunk {
-                Ok(ChatChunk::TextDelta(t)) => {
+        let events = upstream_stream.filter_map(move |event| {
+            let event = match event {
+                // The chain streams the sources first, before the model answers.
+                Ok(QaEvent::Sources(hits)) => Some(
+                    Event::default()
+                        .event("sources")
+                        .json_data(sources_of(&hits))
+                        .unwrap_or_default(),
+                ),
+                Ok(QaEvent::Token(t)) => {
                     streamed_in.fetch_add(estimate_tokens(&t), Ordering::Relaxed);
                     Some(
                         Event::default()
@@ -165,7 +172,7 @@ pub(crate) async fn query(
                             .unwrap_or_default(),
                     )
                 }
-                Ok(ChatChunk::Usage(u)) => {
+                Ok(QaEvent::Usage(u)) => {
                     count_usage(&u);
                     if let Some(r) = res_in.lock().ok().and_then(|mut r| r.take()) {
                         r.settle(charged(&u));
@@ -177,7 +184,7 @@ pub(crate) async fn query(
                             .unwrap_or_default(),
                     )
                 }
-                Ok(ChatChunk::Finish(reason)) => {
+                Ok(QaEvent::Finish(reason)) => {
                     if let Ok(mut f) = finish_in.lock() {
                         *f = Some(format!("{reason:?}").to_lowercase());
                     }
@@ -217,17 +224,15 @@ pub(crate) async fn query(
             )
         })
         .filter_map(|e| async move { e });
-        let events = futures::stream::once(async move { first })
-            .chain(events)
-            .chain(done);
+        let events = events.chain(done);
         return Ok(sse(guard(events, &state)));
     }
 
     // A timeout drops the reservation: charged in full.
-    let answer = tokio::time::timeout(state.request_timeout(), state.chat.generate(request))
+    let answer = tokio::time::timeout(state.request_timeout(), prepared.generate())
         .await
         .map_err(|_| timeout_problem())?;
-    let answer = match answer {
+    let (answer, hits) = match answer {
         Ok(a) => a,
         Err(e) => {
             reservation.settle(input);

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use catena_core::{Filter, ScoredDocument, TracedRetriever, Usage, VectorStoreRetriever};
+use catena_core::{
+    Filter, Retriever, ScoredDocument, TracedRetriever, Usage, VectorStoreRetriever,
+};
 use serde_json::{json, Value};
 
 use crate::auth::TENANT_METADATA_KEY;
@@ -40,20 +42,31 @@ pub(super) fn usage_json(u: &Usage) -> Value {
     json!({ "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "total_tokens": u.input_tokens + u.output_tokens })
 }
 
-/// The `k` chunks of `tenant` closest to `text`, in a `retrieval` span
-/// ([`TracedRetriever`]), within the request timeout.
+/// The retriever of `tenant`'s `k` chunks closest to a question, in a `retrieval` span
+/// ([`TracedRetriever`]).
+pub(super) fn tenant_retriever(
+    state: &AppState,
+    tenant: &str,
+    k: usize,
+) -> Arc<TracedRetriever<VectorStoreRetriever>> {
+    Arc::new(
+        TracedRetriever::new(
+            VectorStoreRetriever::new(Arc::clone(&state.embedder), Arc::clone(&state.store))
+                .with_k(k)
+                .with_filter(Filter::eq(TENANT_METADATA_KEY, tenant)),
+        )
+        .with_k(k),
+    )
+}
+
+/// The `k` chunks of `tenant` closest to `text`, within the request timeout.
 pub(super) async fn retrieve(
     state: &AppState,
     tenant: &str,
     text: &str,
     k: usize,
 ) -> Result<Vec<ScoredDocument>, Problem> {
-    let retriever = TracedRetriever::new(
-        VectorStoreRetriever::new(Arc::clone(&state.embedder), Arc::clone(&state.store))
-            .with_k(k)
-            .with_filter(Filter::eq(TENANT_METADATA_KEY, tenant)),
-    )
-    .with_k(k);
+    let retriever = tenant_retriever(state, tenant, k);
     tokio::time::timeout(state.request_timeout(), retriever.retrieve_scored(text))
         .await
         .map_err(|_| timeout_problem())?
