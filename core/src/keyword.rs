@@ -93,6 +93,10 @@ impl TermCounts {
 #[derive(Debug, Clone)]
 pub struct KeywordIndex {
     vocabulary: HashMap<String, u32>,
+    /// The term of each id (`None`: free), so a term no document has any more is dropped.
+    terms: Vec<Option<String>>,
+    /// Ids of dropped terms, reused before new ones.
+    free: Vec<u32>,
     document_frequency: Vec<u32>,
     documents: u64,
     total_len: u64,
@@ -111,6 +115,8 @@ impl KeywordIndex {
     pub fn new() -> Self {
         KeywordIndex {
             vocabulary: HashMap::new(),
+            terms: Vec::new(),
+            free: Vec::new(),
             document_frequency: Vec::new(),
             documents: 0,
             total_len: 0,
@@ -129,16 +135,38 @@ impl KeywordIndex {
         self.documents == 0
     }
 
+    /// How many distinct terms the indexed documents have (a term no document has any more
+    /// is forgotten, so the index does not grow with documents that came and went).
+    pub fn vocabulary_len(&self) -> usize {
+        self.vocabulary.len()
+    }
+
+    /// The id of `term`, assigned (a freed one first) when it is new.
+    fn term_id(&mut self, term: String) -> u32 {
+        if let Some(&id) = self.vocabulary.get(&term) {
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.document_frequency.push(0);
+                self.terms.push(None);
+                u32::try_from(self.terms.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        if let Some(slot) = self.terms.get_mut(id as usize) {
+            *slot = Some(term.clone());
+        }
+        self.vocabulary.insert(term, id);
+        id
+    }
+
     /// Indexes a document's text; keep the returned counts to score it and to remove it.
     pub fn add(&mut self, text: &str) -> TermCounts {
         let mut counts: HashMap<u32, u32> = HashMap::new();
         let mut len = 0u32;
         for term in analyze(text) {
-            let next = u32::try_from(self.vocabulary.len()).unwrap_or(u32::MAX);
-            let id = *self.vocabulary.entry(term).or_insert(next);
-            if id as usize == self.document_frequency.len() {
-                self.document_frequency.push(0);
-            }
+            let id = self.term_id(term);
             *counts.entry(id).or_insert(0) += 1;
             len = len.saturating_add(1);
         }
@@ -157,8 +185,15 @@ impl KeywordIndex {
     /// Removes a document added with [`add`](Self::add) (its counts as returned then).
     pub fn remove(&mut self, counts: &TermCounts) {
         for &(id, _) in &counts.terms {
-            if let Some(df) = self.document_frequency.get_mut(id as usize) {
-                *df = df.saturating_sub(1);
+            let Some(df) = self.document_frequency.get_mut(id as usize) else {
+                continue;
+            };
+            *df = df.saturating_sub(1);
+            if *df == 0 {
+                if let Some(term) = self.terms.get_mut(id as usize).and_then(Option::take) {
+                    self.vocabulary.remove(&term);
+                    self.free.push(id);
+                }
             }
         }
         self.documents = self.documents.saturating_sub(1);
@@ -262,5 +297,30 @@ mod tests {
         index.remove(&extra);
         assert_eq!(index.query("banana").score(&docs[0]), before);
         assert!(index.query("unknownword").is_empty());
+    }
+
+    #[test]
+    fn terms_of_removed_documents_are_forgotten_and_their_ids_reused_safely() {
+        let mut index = KeywordIndex::new();
+        let kept = index.add("postgres vacuum");
+        let base = index.vocabulary_len();
+        for i in 0..1000 {
+            let counts = index.add(&format!("token{i}x ephemeral{i}y"));
+            index.remove(&counts);
+        }
+        assert_eq!(
+            index.vocabulary_len(),
+            base,
+            "the vocabulary grew with gone documents"
+        );
+        assert!(index.terms.len() <= base + 2, "{} ids", index.terms.len());
+        // A new document reusing freed ids does not match the kept one's terms, and the kept
+        // one still scores.
+        let fresh = index.add("replication slot");
+        let q = index.query("replication");
+        assert!(q.score(&fresh) > 0.0);
+        assert_eq!(q.score(&kept), 0.0);
+        assert!(index.query("vacuum").score(&kept) > 0.0);
+        assert!(index.query("ephemeral5y").is_empty());
     }
 }

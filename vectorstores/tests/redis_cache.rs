@@ -587,3 +587,87 @@ async fn redis_unreadable_entries_are_deleted_when_met_and_readable_ones_kept() 
     assert_eq!(ids, vec!["good"]);
     delete_prefix(&prefix).await;
 }
+
+/// Redis drops the stores' connections (as a restart or a fail-over does): both the cache
+/// store and the chat history reconnect instead of failing every call from then on. The
+/// stores log in as their own ACL user, so `CLIENT KILL USER` drops only their connections.
+#[tokio::test]
+async fn the_stores_reconnect_after_redis_drops_their_connections() {
+    use catena_core::{ChatHistory, SessionId};
+    use catena_vectorstores::RedisChatHistory;
+
+    let prefix = unique_prefix("reconnect");
+    let user = format!("catena-reconnect-{}", std::process::id());
+    let password = format!("pw-{}", prefix.len() * 7919);
+    let mut admin = raw().await;
+    let _: () = redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER",
+                &user,
+                "reset",
+                "on",
+                &format!(">{password}"),
+                "~*",
+                "&*",
+                "+@all",
+            ][..],
+        )
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let base = redis_url();
+    let (scheme, rest) = base.split_once("://").unwrap();
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let url = format!("{scheme}://{user}:{password}@{host}");
+
+    let cache = RedisCacheStore::builder()
+        .url(url.clone())
+        .key_prefix(prefix.clone())
+        .build()
+        .unwrap();
+    let history = RedisChatHistory::builder()
+        .url(url)
+        .key_prefix(format!("{prefix}h:"))
+        .build()
+        .unwrap();
+    let session = SessionId::new("s");
+    cache.put("ns", "k", b"v".to_vec(), None).await.unwrap();
+    history
+        .append(&session, &[Message::user("hi")])
+        .await
+        .unwrap();
+
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "USER", &user][..])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed >= 2, "killed {killed} connections");
+
+    // The call that meets the dropped connection may fail; the next ones must not.
+    let mut cache_ok = false;
+    let mut history_ok = false;
+    for _ in 0..20 {
+        cache_ok = cache_ok || matches!(cache.get("ns", "k").await, Ok(Some(v)) if v == b"v");
+        history_ok = history_ok || history.messages(&session).await.is_ok_and(|m| m.len() == 1);
+        if cache_ok && history_ok {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _: () = redis::cmd("ACL")
+        .arg(&["DELUSER", &user][..])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    delete_prefix(&prefix).await;
+    assert!(
+        cache_ok,
+        "the cache store never recovered from the dropped connection"
+    );
+    assert!(
+        history_ok,
+        "the chat history never recovered from the dropped connection"
+    );
+}

@@ -177,8 +177,16 @@ impl LlmReranker {
     }
 }
 
-/// The first number in `text`, clamped to `[0, 10]`.
+/// The score in a judge's answer, clamped to `[0, 10]`: the first number after the last
+/// colon (a model that echoes the label, "Relevance (0-10): 7", means 7), else the first
+/// number.
 fn relevance(text: &str) -> Option<f32> {
+    let tail = text.rsplit_once(':').map_or(text, |(_, after)| after);
+    let text = if tail.contains(|c: char| c.is_ascii_digit()) {
+        tail
+    } else {
+        text
+    };
     let start = text.find(|c: char| c.is_ascii_digit())?;
     let number: String = text[start..]
         .chars()
@@ -244,12 +252,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_number_is_the_score() {
+    fn the_score_is_the_number_after_the_label_or_the_first() {
         assert_eq!(relevance("8"), Some(8.0));
         assert_eq!(relevance("Relevance: 7.5/10"), Some(7.5));
         assert_eq!(relevance("42"), Some(10.0));
         assert_eq!(relevance("3."), Some(3.0));
         assert_eq!(relevance("none"), None);
+        // A model that echoes the label: the number after it, not the label's range.
+        assert_eq!(relevance("Relevance (0-10): 7"), Some(7.0));
+        assert_eq!(relevance("Score (0 to 10): 3 out of 10"), Some(3.0));
+        assert_eq!(relevance("9 (reason: on topic)"), Some(9.0));
     }
 
     #[test]

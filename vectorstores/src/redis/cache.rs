@@ -24,16 +24,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ::redis::aio::MultiplexedConnection;
+use ::redis::aio::ConnectionManager;
 use async_trait::async_trait;
 use catena_core::backend::cosine_similarity;
 use catena_core::{CacheStore, Error, Result, SemanticCacheStore, SemanticEntry, SemanticHit};
-use tokio::sync::OnceCell;
 
-use super::{map_redis_error, REDIS_URL_ENV};
+use super::{map_redis_error, shared_connection, SharedConnection, REDIS_URL_ENV};
 
 /// Cache storage in Redis (feature `redis`): an exact [`CacheStore`] and a
 /// [`SemanticCacheStore`] on one multiplexed connection, opened on first use. Several
@@ -69,7 +67,7 @@ use super::{map_redis_error, REDIS_URL_ENV};
 #[derive(Clone)]
 pub struct RedisCacheStore {
     client: ::redis::Client,
-    connection: Arc<OnceCell<MultiplexedConnection>>,
+    connection: SharedConnection,
     key_prefix: String,
     max_semantic_entries: usize,
 }
@@ -150,7 +148,7 @@ impl RedisCacheStoreBuilder {
             .map_err(|e| Error::invalid_config(format!("invalid Redis URL: {e}")))?;
         Ok(RedisCacheStore {
             client,
-            connection: Arc::new(OnceCell::new()),
+            connection: SharedConnection::default(),
             key_prefix: self.key_prefix,
             max_semantic_entries: self.max_semantic_entries,
         })
@@ -189,16 +187,8 @@ impl RedisCacheStore {
         )
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection> {
-        self.connection
-            .get_or_try_init(|| async {
-                self.client
-                    .get_multiplexed_async_connection()
-                    .await
-                    .map_err(map_redis_error)
-            })
-            .await
-            .cloned()
+    async fn connection(&self) -> Result<ConnectionManager> {
+        shared_connection(&self.connection, &self.client).await
     }
 }
 

@@ -3,12 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
+use ::redis::aio::ConnectionManager;
 use async_trait::async_trait;
 use catena_core::{ChatHistory, Error, Message, Result, SessionId};
-use tokio::sync::OnceCell;
 
-use super::{map_redis_error, REDIS_URL_ENV};
+use super::{map_redis_error, shared_connection, SharedConnection, REDIS_URL_ENV};
 use crate::stored_messages;
 
 /// Chat history in Redis (feature `redis`): one list per session under
@@ -40,7 +39,7 @@ use crate::stored_messages;
 #[derive(Clone)]
 pub struct RedisChatHistory {
     client: ::redis::Client,
-    connection: std::sync::Arc<OnceCell<MultiplexedConnection>>,
+    connection: SharedConnection,
     key_prefix: String,
     ttl: Option<Duration>,
 }
@@ -118,7 +117,7 @@ impl RedisChatHistoryBuilder {
             .map_err(|e| Error::invalid_config(format!("invalid Redis URL: {e}")))?;
         Ok(RedisChatHistory {
             client,
-            connection: std::sync::Arc::new(OnceCell::new()),
+            connection: SharedConnection::default(),
             key_prefix: self.key_prefix,
             ttl: self.ttl,
         })
@@ -140,16 +139,8 @@ impl RedisChatHistory {
         format!("{}{}", self.key_prefix, session.as_str())
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection> {
-        self.connection
-            .get_or_try_init(|| async {
-                self.client
-                    .get_multiplexed_async_connection()
-                    .await
-                    .map_err(map_redis_error)
-            })
-            .await
-            .cloned()
+    async fn connection(&self) -> Result<ConnectionManager> {
+        shared_connection(&self.connection, &self.client).await
     }
 }
 

@@ -19,6 +19,7 @@
 mod cache;
 mod history;
 
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use catena_core::{Error, ProviderError, ProviderErrorKind};
 
 pub use cache::{RedisCacheStore, RedisCacheStoreBuilder};
@@ -27,6 +28,29 @@ pub use history::{RedisChatHistory, RedisChatHistoryBuilder};
 /// The environment variable [`RedisChatHistory`] and [`RedisCacheStore`] read when given no
 /// URL.
 pub const REDIS_URL_ENV: &str = "REDIS_URL";
+
+/// One connection per store, shared by its clones: a [`ConnectionManager`] over a multiplexed
+/// connection, made on first use (a failed first attempt is retried by the next call) and
+/// re-made in the background when Redis drops it (a restart, a fail-over, `CLIENT KILL`), so
+/// a store outlives its server's restarts instead of failing every call after one.
+type SharedConnection = std::sync::Arc<tokio::sync::OnceCell<ConnectionManager>>;
+
+/// The connection in `cell`, made from `client` if there is none yet.
+async fn shared_connection(
+    cell: &SharedConnection,
+    client: &::redis::Client,
+) -> catena_core::Result<ConnectionManager> {
+    cell.get_or_try_init(|| async {
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(std::time::Duration::from_secs(1));
+        ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(map_redis_error)
+    })
+    .await
+    .cloned()
+}
 
 /// Maps a Redis error to a Catena error by what the caller can do about it.
 fn map_redis_error(e: ::redis::RedisError) -> Error {
