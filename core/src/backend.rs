@@ -8,6 +8,7 @@
 //! | [`lookup`] | stores: the value at a dotted metadata path, as [`Filter::matches`](crate::Filter::matches) reads it |
 //! | [`mmr_select`], [`cosine_similarity`] | stores and retrievers: maximal marginal relevance, similarity |
 //! | [`response_to_chunks`], [`stream_interrupted`] | chat models: replay a response as a stream; the error of a cut stream |
+//! | [`effective_ttl`], [`NEVER_EXPIRES_FROM`] | cache stores: the TTL to apply (a huge one means no expiry) |
 //! | [`execute_tool_span`], [`record_tool_error`] | agent loops: the GenAI `execute_tool` span with the model's call id |
 //!
 //! ```
@@ -19,6 +20,7 @@
 //! assert_eq!(lookup(&doc.metadata, "author.name"), Some(&serde_json::json!("Ada")));
 //! ```
 
+pub use crate::cache::{effective_ttl, NEVER_EXPIRES_FROM};
 pub use crate::chat::{response_to_chunks, stream_interrupted};
 pub use crate::embed::cosine_similarity;
 pub use crate::traced::{execute_tool_span, record_tool_error};

@@ -294,13 +294,18 @@ impl<T: SemanticCacheStore + ?Sized> SemanticCacheStore for Box<T> {
     }
 }
 
-/// TTLs at least this long mean "never expires", in every store (Redis rejects deadlines
-/// that do not fit in 64 bits of milliseconds, so `Duration::MAX` cannot be sent as is).
-const NEVER_EXPIRES_FROM: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+/// TTLs at least this long (100 years) mean "never expires", in every store (Redis rejects
+/// deadlines that do not fit in 64 bits of milliseconds, so `Duration::MAX` cannot be sent).
+pub const NEVER_EXPIRES_FROM: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// The TTL a cache store applies for a requested `ttl`: `None` (no expiry) for none and for
+/// 100 years or more (up to `Duration::MAX`), so every store reads a huge TTL the same way.
+pub fn effective_ttl(ttl: Option<Duration>) -> Option<Duration> {
+    ttl.filter(|t| *t < NEVER_EXPIRES_FROM)
+}
 
 fn expiry(ttl: Option<Duration>) -> Option<Instant> {
-    ttl.filter(|t| *t < NEVER_EXPIRES_FROM)
-        .and_then(|t| Instant::now().checked_add(t))
+    effective_ttl(ttl).and_then(|t| Instant::now().checked_add(t))
 }
 
 fn is_expired(expires: Option<Instant>, now: Instant) -> bool {

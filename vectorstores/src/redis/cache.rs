@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::redis::aio::ConnectionManager;
 use async_trait::async_trait;
-use catena_core::backend::cosine_similarity;
+use catena_core::backend::{cosine_similarity, effective_ttl};
 use catena_core::{CacheStore, Error, Result, SemanticCacheStore, SemanticEntry, SemanticHit};
 
 use super::{map_redis_error, shared_connection, SharedConnection, REDIS_URL_ENV};
@@ -201,13 +201,10 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// TTLs at least this long mean no expiry, as in the in-memory stores of `catena-core`:
-/// Redis rejects a `PX` or `PEXPIRE` whose deadline does not fit in 64 bits.
-const NEVER_EXPIRES_FROM: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
-
-/// The TTL to send, in milliseconds; `None` for no expiry.
+/// The TTL to send, in milliseconds; `None` for no expiry (also for a huge TTL, as in the
+/// in-memory stores: Redis rejects a `PX` or `PEXPIRE` whose deadline does not fit in 64 bits).
 fn ttl_millis(ttl: Option<Duration>) -> Option<u64> {
-    ttl.filter(|t| *t < NEVER_EXPIRES_FROM).map(millis)
+    effective_ttl(ttl).map(millis)
 }
 
 /// Inserts a semantic entry and evicts the oldest of its namespace beyond the capacity, in
@@ -493,6 +490,7 @@ mod tests {
 
     #[test]
     fn huge_ttls_mean_no_expiry() {
+        use catena_core::backend::NEVER_EXPIRES_FROM;
         assert_eq!(ttl_millis(None), None);
         assert_eq!(ttl_millis(Some(Duration::MAX)), None);
         assert_eq!(ttl_millis(Some(NEVER_EXPIRES_FROM)), None);

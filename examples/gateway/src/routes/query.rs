@@ -2,7 +2,7 @@
 //! as JSON, or with `Accept: text/event-stream` (or `"stream": true`) as server-sent events.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
@@ -10,7 +10,7 @@ use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use catena_chains::{QaEvent, RetrievalQa};
-use catena_core::prompt::ChatPromptTemplate;
+use catena_core::prompt::{ChatPromptTemplate, PromptError};
 use catena_core::{ScoredDocument, Usage};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -78,11 +78,14 @@ const CONTEXT_SEPARATOR: &str = "\n\n---\n\n";
 /// chunks (in a `retrieval` span), with the gateway's prompt and answer length.
 fn rag_chain(state: &AppState, tenant: &str, k: usize) -> Result<RetrievalQa, Problem> {
     let internal = |e: catena_core::Error| Problem::from_catena(&e);
-    let prompt = ChatPromptTemplate::builder()
-        .system(RAG_SYSTEM_PROMPT)
-        .user("{question}")
-        .build()
-        .map_err(|e| internal(e.into()))?;
+    // The template is parsed once per process; each request clones it.
+    static PROMPT: LazyLock<Result<ChatPromptTemplate, PromptError>> = LazyLock::new(|| {
+        ChatPromptTemplate::builder()
+            .system(RAG_SYSTEM_PROMPT)
+            .user("{question}")
+            .build()
+    });
+    let prompt = PROMPT.clone().map_err(|e| internal(e.into()))?;
     RetrievalQa::builder(tenant_retriever(state, tenant, k), Arc::clone(&state.chat))
         .prompt(prompt)
         .document_separator(CONTEXT_SEPARATOR)
