@@ -247,6 +247,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
         try:
             yield from self._run_task(request, context, request_id, span, end_span)
+        except GeneratorExit:
+            # gRPC closes the generator when the call ends without it (the client went away,
+            # or the deadline passed): say so on the span, which this `finally` would otherwise
+            # end first with no status, before the call's done callback runs.
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:
+                end_span(("DEADLINE_EXCEEDED", "the deadline passed"))
+            else:
+                end_span(("CANCELLED", "the client went away"))
+            raise
         finally:
             end_span()
 
