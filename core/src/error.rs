@@ -220,6 +220,10 @@ pub enum ProviderErrorKind {
     StreamInterrupted,
     /// The provider refused to produce content (safety filters). Not retryable.
     ContentFiltered,
+    /// The model is deliberately not being called: its circuit breaker is open after
+    /// repeated failures. Retryable after [`ProviderError::retry_after`]; a fallback model
+    /// should take over meanwhile.
+    Unavailable,
     /// A provider-specific kind that has no category here; the string names it.
     Other(String),
 }
@@ -234,6 +238,7 @@ impl ProviderErrorKind {
                 | ProviderErrorKind::Transport
                 | ProviderErrorKind::Timeout
                 | ProviderErrorKind::StreamInterrupted
+                | ProviderErrorKind::Unavailable
         )
     }
 
@@ -267,6 +272,7 @@ impl fmt::Display for ProviderErrorKind {
             ProviderErrorKind::MalformedResponse => "malformed response",
             ProviderErrorKind::StreamInterrupted => "stream interrupted",
             ProviderErrorKind::ContentFiltered => "content filtered",
+            ProviderErrorKind::Unavailable => "unavailable (circuit open)",
             ProviderErrorKind::Other(s) => s.as_str(),
         };
         f.write_str(s)
@@ -292,6 +298,8 @@ pub struct ProviderError {
     pub provider: Option<String>,
     /// The provider's request id (`x-request-id` and similar), for support tickets.
     pub request_id: Option<String>,
+    /// The provider's rate-limit headroom (`x-ratelimit-*` headers), when it sent them.
+    pub rate_limit: Option<RateLimitInfo>,
     /// The underlying error, when there is one.
     #[source]
     pub source: Option<BoxError>,
@@ -329,8 +337,16 @@ impl ProviderError {
             message: message.into(),
             provider: None,
             request_id: None,
+            rate_limit: None,
             source: None,
         }
+    }
+
+    /// Sets the rate-limit headroom the provider reported.
+    #[must_use]
+    pub fn with_rate_limit(mut self, info: RateLimitInfo) -> Self {
+        self.rate_limit = Some(info);
+        self
     }
 
     /// Sets the provider's request id.
@@ -374,9 +390,233 @@ impl ProviderError {
     }
 }
 
+/// A provider's rate-limit headroom, read from its response headers.
+///
+/// OpenAI (and compatible servers) send `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`
+/// with resets as durations (`"1s"`, `"6m0s"`, `"20ms"`); Anthropic sends
+/// `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` with resets as RFC 3339
+/// times. Both end up here, resets as a delay from now. Client-side limiters use it to slow
+/// down before the provider answers 429.
+///
+/// ```
+/// use std::time::Duration;
+/// use catena_core::RateLimitInfo;
+/// let info = RateLimitInfo::from_headers([
+///     ("x-ratelimit-remaining-requests", "0"),
+///     ("x-ratelimit-reset-requests", "1m2.5s"),
+///     ("x-ratelimit-remaining-tokens", "1200"),
+/// ])
+/// .unwrap();
+/// assert_eq!(info.remaining_requests, Some(0));
+/// assert_eq!(info.reset_requests, Some(Duration::from_millis(62_500)));
+/// assert_eq!(info.remaining_tokens, Some(1200));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct RateLimitInfo {
+    /// Requests allowed per window.
+    pub limit_requests: Option<u64>,
+    /// Requests left in the current window.
+    pub remaining_requests: Option<u64>,
+    /// When the request window resets, from now.
+    pub reset_requests: Option<Duration>,
+    /// Tokens allowed per window.
+    pub limit_tokens: Option<u64>,
+    /// Tokens left in the current window.
+    pub remaining_tokens: Option<u64>,
+    /// When the token window resets, from now.
+    pub reset_tokens: Option<Duration>,
+}
+
+impl RateLimitInfo {
+    /// Reads the headers OpenAI and Anthropic send; `None` when none of them is present.
+    /// Names are matched case-insensitively; values that do not parse are skipped.
+    pub fn from_headers<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
+        Self::from_headers_at(headers, std::time::SystemTime::now())
+    }
+
+    /// As [`from_headers`](Self::from_headers), with RFC 3339 resets measured from `now`.
+    pub fn from_headers_at<'a>(
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        now: std::time::SystemTime,
+    ) -> Option<Self> {
+        let mut info = RateLimitInfo::default();
+        let mut seen = false;
+        for (name, value) in headers {
+            let name = name.to_ascii_lowercase();
+            let value = value.trim();
+            let rest = if let Some(rest) = name.strip_prefix("x-ratelimit-") {
+                // OpenAI: x-ratelimit-<what>-<unit>
+                let Some((what, unit)) = rest.split_once('-') else {
+                    continue;
+                };
+                (what.to_owned(), unit.to_owned())
+            } else if let Some(rest) = name.strip_prefix("anthropic-ratelimit-") {
+                // Anthropic: anthropic-ratelimit-<unit>-<what>
+                let Some((unit, what)) = rest.split_once('-') else {
+                    continue;
+                };
+                (what.to_owned(), unit.to_owned())
+            } else {
+                continue;
+            };
+            let (what, unit) = (rest.0.as_str(), rest.1.as_str());
+            let requests = match unit {
+                "requests" => true,
+                "tokens" => false,
+                _ => continue,
+            };
+            let parsed = match what {
+                "limit" | "remaining" => value.parse::<u64>().ok().map(|n| {
+                    let slot = match (what, requests) {
+                        ("limit", true) => &mut info.limit_requests,
+                        ("limit", false) => &mut info.limit_tokens,
+                        (_, true) => &mut info.remaining_requests,
+                        (_, false) => &mut info.remaining_tokens,
+                    };
+                    *slot = Some(n);
+                }),
+                "reset" => parse_reset(value, now).map(|d| {
+                    if requests {
+                        info.reset_requests = Some(d);
+                    } else {
+                        info.reset_tokens = Some(d);
+                    }
+                }),
+                _ => None,
+            };
+            seen |= parsed.is_some();
+        }
+        seen.then_some(info)
+    }
+}
+
+/// A reset as OpenAI writes it (`"6m0s"`, `"1.5s"`, `"20ms"`, `"1h2m3s"`) or as Anthropic
+/// does (an RFC 3339 time).
+fn parse_reset(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    if value.contains('T') {
+        let at = parse_rfc3339(value)?;
+        return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+    }
+    let mut total = 0f64;
+    let mut number = String::new();
+    let mut chars = value.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let n: f64 = number.parse().ok()?;
+        number.clear();
+        let unit = match c {
+            'h' => 3600.0,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                0.001
+            }
+            'm' => 60.0,
+            's' => 1.0,
+            _ => return None,
+        };
+        total += n * unit;
+        any = true;
+    }
+    if !number.is_empty() {
+        // A bare number: seconds.
+        total += number.parse::<f64>().ok()?;
+        any = true;
+    }
+    (any && (0.0..1e9).contains(&total)).then(|| Duration::from_secs_f64(total))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` as a time.
+fn parse_rfc3339(value: &str) -> Option<std::time::SystemTime> {
+    let b = value.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| value.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &value[19..];
+    let mut frac = 0f64;
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+        frac = format!("0.{}", &r[..digits]).parse().ok()?;
+        rest = &r[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let oh: i64 = rest.get(1..3)?.parse().ok()?;
+            let om: i64 = rest.get(4..6)?.parse().ok()?;
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset;
+    let secs = u64::try_from(secs).ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_secs_f64(frac))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_headers_of_both_providers_parse() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600); // 2026-01-01T00:00:00Z
+        let anthropic = RateLimitInfo::from_headers_at(
+            [
+                ("anthropic-ratelimit-requests-limit", "50"),
+                ("anthropic-ratelimit-requests-remaining", "3"),
+                ("anthropic-ratelimit-requests-reset", "2026-01-01T00:00:12Z"),
+                ("anthropic-ratelimit-tokens-remaining", "9000"),
+                (
+                    "Anthropic-RateLimit-Tokens-Reset",
+                    "2026-01-01T01:00:00.5+01:00",
+                ),
+            ],
+            now,
+        )
+        .unwrap();
+        assert_eq!(anthropic.limit_requests, Some(50));
+        assert_eq!(anthropic.remaining_requests, Some(3));
+        assert_eq!(anthropic.reset_requests, Some(Duration::from_secs(12)));
+        assert_eq!(anthropic.remaining_tokens, Some(9000));
+        assert_eq!(anthropic.reset_tokens, Some(Duration::from_millis(500)));
+        let openai = RateLimitInfo::from_headers([
+            ("x-ratelimit-limit-tokens", "40000"),
+            ("x-ratelimit-reset-tokens", "20ms"),
+            ("x-ratelimit-reset-requests", "1h2m3s"),
+        ])
+        .unwrap();
+        assert_eq!(openai.limit_tokens, Some(40_000));
+        assert_eq!(openai.reset_tokens, Some(Duration::from_millis(20)));
+        assert_eq!(openai.reset_requests, Some(Duration::from_secs(3723)));
+        assert!(RateLimitInfo::from_headers([("content-type", "application/json")]).is_none());
+        assert!(RateLimitInfo::from_headers([("x-ratelimit-reset-requests", "soon")]).is_none());
+        assert!(RateLimitInfo::from_headers([("x-ratelimit-reset-requests", "1e99s")]).is_none());
+    }
 
     #[test]
     fn classification_by_status() {

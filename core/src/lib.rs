@@ -66,15 +66,17 @@ pub use cache::{
 pub use chain::{chain_fn, stream_once, Chain, ChainExt, ChainStream, FnChain, Pipe};
 pub use chat::{
     collect_stream, ChatChunk, ChatModel, ChatModelExt, ChatRequest, ChatResponse, ChatStream,
-    ModelInfo, ResponseFormat, StreamAccumulator, ToolChoice, TracedChatModel,
+    ModelInfo, PromptCache, ReasoningEffort, ReasoningOptions, ResponseFormat, StreamAccumulator,
+    ToolChoice, TracedChatModel,
 };
 pub use document::{Document, DocumentId, Metadata};
 pub use embed::{Embedder, Embedding};
-pub use error::{BoxError, Error, ProviderError, ProviderErrorKind, Result};
+pub use error::{BoxError, Error, ProviderError, ProviderErrorKind, RateLimitInfo, Result};
 pub use history::{ChatHistory, InMemoryChatHistory, SessionId};
 pub use loader::{DocumentLoader, LoadError};
 pub use message::{
-    ContentPart, FinishReason, ImageDetail, ImageSource, Message, Role, ToolCall, Usage,
+    ContentPart, FinishReason, ImageDetail, ImageSource, Message, ReasoningBlock, Role, ToolCall,
+    Usage,
 };
 pub use parser::{OutputParser, ParseError};
 pub use prompt::{ChatPromptTemplate, MessagesPlaceholder, Prompt, PromptError, PromptTemplate};

@@ -206,6 +206,87 @@ pub struct Message {
     /// An optional participant name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The model's reasoning that came with this (assistant) message: Anthropic's thinking
+    /// blocks with their signatures, OpenAI's reasoning items with their encrypted content.
+    /// Sent back unchanged on the next turn, as the providers require for tool use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasoning: Vec<ReasoningBlock>,
+    /// Whether the prompt up to and including this message is a prompt-cache breakpoint
+    /// (Anthropic's `cache_control`; other providers cache prefixes on their own).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_breakpoint: bool,
+}
+
+/// One block of a model's reasoning, kept so it can be sent back on the next turn.
+///
+/// Providers differ in what they show: Anthropic returns the thinking text with a
+/// `signature` (or, redacted, only `encrypted` data); OpenAI's Responses API returns an item
+/// `id`, a summary as `text` and, when asked, `encrypted` content. Catena keeps every field
+/// and never edits them.
+///
+/// ```
+/// use catena_core::{Message, ReasoningBlock};
+/// let turn = Message::assistant("42")
+///     .with_reasoning(vec![ReasoningBlock::thinking("6 x 7", "sig-1")]);
+/// assert_eq!(turn.reasoning[0].signature.as_deref(), Some("sig-1"));
+/// assert_eq!(turn.text(), "42");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ReasoningBlock {
+    /// The provider's id for the block (OpenAI reasoning items), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The visible reasoning text (Anthropic's thinking, OpenAI's summary); may be empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+    /// Anthropic's signature over the thinking text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Opaque encrypted reasoning (Anthropic's `redacted_thinking` data, OpenAI's
+    /// `encrypted_content`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<String>,
+}
+
+impl ReasoningBlock {
+    /// A visible thinking block with its signature (Anthropic).
+    pub fn thinking(text: impl Into<String>, signature: impl Into<String>) -> Self {
+        ReasoningBlock {
+            text: text.into(),
+            signature: Some(signature.into()),
+            ..Default::default()
+        }
+    }
+
+    /// A block whose content is only opaque, encrypted data.
+    pub fn encrypted(data: impl Into<String>) -> Self {
+        ReasoningBlock {
+            encrypted: Some(data.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the provider's id.
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the visible text.
+    #[must_use]
+    pub fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.text = text.into();
+        self
+    }
+
+    /// Sets the encrypted content.
+    #[must_use]
+    pub fn with_encrypted(mut self, data: impl Into<String>) -> Self {
+        self.encrypted = Some(data.into());
+        self
+    }
 }
 
 impl Message {
@@ -222,6 +303,8 @@ impl Message {
             tool_calls: Vec::new(),
             tool_call_id: None,
             name: None,
+            reasoning: Vec::new(),
+            cache_breakpoint: false,
         }
     }
 
@@ -271,6 +354,21 @@ impl Message {
         self
     }
 
+    /// Attaches the model's reasoning blocks (assistant messages).
+    #[must_use]
+    pub fn with_reasoning(mut self, reasoning: Vec<ReasoningBlock>) -> Self {
+        self.reasoning = reasoning;
+        self
+    }
+
+    /// Marks this message as a prompt-cache breakpoint: the provider may cache the prompt up
+    /// to and including it (Anthropic's `cache_control`).
+    #[must_use]
+    pub fn with_cache_breakpoint(mut self) -> Self {
+        self.cache_breakpoint = true;
+        self
+    }
+
     /// All text parts, concatenated.
     pub fn text(&self) -> String {
         let mut out = String::new();
@@ -306,6 +404,10 @@ pub struct Usage {
     /// Output tokens spent on hidden reasoning, when reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
+    /// Prompt tokens written to the provider's cache by this call (Anthropic's
+    /// `cache_creation_input_tokens`), when reported. Counted in `input_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_input_tokens: Option<u64>,
 }
 
 impl Usage {
@@ -317,6 +419,7 @@ impl Usage {
             total_tokens: input_tokens.saturating_add(output_tokens),
             cached_input_tokens: None,
             reasoning_tokens: None,
+            cache_creation_input_tokens: None,
         }
     }
 
@@ -340,6 +443,13 @@ impl Usage {
         self.reasoning_tokens = Some(n);
         self
     }
+
+    /// Sets the prompt tokens written to the cache.
+    #[must_use]
+    pub fn with_cache_creation_input_tokens(mut self, n: u64) -> Self {
+        self.cache_creation_input_tokens = Some(n);
+        self
+    }
 }
 
 fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -358,6 +468,10 @@ impl Add for Usage {
             total_tokens: self.total_tokens.saturating_add(rhs.total_tokens),
             cached_input_tokens: add_opt(self.cached_input_tokens, rhs.cached_input_tokens),
             reasoning_tokens: add_opt(self.reasoning_tokens, rhs.reasoning_tokens),
+            cache_creation_input_tokens: add_opt(
+                self.cache_creation_input_tokens,
+                rhs.cache_creation_input_tokens,
+            ),
         }
     }
 }

@@ -34,7 +34,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use request::{ChatRequest, ChatResponse, ModelInfo, ResponseFormat, ToolChoice};
+pub use request::{
+    ChatRequest, ChatResponse, ModelInfo, PromptCache, ReasoningEffort, ReasoningOptions,
+    ResponseFormat, ToolChoice,
+};
 pub use stream::{
     collect_stream, response_to_chunks, stream_interrupted, ChatChunk, ChatStream,
     StreamAccumulator,

@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, RateLimitInfo, Result};
 use crate::message::{FinishReason, Message, Role, ToolCall, Usage};
 use crate::tool::{schema_for, ToolDefinition};
 
@@ -77,6 +77,143 @@ impl ResponseFormat {
     }
 }
 
+/// How much a reasoning model should think before it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReasoningEffort {
+    /// As little as the model allows (OpenAI `minimal`).
+    Minimal,
+    /// Low effort.
+    Low,
+    /// Medium effort (most providers' default).
+    Medium,
+    /// High effort.
+    High,
+}
+
+impl ReasoningEffort {
+    /// The lowercase name OpenAI uses (`"minimal"`, `"low"`, `"medium"`, `"high"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasoningEffort::Minimal => "minimal",
+            ReasoningEffort::Low => "low",
+            ReasoningEffort::Medium => "medium",
+            ReasoningEffort::High => "high",
+        }
+    }
+}
+
+/// Reasoning ("thinking") options, for the models that have them.
+///
+/// OpenAI takes an effort; Anthropic's extended thinking takes a token budget (when only an
+/// effort is given, Anthropic's client derives a budget from it). Providers without
+/// reasoning ignore these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ReasoningOptions {
+    /// How hard to think.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<ReasoningEffort>,
+    /// At most this many tokens of thinking (Anthropic's `budget_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u32>,
+}
+
+impl ReasoningOptions {
+    /// Options with this effort.
+    pub fn effort(effort: ReasoningEffort) -> Self {
+        ReasoningOptions {
+            effort: Some(effort),
+            budget_tokens: None,
+        }
+    }
+
+    /// Options with this thinking budget in tokens.
+    pub fn budget(tokens: u32) -> Self {
+        ReasoningOptions {
+            effort: None,
+            budget_tokens: Some(tokens),
+        }
+    }
+}
+
+/// Prompt caching, as a request option every provider understands in its own way.
+///
+/// - Anthropic: `cache_control` breakpoints on the tools, the system prompt and every
+///   message marked with [`Message::with_cache_breakpoint`] (at most four in all; with
+///   `automatic`, the last message is a breakpoint too), with the `ttl` when it is one hour.
+/// - OpenAI: `prompt_cache_key` from `key` (OpenAI caches prefixes on its own; the key
+///   routes requests that share one to the same cache).
+/// - Gemini: `cachedContent` from `cached_content`, the name of a cache created beforehand.
+///
+/// Cache hits come back in [`Usage::cached_input_tokens`] (and writes in
+/// [`Usage::cache_creation_input_tokens`]) from every provider that reports them.
+///
+/// ```
+/// use catena_core::{ChatRequest, Message, PromptCache};
+/// let req = ChatRequest::new(vec![
+///     Message::system("A long, stable system prompt...").with_cache_breakpoint(),
+///     Message::user("question"),
+/// ])
+/// .with_prompt_cache(PromptCache::automatic().with_key("tenant-42"));
+/// assert_eq!(req.prompt_cache.unwrap().key.as_deref(), Some("tenant-42"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PromptCache {
+    /// Place breakpoints where they usually pay: after the tools, after the system prompt
+    /// and at the last message (Anthropic).
+    #[serde(default)]
+    pub automatic: bool,
+    /// A key grouping requests that share a prefix (OpenAI's `prompt_cache_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The name of a cache created beforehand (Gemini's `cachedContent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_content: Option<String>,
+    /// How long cache entries should live, where the provider offers a choice (Anthropic:
+    /// five minutes by default, or one hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+}
+
+impl PromptCache {
+    /// Caching with breakpoints placed automatically.
+    pub fn automatic() -> Self {
+        PromptCache {
+            automatic: true,
+            ..Default::default()
+        }
+    }
+
+    /// Caching only where messages are marked, plus the options below.
+    pub fn manual() -> Self {
+        PromptCache::default()
+    }
+
+    /// Sets the cache key (OpenAI).
+    #[must_use]
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Names a cache created beforehand (Gemini).
+    #[must_use]
+    pub fn with_cached_content(mut self, name: impl Into<String>) -> Self {
+        self.cached_content = Some(name.into());
+        self
+    }
+
+    /// Asks for entries that live this long, where the provider offers a choice.
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.ttl_secs = Some(ttl.as_secs());
+        self
+    }
+}
+
 /// Everything a chat model needs for one call.
 ///
 /// Built with [`ChatRequest::new`] and `with_*` setters so new fields never break callers.
@@ -123,6 +260,23 @@ pub struct ChatRequest {
     /// A model id that overrides the client's default for this call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Prompt caching; `None` leaves it to the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache: Option<PromptCache>,
+    /// Reasoning options, for reasoning models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningOptions>,
+    /// Whether the model may call several tools in one turn; `None` leaves it to the
+    /// provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// The provider's service tier (`"auto"`, `"default"`, `"flex"`, `"priority"`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<String>,
+    /// Continue from a response the provider stored (OpenAI Responses API's
+    /// `previous_response_id`): only the new messages need to be sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_response_id: Option<String>,
 }
 
 impl ChatRequest {
@@ -197,6 +351,41 @@ impl ChatRequest {
         self
     }
 
+    /// Sets prompt caching.
+    #[must_use]
+    pub fn with_prompt_cache(mut self, cache: PromptCache) -> Self {
+        self.prompt_cache = Some(cache);
+        self
+    }
+
+    /// Sets the reasoning options.
+    #[must_use]
+    pub fn with_reasoning(mut self, reasoning: ReasoningOptions) -> Self {
+        self.reasoning = Some(reasoning);
+        self
+    }
+
+    /// Allows or forbids several tool calls in one turn.
+    #[must_use]
+    pub fn with_parallel_tool_calls(mut self, yes: bool) -> Self {
+        self.parallel_tool_calls = Some(yes);
+        self
+    }
+
+    /// Sets the service tier.
+    #[must_use]
+    pub fn with_service_tier(mut self, tier: impl Into<String>) -> Self {
+        self.service_tier = Some(tier.into());
+        self
+    }
+
+    /// Continues from a response the provider stored.
+    #[must_use]
+    pub fn with_previous_response_id(mut self, id: impl Into<String>) -> Self {
+        self.previous_response_id = Some(id.into());
+        self
+    }
+
     /// Checks what can be checked without a provider: at least one message, sampling values
     /// in range, a named tool choice that names a given tool, tool results that answer a
     /// call.
@@ -264,6 +453,13 @@ pub struct ChatResponse {
     /// The model that answered, when reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The provider's id for this response (OpenAI's `resp_...`, Anthropic's `msg_...`),
+    /// when reported; pass it as [`ChatRequest::previous_response_id`] to continue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The provider's rate-limit headroom after this call, when it reported one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitInfo>,
 }
 
 impl ChatResponse {
@@ -274,7 +470,23 @@ impl ChatResponse {
             finish_reason: None,
             usage: None,
             model: None,
+            id: None,
+            rate_limit: None,
         }
+    }
+
+    /// Sets the provider's response id.
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the rate-limit headroom.
+    #[must_use]
+    pub fn with_rate_limit(mut self, info: RateLimitInfo) -> Self {
+        self.rate_limit = Some(info);
+        self
     }
 
     /// Sets the finish reason.

@@ -7,8 +7,8 @@ use std::pin::Pin;
 use futures::{Stream, StreamExt};
 
 use crate::chat::ChatResponse;
-use crate::error::{Error, ProviderError, ProviderErrorKind, Result};
-use crate::message::{FinishReason, Message, ToolCall, Usage};
+use crate::error::{Error, ProviderError, ProviderErrorKind, RateLimitInfo, Result};
+use crate::message::{FinishReason, Message, ReasoningBlock, ToolCall, Usage};
 
 /// A stream of chat deltas. Dropping it cancels the call.
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatChunk>> + Send + 'static>>;
@@ -37,6 +37,24 @@ pub enum ChatChunk {
     Model(String),
     /// Why the model stopped; the answer is complete.
     Finish(FinishReason),
+    /// Part of a reasoning block (see [`ReasoningBlock`]). `index` tells blocks apart; text
+    /// appends, and the other fields are set by whichever delta carries them.
+    ReasoningDelta {
+        /// Position of the block in this turn.
+        index: usize,
+        /// The provider's id for the block, when it has one.
+        id: Option<String>,
+        /// More visible reasoning text.
+        text: String,
+        /// The block's signature (Anthropic), usually in its last delta.
+        signature: Option<String>,
+        /// Opaque encrypted reasoning.
+        encrypted: Option<String>,
+    },
+    /// The provider's id for this response.
+    ResponseId(String),
+    /// The provider's rate-limit headroom, read from the response headers.
+    RateLimit(RateLimitInfo),
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +92,9 @@ pub struct StreamAccumulator {
     usage: Option<Usage>,
     model: Option<String>,
     finish_reason: Option<FinishReason>,
+    reasoning: BTreeMap<usize, ReasoningBlock>,
+    id: Option<String>,
+    rate_limit: Option<RateLimitInfo>,
 }
 
 impl StreamAccumulator {
@@ -108,6 +129,27 @@ impl StreamAccumulator {
             ChatChunk::Usage(u) => self.usage = Some(*u),
             ChatChunk::Model(m) => self.model = Some(m.clone()),
             ChatChunk::Finish(r) => self.finish_reason = Some(r.clone()),
+            ChatChunk::ReasoningDelta {
+                index,
+                id,
+                text,
+                signature,
+                encrypted,
+            } => {
+                let block = self.reasoning.entry(*index).or_default();
+                block.text.push_str(text);
+                if id.is_some() {
+                    block.id.clone_from(id);
+                }
+                if signature.is_some() {
+                    block.signature.clone_from(signature);
+                }
+                if encrypted.is_some() {
+                    block.encrypted.clone_from(encrypted);
+                }
+            }
+            ChatChunk::ResponseId(id) => self.id = Some(id.clone()),
+            ChatChunk::RateLimit(info) => self.rate_limit = Some(*info),
         }
     }
 
@@ -142,11 +184,15 @@ impl StreamAccumulator {
             };
             tool_calls.push(ToolCall::new(id, call.name, call.arguments));
         }
+        let mut message = Message::assistant_with_tool_calls(self.text, tool_calls);
+        message.reasoning = self.reasoning.into_values().collect();
         Ok(ChatResponse {
-            message: Message::assistant_with_tool_calls(self.text, tool_calls),
+            message,
             finish_reason: self.finish_reason,
             usage: self.usage,
             model: self.model,
+            id: self.id,
+            rate_limit: self.rate_limit,
         })
     }
 }
@@ -168,8 +214,23 @@ pub async fn collect_stream(mut stream: ChatStream) -> Result<ChatResponse> {
 /// merged into one).
 pub fn response_to_chunks(response: &ChatResponse) -> Vec<ChatChunk> {
     let mut out = Vec::new();
+    if let Some(id) = &response.id {
+        out.push(ChatChunk::ResponseId(id.clone()));
+    }
+    if let Some(info) = response.rate_limit {
+        out.push(ChatChunk::RateLimit(info));
+    }
     if let Some(m) = &response.model {
         out.push(ChatChunk::Model(m.clone()));
+    }
+    for (index, block) in response.message.reasoning.iter().enumerate() {
+        out.push(ChatChunk::ReasoningDelta {
+            index,
+            id: block.id.clone(),
+            text: block.text.clone(),
+            signature: block.signature.clone(),
+            encrypted: block.encrypted.clone(),
+        });
     }
     let text = response.text();
     if !text.is_empty() {
@@ -263,14 +324,29 @@ mod tests {
 
     #[test]
     fn replayed_chunks_rebuild_the_response() {
-        let resp = ChatResponse::new(Message::assistant_with_tool_calls(
-            "thinking",
-            vec![
-                ToolCall::new("c", "f", "{}"),
-                ToolCall::new("d", "g", "[1]"),
-            ],
-        ))
-        .with_usage(Usage::new(5, 6).with_cached_input_tokens(2))
+        let resp = ChatResponse::new(
+            Message::assistant_with_tool_calls(
+                "thinking",
+                vec![
+                    ToolCall::new("c", "f", "{}"),
+                    ToolCall::new("d", "g", "[1]"),
+                ],
+            )
+            .with_reasoning(vec![
+                ReasoningBlock::thinking("hmm", "sig"),
+                ReasoningBlock::encrypted("opaque").with_id("rs_1"),
+            ]),
+        )
+        .with_id("resp_1")
+        .with_rate_limit(RateLimitInfo {
+            remaining_requests: Some(3),
+            ..Default::default()
+        })
+        .with_usage(
+            Usage::new(5, 6)
+                .with_cached_input_tokens(2)
+                .with_cache_creation_input_tokens(1),
+        )
         .with_model("m")
         .with_finish_reason(FinishReason::Other("weird".into()));
         let mut acc = StreamAccumulator::new();
