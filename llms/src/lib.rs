@@ -34,6 +34,9 @@ mod secret;
 #[cfg(feature = "__http")]
 mod http;
 
+#[cfg(feature = "anthropic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "anthropic")))]
+pub mod anthropic;
 #[cfg(feature = "cohere")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cohere")))]
 pub mod cohere;

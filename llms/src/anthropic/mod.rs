@@ -1,0 +1,1 @@
+//! Anthropic's Messages API (Claude). Work in progress in this commit series.

@@ -1,0 +1,1 @@
+//! Wire-format tests of the Anthropic client (filled in by the Anthropic work).
