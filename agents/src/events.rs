@@ -63,6 +63,17 @@ pub enum AgentEvent {
         /// The output text, or why there is none.
         result: Result<String, StepError>,
     },
+    /// A durable run stopped before this call: a person must approve, edit, reject or
+    /// cancel it ([`DurableAgent::decide`](crate::DurableAgent::decide)). The last event of
+    /// the run until then.
+    ApprovalRequired {
+        /// The call id.
+        id: String,
+        /// The tool's name.
+        name: String,
+        /// The arguments as JSON text, as the model emitted them.
+        arguments: String,
+    },
     /// The model's final answer; the last event of a successful run.
     FinalAnswer(String),
     /// The run failed; the last event. An [`AgentError`](crate::AgentError) limit is inside
@@ -98,6 +109,18 @@ impl PartialEq for AgentEvent {
                     id: x,
                     name: y,
                     result: z,
+                },
+            ) => a == x && b == y && c == z,
+            (
+                ApprovalRequired {
+                    id: a,
+                    name: b,
+                    arguments: c,
+                },
+                ApprovalRequired {
+                    id: x,
+                    name: y,
+                    arguments: z,
                 },
             ) => a == x && b == y && c == z,
             (Error(a), Error(b)) => a.to_string() == b.to_string(),

@@ -102,15 +102,15 @@ pub struct AgentRun {
     pub stopped_by: Option<AgentError>,
 }
 
-struct Inner {
-    model: Arc<dyn ChatModel>,
-    tools: Vec<Arc<dyn Tool>>,
-    system_prompt: Option<String>,
-    max_iterations: usize,
+pub(crate) struct Inner {
+    pub(crate) model: Arc<dyn ChatModel>,
+    pub(crate) tools: Vec<Arc<dyn Tool>>,
+    pub(crate) system_prompt: Option<String>,
+    pub(crate) max_iterations: usize,
     max_concurrent_tools: usize,
-    tool_timeout: Duration,
+    pub(crate) tool_timeout: Duration,
     time_budget: Option<Duration>,
-    token_budget: Option<u64>,
+    pub(crate) token_budget: Option<u64>,
     early_stopping: EarlyStopping,
 }
 
@@ -384,9 +384,9 @@ struct State {
     iterations: usize,
 }
 
-type Sink<'a> = Option<&'a UnboundedSender<AgentEvent>>;
+pub(crate) type Sink<'a> = Option<&'a UnboundedSender<AgentEvent>>;
 
-fn emit(sink: Sink<'_>, event: AgentEvent) {
+pub(crate) fn emit(sink: Sink<'_>, event: AgentEvent) {
     if let Some(tx) = sink {
         // A closed channel means the stream was dropped; the run is being cancelled.
         let _ = tx.send(event);
@@ -408,6 +408,20 @@ impl AgentExecutor {
     /// The registered tools.
     pub fn tools(&self) -> &[Arc<dyn Tool>] {
         &self.inner.tools
+    }
+
+    /// The configuration, for the durable runner.
+    pub(crate) fn config(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// One model call: streamed into `sink` when there is one.
+    pub(crate) async fn model_turn(
+        &self,
+        request: ChatRequest,
+        sink: Sink<'_>,
+    ) -> Result<ChatResponse> {
+        self.call_model(request, sink).await
     }
 
     /// Runs the agent on `input` until the model gives a final answer, using
@@ -625,10 +639,36 @@ pub(crate) async fn call_tool(
     args: serde_json::Value,
     timeout: Duration,
 ) -> std::result::Result<String, StepError> {
+    run_tool(tool, call_id, tool.call(args), timeout).await
+}
+
+/// [`call_tool`] for a call of a durable run: the tool gets the run's [`ToolCallContext`]
+/// (its idempotency key).
+pub(crate) async fn call_tool_with_context(
+    tool: &dyn Tool,
+    ctx: &catena_core::ToolCallContext,
+    args: serde_json::Value,
+    timeout: Duration,
+) -> std::result::Result<String, StepError> {
+    run_tool(
+        tool,
+        &ctx.call_id,
+        tool.call_with_context(args, ctx),
+        timeout,
+    )
+    .await
+}
+
+async fn run_tool(
+    tool: &dyn Tool,
+    call_id: &str,
+    call: impl std::future::Future<Output = std::result::Result<catena_core::ToolOutput, ToolError>>,
+    timeout: Duration,
+) -> std::result::Result<String, StepError> {
     use tracing::Instrument;
     // The one `execute_tool` span of the workspace (OpenTelemetry GenAI), with the call id.
     let span = catena_core::backend::execute_tool_span(tool.name(), Some(call_id));
-    let outcome = match tokio::time::timeout(timeout, tool.call(args))
+    let outcome = match tokio::time::timeout(timeout, call)
         .instrument(span.clone())
         .await
     {

@@ -83,6 +83,7 @@
 
 mod agent;
 mod agent_tool;
+mod durable;
 mod error;
 mod events;
 mod executor;
@@ -103,6 +104,10 @@ pub mod otel;
 
 pub use agent::Agent;
 pub use agent_tool::{AgentTool, AgentToolArgs};
+pub use durable::{
+    CallRecord, CallStatus, Decision, DurableAgent, RunInput, RunOutcome, RunState, RunStatus,
+    INTERRUPTED,
+};
 pub use error::AgentError;
 pub use events::{AgentEvent, AgentEventStream};
 pub use executor::{

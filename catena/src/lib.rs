@@ -70,6 +70,7 @@ pub use catena_vectorstores as vectorstores;
     doctest,
     feature = "local",
     feature = "openai",
+    feature = "anthropic",
     feature = "gemini",
     feature = "qdrant",
     feature = "pgvector",
@@ -86,4 +87,6 @@ pub mod guides {
     pub struct Streaming;
     #[doc = include_str!("../../docs/guides/custom-backends.md")]
     pub struct CustomBackends;
+    #[doc = include_str!("../../docs/models.md")]
+    pub struct Models;
 }

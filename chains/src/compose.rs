@@ -46,9 +46,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use catena_core::EmbeddedDocument;
 use catena_core::{
-    Chain, ChainStream, ChatModel, ChatRequest, ChatResponse, ChatStream, Document, DocumentId,
-    Embedder, Embedding, Error, Filter, MmrRequest, ModelInfo, Result, Retriever, RetryPolicy,
-    ScoredDocument, SearchRequest, UpsertReport, VectorStore,
+    Chain, ChainStream, ChatChunk, ChatModel, ChatRequest, ChatResponse, ChatStream, Document,
+    DocumentId, Embedder, Embedding, Error, Filter, MmrRequest, ModelInfo, Result, Retriever,
+    RetryPolicy, ScoredDocument, SearchRequest, UpsertReport, VectorStore,
 };
 use futures::StreamExt;
 
@@ -254,8 +254,14 @@ impl<A: ChatModel, B: ChatModel> ChatModel for Fallback<A, B> {
         }
     }
 
+    /// The primary's stream, unless it fails with a retryable error before its first token
+    /// (see [`ModelFallbacks`]): then the fallback's.
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
-        match self.primary.stream(request.clone()).await {
+        let primary = match self.primary.stream(request.clone()).await {
+            Ok(s) => first_token(s).await,
+            Err(e) => Err(e),
+        };
+        match primary {
             Err(e) if e.is_retryable() => {
                 tracing::debug!(error = %e, "primary model failed; using the fallback");
                 self.fallback.stream(request).await
@@ -266,6 +272,154 @@ impl<A: ChatModel, B: ChatModel> ChatModel for Fallback<A, B> {
 
     fn model_info(&self) -> ModelInfo {
         self.primary.model_info()
+    }
+}
+
+/// Waits for a chat stream's first token (text, tool call, reasoning or finish), keeping the
+/// metadata chunks that came before it (response id, model, rate limits, usage), so a
+/// caller can still switch models when the stream fails before saying anything.
+pub(crate) async fn first_token(mut stream: ChatStream) -> Result<ChatStream> {
+    let mut head = Vec::new();
+    loop {
+        match stream.next().await {
+            None => return Ok(Box::pin(futures::stream::iter(head.into_iter().map(Ok)))),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(chunk)) => {
+                let metadata = matches!(
+                    chunk,
+                    ChatChunk::Model(_)
+                        | ChatChunk::ResponseId(_)
+                        | ChatChunk::RateLimit(_)
+                        | ChatChunk::Usage(_)
+                );
+                head.push(chunk);
+                if !metadata {
+                    let head = futures::stream::iter(head.into_iter().map(Ok));
+                    return Ok(Box::pin(head.chain(stream)));
+                }
+            }
+        }
+    }
+}
+
+/// A chain of chat models: the first that answers wins; see [`ModelFallbacks::new`].
+///
+/// The next model is tried after a **retryable** error (rate limit, server error, timeout,
+/// transport failure, and [`Unavailable`](catena_core::ProviderErrorKind::Unavailable) from
+/// an open [`CircuitBreaker`](crate::CircuitBreaker)); a stream switches when it fails
+/// before its first token, never after (the caller would see a duplicated answer). Other
+/// errors (bad key, invalid request) end the call: another model would hide them. Each
+/// switch is logged and counted in `catena.model.fallbacks` (labels `from`, `to`).
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_core::{ChatModel, ChatModelExt, ChatRequest, Message, ModelInfo, ProviderError, ProviderErrorKind};
+/// use catena_core::test_utils::ScriptedChatModel;
+/// use catena_chains::ModelFallbacks;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> catena_core::Result<()> {
+/// let primary = ScriptedChatModel::new()
+///     .with_error(ProviderError::new(ProviderErrorKind::Server, "overloaded").into())
+///     .with_model_info(ModelInfo::new("anthropic", "claude"));
+/// let backup = ScriptedChatModel::new()
+///     .with_text("from the backup")
+///     .with_model_info(ModelInfo::new("openai", "gpt"));
+/// let models = ModelFallbacks::new(vec![primary.boxed(), backup.boxed()])?;
+/// let answer = models.generate(ChatRequest::new(vec![Message::user("hi")])).await?;
+/// assert_eq!(answer.text(), "from the backup");
+/// # Ok(()) }
+/// ```
+pub struct ModelFallbacks {
+    models: Vec<Arc<dyn ChatModel>>,
+}
+
+impl fmt::Debug for ModelFallbacks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = self
+            .models
+            .iter()
+            .map(|m| {
+                let info = m.model_info();
+                format!("{}/{}", info.provider, info.model)
+            })
+            .collect();
+        f.debug_struct("ModelFallbacks")
+            .field("models", &names)
+            .finish()
+    }
+}
+
+impl ModelFallbacks {
+    /// Tries `models` in order.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when `models` is empty.
+    pub fn new(models: Vec<Arc<dyn ChatModel>>) -> Result<Self> {
+        if models.is_empty() {
+            return Err(Error::invalid_config(
+                "a model fallback chain needs at least one model",
+            ));
+        }
+        Ok(ModelFallbacks { models })
+    }
+
+    /// The models, in order.
+    pub fn models(&self) -> &[Arc<dyn ChatModel>] {
+        &self.models
+    }
+
+    fn switching(&self, from: usize, error: &Error) {
+        let name = |i: usize| {
+            let info = self.models[i].model_info();
+            format!("{}/{}", info.provider, info.model)
+        };
+        if from + 1 < self.models.len() {
+            let (from, to) = (name(from), name(from + 1));
+            tracing::warn!(%from, %to, error = %error, "model failed; falling back");
+            metrics::counter!("catena.model.fallbacks", "from" => from, "to" => to).increment(1);
+        }
+    }
+}
+
+#[async_trait]
+impl ChatModel for ModelFallbacks {
+    async fn generate(&self, request: ChatRequest) -> Result<ChatResponse> {
+        let mut last = None;
+        for (i, model) in self.models.iter().enumerate() {
+            match model.generate(request.clone()).await {
+                Err(e) if e.is_retryable() => {
+                    self.switching(i, &e);
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::other("model fallback chain is empty")))
+    }
+
+    /// The first stream to produce a token without a retryable error before it.
+    async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
+        let mut last = None;
+        for (i, model) in self.models.iter().enumerate() {
+            let attempt = match model.stream(request.clone()).await {
+                Ok(s) => first_token(s).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Err(e) if e.is_retryable() => {
+                    self.switching(i, &e);
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::other("model fallback chain is empty")))
+    }
+
+    /// The first model's info.
+    fn model_info(&self) -> ModelInfo {
+        self.models[0].model_info()
     }
 }
 

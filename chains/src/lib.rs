@@ -22,11 +22,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod breaker;
 mod cache;
 mod compose;
 mod conversational;
 mod eval;
 mod indexing;
+mod limit;
 mod llm;
 mod loading;
 mod memory;
@@ -37,17 +39,21 @@ mod sequential;
 mod sql;
 mod summarize;
 
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use cache::{
     CacheStats, CachedChatModel, CachedEmbedder, SemanticCachedChatModel, DEFAULT_CACHE_NAMESPACE,
     DEFAULT_CACHE_TTL, DEFAULT_SIMILARITY_THRESHOLD,
 };
-pub use compose::{batch_bounded, ComposeExt, Fallback, FallbackList, Retry, SharedChain, Timeout};
+pub use compose::{
+    batch_bounded, ComposeExt, Fallback, FallbackList, ModelFallbacks, Retry, SharedChain, Timeout,
+};
 pub use conversational::{
     format_chat_history, ConversationTurn, ConversationalAnswer, ConversationalRetrieval,
     ConversationalRetrievalBuilder, DEFAULT_CONDENSE_PROMPT,
 };
 pub use eval::{evaluate, evaluate_ranking, CaseScores, EvalCase, EvalReport};
 pub use indexing::{content_key, index, Cleanup, IndexOptions, IndexReport};
+pub use limit::{ClientLimits, Permit, RateLimited, RateLimiter, TokenEstimator};
 pub use llm::{parse_chat_stream, LlmChain, FORMAT_INSTRUCTIONS_VARIABLE};
 pub use loading::AsyncDocumentLoader;
 pub use memory::{

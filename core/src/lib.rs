@@ -36,6 +36,8 @@ pub mod backend;
 mod cache;
 mod chain;
 mod chat;
+mod checkpoint;
+mod cost;
 mod document;
 mod embed;
 mod error;
@@ -50,6 +52,7 @@ mod tool;
 mod traced;
 mod vectorstore;
 
+pub mod genai_metrics;
 pub mod keyword;
 pub mod loader;
 pub mod parser;
@@ -69,6 +72,11 @@ pub use chat::{
     ModelInfo, PromptCache, ReasoningEffort, ReasoningOptions, ResponseFormat, StreamAccumulator,
     ToolChoice, TracedChatModel,
 };
+pub use checkpoint::{
+    validate_run_id, Checkpoint, CheckpointError, Checkpointer, FileCheckpointer,
+    InMemoryCheckpointer,
+};
+pub use cost::{Cost, ModelPrice, PriceTable, StalePolicy};
 pub use document::{Document, DocumentId, Metadata};
 pub use embed::{Embedder, Embedding};
 pub use error::{BoxError, Error, ProviderError, ProviderErrorKind, RateLimitInfo, Result};
@@ -90,7 +98,8 @@ pub use splitter::{
 };
 pub use sql::{SqlDatabase, SqlRows};
 pub use tool::{
-    schema_for, Tool, ToolDefinition, ToolError, ToolOutput, TypedTool, TypedToolAdapter,
+    schema_for, Tool, ToolCallContext, ToolDefinition, ToolError, ToolOutput, TypedTool,
+    TypedToolAdapter,
 };
 pub use traced::{TracedEmbedder, TracedRetriever, TracedTool};
 pub use vectorstore::{

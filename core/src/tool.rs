@@ -149,6 +149,62 @@ pub trait Tool: Send + Sync {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition::new(self.name(), self.description(), self.parameters().clone())
     }
+
+    /// Whether running one call twice has the same effect as running it once (a lookup, a
+    /// PUT of a whole value, a request carrying [`ToolCallContext::idempotency_key`] to a
+    /// service that honours it). A durable run that stopped while such a call was in flight
+    /// runs it again on resume; any other interrupted call is reported to the model as
+    /// interrupted, never repeated. Default `false`.
+    fn idempotent(&self) -> bool {
+        false
+    }
+
+    /// Whether a person must approve each call before it runs (durable runs stop with an
+    /// `approval_required` event and wait for a decision). Default `false`.
+    fn requires_approval(&self) -> bool {
+        false
+    }
+
+    /// Runs the tool for one call of a durable agent run. `ctx` names the run and the call
+    /// and carries a stable idempotency key to pass to the outside world. The default calls
+    /// [`call`](Self::call).
+    ///
+    /// # Errors
+    /// As for [`call`](Self::call).
+    async fn call_with_context(
+        &self,
+        args: Value,
+        ctx: &ToolCallContext,
+    ) -> Result<ToolOutput, ToolError> {
+        let _ = ctx;
+        self.call(args).await
+    }
+}
+
+/// Which call of which run a tool is running for ([`Tool::call_with_context`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ToolCallContext {
+    /// The durable run.
+    pub run_id: String,
+    /// The model's id for the call.
+    pub call_id: String,
+    /// `{run_id}:{call_id}`: the same for every attempt of this call, across restarts and
+    /// replicas, different for every other call. Send it as an `Idempotency-Key` header (or
+    /// the like) so the outside world applies the effect once.
+    pub idempotency_key: String,
+}
+
+impl ToolCallContext {
+    /// The context of call `call_id` of run `run_id`.
+    pub fn new(run_id: impl Into<String>, call_id: impl Into<String>) -> Self {
+        let (run_id, call_id) = (run_id.into(), call_id.into());
+        ToolCallContext {
+            idempotency_key: format!("{run_id}:{call_id}"),
+            run_id,
+            call_id,
+        }
+    }
 }
 
 #[async_trait]
@@ -165,6 +221,19 @@ impl<T: Tool + ?Sized> Tool for Arc<T> {
     async fn call(&self, args: Value) -> Result<ToolOutput, ToolError> {
         (**self).call(args).await
     }
+    fn idempotent(&self) -> bool {
+        (**self).idempotent()
+    }
+    fn requires_approval(&self) -> bool {
+        (**self).requires_approval()
+    }
+    async fn call_with_context(
+        &self,
+        args: Value,
+        ctx: &ToolCallContext,
+    ) -> Result<ToolOutput, ToolError> {
+        (**self).call_with_context(args, ctx).await
+    }
 }
 
 #[async_trait]
@@ -180,6 +249,19 @@ impl<T: Tool + ?Sized> Tool for Box<T> {
     }
     async fn call(&self, args: Value) -> Result<ToolOutput, ToolError> {
         (**self).call(args).await
+    }
+    fn idempotent(&self) -> bool {
+        (**self).idempotent()
+    }
+    fn requires_approval(&self) -> bool {
+        (**self).requires_approval()
+    }
+    async fn call_with_context(
+        &self,
+        args: Value,
+        ctx: &ToolCallContext,
+    ) -> Result<ToolOutput, ToolError> {
+        (**self).call_with_context(args, ctx).await
     }
 }
 

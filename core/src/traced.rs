@@ -1,7 +1,9 @@
 //! Tracing decorators for embedders, retrievers and tools, beside
 //! [`TracedChatModel`](crate::TracedChatModel): each call runs in a `tracing` span with the
 //! [OpenTelemetry GenAI semantic conventions], which a `tracing-opentelemetry` layer turns
-//! into OpenTelemetry spans. Texts, queries, arguments and results are never recorded.
+//! into OpenTelemetry spans, and embedder and tool calls record the
+//! [`genai_metrics`](crate::genai_metrics) duration histogram. Texts, queries, arguments and
+//! results are never recorded.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -25,6 +27,7 @@ use tracing::{Instrument, Span};
 use crate::document::Document;
 use crate::embed::{Embedder, Embedding};
 use crate::error::{Error, Result};
+use crate::genai_metrics::CallLabels;
 use crate::retriever::Retriever;
 use crate::tool::{Tool, ToolError, ToolOutput};
 use crate::vectorstore::ScoredDocument;
@@ -111,10 +114,19 @@ impl<E: Embedder> TracedEmbedder<E> {
         call: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
         let span = self.span(inputs);
+        let start = std::time::Instant::now();
         let result = call.instrument(span.clone()).await;
-        if let Err(e) = &result {
-            record_error(&span, &error_type(e));
+        let error = result.as_ref().err().map(error_type);
+        if let Some(kind) = &error {
+            record_error(&span, kind);
         }
+        CallLabels {
+            operation: "embeddings",
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            tool: None,
+        }
+        .duration(start.elapsed(), error.as_deref());
         result
     }
 }
@@ -265,7 +277,44 @@ impl<T: Tool> Tool for TracedTool<T> {
 
     async fn call(&self, args: Value) -> std::result::Result<ToolOutput, ToolError> {
         let span = execute_tool_span(self.inner.name(), None);
+        let start = std::time::Instant::now();
         let result = self.inner.call(args).instrument(span.clone()).await;
+        let kind = result.as_ref().err().map(|e| match e {
+            ToolError::InvalidArguments(_) => "invalid_arguments",
+            _ => "tool_error",
+        });
+        if let Some(kind) = kind {
+            record_tool_error(&span, kind);
+        }
+        CallLabels {
+            operation: "execute_tool",
+            provider: String::new(),
+            model: String::new(),
+            tool: Some(self.inner.name().to_owned()),
+        }
+        .duration(start.elapsed(), kind);
+        result
+    }
+
+    fn idempotent(&self) -> bool {
+        self.inner.idempotent()
+    }
+
+    fn requires_approval(&self) -> bool {
+        self.inner.requires_approval()
+    }
+
+    async fn call_with_context(
+        &self,
+        args: Value,
+        ctx: &crate::tool::ToolCallContext,
+    ) -> std::result::Result<ToolOutput, ToolError> {
+        let span = execute_tool_span(self.inner.name(), Some(&ctx.call_id));
+        let result = self
+            .inner
+            .call_with_context(args, ctx)
+            .instrument(span.clone())
+            .await;
         if let Err(e) = &result {
             let kind = match e {
                 ToolError::InvalidArguments(_) => "invalid_arguments",

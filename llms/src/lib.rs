@@ -1,4 +1,4 @@
-//! Chat models and embedders for Catena: OpenAI, Gemini and Ollama.
+//! Chat models and embedders for Catena: OpenAI (Chat Completions and Responses), Anthropic, Gemini and Ollama.
 //!
 //! Every client implements [`catena_core::ChatModel`] and/or [`catena_core::Embedder`], so
 //! programs hold `Arc<dyn ChatModel>` and pick the provider from configuration. All clients
@@ -8,9 +8,10 @@
 //!
 //! | feature | default | provides |
 //! | --- | --- | --- |
-//! | `openai` | yes | OpenAI Chat Completions and Embeddings, and any OpenAI-compatible server |
+//! | `openai` | yes | OpenAI Chat Completions, the Responses API and Embeddings, and any OpenAI-compatible server |
 //! | `gemini` | yes | Gemini (Generative Language API with an API key; Vertex AI) |
 //! | `ollama` | yes | Ollama's native `/api/chat` and `/api/embed` |
+//! | `anthropic` | no | Anthropic's Messages API (Claude): streaming, tools, extended thinking, prompt caching, structured outputs |
 //! | `cohere` | no | Cohere's hosted rerankers (`/v2/rerank`) |
 //! | `local` | no | in-process models on the CPU (candle): a sentence-transformer embedder and a GGUF chat model |
 //!
@@ -29,6 +30,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod env;
+#[cfg(any(feature = "openai", feature = "anthropic"))]
+mod schema;
 mod secret;
 
 #[cfg(feature = "__http")]

@@ -81,7 +81,7 @@ pub(crate) fn redact_text(text: &str, secret: &str) -> String {
 
 /// Removes `key` from a provider error's message. Providers may echo the `Authorization`
 /// header in error bodies; this keeps it out of `Display`, `Debug` and logs.
-#[cfg_attr(not(feature = "__http"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "openai", feature = "anthropic")), allow(dead_code))]
 pub(crate) fn redact(err: Error, key: Option<&ApiKey>) -> Error {
     let Some(secret) = key.map(ApiKey::expose_secret) else {
         return err;

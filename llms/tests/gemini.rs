@@ -1103,3 +1103,45 @@ async fn embedder_conformance_suite() {
         .await;
     embedder_conformance(&embedder(&server.uri())).await;
 }
+
+#[tokio::test]
+async fn cached_content_is_sent_and_cached_tokens_are_reported_unary_and_streamed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(GENERATE))
+        .respond_with(json_reply(data("gemini/generate_text.json")))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(STREAM))
+        .respond_with(sse_reply(data("gemini/stream_text.sse")))
+        .mount(&server)
+        .await;
+    let model = chat(&server.uri());
+    let req = ChatRequest::new(vec![Message::user("Why is the sky blue?")]).with_prompt_cache(
+        catena_core::PromptCache::manual()
+            .with_cached_content("cachedContents/abc123")
+            .with_key("ignored-by-gemini"),
+    );
+    let unary = model.generate(req.clone()).await.unwrap();
+    let streamed = collect_stream(model.stream(req).await.unwrap())
+        .await
+        .unwrap();
+    for r in [&unary, &streamed] {
+        assert_eq!(r.usage.unwrap().cached_input_tokens, Some(4));
+    }
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len(), 2);
+    for r in &received {
+        let body = body_of(r);
+        assert_eq!(body["cachedContent"], "cachedContents/abc123");
+        assert!(body.get("promptCacheKey").is_none() && body.get("prompt_cache_key").is_none());
+    }
+    // Without a cache name nothing is sent.
+    let _ = model
+        .generate(ChatRequest::new(vec![Message::user("hi")]))
+        .await
+        .unwrap();
+    let last = server.received_requests().await.unwrap().pop().unwrap();
+    assert!(body_of(&last).get("cachedContent").is_none());
+}

@@ -714,10 +714,14 @@ async fn embedder_builder_rules() {
         .build()
         .unwrap();
     assert_eq!(e.dimensions(), 3072);
+    // A model whose length is not known builds; the length is learned later.
+    let unknown = OpenAiEmbedder::builder()
+        .api_key(KEY)
+        .model("nomic-embed-text")
+        .build()
+        .unwrap();
+    assert_eq!(unknown.dimensions(), 0);
     for bad in [
-        OpenAiEmbedder::builder()
-            .api_key(KEY)
-            .model("nomic-embed-text"),
         OpenAiEmbedder::builder().api_key(KEY).batch_size(0),
         OpenAiEmbedder::builder().api_key(KEY).dimensions(Some(0)),
         OpenAiEmbedder::builder(),
@@ -1448,4 +1452,176 @@ async fn embeddings_respect_openai_token_limits() {
         "{err}"
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+// ---------------------------------------------------------------- unknown embedding models
+
+fn local_embedder(server: &MockServer) -> OpenAiEmbedder {
+    OpenAiEmbedder::builder()
+        .base_url(format!("{}/v1", server.uri()))
+        .model("nomic-embed-text-v1.5")
+        .http(fast_http())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_unknown_model_learns_its_dimension_from_the_first_response() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(EmbeddingResponder { dims: 16 })
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    let e = local_embedder(&server);
+    let clone = e.clone();
+    assert_eq!(e.dimensions(), 0, "unknown until the first response");
+    assert_eq!(e.probe_dimensions().await.unwrap(), 16);
+    assert_eq!(
+        (e.dimensions(), clone.dimensions()),
+        (16, 16),
+        "clones share it"
+    );
+    assert_eq!(e.probe_dimensions().await.unwrap(), 16, "no second probe");
+    let v = clone.embed_query("llama").await.unwrap();
+    assert_eq!(v, vector_for("llama", 16));
+    let sent = bodies(&server).await;
+    assert_eq!(sent.len(), 2);
+    assert!(sent[0].get("dimensions").is_none(), "nothing asked for");
+    // Once learned, a vector of another length is an error.
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(EmbeddingResponder { dims: 8 })
+        .mount(&server)
+        .await;
+    let err = e.embed_query("shorter").await.unwrap_err();
+    assert_eq!(kind(&err), ProviderErrorKind::MalformedResponse);
+    assert!(
+        err.to_string().contains("has 8 dimensions, expected 16"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_model_passes_the_conformance_suite_once_probed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(EmbeddingResponder { dims: 24 })
+        .mount(&server)
+        .await;
+    let e = local_embedder(&server);
+    e.probe_dimensions().await.unwrap();
+    embedder_conformance(&e).await;
+}
+
+#[tokio::test]
+async fn per_token_vectors_get_an_error_that_says_so() {
+    let server = MockServer::start().await;
+    // llama.cpp's server with `--pooling none`: one vector per token of each input.
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "model": "nomic-embed-text-v1.5",
+            "object": "list",
+            "usage": {"prompt_tokens": 3, "total_tokens": 3},
+            "data": [{"embedding": [[0.011, -0.023, 0.031], [0.007, 0.002, -0.015], [0.019, -0.004, 0.008]],
+                      "index": 0, "object": "embedding"}]
+        })))
+        .mount(&server)
+        .await;
+    let err = local_embedder(&server)
+        .embed_query("hello world")
+        .await
+        .unwrap_err();
+    assert_eq!(kind(&err), ProviderErrorKind::MalformedResponse);
+    let text = err.to_string();
+    assert!(
+        text.contains("the server returned one vector per token (pooling none?)")
+            && text.contains("use a pooled embedding model or --pooling mean"),
+        "{text}"
+    );
+    assert!(!err.is_retryable());
+}
+
+// ---------------------------------------------------------------- request options
+
+#[tokio::test]
+async fn prompt_cache_key_and_request_options_are_sent_and_headroom_read() {
+    let server = MockServer::start().await;
+    mount_chat(
+        &server,
+        json_template("openai/chat_completion.json")
+            .insert_header("x-ratelimit-remaining-requests", "59")
+            .insert_header("x-ratelimit-reset-tokens", "20ms"),
+    )
+    .await;
+    let req = hello()
+        .with_prompt_cache(catena_core::PromptCache::automatic().with_key("tenant-42"))
+        .with_parallel_tool_calls(false)
+        .with_service_tier("priority")
+        .with_reasoning(catena_core::ReasoningOptions::effort(
+            catena_core::ReasoningEffort::Minimal,
+        ));
+    let r = chat(&server).generate(req).await.unwrap();
+    let rl = r.rate_limit.unwrap();
+    assert_eq!(rl.remaining_requests, Some(59));
+    assert_eq!(rl.reset_tokens, Some(Duration::from_millis(20)));
+    let sent = &bodies(&server).await[0];
+    assert_eq!(sent["prompt_cache_key"], "tenant-42");
+    assert_eq!(sent["parallel_tool_calls"], false);
+    assert_eq!(sent["service_tier"], "priority");
+    assert_eq!(sent["reasoning_effort"], "minimal");
+    // None of them is sent unless set.
+    chat(&server).generate(hello()).await.unwrap();
+    let sent = &bodies(&server).await[1];
+    for field in [
+        "prompt_cache_key",
+        "parallel_tool_calls",
+        "service_tier",
+        "reasoning_effort",
+    ] {
+        assert!(sent.get(field).is_none(), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn cached_prompt_tokens_are_reported_unary_and_streamed() {
+    let server = MockServer::start().await;
+    let usage = json!({"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+        "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}});
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(wiremock::matchers::body_partial_json(json!({"stream": true})))
+        .respond_with(
+            sse_template(sse(&[
+                json!({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+                       "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}),
+                json!({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+                       "choices": [], "usage": usage}),
+            ]))
+            .insert_header("x-ratelimit-remaining-tokens", "1000"),
+        )
+        .mount(&server)
+        .await;
+    mount_chat(
+        &server,
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"id": "c", "object": "chat.completion", "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": usage}))
+            .insert_header("x-ratelimit-remaining-tokens", "1000"),
+    )
+    .await;
+    let model = chat(&server);
+    let unary = model.generate(hello()).await.unwrap();
+    let streamed = collect_stream(model.stream(hello()).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(unary.usage.unwrap().cached_input_tokens, Some(1920));
+    assert_eq!(unary.rate_limit.unwrap().remaining_tokens, Some(1000));
+    assert_eq!(streamed, unary);
 }

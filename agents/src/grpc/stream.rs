@@ -165,6 +165,9 @@ impl EventStream {
                 }));
             }
             AgentEvent::Error(e) => self.fail(error_event(&e)),
+            // The served task runs the executor's own loop, which never waits for approval;
+            // durable runs are not served over this contract yet.
+            AgentEvent::ApprovalRequired { .. } => {}
         }
     }
 }

@@ -119,3 +119,10 @@ mod subscriber;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use subscriber::{init_tracing, TracingGuard};
+
+#[cfg(feature = "otlp")]
+mod metrics;
+
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use metrics::{otlp_metrics, OtelRecorder, OtlpMetrics};

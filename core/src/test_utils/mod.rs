@@ -24,6 +24,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod chat_conformance;
+mod checkpoint_conformance;
 mod embedder;
 mod embedder_conformance;
 mod history_conformance;
@@ -32,6 +33,7 @@ mod scripted;
 mod store_conformance;
 
 pub use chat_conformance::ChatModelConformance;
+pub use checkpoint_conformance::checkpointer_conformance;
 pub use embedder::DeterministicEmbedder;
 pub use embedder_conformance::embedder_conformance;
 pub use history_conformance::chat_history_conformance;

@@ -43,6 +43,52 @@ pub struct Config {
     pub rag: RagConfig,
     /// The agent service that `/v1/tasks` delegates to.
     pub agent: AgentConfig,
+    /// The chat model's production settings: prices, client-side limits, circuit breaker,
+    /// telemetry.
+    pub models: ModelsConfig,
+}
+
+/// How the gateway calls its chat model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ModelsConfig {
+    /// A price table (TOML, see `catena_core::PriceTable`): calls are costed on their spans and
+    /// in `catena_gen_ai_client_cost`, and `limits.cost_budget` can be used. Env
+    /// `CATENA_PRICE_TABLE`.
+    pub prices: Option<PathBuf>,
+    /// Requests per minute the gateway sends its model provider at most (client-side, before
+    /// the provider's 429s). Env `CATENA_MODEL_RPM`.
+    pub requests_per_minute: Option<u32>,
+    /// Tokens per minute likewise. Env `CATENA_MODEL_TPM`.
+    pub tokens_per_minute: Option<u32>,
+    /// Model calls in flight at once.
+    pub max_concurrency: Option<usize>,
+    /// The longest a call waits for its turn under those limits, in seconds. Default 30.
+    pub max_queue_secs: u64,
+    /// Failures within a minute that open the model's circuit breaker (503 at once while it
+    /// is open, for `breaker_open_secs`). None: no breaker.
+    pub breaker_failures: Option<u32>,
+    /// How long the breaker stays open. Default 30.
+    pub breaker_open_secs: u64,
+    /// GenAI spans and metrics for every model, embedding and tool call (on by default; env
+    /// `CATENA_TELEMETRY=off` turns them off).
+    pub telemetry: bool,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig {
+            prices: None,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            max_concurrency: None,
+            max_queue_secs: 30,
+            breaker_failures: None,
+            breaker_open_secs: 30,
+            telemetry: true,
+        }
+    }
 }
 
 /// API keys, and optionally JWTs.
@@ -155,8 +201,12 @@ pub struct LimitsConfig {
     /// Model tokens (input + output) a key may use per budget window; none = unlimited.
     /// Env `CATENA_TOKEN_BUDGET`.
     pub token_budget: Option<u64>,
-    /// The budget window in seconds. Default one day.
+    /// The budget window in seconds (for the cost budget too). Default one day.
     pub token_budget_window_secs: u64,
+    /// What a key may spend on its model calls per budget window, in the price table's
+    /// currency (needs `models.prices`, and the chat model priced in it). Env
+    /// `CATENA_COST_BUDGET`.
+    pub cost_budget: Option<f64>,
     /// The largest request body in bytes (413 above it). Default 1 MiB.
     pub max_body_bytes: usize,
     /// Time limit for a whole non-streaming request, in seconds. Default 60.
@@ -252,6 +302,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             rag: RagConfig::default(),
             agent: AgentConfig::default(),
+            models: ModelsConfig::default(),
         }
     }
 }
@@ -263,6 +314,7 @@ impl Default for LimitsConfig {
             burst: 20,
             token_budget: None,
             token_budget_window_secs: 86_400,
+            cost_budget: None,
             max_body_bytes: 1 << 20,
             request_timeout_secs: 60,
             stream_idle_timeout_secs: 60,
@@ -377,6 +429,29 @@ impl Config {
         if let Some(v) = get("CATENA_TOKEN_BUDGET") {
             self.limits.token_budget = Some(parse("CATENA_TOKEN_BUDGET", &v)?);
         }
+        if let Some(v) = get("CATENA_COST_BUDGET") {
+            self.limits.cost_budget = Some(parse("CATENA_COST_BUDGET", &v)?);
+        }
+        if let Some(v) = get("CATENA_PRICE_TABLE") {
+            self.models.prices = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CATENA_MODEL_RPM") {
+            self.models.requests_per_minute = Some(parse("CATENA_MODEL_RPM", &v)?);
+        }
+        if let Some(v) = get("CATENA_MODEL_TPM") {
+            self.models.tokens_per_minute = Some(parse("CATENA_MODEL_TPM", &v)?);
+        }
+        if let Some(v) = get("CATENA_TELEMETRY") {
+            self.models.telemetry = match v.trim() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => {
+                    return Err(GatewayError::Config(format!(
+                        "CATENA_TELEMETRY={v:?} is not valid (on or off)"
+                    )))
+                }
+            };
+        }
         if let Some(v) = get("CATENA_AGENT_URL") {
             self.agent.url = Some(v);
         }
@@ -427,6 +502,22 @@ impl Config {
         }
         if self.rag.k == 0 {
             return bad("rag.k must be at least 1");
+        }
+        if let Some(budget) = self.limits.cost_budget {
+            if !budget.is_finite() || budget <= 0.0 {
+                return bad("limits.cost_budget must be a positive amount");
+            }
+            if self.models.prices.is_none() {
+                return bad("limits.cost_budget needs a price table (models.prices)");
+            }
+        }
+        let m = &self.models;
+        if m.requests_per_minute == Some(0)
+            || m.tokens_per_minute == Some(0)
+            || m.max_concurrency == Some(0)
+            || m.breaker_failures == Some(0)
+        {
+            return bad("models limits must be at least 1 (leave one out for none)");
         }
         for h in &self.auth.api_key_sha256 {
             if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -65,6 +65,7 @@ mod state;
 
 pub use backends::Backends;
 pub use error::GatewayError;
+pub use middleware::metrics::flush_otlp;
 pub use signal::shutdown_signal;
 
 /// Installs `ring` as the process's rustls crypto provider (idempotent). The workspace's

@@ -162,6 +162,8 @@ pub struct TokenBudgets {
     window: Duration,
     used: Mutex<HashMap<String, BudgetEntry>>,
     shared: Option<Arc<crate::shared::RedisLimits>>,
+    /// Prefixes the keys kept in Redis, so budgets of different units never share an entry.
+    namespace: &'static str,
 }
 
 /// Why a reservation was refused.
@@ -188,6 +190,22 @@ impl TokenBudgets {
             window,
             used: Mutex::new(HashMap::new()),
             shared: None,
+            namespace: "",
+        }
+    }
+
+    /// Keeps these budgets apart from others in a shared store (`cost` for money budgets).
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: &'static str) -> Self {
+        self.namespace = namespace;
+        self
+    }
+
+    fn shared_key(&self, key: &str) -> String {
+        if self.namespace.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}:{key}", self.namespace)
         }
     }
 
@@ -252,7 +270,10 @@ impl TokenBudgets {
             });
         };
         if let Some(redis) = &self.shared {
-            return match redis.reserve(key, limit, self.window, estimate).await {
+            return match redis
+                .reserve(&self.shared_key(key), limit, self.window, estimate)
+                .await
+            {
                 Ok(Ok(r)) => Ok(Reservation {
                     budgets: Some(Arc::clone(self)),
                     key: key.to_owned(),
@@ -321,7 +342,7 @@ impl TokenBudgets {
     ) {
         if let (Some(redis), Some(r)) = (&self.shared, shared) {
             // Settling must not wait (it happens in drops): Redis is told in the background.
-            let (redis, key) = (Arc::clone(redis), key.to_owned());
+            let (redis, key) = (Arc::clone(redis), self.shared_key(key));
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
                     if let Err(e) = redis.settle(&key, &r, used_tokens).await {

@@ -107,7 +107,9 @@ async fn serve(args: &[String]) -> Result<(), GatewayError> {
     let addr = listener.local_addr()?;
     let gateway = Gateway::new(config, backends)?;
     tracing::info!(%addr, backends = gateway.description(), "gateway listening on http://{addr}");
-    gateway.serve(listener, shutdown_signal()).await
+    let served = gateway.serve(listener, shutdown_signal()).await;
+    example_gateway::flush_otlp();
+    served
 }
 
 /// Gives the operator the key a run without configured keys accepts: on the terminal when

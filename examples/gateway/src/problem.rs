@@ -147,7 +147,9 @@ impl Problem {
                         "the question and its context exceed the model's context window",
                     )
                 }
-                ProviderErrorKind::RateLimited | ProviderErrorKind::Server => {
+                ProviderErrorKind::RateLimited
+                | ProviderErrorKind::Server
+                | ProviderErrorKind::Unavailable => {
                     Problem::unavailable("the model is unavailable; try again later")
                         .with_retry_after(p.retry_after.unwrap_or(Duration::from_secs(1)))
                 }

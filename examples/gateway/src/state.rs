@@ -33,6 +33,9 @@ pub(crate) struct AppState {
     pub(crate) jwt: Option<JwtVerifier>,
     pub(crate) rate: RateLimits,
     pub(crate) budgets: Arc<TokenBudgets>,
+    /// Per-key money budgets (millionths of the price table's currency) and the chat model's
+    /// price, with `limits.cost_budget`.
+    pub(crate) cost_budgets: Option<(Arc<TokenBudgets>, catena_core::ModelPrice)>,
     /// The limits shared by every replica (Redis), when configured.
     pub(crate) shared: Option<Arc<crate::shared::RedisLimits>>,
     pub(crate) inflight: Arc<Semaphore>,
@@ -83,15 +86,49 @@ impl AppState {
             .as_ref()
             .map(|url| crate::shared::RedisLimits::new(&url.0).map(Arc::new))
             .transpose()?;
-        let mut budgets = TokenBudgets::new(
-            config.limits.token_budget,
-            Duration::from_secs(config.limits.token_budget_window_secs.max(1)),
-        );
+        let window = Duration::from_secs(config.limits.token_budget_window_secs.max(1));
+        let mut budgets = TokenBudgets::new(config.limits.token_budget, window);
         if let Some(redis) = &shared {
             budgets = budgets.shared(Arc::clone(redis));
         }
+        let prices = config
+            .models
+            .prices
+            .as_ref()
+            .map(|path| {
+                catena_core::PriceTable::from_file(path)
+                    .map(Arc::new)
+                    .map_err(|e| GatewayError::Config(format!("models.prices: {e}")))
+            })
+            .transpose()?;
+        let model_id = backends.chat.model_info().model;
+        let cost_budgets = match (config.limits.cost_budget, &prices) {
+            (Some(budget), Some(table)) => {
+                let price = *table.price(&model_id).ok_or_else(|| {
+                    GatewayError::Config(format!(
+                        "limits.cost_budget: the price table has no price for the chat model \
+                         `{model_id}`"
+                    ))
+                })?;
+                let mut b = TokenBudgets::new(Some((budget * 1_000_000.0).floor() as u64), window)
+                    .with_namespace("cost");
+                if let Some(redis) = &shared {
+                    b = b.shared(Arc::clone(redis));
+                }
+                Some((Arc::new(b), price))
+            }
+            _ => None,
+        };
+        let chat = model_stack(backends.chat, &config.models, prices);
+        let embedder: Arc<dyn Embedder> = if config.models.telemetry {
+            // Embedding calls (ingest and questions) get an `embeddings` span too.
+            Arc::new(catena_core::TracedEmbedder::new(backends.embedder))
+        } else {
+            backends.embedder
+        };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let state = AppState {
+            cost_budgets,
             rate: RateLimits::new(config.limits.requests_per_minute, config.limits.burst),
             budgets: Arc::new(budgets),
             shared,
@@ -99,10 +136,8 @@ impl AppState {
             per_key: crate::limits::KeyConcurrency::new(config.limits.max_concurrent_per_key),
             auth_failures: crate::limits::AuthFailures::new(config.limits.auth_failures_per_minute),
             readiness: tokio::sync::Mutex::new(None),
-            // Embedding calls (ingest and questions) get an `embeddings` span too.
-            embedder: Arc::new(catena_core::TracedEmbedder::new(backends.embedder)),
-            // Every model call gets a span with the OpenTelemetry GenAI attributes.
-            chat: Arc::new(catena_core::TracedChatModel::new(backends.chat)),
+            embedder,
+            chat,
             store: backends.store,
             records: backends.records,
             chunk_tokens: backends.chunk_tokens,
@@ -130,6 +165,54 @@ impl AppState {
     pub(crate) fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.config.limits.request_timeout_secs.max(1))
     }
+}
+
+/// The chat model as the gateway calls it: traced and metered (GenAI spans, metrics and, with
+/// a price table, cost), inside the client-side limits, behind the circuit breaker — each
+/// layer only when configured.
+fn model_stack(
+    model: Arc<dyn ChatModel>,
+    config: &crate::config::ModelsConfig,
+    prices: Option<Arc<catena_core::PriceTable>>,
+) -> Arc<dyn ChatModel> {
+    use catena_chains::{BreakerConfig, CircuitBreaker, ClientLimits, RateLimited, RateLimiter};
+    let mut model = model;
+    if config.telemetry {
+        let mut traced = catena_core::TracedChatModel::new(model);
+        if let Some(p) = prices {
+            traced = traced.with_prices(p);
+        }
+        model = Arc::new(traced);
+    }
+    if config.requests_per_minute.is_some()
+        || config.tokens_per_minute.is_some()
+        || config.max_concurrency.is_some()
+    {
+        let mut limits =
+            ClientLimits::new().max_queue_time(Duration::from_secs(config.max_queue_secs));
+        if let Some(n) = config.requests_per_minute {
+            limits = limits.requests_per_minute(n);
+        }
+        if let Some(n) = config.tokens_per_minute {
+            limits = limits.tokens_per_minute(n);
+        }
+        if let Some(n) = config.max_concurrency {
+            limits = limits.max_concurrency(n);
+        }
+        // validate() refused zeros, the only values RateLimiter::new refuses.
+        if let Ok(limiter) = RateLimiter::new(limits) {
+            model = Arc::new(RateLimited::new(model, Arc::new(limiter)));
+        }
+    }
+    if let Some(failures) = config.breaker_failures {
+        model = Arc::new(CircuitBreaker::new(
+            model,
+            BreakerConfig::new()
+                .failure_threshold(failures)
+                .open_for(Duration::from_secs(config.breaker_open_secs.max(1))),
+        ));
+    }
+    model
 }
 
 /// The name of the caller a handler runs for (the authentication middleware sets the

@@ -39,6 +39,10 @@ const SIGNATURE_SEPARATOR: &str = "~ts~";
 ///   id after `~ts~`, so it travels back to Gemini with the call when the conversation
 ///   goes on, as Gemini 2.5+ thinking models expect.
 /// - Thinking parts (`thought: true`) are left out of the answer text.
+/// - Prompt caching: [`PromptCache::cached_content`](catena_core::PromptCache::cached_content)
+///   is sent as `cachedContent` (the name of a cache created beforehand); cache hits come
+///   back as `usageMetadata.cachedContentTokenCount`, reported as
+///   [`Usage::cached_input_tokens`](catena_core::Usage::cached_input_tokens).
 #[derive(Debug, Clone)]
 pub struct GeminiChatModel {
     client: GeminiClient,
@@ -186,6 +190,11 @@ impl GeminiChatModel {
                 response_mime_type,
                 response_json_schema,
             },
+            cached_content: req
+                .prompt_cache
+                .as_ref()
+                .and_then(|c| c.cached_content.clone())
+                .filter(|name| !name.trim().is_empty()),
         })
     }
 }

@@ -19,6 +19,10 @@ pub(crate) struct GenerateBody {
     pub(crate) tool_config: Option<ToolConfig>,
     #[serde(skip_serializing_if = "GenerationConfig::is_empty")]
     pub(crate) generation_config: GenerationConfig,
+    /// The name of a cache created beforehand (`cachedContents/...`), from
+    /// `PromptCache::cached_content`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cached_content: Option<String>,
 }
 
 /// One turn: a role (`user` / `model`) and its parts.

@@ -81,6 +81,15 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+/// The provider's rate-limit headroom in `headers` (`x-ratelimit-*`, `anthropic-ratelimit-*`).
+pub(crate) fn rate_limit_info(headers: &HeaderMap) -> Option<catena_core::RateLimitInfo> {
+    catena_core::RateLimitInfo::from_headers(
+        headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+    )
+}
+
 /// Builds the error for a non-2xx response. `secret` is removed from the body before
 /// anything reads it, so an echoed key never reaches the message (or a retry log line).
 pub(crate) fn error_from_parts(
@@ -115,6 +124,9 @@ pub(crate) fn error_from_parts(
         .with_provider(provider);
     if let Some(d) = retry_after(headers).or(body_retry_after.filter(|d| !d.is_zero())) {
         err = err.with_retry_after(d);
+    }
+    if let Some(info) = rate_limit_info(headers) {
+        err = err.with_rate_limit(info);
     }
     if let Some(id) = request_id(headers) {
         // A proxy that echoes request headers back could put the key here too.

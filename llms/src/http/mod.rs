@@ -14,14 +14,18 @@ use serde::de::DeserializeOwned;
 use crate::secret::ApiKey;
 use catena_core::RetryPolicy;
 
-pub(crate) use error::{error_from_parts, ErrorHook, HookOutcome};
+// Which of these a set of features uses varies.
+#[allow(unused_imports)]
+pub(crate) use error::{error_from_parts, rate_limit_info, ErrorHook, HookOutcome};
 #[cfg_attr(not(feature = "ollama"), allow(unused_imports))]
 pub(crate) use stream::ndjson_lines;
 #[cfg_attr(
     not(any(feature = "openai", feature = "gemini")),
     allow(unused_imports)
 )]
-pub(crate) use stream::{sse_events, SseEvent};
+// Which of these a set of features uses varies.
+#[allow(unused_imports)]
+pub(crate) use stream::{decode_sse, sse_events, with_partial_text, SseDecoder, SseEvent};
 
 /// Connection settings shared by every provider client.
 ///
@@ -231,6 +235,10 @@ impl Transport {
 
     /// Redacts `secret` from every error this transport builds.
     #[must_use]
+    #[cfg_attr(
+        not(any(feature = "openai", feature = "anthropic", feature = "cohere")),
+        allow(dead_code)
+    )]
     pub(crate) fn with_secret(mut self, secret: Option<ApiKey>) -> Self {
         self.secret = secret;
         self
@@ -291,24 +299,44 @@ impl Transport {
 
     /// Sends a request built by `build` (called once per attempt), retrying by policy,
     /// and parses the JSON body.
+    #[cfg_attr(
+        not(any(
+            feature = "openai",
+            feature = "gemini",
+            feature = "ollama",
+            feature = "cohere"
+        )),
+        allow(dead_code)
+    )]
     pub(crate) async fn json<T: DeserializeOwned>(
         &self,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T> {
+        self.json_with_headers(build).await.map(|(value, _)| value)
+    }
+
+    /// As [`json`](Self::json), with the response headers (rate-limit headroom, request ids).
+    pub(crate) async fn json_with_headers<T: DeserializeOwned>(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(T, reqwest::header::HeaderMap)> {
         self.options
             .retry
             .run(tokio::time::sleep, || async {
                 let response = self.send_once(build(), true).await?;
+                let headers = response.headers().clone();
                 let body =
                     read_limited(response, self.options.max_response_bytes, self.provider).await?;
-                serde_json::from_slice(&body).map_err(|e| {
-                    ProviderError::new(
-                        ProviderErrorKind::MalformedResponse,
-                        format!("response is not the expected JSON: {e}"),
+                let value = serde_json::from_slice(&body).map_err(|e| {
+                    Error::from(
+                        ProviderError::new(
+                            ProviderErrorKind::MalformedResponse,
+                            format!("response is not the expected JSON: {e}"),
+                        )
+                        .with_provider(self.provider),
                     )
-                    .with_provider(self.provider)
-                    .into()
-                })
+                })?;
+                Ok((value, headers))
             })
             .await
     }

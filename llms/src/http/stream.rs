@@ -212,3 +212,101 @@ pub(crate) fn ndjson_lines(
     })
     .boxed()
 }
+
+/// How much of the partial text an interruption error quotes.
+const MAX_QUOTED_CHARS: usize = 2000;
+
+/// The protocol logic of one provider's chat event stream, free of I/O; [`decode_sse`]
+/// feeds it.
+#[cfg_attr(not(any(feature = "openai", feature = "anthropic")), allow(dead_code))]
+pub(crate) trait SseDecoder: Send + 'static {
+    /// Decodes one event into chunks (or an error, after which [`is_done`](Self::is_done)).
+    fn on_event(
+        &mut self,
+        event: &SseEvent,
+        out: &mut std::collections::VecDeque<Result<catena_core::ChatChunk>>,
+    );
+    /// Whether the terminal event (or an error) has been seen: nothing more is read.
+    fn is_done(&self) -> bool;
+    /// The error for a stream that ended before its terminal event.
+    fn interrupted(&self) -> catena_core::Error;
+    /// Adds what was received so far to a transport error's message.
+    fn with_partial(&self, err: catena_core::Error) -> catena_core::Error;
+}
+
+/// Runs `decoder` over the server-sent events of `response` (after the `first` chunks);
+/// errors are redacted of `key`.
+#[cfg_attr(not(any(feature = "openai", feature = "anthropic")), allow(dead_code))]
+pub(crate) fn decode_sse<D: SseDecoder>(
+    response: reqwest::Response,
+    provider: &'static str,
+    options: &super::HttpOptions,
+    key: Option<crate::ApiKey>,
+    first: Vec<catena_core::ChatChunk>,
+    decoder: D,
+) -> catena_core::ChatStream {
+    struct State<D> {
+        events: BoxStream<'static, Result<SseEvent>>,
+        decoder: D,
+        pending: std::collections::VecDeque<Result<catena_core::ChatChunk>>,
+        ended: bool,
+        key: Option<crate::ApiKey>,
+    }
+    let events = sse_events(
+        response,
+        provider,
+        options.stream_idle_timeout,
+        options.max_line_bytes,
+    );
+    let state = State {
+        events,
+        decoder,
+        pending: first.into_iter().map(Ok).collect(),
+        ended: false,
+        key,
+    };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(item) = state.pending.pop_front() {
+                let item = item.map_err(|e| crate::secret::redact(e, state.key.as_ref()));
+                return Some((item, state));
+            }
+            if state.ended {
+                return None;
+            }
+            match state.events.next().await {
+                Some(Ok(event)) => state.decoder.on_event(&event, &mut state.pending),
+                Some(Err(e)) => {
+                    state.ended = true;
+                    state.pending.push_back(Err(state.decoder.with_partial(e)));
+                }
+                None => {
+                    state.ended = true;
+                    state.pending.push_back(Err(state.decoder.interrupted()));
+                }
+            }
+            if state.decoder.is_done() {
+                // Stop reading: whatever follows the terminal event (or an error) is not ours.
+                state.ended = true;
+            }
+        }
+    }))
+}
+
+/// Adds `text` (the answer received so far, quoted and cut at 2,000 characters) to a
+/// provider error's message.
+#[cfg_attr(not(any(feature = "openai", feature = "anthropic")), allow(dead_code))]
+pub(crate) fn with_partial_text(err: catena_core::Error, text: &str) -> catena_core::Error {
+    if text.is_empty() {
+        return err;
+    }
+    match err {
+        catena_core::Error::Provider(mut p) => {
+            let quoted: String = text.chars().take(MAX_QUOTED_CHARS).collect();
+            let more = if quoted.len() < text.len() { "…" } else { "" };
+            p.message = format!("{}; partial text received: {quoted:?}{more}", p.message);
+            catena_core::Error::Provider(p)
+        }
+        other => other,
+    }
+}

@@ -5,10 +5,11 @@ use std::fmt;
 use async_trait::async_trait;
 use catena_core::backend::response_to_chunks;
 use catena_core::{
-    ChatModel, ChatRequest, ChatResponse, ChatStream, ContentPart, Error, FinishReason,
-    ImageDetail, ImageSource, Message, ModelInfo, ProviderErrorKind, ResponseFormat, Result, Role,
-    ToolCall, ToolChoice, Usage,
+    ChatChunk, ChatModel, ChatRequest, ChatResponse, ChatStream, ContentPart, Error, FinishReason,
+    ImageDetail, ImageSource, Message, ModelInfo, ProviderErrorKind, ReasoningEffort,
+    ResponseFormat, Result, Role, ToolCall, ToolChoice, Usage,
 };
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::client::{process_env, ConnectionConfig, OpenAiClient, MODEL_ENV, PROVIDER};
@@ -18,7 +19,7 @@ use super::wire::{
     RequestFunctionCall, RequestMessage, RequestPart, RequestTool, RequestToolCall,
     ResponseToolCall, StreamOptions, WireUsage,
 };
-use crate::http::{provider_error, read_limited};
+use crate::http::{provider_error, rate_limit_info, read_limited};
 
 /// The chat model used when none is set: `gpt-4o-mini`.
 pub const DEFAULT_CHAT_MODEL: &str = "gpt-4o-mini";
@@ -157,8 +158,11 @@ impl ChatModel for OpenAiChatModel {
         let model = request.model.as_deref().unwrap_or(&self.model);
         let body = build_request(&request, model, false, self.legacy_max_tokens)?;
         tracing::debug!(provider = PROVIDER, model, "chat completion");
-        let completion: ChatCompletion = self.client.post_json(PATH, &body).await?;
-        parse_completion(completion)
+        let (completion, rate_limit): (ChatCompletion, _) =
+            self.client.post_json_with_rate_limit(PATH, &body).await?;
+        let mut response = parse_completion(completion)?;
+        response.rate_limit = rate_limit;
+        Ok(response)
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
@@ -167,6 +171,7 @@ impl ChatModel for OpenAiChatModel {
         let body = build_request(&request, model, true, self.legacy_max_tokens)?;
         tracing::debug!(provider = PROVIDER, model, "chat completion stream");
         let response = self.client.post_stream(PATH, &body).await?;
+        let rate_limit = rate_limit_info(response.headers());
         let is_json = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -185,10 +190,13 @@ impl ChatModel for OpenAiChatModel {
                     format!("response is not the expected JSON: {e}"),
                 )
             })?;
-            let chunks = response_to_chunks(&parse_completion(completion)?);
+            let mut completion = parse_completion(completion)?;
+            completion.rate_limit = rate_limit;
+            let chunks = response_to_chunks(&completion);
             return Ok(Box::pin(futures::stream::iter(chunks.into_iter().map(Ok))));
         }
-        Ok(chat_stream(response, &self.client))
+        let head = futures::stream::iter(rate_limit.map(|r| Ok(ChatChunk::RateLimit(r))));
+        Ok(Box::pin(head.chain(chat_stream(response, &self.client))))
     }
 
     fn model_info(&self) -> ModelInfo {
@@ -281,7 +289,23 @@ pub(crate) fn build_request<'a>(
         stream_options: stream.then_some(StreamOptions {
             include_usage: true,
         }),
+        prompt_cache_key: prompt_cache_key(request),
+        parallel_tool_calls: request.parallel_tool_calls,
+        service_tier: request.service_tier.as_deref(),
+        reasoning_effort: request
+            .reasoning
+            .and_then(|r| r.effort)
+            .map(ReasoningEffort::as_str),
     })
+}
+
+/// `prompt_cache_key` from the request's prompt cache key (blank keys are not sent).
+pub(crate) fn prompt_cache_key(request: &ChatRequest) -> Option<&str> {
+    request
+        .prompt_cache
+        .as_ref()
+        .and_then(|c| c.key.as_deref())
+        .filter(|k| !k.trim().is_empty())
 }
 
 /// OpenAI's strict mode requires `"additionalProperties": false` on every object schema
@@ -289,40 +313,8 @@ pub(crate) fn build_request<'a>(
 /// denies unknown fields, and omits `Option<T>` fields from `required` (their schema
 /// already admits `null`, which is how strict mode expresses "optional"). Sets both where
 /// missing (as OpenAI's own SDKs do); schemas that set `additionalProperties` keep it.
-fn close_objects(schema: &mut Value) {
-    match schema {
-        Value::Object(map) => {
-            let is_object = map.get("type").is_some_and(|t| {
-                t == "object"
-                    || t.as_array()
-                        .is_some_and(|a| a.iter().any(|x| x == "object"))
-            }) || map.contains_key("properties");
-            if is_object && !map.contains_key("additionalProperties") {
-                map.insert("additionalProperties".into(), Value::Bool(false));
-            }
-            if let Some(Value::Object(props)) = map.get("properties") {
-                let all: Vec<Value> = props.keys().cloned().map(Value::String).collect();
-                map.insert("required".into(), Value::Array(all));
-            }
-            for (key, value) in map.iter_mut() {
-                match key.as_str() {
-                    // Maps of schemas.
-                    "properties" | "$defs" | "definitions" => {
-                        if let Value::Object(children) = value {
-                            children.values_mut().for_each(close_objects);
-                        }
-                    }
-                    // A schema, or arrays of schemas.
-                    "items" | "anyOf" | "allOf" | "oneOf" | "prefixItems" | "not" => {
-                        close_objects(value)
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(close_objects),
-        _ => {}
-    }
+pub(crate) fn close_objects(schema: &mut Value) {
+    crate::schema::close_objects(schema, true);
 }
 
 fn images_not_allowed(index: usize, role: Role) -> Error {
@@ -399,6 +391,28 @@ fn message_to_wire(index: usize, m: &Message) -> Result<RequestMessage<'_>> {
     Ok(wire)
 }
 
+/// An image as OpenAI takes it: a URL (base64 images as `data:` URLs) and a detail level.
+pub(crate) fn image_url(
+    source: &ImageSource,
+    detail: Option<ImageDetail>,
+) -> Result<(String, Option<&'static str>)> {
+    let url = match source {
+        ImageSource::Url { url } => url.clone(),
+        ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+        other => {
+            return Err(Error::invalid_input(format!(
+                "OpenAI does not support the image source {other:?}"
+            )))
+        }
+    };
+    let detail = detail.map(|d| match d {
+        ImageDetail::Auto => "auto",
+        ImageDetail::Low => "low",
+        ImageDetail::High => "high",
+    });
+    Ok((url, detail))
+}
+
 /// A string when the content is text only, else an array of parts.
 fn user_content(parts: &[ContentPart]) -> Result<RequestContent> {
     if parts.len() <= 1 && parts.iter().all(|p| p.as_text().is_some()) {
@@ -411,22 +425,7 @@ fn user_content(parts: &[ContentPart]) -> Result<RequestContent> {
         .map(|p| match p {
             ContentPart::Text { text } => Ok(RequestPart::Text { text: text.clone() }),
             ContentPart::Image { source, detail } => {
-                let url = match source {
-                    ImageSource::Url { url } => url.clone(),
-                    ImageSource::Base64 { media_type, data } => {
-                        format!("data:{media_type};base64,{data}")
-                    }
-                    other => {
-                        return Err(Error::invalid_input(format!(
-                            "OpenAI does not support the image source {other:?}"
-                        )))
-                    }
-                };
-                let detail = detail.map(|d| match d {
-                    ImageDetail::Auto => "auto",
-                    ImageDetail::Low => "low",
-                    ImageDetail::High => "high",
-                });
+                let (url, detail) = image_url(source, *detail)?;
                 Ok(RequestPart::ImageUrl {
                     image_url: ImageUrl { url, detail },
                 })

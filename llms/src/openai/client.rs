@@ -5,13 +5,13 @@
 use std::fmt;
 
 use bytes::Bytes;
-use catena_core::{Error, Result};
+use catena_core::{Error, RateLimitInfo, Result};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::{openai_error_hook, redact};
-use crate::http::Transport;
+use crate::http::{rate_limit_info, Transport};
 use crate::{ApiKey, HttpOptions};
 
 /// Environment variable holding the API key: `OPENAI_API_KEY`.
@@ -356,6 +356,21 @@ impl OpenAiClient {
         self.transport
             .json(|| self.request(path, &body, "application/json"))
             .await
+            .map_err(|e| self.redact(e))
+    }
+
+    /// As [`post_json`](Self::post_json), also returning the rate-limit headroom the
+    /// response headers (`x-ratelimit-*`) report.
+    pub(crate) async fn post_json_with_rate_limit<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<(T, Option<RateLimitInfo>)> {
+        let body = Self::encode(body)?;
+        self.transport
+            .json_with_headers(|| self.request(path, &body, "application/json"))
+            .await
+            .map(|(value, headers)| (value, rate_limit_info(&headers)))
             .map_err(|e| self.redact(e))
     }
 

@@ -1,12 +1,14 @@
 //! [`OpenAiEmbedder`]: Embeddings (`POST {base}/embeddings`).
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use catena_core::{Embedder, Embedding, Error, ProviderErrorKind, Result};
 
 use super::client::{process_env, ConnectionConfig, OpenAiClient, EMBEDDING_MODEL_ENV, PROVIDER};
-use super::wire::{EmbeddingRequest, EmbeddingResponse};
+use super::wire::{EmbeddingRequest, EmbeddingResponse, EmbeddingVector};
 use crate::http::provider_error;
 
 /// The embedding model used when none is set: `text-embedding-3-small`.
@@ -32,11 +34,16 @@ fn native_dimensions(model: &str) -> Option<usize> {
 /// [`batch_size`](OpenAiEmbedderBuilder::batch_size), one request after the other, and the
 /// vectors come back in input order (by each item's `index`).
 ///
-/// [`dimensions()`](Embedder::dimensions) is known before the first call: the configured
+/// [`dimensions()`](Embedder::dimensions) is the configured
 /// [`dimensions`](OpenAiEmbedderBuilder::dimensions), else the model's native size
 /// (`text-embedding-3-small` and `text-embedding-ada-002`: 1536; `text-embedding-3-large`:
-/// 3072). For any other model `build()` requires `dimensions(Some(n))`; every vector is
-/// checked against it.
+/// 3072). For any other model (on a compatible server) it is learned from the first
+/// response, and is **0 until then**: call [`probe_dimensions`](Self::probe_dimensions)
+/// first where the length must be known up front (creating a vector collection). Once
+/// known, every vector is checked against it; clones share what was learned.
+///
+/// A server that answers one vector per token (llama.cpp run with `--pooling none`) gets an
+/// error that says so rather than a parse error.
 ///
 /// ```no_run
 /// use catena_core::Embedder;
@@ -57,7 +64,8 @@ pub struct OpenAiEmbedder {
     client: OpenAiClient,
     model: String,
     requested_dimensions: Option<u32>,
-    dimensions: usize,
+    /// The vector length; 0 until learned from the first response.
+    dimensions: Arc<AtomicUsize>,
     batch_size: usize,
     max_request_tokens: usize,
 }
@@ -66,7 +74,7 @@ impl fmt::Debug for OpenAiEmbedder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiEmbedder")
             .field("model", &self.model)
-            .field("dimensions", &self.dimensions)
+            .field("dimensions", &self.dimensions.load(Ordering::Relaxed))
             .field("batch_size", &self.batch_size)
             .field("max_request_tokens", &self.max_request_tokens)
             .field("client", &self.client)
@@ -118,8 +126,9 @@ impl OpenAiEmbedderBuilder {
     super::client::connection_setters!();
 
     /// The vector length to ask for, sent as `dimensions` when set (the
-    /// `text-embedding-3-*` models shorten their vectors to it). Default `None`: not sent,
-    /// and the model's native size is used; required for models whose size is not known.
+    /// `text-embedding-3-*` models shorten their vectors to it; most compatible servers
+    /// ignore or reject the field). Default `None`: not sent, and the model's native size
+    /// is used: known for OpenAI's models, learned from the first response for others.
     pub fn dimensions(mut self, dimensions: Option<u32>) -> Self {
         self.dimensions = dimensions;
         self
@@ -144,8 +153,7 @@ impl OpenAiEmbedderBuilder {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a missing key (with OpenAI's own base URL), an invalid
-    /// base URL, a batch size or `dimensions` of zero, or a model whose vector length is
-    /// unknown while `dimensions` is unset.
+    /// base URL, or a batch size or `dimensions` of zero.
     pub fn build(self) -> Result<OpenAiEmbedder> {
         let model = self
             .model
@@ -166,20 +174,21 @@ impl OpenAiEmbedderBuilder {
             )));
         }
         let dimensions = match self.dimensions {
-            Some(0) => return Err(Error::invalid_config("embedding dimensions must be at least 1")),
+            Some(0) => {
+                return Err(Error::invalid_config(
+                    "embedding dimensions must be at least 1",
+                ))
+            }
             Some(n) => usize::try_from(n)
                 .map_err(|_| Error::invalid_config("embedding dimensions are too large"))?,
-            None => native_dimensions(&model).ok_or_else(|| {
-                Error::invalid_config(format!(
-                    "the vector length of embedding model `{model}` is not known: set `dimensions(Some(n))`"
-                ))
-            })?,
+            // Unknown: learned from the first response.
+            None => native_dimensions(&model).unwrap_or(0),
         };
         Ok(OpenAiEmbedder {
             client: OpenAiClient::new(self.connection)?,
             model,
             requested_dimensions: self.dimensions,
-            dimensions,
+            dimensions: Arc::new(AtomicUsize::new(dimensions)),
             batch_size: self.batch_size,
             max_request_tokens: self.max_request_tokens,
         })
@@ -217,6 +226,41 @@ impl OpenAiEmbedder {
         &self.model
     }
 
+    /// The vector length, embedding a short probe text to learn it when no response has
+    /// told it yet (models other than OpenAI's own, without
+    /// [`dimensions`](OpenAiEmbedderBuilder::dimensions)). Costs one request at most once.
+    ///
+    /// # Errors
+    /// As for [`embed_query`](Embedder::embed_query).
+    pub async fn probe_dimensions(&self) -> Result<usize> {
+        let known = self.dimensions.load(Ordering::Acquire);
+        if known > 0 {
+            return Ok(known);
+        }
+        Ok(self.embed_query("dimension probe").await?.len())
+    }
+
+    /// Checks a vector's length against the known one, or learns it from the first.
+    fn check_length(&self, index: usize, len: usize) -> Result<()> {
+        if len == 0 {
+            return Err(malformed(format!("embedding {index} is empty")));
+        }
+        let expected =
+            match self
+                .dimensions
+                .compare_exchange(0, len, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(known) => known,
+            };
+        if len != expected {
+            return Err(malformed(format!(
+                "embedding {index} has {len} dimensions, expected {expected}"
+            )));
+        }
+        Ok(())
+    }
+
     async fn embed_batch(&self, texts: &[String]) -> Result<Vec<Embedding>> {
         let body = EmbeddingRequest {
             model: &self.model,
@@ -236,15 +280,18 @@ impl OpenAiEmbedder {
         let mut slots: Vec<Option<Embedding>> = vec![None; texts.len()];
         for (position, item) in items.into_iter().enumerate() {
             let index = item.index.unwrap_or(position);
-            if item.embedding.len() != self.dimensions {
-                return Err(malformed(format!(
-                    "embedding {index} has {} dimensions, expected {}",
-                    item.embedding.len(),
-                    self.dimensions
-                )));
-            }
+            let embedding = match item.embedding {
+                EmbeddingVector::Pooled(v) => v,
+                EmbeddingVector::PerToken(tokens) => {
+                    return Err(malformed(format!(
+                        "embedding {index} is {} vectors, not one: the server returned one vector per token (pooling none?); use a pooled embedding model or --pooling mean",
+                        tokens.len()
+                    )))
+                }
+            };
+            self.check_length(index, embedding.len())?;
             match slots.get_mut(index) {
-                Some(slot @ None) => *slot = Some(item.embedding),
+                Some(slot @ None) => *slot = Some(embedding),
                 Some(Some(_)) => {
                     return Err(malformed(format!("embedding index {index} appears twice")))
                 }
@@ -324,7 +371,9 @@ impl Embedder for OpenAiEmbedder {
         Ok(out)
     }
 
+    /// The vector length; 0 until the first response for a model whose length is not
+    /// known up front (see [`OpenAiEmbedder::probe_dimensions`]).
     fn dimensions(&self) -> usize {
-        self.dimensions
+        self.dimensions.load(Ordering::Acquire)
     }
 }

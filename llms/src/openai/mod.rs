@@ -1,6 +1,8 @@
 //! OpenAI: [`OpenAiChatModel`] speaks the Chat Completions API (unary and SSE streaming,
-//! tools, structured outputs, images) and [`OpenAiEmbedder`] the Embeddings API. Both work
-//! with any OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio, ...) through
+//! tools, structured outputs, images), [`OpenAiResponsesModel`] the newer Responses API
+//! (the same, plus reasoning items carried between turns and stored conversations), and
+//! [`OpenAiEmbedder`] the Embeddings API. All work with any OpenAI-compatible server (vLLM,
+//! llama.cpp, Ollama, LM Studio, ...) that speaks the API in question, through
 //! [`base_url`](OpenAiChatModelBuilder::base_url).
 //!
 //! Configure them with a builder or from the environment ([`API_KEY_ENV`],
@@ -31,9 +33,17 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Mapping notes:
+//! Mapping notes (Chat Completions; [`OpenAiResponsesModel`] documents its own):
 //! - [`ChatRequest::max_tokens`](catena_core::ChatRequest::max_tokens) is sent as
 //!   `max_completion_tokens` (OpenAI deprecated `max_tokens`).
+//! - The prompt cache's [`key`](catena_core::PromptCache::key) is sent as
+//!   `prompt_cache_key`; cache hits come back as
+//!   [`Usage::cached_input_tokens`](catena_core::Usage::cached_input_tokens) (from
+//!   `prompt_tokens_details.cached_tokens`). `parallel_tool_calls`, `service_tier` and the
+//!   reasoning effort (`reasoning_effort`) come from the request fields of the same names.
+//! - [`ChatResponse::rate_limit`](catena_core::ChatResponse::rate_limit) (and a leading
+//!   [`ChatChunk::RateLimit`](catena_core::ChatChunk::RateLimit) in streams) is read from
+//!   the `x-ratelimit-*` response headers.
 //! - A model *refusal* (OpenAI's `refusal` field, mostly under structured outputs) is
 //!   returned as an error of kind
 //!   [`ContentFiltered`](catena_core::ProviderErrorKind::ContentFiltered) carrying the
@@ -47,6 +57,9 @@ mod chat;
 mod client;
 mod embed;
 mod error;
+mod responses;
+mod responses_stream;
+mod responses_wire;
 mod stream;
 mod wire;
 
@@ -68,3 +81,4 @@ pub use embed::{
     OpenAiEmbedder, OpenAiEmbedderBuilder, DEFAULT_EMBEDDING_BATCH_SIZE, DEFAULT_EMBEDDING_MODEL,
     MAX_INPUT_TOKENS, MAX_REQUEST_TOKENS,
 };
+pub use responses::{OpenAiResponsesModel, OpenAiResponsesModelBuilder};

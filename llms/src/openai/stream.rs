@@ -11,70 +11,34 @@
 use std::collections::VecDeque;
 
 use catena_core::{ChatChunk, ChatStream, Error, FinishReason, ProviderErrorKind, Result};
-use futures::stream::BoxStream;
-use futures::StreamExt;
 use serde_json::Value;
 
 use super::chat::{arguments_text, finish_reason, refusal_error, usage};
 use super::client::{OpenAiClient, PROVIDER};
-use super::error::{redact, stream_error_kind};
+use super::error::stream_error_kind;
 use super::wire::ChatCompletionChunk;
-use crate::http::{provider_error, sse_events, SseEvent};
-use crate::ApiKey;
-
-/// How much of the partial text an interruption error quotes.
-const MAX_QUOTED_CHARS: usize = 2000;
+use crate::http::{provider_error, SseEvent};
+pub(crate) use crate::http::{with_partial_text, SseDecoder};
 
 /// The chunks of a streaming response whose headers have arrived.
 pub(crate) fn chat_stream(response: reqwest::Response, client: &OpenAiClient) -> ChatStream {
-    let options = &client.transport().options;
-    let events = sse_events(
-        response,
-        PROVIDER,
-        options.stream_idle_timeout,
-        options.max_line_bytes,
-    );
-    let state = State {
-        events,
-        decoder: Decoder::default(),
-        pending: VecDeque::new(),
-        ended: false,
-        key: client.api_key().cloned(),
-    };
-    Box::pin(futures::stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(item) = state.pending.pop_front() {
-                let item = item.map_err(|e| redact(e, state.key.as_ref()));
-                return Some((item, state));
-            }
-            if state.ended {
-                return None;
-            }
-            match state.events.next().await {
-                Some(Ok(event)) => state.decoder.on_event(&event, &mut state.pending),
-                Some(Err(e)) => {
-                    state.ended = true;
-                    state.pending.push_back(Err(state.decoder.with_partial(e)));
-                }
-                None => {
-                    state.ended = true;
-                    state.pending.push_back(Err(state.decoder.interrupted()));
-                }
-            }
-            if state.decoder.is_done() {
-                // Stop reading: whatever follows `[DONE]` (or an error) is not ours.
-                state.ended = true;
-            }
-        }
-    }))
+    decode_sse(response, client, Decoder::default())
 }
 
-struct State {
-    events: BoxStream<'static, Result<SseEvent>>,
-    decoder: Decoder,
-    pending: VecDeque<Result<ChatChunk>>,
-    ended: bool,
-    key: Option<ApiKey>,
+/// Runs `decoder` over the events of `response`; errors are redacted of the client's key.
+pub(crate) fn decode_sse<D: SseDecoder>(
+    response: reqwest::Response,
+    client: &OpenAiClient,
+    decoder: D,
+) -> ChatStream {
+    crate::http::decode_sse(
+        response,
+        PROVIDER,
+        &client.transport().options,
+        client.api_key().cloned(),
+        Vec::new(),
+        decoder,
+    )
 }
 
 /// The protocol logic, free of I/O.
@@ -89,9 +53,26 @@ struct Decoder {
     done: bool,
 }
 
-impl Decoder {
+impl SseDecoder for Decoder {
     fn is_done(&self) -> bool {
         self.done
+    }
+
+    fn interrupted(&self) -> Error {
+        let what = if self.finish.is_some() {
+            "stream closed before [DONE]"
+        } else {
+            "stream closed before the answer finished"
+        };
+        self.with_partial(provider_error(
+            PROVIDER,
+            ProviderErrorKind::StreamInterrupted,
+            format!("{what} (after {} events)", self.events),
+        ))
+    }
+
+    fn with_partial(&self, err: Error) -> Error {
+        with_partial_text(err, &self.text)
     }
 
     fn on_event(&mut self, event: &SseEvent, out: &mut VecDeque<Result<ChatChunk>>) {
@@ -176,7 +157,9 @@ impl Decoder {
             out.push_back(Ok(ChatChunk::Usage(usage(u))));
         }
     }
+}
 
+impl Decoder {
     /// What `[DONE]` turns into: the finish, a refusal, or an interruption when no
     /// `finish_reason` came.
     fn finished(&mut self) -> Result<ChatChunk> {
@@ -208,39 +191,6 @@ impl Decoder {
             kind,
             format!("error event mid-stream: {message}"),
         ))
-    }
-
-    fn interrupted(&self) -> Error {
-        let what = if self.finish.is_some() {
-            "stream closed before [DONE]"
-        } else {
-            "stream closed before the answer finished"
-        };
-        self.with_partial(provider_error(
-            PROVIDER,
-            ProviderErrorKind::StreamInterrupted,
-            format!("{what} (after {} events)", self.events),
-        ))
-    }
-
-    /// Adds the text received so far to a provider error's message.
-    fn with_partial(&self, err: Error) -> Error {
-        if self.text.is_empty() {
-            return err;
-        }
-        match err {
-            Error::Provider(mut p) => {
-                let quoted: String = self.text.chars().take(MAX_QUOTED_CHARS).collect();
-                let more = if quoted.len() < self.text.len() {
-                    "…"
-                } else {
-                    ""
-                };
-                p.message = format!("{}; partial text received: {quoted:?}{more}", p.message);
-                Error::Provider(p)
-            }
-            other => other,
-        }
     }
 }
 

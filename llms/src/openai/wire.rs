@@ -39,6 +39,16 @@ pub(crate) struct ChatCompletionRequest<'a> {
     pub(crate) stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) stream_options: Option<StreamOptions>,
+    /// Routes requests sharing a prompt prefix to the same cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) prompt_cache_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) service_tier: Option<&'a str>,
+    /// `minimal` / `low` / `medium` / `high`, for reasoning models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning_effort: Option<&'static str>,
 }
 
 /// `stream_options`: asks for the final usage chunk.
@@ -233,5 +243,14 @@ pub(crate) struct EmbeddingResponse {
 #[derive(Debug, Deserialize)]
 pub(crate) struct EmbeddingItem {
     pub(crate) index: Option<usize>,
-    pub(crate) embedding: Vec<f32>,
+    pub(crate) embedding: EmbeddingVector,
+}
+
+/// An item's `embedding`: one pooled vector (what OpenAI sends), or one vector per token
+/// (llama.cpp's server run with `--pooling none`), which is recognised to say so.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum EmbeddingVector {
+    Pooled(Vec<f32>),
+    PerToken(Vec<Vec<f32>>),
 }

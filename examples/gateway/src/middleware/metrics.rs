@@ -1,5 +1,8 @@
-//! Prometheus metrics: the process-wide recorder that `GET /metrics` renders, and the
-//! middleware that counts requests and their latency by route and status.
+//! Metrics: the process-wide recorder that `GET /metrics` renders (Prometheus), fanned out
+//! to OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and the middleware that counts requests
+//! and their latency by route and status. The GenAI client metrics of every model, embedding
+//! and tool call ([`catena_core::genai_metrics`]) go to both, with the buckets the semantic
+//! conventions advise.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -7,33 +10,90 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use catena_core::genai_metrics;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// The process-wide Prometheus recorder (installed once).
+/// The OTLP metrics exporter, when one was configured (flushed by [`flush_otlp`]).
+static OTLP: OnceLock<Option<catena_agents::otel::OtlpMetrics>> = OnceLock::new();
+
+/// The process-wide recorder (installed once): Prometheus, plus OTLP when configured.
 pub(crate) fn recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
+            let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full("http_request_duration_seconds".to_owned()),
                     &[
                         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                     ],
                 )
-                .map(PrometheusBuilder::build_recorder);
-            match recorder {
-                Ok(recorder) => {
-                    let handle = recorder.handle();
-                    // Another recorder may already be installed (a host program's); then our
-                    // handle renders only what we record through it.
-                    let _ = metrics::set_global_recorder(recorder);
-                    handle
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(genai_metrics::OPERATION_DURATION.to_owned()),
+                        &[
+                            0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24,
+                            20.48, 40.96, 81.92,
+                        ],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(genai_metrics::TOKEN_USAGE.to_owned()),
+                        &[
+                            1.0,
+                            4.0,
+                            16.0,
+                            64.0,
+                            256.0,
+                            1024.0,
+                            4096.0,
+                            16384.0,
+                            65536.0,
+                            262_144.0,
+                            1_048_576.0,
+                            4_194_304.0,
+                        ],
+                    )
+                });
+            let Ok(builder) = builder else {
+                return PrometheusBuilder::new().build_recorder().handle();
+            };
+            let prometheus = builder.build_recorder();
+            let handle = prometheus.handle();
+            let otlp = match catena_agents::otel::otlp_metrics("catena-gateway") {
+                Ok(otlp) => otlp,
+                Err(e) => {
+                    tracing::warn!(error = %e, "OTLP metrics are off");
+                    None
                 }
-                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            };
+            // Another recorder may already be installed (a host program's); then our handle
+            // renders only what we record through it.
+            let installed = match &otlp {
+                Some(otlp) => metrics::set_global_recorder(
+                    metrics_util::layers::FanoutBuilder::default()
+                        .add_recorder(prometheus)
+                        .add_recorder(otlp.recorder())
+                        .build(),
+                )
+                .is_ok(),
+                None => metrics::set_global_recorder(prometheus).is_ok(),
+            };
+            if installed {
+                genai_metrics::describe();
             }
+            let _ = OTLP.set(otlp);
+            handle
         })
         .clone()
+}
+
+/// Exports the metrics recorded so far over OTLP, when it is configured (at shutdown).
+pub fn flush_otlp() {
+    if let Some(Some(otlp)) = OTLP.get() {
+        otlp.flush();
+    }
 }
 
 /// Counts requests and their latency by route and status.

@@ -7,12 +7,14 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use catena_chains::{index, Cleanup, IndexOptions};
 use catena_core::splitter::{RecursiveCharacterTextSplitter, TextSplitter};
-use catena_core::Document;
+use catena_core::{Document, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::body::Body;
-use super::upstream::{budget_spent, estimate_tokens, reserve_budget, timeout_problem, upstream};
+use super::upstream::{
+    budget_spent, estimate_tokens, reserve_embedding_budget, timeout_problem, upstream,
+};
 use crate::auth::{Caller, TENANT_METADATA_KEY};
 use crate::problem::Problem;
 use crate::state::{caller_of, AppState};
@@ -119,10 +121,10 @@ pub(crate) async fn ingest(
     // Embedding tokens count against the key's budget: all of the batch is reserved (an
     // ingest is never partial), and the chunks that were actually embedded are charged.
     let estimate: u64 = chunks.iter().map(|c| estimate_tokens(&c.content)).sum();
-    let reservation = reserve_budget(&state, &caller, estimate).await?;
+    let reservation = reserve_embedding_budget(&state, &caller, estimate).await?;
     if state.budgets.is_limited() && reservation.amount() < estimate {
-        reservation.settle(0);
-        return Err(budget_spent(std::time::Duration::from_secs(1)).with_detail(format!(
+        reservation.settle(&Usage::new(0, 0));
+        return Err(budget_spent("token", std::time::Duration::from_secs(1)).with_detail(format!(
             "embedding these documents needs about {estimate} tokens; this API key has less left of its budget"
         )));
     }
@@ -142,7 +144,7 @@ pub(crate) async fn ingest(
     let report = match report {
         Ok(r) => r,
         Err(e) => {
-            reservation.settle(0);
+            reservation.settle(&Usage::new(0, 0));
             return Err(upstream("ingest", &e));
         }
     };
@@ -153,7 +155,7 @@ pub(crate) async fn ingest(
         estimate * embedded.min(chunk_count as u64) / chunk_count as u64
     };
     metrics::counter!("embedding_tokens_total").increment(charge);
-    reservation.settle(charge);
+    reservation.settle(&Usage::new(charge, 0));
     Ok(Json(IngestReport {
         documents: n,
         chunks: chunk_count,

@@ -19,8 +19,8 @@ use serde_json::json;
 use super::body::{validate_k, validate_text, Body};
 use super::sse::{guard, sse};
 use super::upstream::{
-    budget_spent, charged, count_usage, estimate_tokens, refuse_spent_budget, reserve_budget,
-    tenant_retriever, timeout_problem, upstream, upstream_for, usage_json,
+    budget_spent, budgets_limited, count_usage, estimate_tokens, refuse_spent_budget,
+    reserve_budget, tenant_retriever, timeout_problem, upstream, upstream_for, usage_json,
 };
 use crate::auth::Caller;
 use crate::middleware::trace::request_id;
@@ -124,13 +124,13 @@ pub(crate) async fn query(
         .map(|m| estimate_tokens(&m.text()) + 4)
         .sum::<u64>();
     let answer_tokens = u64::from(state.config.rag.max_answer_tokens);
-    let reservation = reserve_budget(&state, &caller, input + answer_tokens).await?;
-    if state.budgets.is_limited() {
-        let allowance = reservation.amount().saturating_sub(input);
+    let reservation = reserve_budget(&state, &caller, input, answer_tokens).await?;
+    if budgets_limited(&state) {
+        let allowance = reservation.answer_allowance(input);
         if allowance == 0 {
-            reservation.settle(0);
-            return Err(budget_spent(std::time::Duration::from_secs(1))
-                .with_detail("what is left of this API key's model-token budget cannot pay for the question and its context"));
+            reservation.settle(&Usage::new(0, 0));
+            return Err(budget_spent("token", std::time::Duration::from_secs(1))
+                .with_detail("what is left of this API key's model budget cannot pay for the question and its context"));
         }
         if allowance < answer_tokens {
             prepared = prepared.with_max_tokens(u32::try_from(allowance).unwrap_or(u32::MAX));
@@ -141,7 +141,7 @@ pub(crate) async fn query(
         let upstream_stream = match prepared.stream().await {
             Ok(s) => s,
             Err(e) => {
-                reservation.settle(input);
+                reservation.settle(&Usage::new(input, 0));
                 return Err(upstream("model", &e));
             }
         };
@@ -178,7 +178,7 @@ pub(crate) async fn query(
                 Ok(QaEvent::Usage(u)) => {
                     count_usage(&u);
                     if let Some(r) = res_in.lock().ok().and_then(|mut r| r.take()) {
-                        r.settle(charged(&u));
+                        r.settle(&u);
                     }
                     Some(
                         Event::default()
@@ -197,7 +197,7 @@ pub(crate) async fn query(
                 Err(e) => {
                     failed_in.store(true, Ordering::SeqCst);
                     if let Some(r) = res_in.lock().ok().and_then(|mut r| r.take()) {
-                        r.settle(input + streamed_in.load(Ordering::Relaxed));
+                        r.settle(&Usage::new(input, streamed_in.load(Ordering::Relaxed)));
                     }
                     let p = upstream_for(&id, "model", &e);
                     Some(
@@ -213,7 +213,7 @@ pub(crate) async fn query(
         let done = futures::stream::once(async move {
             // Ended without reported usage: what was sent and what streamed.
             if let Some(r) = reservation.lock().ok().and_then(|mut r| r.take()) {
-                r.settle(input + streamed.load(Ordering::Relaxed));
+                r.settle(&Usage::new(input, streamed.load(Ordering::Relaxed)));
             }
             if failed.load(Ordering::SeqCst) {
                 return None;
@@ -238,16 +238,16 @@ pub(crate) async fn query(
     let (answer, hits) = match answer {
         Ok(a) => a,
         Err(e) => {
-            reservation.settle(input);
+            reservation.settle(&Usage::new(input, 0));
             return Err(upstream("model", &e));
         }
     };
     let usage = answer.usage.unwrap_or_default();
     count_usage(&usage);
-    reservation.settle(if usage == Usage::default() {
-        input + estimate_tokens(&answer.message.text())
+    reservation.settle(&if usage == Usage::default() {
+        Usage::new(input, estimate_tokens(&answer.message.text()))
     } else {
-        charged(&usage)
+        usage
     });
     Ok(Json(json!({
         "answer": answer.message.text(),

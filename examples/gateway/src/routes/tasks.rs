@@ -18,10 +18,9 @@ use serde_json::{json, Value};
 use super::body::{validate_k, validate_text, Body};
 use super::sse::{guard, sse};
 use super::upstream::{
-    charged, count_usage, refuse_spent_budget, reserve_budget, retrieve, usage_json,
+    budgets_limited, count_usage, refuse_spent_budget, reserve_budget, retrieve, usage_json, Charge,
 };
 use crate::auth::Caller;
-use crate::limits::Reservation;
 use crate::middleware::trace::request_id;
 use crate::problem::Problem;
 use crate::state::{caller_of, AppState};
@@ -87,8 +86,8 @@ pub(crate) async fn task(
     // A task may spend up to the agent's own cap; with a budget, what is reserved of it is
     // the agent's `max_tokens`, so it cannot spend more than the key has.
     let reservation =
-        reserve_budget(&state, &caller, catena_agents::grpc::DEFAULT_MAX_TOKENS).await?;
-    if state.budgets.is_limited() {
+        reserve_budget(&state, &caller, 0, catena_agents::grpc::DEFAULT_MAX_TOKENS).await?;
+    if budgets_limited(&state) {
         limits = limits.with_max_tokens(reservation.amount());
     }
     // Settled with the usage of the final answer or of the error event; dropped with the
@@ -130,7 +129,7 @@ pub(crate) async fn task(
                 (e.usage(), res_err.lock().ok().and_then(|mut r| r.take()))
             {
                 count_usage(usage);
-                r.settle(charged(usage));
+                r.settle(usage);
             }
             metrics::counter!("upstream_errors_total", "upstream" => "agent").increment(1);
             // The agent's own message stays in the log: it may name hosts, paths or tools.
@@ -161,7 +160,7 @@ pub(crate) async fn task(
 }
 
 /// One agent event as a server-sent event; the final answer's usage settles `reservation`.
-fn task_event(reservation: &std::sync::Mutex<Option<Reservation>>, ev: TaskEvent) -> Event {
+fn task_event(reservation: &std::sync::Mutex<Option<Charge>>, ev: TaskEvent) -> Event {
     let (name, data) = match ev {
         TaskEvent::StepStarted(step) => ("step", json!({ "step": step })),
         TaskEvent::TextDelta(text) => ("token", json!({ "text": text })),
@@ -189,7 +188,7 @@ fn task_event(reservation: &std::sync::Mutex<Option<Reservation>>, ev: TaskEvent
         } => {
             count_usage(&usage);
             if let Some(r) = reservation.lock().ok().and_then(|mut r| r.take()) {
-                r.settle(charged(&usage));
+                r.settle(&usage);
             }
             let sources: Vec<Value> = sources
                 .iter()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use catena_core::{
-    Filter, Retriever, ScoredDocument, TracedRetriever, Usage, VectorStoreRetriever,
+    Filter, ModelPrice, Retriever, ScoredDocument, TracedRetriever, Usage, VectorStoreRetriever,
 };
 use serde_json::{json, Value};
 
@@ -73,30 +73,131 @@ pub(super) async fn retrieve(
         .map_err(|e| upstream("retrieval", &e))
 }
 
-/// Reserves up to `estimate` model tokens of `caller`'s budget before a model call; 429
-/// when nothing is left in the current window. See [`TokenBudgets`](crate::limits::TokenBudgets).
+/// What one model call may spend, reserved before it runs: tokens of the key's token budget
+/// and, with a cost budget, money (millionths of the price table's currency) at the chat
+/// model's price. Settled with the call's usage; dropped unsettled, charged in full.
+#[derive(Debug)]
+#[must_use = "a charge dropped at once is charged in full"]
+pub(crate) struct Charge {
+    tokens: Reservation,
+    money: Option<(Reservation, ModelPrice)>,
+}
+
+/// Millionths of a currency unit that `tokens` cost at `per_million` (a price per million
+/// tokens is exactly millionths per token).
+fn micros(tokens: u64, per_million: f64) -> u64 {
+    (tokens as f64 * per_million).ceil() as u64
+}
+
+impl Charge {
+    /// Tokens the call may use in all: the token reservation, and what the money reservation
+    /// pays for at the dearer of the model's input and output prices.
+    pub(super) fn amount(&self) -> u64 {
+        let mut amount = self.tokens.amount();
+        if let Some((money, price)) = &self.money {
+            let dearest = price.input.max(price.output);
+            if dearest > 0.0 {
+                amount = amount.min((money.amount() as f64 / dearest).floor() as u64);
+            }
+        }
+        amount
+    }
+
+    /// Answer tokens the call may produce after `input` prompt tokens.
+    pub(super) fn answer_allowance(&self, input: u64) -> u64 {
+        let mut allowance = self.tokens.amount().saturating_sub(input);
+        if let Some((money, price)) = &self.money {
+            let left = money.amount().saturating_sub(micros(input, price.input));
+            if price.output > 0.0 {
+                allowance = allowance.min((left as f64 / price.output).floor() as u64);
+            }
+        }
+        allowance
+    }
+
+    /// Replaces the reservations with what `usage` spent.
+    pub(super) fn settle(self, usage: &Usage) {
+        self.tokens.settle(charged(usage));
+        if let Some((money, price)) = self.money {
+            money.settle((price.cost_of(usage) * 1_000_000.0).ceil() as u64);
+        }
+    }
+}
+
+/// Reserves what a call of `input` prompt tokens and up to `output` answer tokens may spend
+/// of `caller`'s budgets (tokens, and money when a cost budget is set); 429 when nothing is
+/// left in the current window. See [`TokenBudgets`](crate::limits::TokenBudgets).
 pub(super) async fn reserve_budget(
     state: &AppState,
     caller: &str,
-    estimate: u64,
-) -> Result<Reservation, Problem> {
-    state
-        .budgets
-        .reserve(caller, estimate)
-        .await
-        .map_err(|refused| match refused {
-            Refused::Spent(after) => budget_spent(after),
+    input: u64,
+    output: u64,
+) -> Result<Charge, Problem> {
+    let refused = |kind: &'static str| {
+        move |refused| match refused {
+            Refused::Spent(after) => budget_spent(kind, after),
             Refused::Unavailable => limits_unavailable(),
-        })
+        }
+    };
+    let tokens = state
+        .budgets
+        .reserve(caller, input + output)
+        .await
+        .map_err(refused("token"))?;
+    let money = match &state.cost_budgets {
+        Some((budgets, price)) => {
+            let estimate = micros(input, price.input) + micros(output, price.output);
+            let r = budgets
+                .reserve(caller, estimate)
+                .await
+                .map_err(refused("cost"))?;
+            Some((r, *price))
+        }
+        None => None,
+    };
+    Ok(Charge { tokens, money })
 }
 
-/// 429 at once when `caller` has nothing left of its budget, before a request costs anything
+/// Reserves `tokens` of `caller`'s token budget for embedding calls (embeddings are not
+/// priced: the price table prices the chat model).
+pub(super) async fn reserve_embedding_budget(
+    state: &AppState,
+    caller: &str,
+    tokens: u64,
+) -> Result<Charge, Problem> {
+    let tokens = state
+        .budgets
+        .reserve(caller, tokens)
+        .await
+        .map_err(|refused| match refused {
+            Refused::Spent(after) => budget_spent("token", after),
+            Refused::Unavailable => limits_unavailable(),
+        })?;
+    Ok(Charge {
+        tokens,
+        money: None,
+    })
+}
+
+/// Whether any budget (tokens or money) limits what a key spends.
+pub(super) fn budgets_limited(state: &AppState) -> bool {
+    state.budgets.is_limited() || state.cost_budgets.is_some()
+}
+
+/// 429 at once when `caller` has nothing left of a budget, before a request costs anything
 /// (retrieval); the reservation made before the model call is the real check.
 pub(super) fn refuse_spent_budget(state: &AppState, caller: &str) -> Result<(), Problem> {
-    match state.budgets.spent(caller) {
-        Some(after) => Err(budget_spent(after)),
-        None => Ok(()),
+    if let Some(after) = state.budgets.spent(caller) {
+        return Err(budget_spent("token", after));
     }
+    if let Some(after) = state
+        .cost_budgets
+        .as_ref()
+        .and_then(|(b, _)| b.spent(caller))
+    {
+        return Err(budget_spent("cost", after));
+    }
+    Ok(())
 }
 
 /// The 503 of limits that cannot be checked (the shared store is unreachable).
@@ -104,11 +205,24 @@ pub(crate) fn limits_unavailable() -> Problem {
     Problem::unavailable("the gateway cannot check its limits right now; try again shortly")
 }
 
-/// The 429 of a spent budget, retrying when its window resets.
-pub(super) fn budget_spent(after: std::time::Duration) -> Problem {
-    Problem::new(StatusCode::TOO_MANY_REQUESTS, "token budget spent")
-        .with_type("https://catena.dev/problems/token-budget")
-        .with_detail("this API key has used its model-token budget for the current window")
+/// The 429 of a spent budget (`kind` is `token` or `cost`), retrying when its window resets.
+pub(super) fn budget_spent(kind: &'static str, after: std::time::Duration) -> Problem {
+    let (title, ty, detail) = if kind == "cost" {
+        (
+            "cost budget spent",
+            "https://catena.dev/problems/cost-budget",
+            "this API key has spent its model-cost budget for the current window",
+        )
+    } else {
+        (
+            "token budget spent",
+            "https://catena.dev/problems/token-budget",
+            "this API key has used its model-token budget for the current window",
+        )
+    };
+    Problem::new(StatusCode::TOO_MANY_REQUESTS, title)
+        .with_type(ty)
+        .with_detail(detail)
         .with_retry_after(after)
 }
 
