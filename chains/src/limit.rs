@@ -270,7 +270,11 @@ impl RateLimiter {
             }
         };
         let start_at = self.reserve(tokens, deadline)?;
-        tokio::time::sleep_until(start_at).await;
+        // A turn that is due now starts now: a zero-length sleep still waits for the next
+        // timer tick (about a millisecond).
+        if start_at > Instant::now() {
+            tokio::time::sleep_until(start_at).await;
+        }
         Ok(Permit {
             limiter: self.clone(),
             estimated_tokens: tokens,
@@ -687,6 +691,28 @@ mod tests {
         assert!(err.to_string().contains("concurrency"), "{err}");
         drop(held);
         assert!(limiter.acquire(0).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_turn_that_is_due_starts_without_waiting_for_the_timer() {
+        // Before the fix every call slept until "now", which waits for the next timer tick:
+        // about 1 ms per call (the limits benchmark showed 1.15 ms instead of 2 µs).
+        use futures::FutureExt;
+        let limiter = Arc::new(
+            RateLimiter::new(
+                ClientLimits::new()
+                    .requests_per_minute(u32::MAX)
+                    .max_concurrency(4),
+            )
+            .unwrap(),
+        );
+        for _ in 0..3 {
+            let permit = limiter.acquire(10).now_or_never();
+            assert!(
+                permit.is_some_and(|p| p.is_ok()),
+                "a due turn must not wait"
+            );
+        }
     }
 
     #[test]

@@ -49,6 +49,17 @@ pub struct Checkpoint {
     pub state: Value,
 }
 
+impl Checkpoint {
+    /// Step `step` of `run_id` with `state` (for checkpointers outside this crate).
+    pub fn new(run_id: impl Into<String>, step: u64, state: Value) -> Self {
+        Checkpoint {
+            run_id: run_id.into(),
+            step,
+            state,
+        }
+    }
+}
+
 /// Why a checkpoint was not written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

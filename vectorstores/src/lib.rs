@@ -66,9 +66,9 @@ pub use memory::{
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{
-    PostgresChatHistory, PostgresChatHistoryBuilder, PostgresRecordManager,
-    PostgresRecordManagerBuilder, PostgresSqlDatabase, PostgresSqlDatabaseBuilder,
-    DATABASE_URL_ENV,
+    PostgresChatHistory, PostgresChatHistoryBuilder, PostgresCheckpointer,
+    PostgresCheckpointerBuilder, PostgresRecordManager, PostgresRecordManagerBuilder,
+    PostgresSqlDatabase, PostgresSqlDatabaseBuilder, DATABASE_URL_ENV,
 };
 
 /// The README's Rust examples, compiled and run as doctests.

@@ -131,3 +131,44 @@ async fn postgres_record_manager_contract_and_index_scenarios() {
     indexing_scenarios::scenarios(&records).await;
     drop_table(&table).await;
 }
+
+#[tokio::test]
+async fn the_postgres_checkpointer_conforms_and_replicas_share_runs() {
+    use catena_core::Checkpointer;
+    let table = unique("catena_test_ckpt");
+    let saver = catena_vectorstores::PostgresCheckpointer::builder()
+        .url(database_url())
+        .table(table.clone())
+        .build()
+        .unwrap();
+    catena_core::test_utils::checkpointer_conformance(&saver).await;
+    // Two "replicas" (two pools) racing for the same next step: exactly one wins.
+    let other = catena_vectorstores::PostgresCheckpointer::builder()
+        .url(database_url())
+        .table(table)
+        .build()
+        .unwrap();
+    saver.put("race", 0, &serde_json::json!({})).await.unwrap();
+    let (by_a, by_b) = (
+        serde_json::json!({"by": "a"}),
+        serde_json::json!({"by": "b"}),
+    );
+    let (a, b) = tokio::join!(saver.put("race", 1, &by_a), other.put("race", 1, &by_b));
+    assert_eq!(
+        usize::from(a.is_ok()) + usize::from(b.is_ok()),
+        1,
+        "{a:?} {b:?}"
+    );
+    let loser = a.err().or(b.err()).unwrap();
+    assert!(loser.as_checkpoint_conflict().is_some(), "{loser}");
+    // What one wrote, the other reads.
+    let latest = other.latest("race").await.unwrap().unwrap();
+    assert_eq!(latest.step, 1);
+    // U+0000 is refused with a typed error, nothing written.
+    let err = saver
+        .put("race", 2, &serde_json::json!({"bad": "a\u{0}b"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, catena_core::Error::InvalidInput(_)), "{err}");
+    assert_eq!(saver.latest("race").await.unwrap().unwrap().step, 1);
+}

@@ -55,6 +55,7 @@
 //! # }
 //! ```
 
+mod checkpoint;
 mod connect;
 mod ddl;
 mod error;
@@ -65,6 +66,7 @@ mod sql;
 #[cfg(feature = "fuzzing")]
 pub(crate) use sql::single_statement;
 
+pub use checkpoint::{PostgresCheckpointer, PostgresCheckpointerBuilder};
 pub use history::{PostgresChatHistory, PostgresChatHistoryBuilder};
 pub use records::{PostgresRecordManager, PostgresRecordManagerBuilder};
 pub use sql::{PostgresSqlDatabase, PostgresSqlDatabaseBuilder};
