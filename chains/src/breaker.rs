@@ -260,8 +260,10 @@ impl Breaker {
             );
             metrics::counter!("catena.breaker.transitions", "model" => self.name.clone(), "to" => "open")
                 .increment(1);
+            // A year at most: an absurd setting must not overflow the clock.
+            let open_for = self.config.open_for.min(Duration::from_secs(365 * 86_400));
             *s = Inner::Open {
-                until: now + self.config.open_for,
+                until: now.checked_add(open_for).unwrap_or(now),
             };
         }
     }

@@ -155,6 +155,22 @@ impl ClientLimits {
     }
 }
 
+/// The most schedule one call (or one correction) can add: a day. Bounds the arithmetic,
+/// so absurd token counts slow the account down instead of overflowing a clock.
+const MAX_DEBT: Duration = Duration::from_secs(86_400);
+
+/// `per_token × tokens`, at most [`MAX_DEBT`].
+fn token_time(per_token: Duration, tokens: u64) -> Duration {
+    Duration::try_from_secs_f64(per_token.as_secs_f64() * tokens as f64)
+        .unwrap_or(MAX_DEBT)
+        .min(MAX_DEBT)
+}
+
+/// `at + by`, with `by` capped at [`MAX_DEBT`] (never overflows).
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by.min(MAX_DEBT)).unwrap_or(at)
+}
+
 /// The schedule: theoretical arrival times of the request and token GCRAs, and a pause.
 #[derive(Debug)]
 struct Schedule {
@@ -192,7 +208,7 @@ impl Permit {
     pub fn settle(&mut self, usage: &Usage) {
         let actual = usage
             .total_tokens
-            .max(usage.input_tokens + usage.output_tokens);
+            .max(usage.input_tokens.saturating_add(usage.output_tokens));
         self.limiter
             .adjust_tokens(i128::from(actual) - i128::from(self.estimated_tokens));
         self.estimated_tokens = actual;
@@ -303,10 +319,10 @@ impl RateLimiter {
             return Err(self.too_long(wait, "rate"));
         }
         if let Some(t) = self.request_interval {
-            s.request_tat = s.request_tat.max(start) + t;
+            s.request_tat = later(s.request_tat.max(start), t);
         }
         if let Some(t) = self.token_interval {
-            s.token_tat = s.token_tat.max(start) + t.mul_f64(tokens as f64);
+            s.token_tat = later(s.token_tat.max(start), token_time(t, tokens));
         }
         Ok(start)
     }
@@ -314,11 +330,11 @@ impl RateLimiter {
     /// Moves the token schedule by `delta` tokens (positive: more were spent than estimated).
     fn adjust_tokens(&self, delta: i128) {
         let Some(t) = self.token_interval else { return };
-        let shift = t.mul_f64(delta.unsigned_abs() as f64);
+        let shift = token_time(t, u64::try_from(delta.unsigned_abs()).unwrap_or(u64::MAX));
         let now = Instant::now();
         let mut s = self.lock();
         s.token_tat = if delta >= 0 {
-            s.token_tat + shift
+            later(s.token_tat, shift)
         } else {
             s.token_tat.checked_sub(shift).unwrap_or(now).max(now)
         };
@@ -346,7 +362,7 @@ impl RateLimiter {
         }
         let Some(pause) = pause else { return };
         let pause = pause.min(Duration::from_secs(300));
-        let until = Instant::now() + pause;
+        let until = later(Instant::now(), pause);
         let mut s = self.lock();
         if until > s.paused_until {
             tracing::warn!(
@@ -713,6 +729,28 @@ mod tests {
                 "a due turn must not wait"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_token_counts_slow_the_account_down_without_overflowing() {
+        let limiter = Arc::new(
+            RateLimiter::new(
+                ClientLimits::new()
+                    .tokens_per_minute(1)
+                    .max_queue_time(Duration::from_secs(5)),
+            )
+            .unwrap(),
+        );
+        let mut p = limiter.acquire(u64::MAX).await.unwrap();
+        p.settle(&Usage::new(u64::MAX, u64::MAX));
+        drop(p);
+        let err = limiter.acquire(1).await.unwrap_err();
+        assert!(err.is_rate_limited(), "{err}");
+        let big = RateLimitInfo::from_headers([
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "999999999s"),
+        ]);
+        limiter.observe(true, Some(Duration::MAX), big.as_ref());
     }
 
     #[test]
