@@ -668,6 +668,7 @@ async fn run_tool(
     use tracing::Instrument;
     // The one `execute_tool` span of the workspace (OpenTelemetry GenAI), with the call id.
     let span = catena_core::backend::execute_tool_span(tool.name(), Some(call_id));
+    let started = std::time::Instant::now();
     let outcome = match tokio::time::timeout(timeout, call)
         .instrument(span.clone())
         .await
@@ -686,5 +687,11 @@ async fn run_tool(
         };
         catena_core::backend::record_tool_error(&span, kind);
     }
+    let error = outcome.as_ref().err().map(|e| match e {
+        StepError::Timeout(_) => "timeout",
+        StepError::InvalidArguments(_) => "invalid_arguments",
+        _ => "tool_error",
+    });
+    catena_core::genai_metrics::record_tool_call(tool.name(), started.elapsed(), error);
     outcome
 }

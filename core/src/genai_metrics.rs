@@ -51,6 +51,19 @@ pub fn describe() {
     );
 }
 
+/// Records one tool call's duration (`gen_ai.operation.name = "execute_tool"`,
+/// `gen_ai.tool.name`, and `error.type` when it failed), for agent loops that run tools
+/// without a [`TracedTool`](crate::TracedTool).
+pub fn record_tool_call(tool: &str, elapsed: Duration, error: Option<&str>) {
+    CallLabels {
+        operation: "execute_tool",
+        provider: String::new(),
+        model: String::new(),
+        tool: Some(tool.to_owned()),
+    }
+    .duration(elapsed, error);
+}
+
 /// Who made a call: the attributes every GenAI metric carries.
 #[derive(Debug, Clone)]
 pub(crate) struct CallLabels {
