@@ -254,7 +254,8 @@ pub enum RunOutcome {
     },
 }
 
-/// Runs an [`AgentExecutor`] durably; see the [module docs](self).
+/// Runs an [`AgentExecutor`] durably: checkpointed after every step, resumable in another
+/// process, with exactly-once tool effects and approvals ([`Decision`]).
 #[derive(Clone)]
 pub struct DurableAgent {
     executor: AgentExecutor,
@@ -268,6 +269,29 @@ impl std::fmt::Debug for DurableAgent {
             .field("executor", &self.executor)
             .field("approval", &self.approval)
             .finish_non_exhaustive()
+    }
+}
+
+/// Gives every call of a turn an id no other call of the run has: a server may send none,
+/// repeat one within a turn, or reuse `call_0` every turn — and ids key decisions and the
+/// tools' idempotency keys. A rewritten id is `call_{turn}_{index}`, in the stored assistant
+/// message too, so results still pair with their calls.
+fn unique_call_ids(calls: &mut [ToolCall], state: &RunState, turn: usize) {
+    let mut used: HashSet<String> = state
+        .finished
+        .iter()
+        .chain(state.calls.iter())
+        .map(|r| r.call.id.clone())
+        .collect();
+    for (i, call) in calls.iter_mut().enumerate() {
+        if call.id.is_empty() || used.contains(&call.id) {
+            let mut id = format!("call_{turn}_{i}");
+            while used.contains(&id) {
+                id.push('_');
+            }
+            call.id = id;
+        }
+        used.insert(call.id.clone());
     }
 }
 
@@ -437,7 +461,11 @@ impl DurableAgent {
                 "run `{run_id}` is not waiting for a decision about call `{call_id}`"
             )));
         }
-        let Some(record) = state.calls.iter_mut().find(|r| r.call.id == call_id) else {
+        let Some(record) = state
+            .calls
+            .iter_mut()
+            .find(|r| r.call.id == call_id && r.status == CallStatus::AwaitingApproval)
+        else {
             return Err(Error::invalid_input(format!(
                 "run `{run_id}` has no call `{call_id}`"
             )));
@@ -540,14 +568,14 @@ impl DurableAgent {
                     .collect(),
                 usage: state.usage,
             }),
-            RunStatus::AwaitingApproval { call_id } => {
-                state.calls.iter().find(|r| &r.call.id == call_id).map(|r| {
-                    RunOutcome::AwaitingApproval {
-                        call: r.call.clone(),
-                        step: state.step,
-                    }
-                })
-            }
+            RunStatus::AwaitingApproval { call_id } => state
+                .calls
+                .iter()
+                .find(|r| &r.call.id == call_id && r.status == CallStatus::AwaitingApproval)
+                .map(|r| RunOutcome::AwaitingApproval {
+                    call: r.call.clone(),
+                    step: state.step,
+                }),
             RunStatus::Failed { message } => Some(RunOutcome::Failed {
                 message: message.clone(),
             }),
@@ -612,14 +640,16 @@ impl DurableAgent {
             };
             state.iterations += 1;
             state.usage += response.usage.unwrap_or_default();
-            let calls = response.tool_calls().to_vec();
+            let mut message = response.message;
+            unique_call_ids(&mut message.tool_calls, &state, state.iterations);
+            let calls = message.tool_calls.clone();
             if calls.is_empty() {
-                let output = response.text();
-                state.messages.push(response.message);
+                let output = message.text();
+                state.messages.push(message);
                 emit(sink, AgentEvent::FinalAnswer(output.clone()));
                 state.status = RunStatus::Completed { output };
             } else {
-                state.messages.push(response.message);
+                state.messages.push(message);
                 state.calls = calls
                     .into_iter()
                     .map(|call| CallRecord {

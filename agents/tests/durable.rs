@@ -397,3 +397,84 @@ async fn a_run_starts_from_a_conversation_and_refuses_a_used_run_id() {
     let state = a.state("conv").await.unwrap().unwrap();
     assert!(state.calls.iter().all(|c| c.status != CallStatus::Pending));
 }
+
+#[tokio::test]
+async fn repeated_call_ids_are_made_unique_so_a_decision_never_reruns_a_finished_call() {
+    // A server that sends two calls with the same id in one turn (and `call_0` again the
+    // next turn): before, a decision about the second one landed on the first, finished,
+    // call and ran it again.
+    let dup = catena_core::ChatResponse::new(Message::assistant_with_tool_calls(
+        "",
+        vec![
+            catena_core::ToolCall::new("x", "add", r#"{"amount":5}"#),
+            catena_core::ToolCall::new("x", "pay", r#"{"amount":500}"#),
+        ],
+    ));
+    let model = ScriptedChatModel::new()
+        .with_response(dup)
+        .with_tool_call("add", r#"{"amount":1}"#)
+        .with_text("done");
+    let tool = Arc::new(Counter::new(false));
+    let pay = Arc::new(Pay::default());
+    let executor = AgentExecutor::builder(Arc::new(model))
+        .tool(tool.clone())
+        .tool(pay.clone())
+        .build()
+        .unwrap();
+    let agent = DurableAgent::new(executor, Arc::new(InMemoryCheckpointer::new()))
+        .require_approval(["pay"]);
+    let outcome = agent.start("dup-ids", RunInput::text("go")).await.unwrap();
+    let RunOutcome::AwaitingApproval { call, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(call.name, "pay", "the approver sees the call that waits");
+    assert_ne!(call.id, "x", "the repeated id was rewritten");
+    assert_eq!(tool.calls.load(Ordering::SeqCst), 1);
+    let done = agent
+        .decide("dup-ids", &call.id, Decision::approve())
+        .await
+        .unwrap();
+    assert!(matches!(done, RunOutcome::Completed { .. }), "{done:?}");
+    assert_eq!(pay.calls.load(Ordering::SeqCst), 1);
+    // `add` ran once per call the model made (5, then 1), never again.
+    assert_eq!(tool.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(tool.total.load(Ordering::SeqCst), 6);
+    let keys = tool.keys.lock().unwrap().clone();
+    assert_ne!(keys[0], keys[1], "idempotency keys differ across turns");
+    // Results pair with their (rewritten) calls in the conversation.
+    let state = agent.state("dup-ids").await.unwrap().unwrap();
+    let asked: Vec<String> = state
+        .messages
+        .iter()
+        .flat_map(|m| m.tool_calls.iter().map(|c| c.id.clone()))
+        .collect();
+    let answered: Vec<String> = state
+        .messages
+        .iter()
+        .filter_map(|m| m.tool_call_id.clone())
+        .collect();
+    assert_eq!(asked, answered);
+}
+
+#[derive(Default)]
+struct Pay {
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Tool for Pay {
+    fn name(&self) -> &str {
+        "pay"
+    }
+    fn description(&self) -> &str {
+        "Pays."
+    }
+    fn parameters(&self) -> &Value {
+        static P: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+        P.get_or_init(|| json!({"type": "object"}))
+    }
+    async fn call(&self, _: Value) -> std::result::Result<ToolOutput, ToolError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(ToolOutput::new("paid"))
+    }
+}

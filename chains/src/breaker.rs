@@ -279,7 +279,52 @@ impl Breaker {
     }
 }
 
-/// A [`ChatModel`] or [`Embedder`] behind a circuit breaker; see the [module docs](self).
+/// An admitted call: gives a probe's slot back when dropped without a verdict (the caller's
+/// future was cancelled: a timeout, a client that went away).
+struct Admitted<'a> {
+    breaker: &'a Breaker,
+    admission: Admission,
+    settled: bool,
+}
+
+impl<'a> Admitted<'a> {
+    fn new(breaker: &'a Breaker) -> Result<Self> {
+        Ok(Admitted {
+            breaker,
+            admission: breaker.admit()?,
+            settled: false,
+        })
+    }
+
+    /// Reports how the call ended.
+    fn settle<T>(self, result: &Result<T>) {
+        self.report(result.as_ref().err());
+    }
+
+    fn report(mut self, error: Option<&Error>) {
+        self.settled = true;
+        match error {
+            None => self.breaker.on_success(self.admission),
+            Some(e) => self.breaker.on_failure(self.admission, e),
+        }
+    }
+
+    /// The admission, handed on to a stream that reports its own end.
+    fn hand_over(mut self) -> Admission {
+        self.settled = true;
+        self.admission
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.on_neither(self.admission);
+        }
+    }
+}
+
+/// A [`ChatModel`] or [`Embedder`] behind a circuit breaker configured by [`BreakerConfig`].
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker<M> {
     inner: M,
@@ -332,26 +377,23 @@ impl<M: ChatModel> CircuitBreaker<M> {
 #[async_trait]
 impl<M: ChatModel> ChatModel for CircuitBreaker<M> {
     async fn generate(&self, request: ChatRequest) -> Result<ChatResponse> {
-        let admission = self.breaker.admit()?;
+        let admitted = Admitted::new(&self.breaker)?;
         let result = self.inner.generate(request).await;
-        match &result {
-            Ok(_) => self.breaker.on_success(admission),
-            Err(e) => self.breaker.on_failure(admission, e),
-        }
+        admitted.settle(&result);
         result
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
-        let admission = self.breaker.admit()?;
+        let admitted = Admitted::new(&self.breaker)?;
         match self.inner.stream(request).await {
             Ok(inner) => Ok(Box::pin(BreakerStream {
                 inner,
                 breaker: self.breaker.clone(),
-                admission,
+                admission: admitted.hand_over(),
                 verdict: false,
             })),
             Err(e) => {
-                self.breaker.on_failure(admission, &e);
+                admitted.report(Some(&e));
                 Err(e)
             }
         }
@@ -404,22 +446,16 @@ impl Drop for BreakerStream {
 #[async_trait]
 impl<E: Embedder> Embedder for CircuitBreaker<E> {
     async fn embed_documents(&self, texts: &[String]) -> Result<Vec<Embedding>> {
-        let admission = self.breaker.admit()?;
+        let admitted = Admitted::new(&self.breaker)?;
         let result = self.inner.embed_documents(texts).await;
-        match &result {
-            Ok(_) => self.breaker.on_success(admission),
-            Err(e) => self.breaker.on_failure(admission, e),
-        }
+        admitted.settle(&result);
         result
     }
 
     async fn embed_query(&self, text: &str) -> Result<Embedding> {
-        let admission = self.breaker.admit()?;
+        let admitted = Admitted::new(&self.breaker)?;
         let result = self.inner.embed_query(text).await;
-        match &result {
-            Ok(_) => self.breaker.on_success(admission),
-            Err(e) => self.breaker.on_failure(admission, e),
-        }
+        admitted.settle(&result);
         result
     }
 
@@ -473,6 +509,44 @@ mod tests {
         // The next probe succeeds and closes it.
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(cb.generate(req).await.unwrap().text(), "back");
+        assert_eq!(cb.state(), BreakerState::Closed);
+    }
+
+    /// Fails, then hangs, then answers.
+    struct FailHangAnswer(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl ChatModel for FailHangAnswer {
+        async fn generate(&self, _: ChatRequest) -> Result<ChatResponse> {
+            match self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => Err(server_error().into()),
+                1 => std::future::pending().await,
+                _ => Ok(ChatResponse::new(Message::assistant("late"))),
+            }
+        }
+        fn model_info(&self) -> ModelInfo {
+            ModelInfo::new("test", "hangs")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_cancelled_by_its_caller_gives_its_slot_back() {
+        // Before: a half-open probe whose future was dropped (a request timeout) kept its
+        // slot for ever, and every later call was refused as "probe in flight".
+        use futures::FutureExt;
+        let cb = CircuitBreaker::new(
+            FailHangAnswer(Default::default()),
+            BreakerConfig::new()
+                .failure_threshold(1)
+                .open_for(Duration::from_secs(5)),
+        );
+        let req = ChatRequest::new(vec![Message::user("x")]);
+        assert!(cb.generate(req.clone()).await.is_err());
+        assert_eq!(cb.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        // The probe is admitted, hangs, and its caller gives up (the future is dropped).
+        assert!(cb.generate(req.clone()).now_or_never().is_none());
+        assert_eq!(cb.generate(req).await.unwrap().text(), "late");
         assert_eq!(cb.state(), BreakerState::Closed);
     }
 

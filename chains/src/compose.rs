@@ -279,6 +279,7 @@ impl<A: ChatModel, B: ChatModel> ChatModel for Fallback<A, B> {
 /// metadata chunks that came before it (response id, model, rate limits, usage), so a
 /// caller can still switch models when the stream fails before saying anything.
 pub(crate) async fn first_token(mut stream: ChatStream) -> Result<ChatStream> {
+    const MAX_HEAD: usize = 64;
     let mut head = Vec::new();
     loop {
         match stream.next().await {
@@ -293,7 +294,9 @@ pub(crate) async fn first_token(mut stream: ChatStream) -> Result<ChatStream> {
                         | ChatChunk::Usage(_)
                 );
                 head.push(chunk);
-                if !metadata {
+                // A stream that only ever sends metadata is taken as started after a while,
+                // rather than buffered without bound.
+                if !metadata || head.len() >= MAX_HEAD {
                     let head = futures::stream::iter(head.into_iter().map(Ok));
                     return Ok(Box::pin(head.chain(stream)));
                 }

@@ -179,7 +179,7 @@ struct Schedule {
     paused_until: Instant,
 }
 
-/// The shared budget of one provider account; see the [module docs](self).
+/// The shared budget of one provider account, spent through [`RateLimited`].
 #[derive(Debug)]
 pub struct RateLimiter {
     limits: ClientLimits,
@@ -271,7 +271,7 @@ impl RateLimiter {
     /// [`ProviderErrorKind::RateLimited`] (retryable, with the wait as `retry_after`) when
     /// the turn would come later than `max_queue_time` from now.
     pub async fn acquire(self: &Arc<Self>, tokens: u64) -> Result<Permit> {
-        let deadline = Instant::now() + self.limits.max_queue_time;
+        let deadline = later(Instant::now(), self.limits.max_queue_time);
         let slot = match &self.concurrency {
             None => None,
             Some(sem) => {
@@ -456,8 +456,9 @@ impl TokenEstimator {
     }
 }
 
-/// Any [`ChatModel`] or [`Embedder`] that waits for its [`RateLimiter`]; see the
-/// [module docs](self).
+/// Any [`ChatModel`] or [`Embedder`] that waits for its [`RateLimiter`]: calls queue in
+/// arrival order, wait at most [`ClientLimits::max_queue_time`], and teach the limiter from
+/// 429s, `Retry-After` and rate-limit headers.
 #[derive(Debug, Clone)]
 pub struct RateLimited<M> {
     inner: M,

@@ -118,7 +118,8 @@ pub fn validate_run_id(run_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Where runs keep their checkpoints; see the [module docs](self).
+/// Where runs keep their checkpoints ([`InMemoryCheckpointer`], [`FileCheckpointer`], and
+/// PostgreSQL in `catena-vectorstores`); writes are compare-and-set on the step number.
 #[async_trait]
 pub trait Checkpointer: Send + Sync {
     /// Saves `state` as step `step` of `run_id`: `step` must be 0 for a new run and one more
@@ -215,9 +216,11 @@ impl Checkpointer for InMemoryCheckpointer {
 
 /// Checkpoints as files: one JSON-lines file per run in a directory, each line one
 /// checkpoint, appended and flushed to disk (`fsync`) before [`put`](Checkpointer::put)
-/// returns. Survives a crash of the process (a torn last line is ignored on reading); one
-/// machine only — several processes writing one directory are serialised by a lock held
-/// only within this process, so use the PostgreSQL checkpointer for replicas.
+/// returns. Survives a crash of the process (a torn last line is ignored on reading). The
+/// file work is blocking and each `put` reads the run's file to find its latest step: fine
+/// for runs of hundreds of steps on one machine. Writers are serialised by a lock of this
+/// instance only — two instances (or processes) on one directory can both write a step, so
+/// use one instance per directory, and the PostgreSQL checkpointer for replicas.
 #[derive(Debug)]
 pub struct FileCheckpointer {
     dir: PathBuf,
@@ -293,8 +296,16 @@ impl Checkpointer for FileCheckpointer {
                 .append(true)
                 .open(&path)?;
             // A torn line left by an earlier crash must not swallow this one.
-            if f.metadata()?.len() > 0 && !std::fs::read(&path)?.ends_with(b"\n") {
-                f.write_all(b"\n")?;
+            let len = f.metadata()?.len();
+            if len > 0 {
+                use std::io::{Read, Seek, SeekFrom};
+                let mut last = [0u8; 1];
+                let mut r = std::fs::File::open(&path)?;
+                r.seek(SeekFrom::Start(len - 1))?;
+                r.read_exact(&mut last)?;
+                if last[0] != b'\n' {
+                    f.write_all(b"\n")?;
+                }
             }
             f.write_all(line.as_bytes())?;
             f.sync_data()

@@ -27,7 +27,7 @@
 //!     output = 15.00
 //! "#, "2026-12-04").unwrap();
 //!
-//! // Dated snapshots match their family: "gpt-4.1-mini-2025-04-14" costs as "gpt-4.1-mini".
+//! // Dated snapshots cost as their model: "gpt-4.1-mini-2025-04-14" as "gpt-4.1-mini".
 //! let usage = Usage::new(10_000, 1_000).with_cached_input_tokens(8_000);
 //! let cost = table.cost("gpt-4.1-mini-2025-04-14", &usage).unwrap();
 //! // 2,000 × 0.40 + 8,000 × 0.10 + 1,000 × 1.60, per million
@@ -161,9 +161,11 @@ pub enum StalePolicy {
 
 /// Model prices the user supplies, with the date they were read.
 ///
-/// Model ids match exactly, or else by the longest table entry that is a prefix of the id
-/// followed by `-` (so dated snapshots such as `gpt-4.1-mini-2025-04-14` use the family's
-/// price). See the [module docs](self) for the TOML format.
+/// Model ids match exactly, or as a dated snapshot of an entry (`gpt-4.1-mini-2025-04-14`
+/// uses `gpt-4.1-mini`'s price; `o1-pro` never uses `o1`'s). The TOML: `as_of = "YYYY-MM-DD"`,
+/// `max_age_days` (90), `stale` (`"fail"` or `"warn"`), `currency` (`"USD"`), and a
+/// `[models."<id>"]` table per model with `input`, `output` and optionally `cached_input`,
+/// `cache_write`, `reasoning`, in the currency per million tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -270,8 +272,9 @@ impl PriceTable {
         Ok(parse_day(today)? - parse_day(&self.as_of)?)
     }
 
-    /// The price of `model`: an exact entry, or the longest entry that prefixes it followed
-    /// by `-`.
+    /// The price of `model`: an exact entry, or an entry followed only by a snapshot suffix
+    /// (`-2025-04-14`, `-20250414`, `-latest`, `@20250514`): `gpt-4.1-mini-2025-04-14` costs
+    /// as `gpt-4.1-mini`, but `o1-pro` never costs as `o1` (another model, another price).
     pub fn price(&self, model: &str) -> Option<&ModelPrice> {
         if let Some(p) = self.models.get(model) {
             return Some(p);
@@ -279,9 +282,9 @@ impl PriceTable {
         self.models
             .iter()
             .filter(|(name, _)| {
-                model.len() > name.len()
-                    && model.starts_with(name.as_str())
-                    && model.as_bytes()[name.len()] == b'-'
+                model
+                    .strip_prefix(name.as_str())
+                    .is_some_and(is_snapshot_suffix)
             })
             .max_by_key(|(name, _)| name.len())
             .map(|(_, p)| p)
@@ -294,6 +297,20 @@ impl PriceTable {
             currency: self.currency.clone(),
         })
     }
+}
+
+/// `-YYYY-MM-DD`, `-YYYYMMDD`, `-latest`, or the same after `@` (Vertex AI's form).
+fn is_snapshot_suffix(rest: &str) -> bool {
+    let Some(rest) = rest.strip_prefix('-').or_else(|| rest.strip_prefix('@')) else {
+        return false;
+    };
+    if rest == "latest" {
+        return true;
+    }
+    let digits: String = rest.chars().filter(|c| *c != '-').collect();
+    let dashes_ok =
+        rest.len() == 8 || (rest.len() == 10 && &rest[4..5] == "-" && &rest[7..8] == "-");
+    digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_digit()) && dashes_ok
 }
 
 /// Today's date in UTC, `YYYY-MM-DD`.
@@ -370,10 +387,15 @@ mod tests {
         assert!((c - (1.2 + 0.15 + 0.375 + 1.5)).abs() < 1e-9, "{c}");
         let r = Usage::new(0, 1_000_000).with_reasoning_tokens(2_000_000);
         assert!((t.cost("o4-mini", &r).unwrap().amount - 4.4).abs() < 1e-9);
-        // The longest prefix wins: o4-mini-2025 is o4-mini, not o4.
+        // Snapshots cost as their model; other models never borrow a price.
         assert!((t.cost("o4-mini-2025-04-16", &r).unwrap().amount - 4.4).abs() < 1e-9);
-        assert!((t.cost("o4-2025", &r).unwrap().amount - 9.0).abs() < 1e-9);
+        assert!((t.cost("o4-20250416", &r).unwrap().amount - 9.0).abs() < 1e-9);
+        assert!((t.cost("o4-latest", &r).unwrap().amount - 9.0).abs() < 1e-9);
+        assert!((t.cost("claude-sonnet-4-5@20250929", &u).unwrap().amount) > 0.0);
         assert!(t.cost("o4mini", &r).is_none());
+        assert!(t.cost("o4-pro", &r).is_none(), "o4-pro is not o4");
+        assert!(t.cost("o4-mini-high", &r).is_none());
+        assert!(t.cost("o4-2025", &r).is_none());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::error::TaskError;
 use super::pb::{self, agent_service_client};
 use super::types::{TaskEvent, TaskRequest};
+use crate::durable::Decision;
 
 type Interceptor = Arc<dyn Fn(&mut MetadataMap) + Send + Sync>;
 
@@ -142,7 +143,97 @@ impl AgentServiceClient {
         if let Some(e) = request.error.clone().or_else(|| self.error.clone()) {
             return TaskStream::failed(TaskError::InvalidRequest(e));
         }
-        let mut call = tonic::Request::new(request.message);
+        let call = self.request(request.message, timeout);
+        let mut inner = self.inner.clone();
+        TaskStream::starting(async move { inner.run_task(call).await }.boxed(), timeout)
+    }
+
+    /// Continues the durable run `run_id` (after a crash, a restart or a dropped call) and
+    /// streams the rest of its events, as [`run_task`](Self::run_task) does. The stream
+    /// also ends after [`TaskEvent::ApprovalRequired`]. Uses the default timeout.
+    pub fn resume_task(&self, run_id: impl Into<String>) -> TaskStream {
+        let timeout = self.default_timeout;
+        if let Some(e) = self.error.clone() {
+            return TaskStream::failed(TaskError::InvalidRequest(e));
+        }
+        let call = self.request(
+            pb::ResumeTaskRequest {
+                run_id: run_id.into(),
+            },
+            timeout,
+        );
+        let mut inner = self.inner.clone();
+        TaskStream::starting(
+            async move { inner.resume_task(call).await }.boxed(),
+            timeout,
+        )
+    }
+
+    /// Sends a person's decision about call `call_id` of the durable run `run_id` (from a
+    /// [`TaskEvent::ApprovalRequired`]) and streams the continued run's events. Uses the
+    /// default timeout.
+    pub fn decide(
+        &self,
+        run_id: impl Into<String>,
+        call_id: impl Into<String>,
+        decision: Decision,
+    ) -> TaskStream {
+        use pb::decide_request as d;
+        let timeout = self.default_timeout;
+        if let Some(e) = self.error.clone() {
+            return TaskStream::failed(TaskError::InvalidRequest(e));
+        }
+        let decision = match decision {
+            Decision::Approve { arguments } => d::Decision::Approve(d::Approve {
+                arguments_json: arguments.unwrap_or_default(),
+            }),
+            Decision::Reject { message } => d::Decision::Reject(d::Reject { message }),
+            Decision::Cancel => d::Decision::Cancel(d::Cancel {}),
+        };
+        let call = self.request(
+            pb::DecideRequest {
+                run_id: run_id.into(),
+                call_id: call_id.into(),
+                decision: Some(decision),
+            },
+            timeout,
+        );
+        let mut inner = self.inner.clone();
+        TaskStream::starting(async move { inner.decide(call).await }.boxed(), timeout)
+    }
+
+    /// Where the durable run `run_id` stands, with the events it emitted from sequence
+    /// `from_sequence` on (0: all of them).
+    ///
+    /// # Errors
+    /// [`TaskError::Status`] with `NOT_FOUND` for an unknown run and
+    /// `FAILED_PRECONDITION` when the service keeps no checkpoints; transport errors.
+    pub async fn get_task(
+        &self,
+        run_id: impl Into<String>,
+        from_sequence: u64,
+    ) -> Result<pb::GetTaskResponse, TaskError> {
+        if let Some(e) = self.error.clone() {
+            return Err(TaskError::InvalidRequest(e));
+        }
+        let call = self.request(
+            pb::GetTaskRequest {
+                run_id: run_id.into(),
+                from_sequence,
+            },
+            self.default_timeout,
+        );
+        let mut inner = self.inner.clone();
+        inner
+            .get_task(call)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| TaskError::from_status(&s))
+    }
+
+    /// `message` as a call with the deadline, the metadata and the interceptors applied.
+    fn request<M>(&self, message: M, timeout: Option<Duration>) -> tonic::Request<M> {
+        let mut call = tonic::Request::new(message);
         if let Some(t) = timeout {
             call.set_timeout(t);
         }
@@ -152,24 +243,19 @@ impl AgentServiceClient {
         for f in &self.interceptors {
             f(call.metadata_mut());
         }
-        let mut inner = self.inner.clone();
-        let start = async move { inner.run_task(call).await }.boxed();
-        TaskStream {
-            state: State::Starting(start),
-            deadline: timeout.map(|t| (Box::pin(tokio::time::sleep(t)), t)),
-        }
+        call
     }
 }
 
 type Events = BoxStream<'static, Result<pb::RunTaskResponse, tonic::Status>>;
 
+type Starting = BoxFuture<
+    'static,
+    Result<tonic::Response<tonic::Streaming<pb::RunTaskResponse>>, tonic::Status>,
+>;
+
 enum State {
-    Starting(
-        BoxFuture<
-            'static,
-            Result<tonic::Response<tonic::Streaming<pb::RunTaskResponse>>, tonic::Status>,
-        >,
-    ),
+    Starting(Starting),
     Streaming(Events),
     Failed(TaskError),
     Done,
@@ -180,6 +266,7 @@ enum State {
 pub struct TaskStream {
     state: State,
     deadline: Option<(Pin<Box<Sleep>>, Duration)>,
+    run_id: Option<String>,
 }
 
 impl fmt::Debug for TaskStream {
@@ -190,7 +277,10 @@ impl fmt::Debug for TaskStream {
             State::Failed(_) => "failed",
             State::Done => "done",
         };
-        f.debug_struct("TaskStream").field("state", &state).finish()
+        f.debug_struct("TaskStream")
+            .field("state", &state)
+            .field("run_id", &self.run_id)
+            .finish()
     }
 }
 
@@ -199,7 +289,22 @@ impl TaskStream {
         TaskStream {
             state: State::Failed(error),
             deadline: None,
+            run_id: None,
         }
+    }
+
+    fn starting(start: Starting, timeout: Option<Duration>) -> Self {
+        TaskStream {
+            state: State::Starting(start),
+            deadline: timeout.map(|t| (Box::pin(tokio::time::sleep(t)), t)),
+            run_id: None,
+        }
+    }
+
+    /// The run id the service reported (the request's, or one it generated), once an
+    /// event arrived; keep it to resume the run or ask about it (`GetTask`).
+    pub fn run_id(&self) -> Option<&str> {
+        self.run_id.as_deref()
     }
 
     fn finish(&mut self, error: TaskError) -> Poll<Option<Result<TaskEvent, TaskError>>> {
@@ -240,17 +345,22 @@ impl Stream for TaskStream {
                     Poll::Pending => return Poll::Pending,
                 },
                 State::Streaming(events) => match events.poll_next_unpin(cx) {
-                    Poll::Ready(Some(Ok(response))) => match TaskEvent::from_proto(response) {
-                        Ok(Some(event)) => {
-                            if event.is_final() {
-                                this.state = State::Done;
-                            }
-                            return Poll::Ready(Some(Ok(event)));
+                    Poll::Ready(Some(Ok(response))) => {
+                        if !response.run_id.is_empty() && this.run_id.is_none() {
+                            this.run_id = Some(response.run_id.clone());
                         }
-                        // An event kind from a newer service: skip it.
-                        Ok(None) => {}
-                        Err(e) => return this.finish(e),
-                    },
+                        match TaskEvent::from_proto(response) {
+                            Ok(Some(event)) => {
+                                if event.is_final() {
+                                    this.state = State::Done;
+                                }
+                                return Poll::Ready(Some(Ok(event)));
+                            }
+                            // An event kind from a newer service: skip it.
+                            Ok(None) => {}
+                            Err(e) => return this.finish(e),
+                        }
+                    }
                     Poll::Ready(Some(Err(status))) => {
                         return this.finish(TaskError::from_status(&status))
                     }

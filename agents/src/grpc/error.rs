@@ -128,9 +128,42 @@ pub(crate) fn status_code(code: ErrorCode) -> Code {
     }
 }
 
+/// How a durable run ended without an error of its own (cancelled, failed on a limit
+/// earlier): carried inside [`Error::Other`] so that the wire event gets `code`.
+#[derive(Debug)]
+struct RunEnded {
+    code: ErrorCode,
+    message: String,
+}
+
+impl std::fmt::Display for RunEnded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RunEnded {}
+
+/// An error whose wire event has `code`.
+pub(crate) fn run_ended(code: ErrorCode, message: impl Into<String>) -> Error {
+    let message = message.into();
+    Error::Other {
+        message: message.clone(),
+        source: Some(Box::new(RunEnded { code, message })),
+    }
+}
+
 /// Classifies a failed run by what the caller can do about it.
 pub(crate) fn error_event(e: &Error) -> pb::ErrorEvent {
-    let (code, retryable) = if AgentError::from_error(e).is_some() {
+    let ended = match e {
+        Error::Other {
+            source: Some(s), ..
+        } => s.downcast_ref::<RunEnded>(),
+        _ => None,
+    };
+    let (code, retryable) = if let Some(ended) = ended {
+        (ended.code, false)
+    } else if AgentError::from_error(e).is_some() {
         (ErrorCode::LimitExceeded, false)
     } else {
         match e {

@@ -16,6 +16,13 @@
 //!   when the client goes away, and hands the request's metadata to the runner in its
 //!   [`TaskContext`]. [`into_router`](AgentGrpcService::into_router) adds the standard gRPC
 //!   health service, set to `SERVING`.
+//! - Durable runs: [`AgentGrpcService::durable`] runs every task as a
+//!   [`DurableAgent`](crate::DurableAgent) under its run id (the request's `run_id`, or one
+//!   the service generates, stamped on every event), checkpointed after each step.
+//!   `ResumeTask` continues a run after a crash or restart, `Decide` answers an
+//!   `ApprovalRequired` event (approve, perhaps with edited arguments; reject; cancel), and
+//!   `GetTask` tells where a run stands and replays its events from a sequence number. A
+//!   service without checkpoints answers those three with `FAILED_PRECONDITION`.
 //! - [`pb`]: the generated protobuf types and stubs, with conversions to and from
 //!   `catena_core`'s [`Document`](catena_core::Document),
 //!   [`ScoredDocument`](catena_core::ScoredDocument), [`Message`](catena_core::Message) and
@@ -63,6 +70,7 @@
 mod client;
 mod context;
 mod convert;
+mod durable;
 mod error;
 #[cfg(feature = "otel")]
 mod otel;
@@ -92,6 +100,7 @@ pub mod pb {
 
 pub use client::{AgentServiceClient, TaskStream};
 pub use context::TaskContext;
+pub use durable::DurableTask;
 pub use error::TaskError;
 pub use server::{
     check_bind, AgentGrpcService, TaskRunner, DEFAULT_MAX_CONCURRENT_TASKS, DEFAULT_MAX_STEPS,

@@ -5,10 +5,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catena_core::{Message, Result, Role, ScoredDocument};
+use catena_core::{Checkpointer, Message, Result, Role, ScoredDocument};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
@@ -16,12 +16,22 @@ use tonic_health::server::HealthReporter;
 
 use super::context::{Report, TaskContext};
 use super::convert::duration_from_proto;
+use super::durable::{
+    check_run_id, decision, first_step, new_run_id, run_events, task_status, Call, Durable,
+    DurableTask, LogEnd, TaskRecord, NO_CHECKPOINTS,
+};
 use super::error::start_status;
 use super::pb::agent_service_server::{AgentService, AgentServiceServer};
 use super::pb::{self, RunTaskRequest};
-use super::stream::EventStream;
+use super::stream::{EventStream, Position};
 use super::types::{AnswerSource, TaskLimits};
+use crate::durable::{DurableAgent, RunState, RunStatus};
 use crate::events::AgentEvent;
+use crate::executor::AgentExecutor;
+
+/// The response stream of every streaming RPC.
+type EventsStream =
+    Pin<Box<dyn Stream<Item = std::result::Result<pb::RunTaskResponse, Status>> + Send>>;
 
 /// Starts agent runs for the service: one call per task.
 ///
@@ -49,6 +59,18 @@ where
 {
     fn start(&self, ctx: TaskContext) -> Result<BoxStream<'static, AgentEvent>> {
         Ok((self.0)(ctx)?.boxed())
+    }
+}
+
+/// The runner of a service built with [`AgentGrpcService::new_durable`]: never called,
+/// since `RunTask` runs durably there.
+struct DurableOnly;
+
+impl TaskRunner for DurableOnly {
+    fn start(&self, _ctx: TaskContext) -> Result<BoxStream<'static, AgentEvent>> {
+        Err(catena_core::Error::invalid_config(
+            "this agent service runs tasks durably only",
+        ))
     }
 }
 
@@ -109,12 +131,16 @@ const MAX_REQUEST_ID_CHARS: usize = 128;
 pub struct AgentGrpcService {
     runner: Arc<dyn TaskRunner>,
     config: Config,
+    durable: Option<Durable>,
+    approval: Vec<String>,
 }
 
 impl fmt::Debug for AgentGrpcService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgentGrpcService")
             .field("config", &self.config)
+            .field("durable", &self.durable.is_some())
+            .field("approval", &self.approval)
             .finish_non_exhaustive()
     }
 }
@@ -147,7 +173,76 @@ impl AgentGrpcService {
                 max_tasks: DEFAULT_MAX_CONCURRENT_TASKS,
                 token: None,
             },
+            durable: None,
+            approval: Vec::new(),
         }
+    }
+
+    /// Runs every task as a durable run ([`DurableAgent`]) with checkpoints in
+    /// `checkpointer`, and serves `ResumeTask`, `Decide` and `GetTask`. `agents` builds the
+    /// agent of a task from its context (it replaces the runner for `RunTask`); it is
+    /// called again, with the task as first received, when a run is resumed — perhaps by
+    /// another process sharing the checkpointer.
+    ///
+    /// Besides the run's state, the checkpointer keeps, under `{run_id}.task`, the task
+    /// (to rebuild the agent) and under `{run_id}.events` every event streamed (for
+    /// `GetTask` replay, and to number a resumed run's events on).
+    ///
+    /// Default: no checkpoints; `RunTask` runs the runner and the other RPCs answer
+    /// `FAILED_PRECONDITION`.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use catena_agents::grpc::{AgentGrpcService, DurableTask, TaskContext};
+    /// use catena_agents::{AgentExecutor, RunInput};
+    /// use catena_core::test_utils::ScriptedChatModel;
+    /// use catena_core::{Checkpointer, FileCheckpointer};
+    ///
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let model = Arc::new(ScriptedChatModel::new().with_text("Done."));
+    /// let checkpoints: Arc<dyn Checkpointer> = Arc::new(FileCheckpointer::new("checkpoints")?);
+    /// let service = AgentGrpcService::new_durable(checkpoints, move |ctx: TaskContext| {
+    ///     let executor = AgentExecutor::builder(ctx.model(model.clone())).build()?;
+    ///     Ok(DurableTask::new(executor, RunInput::text(ctx.prompt())))
+    /// })
+    /// .require_approval(["pay"]);
+    /// assert!(service.is_durable());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn durable<F>(mut self, checkpointer: Arc<dyn Checkpointer>, agents: F) -> Self
+    where
+        F: Fn(TaskContext) -> Result<DurableTask> + Send + Sync + 'static,
+    {
+        self.durable = Some(Durable {
+            checkpointer,
+            agents: Arc::new(agents),
+        });
+        self
+    }
+
+    /// A service that runs every task durably: [`durable`](Self::durable) without a
+    /// runner of its own.
+    pub fn new_durable<F>(checkpointer: Arc<dyn Checkpointer>, agents: F) -> Self
+    where
+        F: Fn(TaskContext) -> Result<DurableTask> + Send + Sync + 'static,
+    {
+        Self::from_runner(DurableOnly).durable(checkpointer, agents)
+    }
+
+    /// Requires a person's approval (`ApprovalRequired`, then `Decide`) before every call of
+    /// these tools in durable runs, beside tools that say so themselves
+    /// ([`Tool::requires_approval`](catena_core::Tool::requires_approval)). Default: none.
+    #[must_use]
+    pub fn require_approval<S: Into<String>>(mut self, tools: impl IntoIterator<Item = S>) -> Self {
+        self.approval.extend(tools.into_iter().map(Into::into));
+        self
+    }
+
+    /// Whether tasks run durably ([`durable`](Self::durable)).
+    pub fn is_durable(&self) -> bool {
+        self.durable.is_some()
     }
 
     /// Requires every `RunTask` call to carry `authorization: Bearer <token>`; any other is
@@ -271,6 +366,116 @@ impl AgentGrpcService {
         (router, reporter)
     }
 
+    fn authorize(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> std::result::Result<(), Status> {
+        if let Some(token) = &self.config.token {
+            if !bearer_matches(metadata, token) {
+                return Err(Status::unauthenticated(
+                    "this agent service needs `authorization: Bearer <token>`",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn permit(&self) -> std::result::Result<OwnedSemaphorePermit, Status> {
+        Arc::clone(&self.config.tasks)
+            .try_acquire_owned()
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "this agent service runs at most {} tasks at once",
+                    self.config.max_tasks
+                ))
+            })
+    }
+
+    fn durable_config(&self) -> std::result::Result<&Durable, Status> {
+        self.durable
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition(NO_CHECKPOINTS))
+    }
+
+    fn durable_agent(&self, durable: &Durable, executor: AgentExecutor) -> DurableAgent {
+        DurableAgent::new(executor, durable.checkpointer.clone())
+            .require_approval(self.approval.iter().cloned())
+    }
+
+    /// Continues durable run `run_id` with `call` (made from its state), streaming the
+    /// events from where the run left off.
+    async fn continue_run(
+        &self,
+        metadata: tonic::metadata::MetadataMap,
+        run_id: &str,
+        call: impl FnOnce(&RunState) -> std::result::Result<Call, Status>,
+    ) -> std::result::Result<Response<EventsStream>, Status> {
+        self.authorize(&metadata)?;
+        let durable = self.durable_config()?;
+        check_run_id(run_id)?;
+        let record = durable.task(run_id).await?;
+        let state = durable.state(run_id).await?;
+        let call = call(&state)?;
+        let permit = self.permit()?;
+        let timeout = [grpc_timeout(&metadata), Some(self.config.max_duration)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(self.config.max_duration);
+        let deadline = Instant::now() + timeout;
+        let report = Arc::new(Report::default());
+        // The final answer reports the whole run's usage, not only this call's.
+        report.finish_turn(Some(state.usage), None);
+        let context_sources = record
+            .documents
+            .iter()
+            .map(AnswerSource::from_document)
+            .collect();
+        let span = tracing::info_span!(
+            "agent.continue_task",
+            run_id = %run_id,
+            request_id = %record.request_id,
+            traceparent = metadata.get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or(""),
+        );
+        #[cfg(feature = "otel")]
+        super::otel::set_parent_from_metadata(&span, &metadata);
+        let limits = record.limits();
+        let ctx = TaskContext {
+            request_id: record.request_id,
+            task: record.task,
+            documents: record.documents,
+            history: record.history,
+            allowed_tools: record.allowed_tools,
+            limits,
+            deadline,
+            metadata,
+            report: report.clone(),
+        };
+        let task = {
+            let _entered = span.enter();
+            (durable.agents)(ctx).map_err(|e| start_status(&e))?
+        };
+        let log = durable.log_end(run_id).await?;
+        let agent = self.durable_agent(durable, task.executor);
+        let events = run_events(agent, run_id.to_owned(), call);
+        let stream = EventStream::continuing(
+            events,
+            deadline,
+            timeout,
+            report,
+            context_sources,
+            limits.max_steps,
+            span,
+            Position {
+                run_id: run_id.to_owned(),
+                last_sequence: log.last_sequence,
+                first_step: first_step(&state),
+            },
+        );
+        let stream = durable.recorded(run_id.to_owned(), log, stream.boxed());
+        Ok(Response::new(with_permit(stream, permit)))
+    }
+
     fn validate(&self, req: &RunTaskRequest) -> std::result::Result<(), Status> {
         let c = &self.config;
         if req.task.trim().is_empty() {
@@ -325,32 +530,85 @@ impl AgentGrpcService {
     }
 }
 
+/// `stream`, holding `permit` until it ends or is dropped.
+fn with_permit(
+    stream: impl Stream<Item = std::result::Result<pb::RunTaskResponse, Status>> + Send + 'static,
+    permit: OwnedSemaphorePermit,
+) -> EventsStream {
+    Box::pin(stream.map(move |item| {
+        let _running = &permit;
+        item
+    }))
+}
+
 #[tonic::async_trait]
 impl AgentService for AgentGrpcService {
-    type RunTaskStream =
-        Pin<Box<dyn Stream<Item = std::result::Result<pb::RunTaskResponse, Status>> + Send>>;
+    type RunTaskStream = EventsStream;
+    type ResumeTaskStream = EventsStream;
+    type DecideStream = EventsStream;
+
+    async fn resume_task(
+        &self,
+        request: Request<pb::ResumeTaskRequest>,
+    ) -> std::result::Result<Response<Self::ResumeTaskStream>, Status> {
+        let (metadata, _extensions, req) = request.into_parts();
+        self.continue_run(metadata, &req.run_id, |_| Ok(Call::Resume))
+            .await
+    }
+
+    async fn decide(
+        &self,
+        request: Request<pb::DecideRequest>,
+    ) -> std::result::Result<Response<Self::DecideStream>, Status> {
+        let (metadata, _extensions, req) = request.into_parts();
+        let decision = decision(req.decision)?;
+        let call_id = req.call_id;
+        self.continue_run(metadata, &req.run_id, |state| {
+            let waiting = matches!(
+                &state.status,
+                RunStatus::AwaitingApproval { call_id: c } if *c == call_id
+            );
+            if !waiting {
+                return Err(Status::failed_precondition(format!(
+                    "run `{}` is not waiting for a decision about call `{call_id}`",
+                    state.run_id
+                )));
+            }
+            Ok(Call::Decide { call_id, decision })
+        })
+        .await
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<pb::GetTaskRequest>,
+    ) -> std::result::Result<Response<pb::GetTaskResponse>, Status> {
+        let (metadata, _extensions, req) = request.into_parts();
+        self.authorize(&metadata)?;
+        let durable = self.durable_config()?;
+        check_run_id(&req.run_id)?;
+        let state = durable.state(&req.run_id).await?;
+        let events = durable.replay(&req.run_id, req.from_sequence).await?;
+        Ok(Response::new(pb::GetTaskResponse {
+            status: task_status(&state.status).into(),
+            events,
+        }))
+    }
 
     async fn run_task(
         &self,
         request: Request<RunTaskRequest>,
     ) -> std::result::Result<Response<Self::RunTaskStream>, Status> {
         let (metadata, _extensions, req) = request.into_parts();
-        if let Some(token) = &self.config.token {
-            if !bearer_matches(&metadata, token) {
-                return Err(Status::unauthenticated(
-                    "this agent service needs `authorization: Bearer <token>`",
-                ));
-            }
-        }
+        self.authorize(&metadata)?;
         self.validate(&req)?;
-        let permit = Arc::clone(&self.config.tasks)
-            .try_acquire_owned()
-            .map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "this agent service runs at most {} tasks at once",
-                    self.config.max_tasks
-                ))
-            })?;
+        let run_id = if req.run_id.is_empty() {
+            new_run_id()
+        } else {
+            check_run_id(&req.run_id)?;
+            req.run_id.clone()
+        };
+        let permit = self.permit()?;
         let mut history = req
             .history
             .into_iter()
@@ -395,6 +653,7 @@ impl AgentService for AgentGrpcService {
         let span = tracing::info_span!(
             "agent.run_task",
             request_id = %req.request_id,
+            run_id = %run_id,
             traceparent = metadata.get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or(""),
         );
         #[cfg(feature = "otel")]
@@ -411,11 +670,47 @@ impl AgentService for AgentGrpcService {
             metadata,
             report: report.clone(),
         };
+        let position = Position {
+            run_id: run_id.clone(),
+            ..Position::default()
+        };
+        if let Some(durable) = &self.durable {
+            let record = TaskRecord {
+                request_id: ctx.request_id.clone(),
+                task: ctx.task.clone(),
+                documents: ctx.documents.clone(),
+                history: ctx.history.clone(),
+                allowed_tools: ctx.allowed_tools.clone(),
+                max_steps: ctx.limits.max_steps,
+                max_tokens: ctx.limits.max_tokens,
+            };
+            // The agent is built before the run id is taken: a request it refuses (an
+            // unknown tool) leaves no run behind.
+            let task = {
+                let _entered = span.enter();
+                (durable.agents)(ctx).map_err(|e| start_status(&e))?
+            };
+            durable.claim(&run_id, &record).await?;
+            let agent = self.durable_agent(durable, task.executor);
+            let events = run_events(agent, run_id.clone(), Call::Start(task.input));
+            let stream = EventStream::continuing(
+                events,
+                deadline,
+                timeout,
+                report,
+                context_sources,
+                limits.max_steps,
+                span,
+                position,
+            );
+            let stream = durable.recorded(run_id, LogEnd::default(), stream.boxed());
+            return Ok(Response::new(with_permit(stream, permit)));
+        }
         let agent = {
             let _entered = span.enter();
             self.runner.start(ctx).map_err(|e| start_status(&e))?
         };
-        let stream = EventStream::new(
+        let stream = EventStream::continuing(
             agent,
             deadline,
             timeout,
@@ -423,13 +718,10 @@ impl AgentService for AgentGrpcService {
             context_sources,
             limits.max_steps,
             span,
+            position,
         );
         // The permit is released when the stream ends or is dropped.
-        let stream = stream.map(move |item| {
-            let _running = &permit;
-            item
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(with_permit(stream, permit)))
     }
 }
 

@@ -20,6 +20,25 @@ use crate::events::AgentEvent;
 
 type Item = Result<pb::RunTaskResponse, Status>;
 
+/// Where a call's events start: the run they belong to, the last sequence number the run
+/// already used, and the number of the first step.
+#[derive(Debug, Clone)]
+pub(crate) struct Position {
+    pub(crate) run_id: String,
+    pub(crate) last_sequence: u64,
+    pub(crate) first_step: u32,
+}
+
+impl Default for Position {
+    fn default() -> Self {
+        Position {
+            run_id: String::new(),
+            last_sequence: 0,
+            first_step: 1,
+        }
+    }
+}
+
 /// Drives the agent while polled; dropping it (the client went away) drops the agent run
 /// and its tools. Nothing is spawned.
 pub(crate) struct EventStream {
@@ -30,6 +49,8 @@ pub(crate) struct EventStream {
     context_sources: Vec<AnswerSource>,
     max_steps: Option<u32>,
     queue: VecDeque<Item>,
+    /// The run every event is stamped with (empty for none).
+    run_id: String,
     sequence: u64,
     step: u32,
     /// The step's tool results have all arrived; the next event belongs to a new step.
@@ -42,6 +63,7 @@ pub(crate) struct EventStream {
 }
 
 impl EventStream {
+    #[cfg(test)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         agent: BoxStream<'static, AgentEvent>,
@@ -52,6 +74,31 @@ impl EventStream {
         max_steps: Option<u32>,
         span: tracing::Span,
     ) -> Self {
+        Self::continuing(
+            agent,
+            deadline,
+            timeout,
+            report,
+            context_sources,
+            max_steps,
+            span,
+            Position::default(),
+        )
+    }
+
+    /// As [`new`](Self::new), for a run that already emitted events: numbering goes on
+    /// from `position`, and every event carries its run id.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn continuing(
+        agent: BoxStream<'static, AgentEvent>,
+        deadline: Instant,
+        timeout: Duration,
+        report: Arc<Report>,
+        context_sources: Vec<AnswerSource>,
+        max_steps: Option<u32>,
+        span: tracing::Span,
+        position: Position,
+    ) -> Self {
         let mut stream = EventStream {
             agent: Some(agent),
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
@@ -60,8 +107,9 @@ impl EventStream {
             context_sources,
             max_steps,
             queue: VecDeque::new(),
-            sequence: 0,
-            step: 0,
+            run_id: position.run_id,
+            sequence: position.last_sequence,
+            step: position.first_step.saturating_sub(1),
             step_done: false,
             expected: None,
             started: 0,
@@ -77,6 +125,7 @@ impl EventStream {
         self.queue.push_back(Ok(pb::RunTaskResponse {
             sequence: self.sequence,
             event: Some(event),
+            run_id: self.run_id.clone(),
         }));
     }
 
@@ -165,9 +214,19 @@ impl EventStream {
                 }));
             }
             AgentEvent::Error(e) => self.fail(error_event(&e)),
-            // The served task runs the executor's own loop, which never waits for approval;
-            // durable runs are not served over this contract yet.
-            AgentEvent::ApprovalRequired { .. } => {}
+            // A durable run stopped for a person's decision: the call ends here, with OK.
+            AgentEvent::ApprovalRequired {
+                id,
+                name,
+                arguments,
+            } => {
+                self.agent = None;
+                self.push(Event::ApprovalRequired(pb::ApprovalRequired {
+                    call_id: id,
+                    name,
+                    arguments_json: arguments,
+                }));
+            }
         }
     }
 }
@@ -254,6 +313,7 @@ mod tests {
                     Event::ToolResult(r) => format!("result:{}", r.id),
                     Event::FinalAnswer(a) => format!("final:{}", a.text),
                     Event::Error(e) => format!("error:{}", e.code),
+                    Event::ApprovalRequired(a) => format!("approval:{}", a.call_id),
                 },
                 Err(status) => format!("status:{:?}", status.code()),
             })

@@ -130,6 +130,15 @@ impl TaskRequest {
         self
     }
 
+    /// Sets the id of the durable run this task becomes (on a service with checkpoints), so
+    /// the caller can resume it or ask about it later. Default: none; the service
+    /// generates one ([`TaskStream::run_id`](super::TaskStream::run_id) tells it).
+    #[must_use]
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.message.run_id = run_id.into();
+        self
+    }
+
     /// Adds one context document (score 0). Default: no documents.
     #[must_use]
     pub fn with_document(mut self, document: Document) -> Self {
@@ -278,6 +287,16 @@ pub enum TaskEvent {
         /// Whether the call failed (the task goes on; the model sees the error).
         is_error: bool,
     },
+    /// A durable run stopped before this tool call for a person's decision; the last event
+    /// of the call (continue the run with `Decide`).
+    ApprovalRequired {
+        /// The call id.
+        id: String,
+        /// The tool's name.
+        name: String,
+        /// The arguments as JSON text, as the model wrote them.
+        arguments: String,
+    },
     /// The task's answer; the last event.
     FinalAnswer {
         /// The answer.
@@ -319,12 +338,21 @@ impl TaskEvent {
                 sources: a.sources.into_iter().map(AnswerSource::from).collect(),
                 usage: a.usage.map(Usage::from).unwrap_or_default(),
             },
+            Event::ApprovalRequired(a) => TaskEvent::ApprovalRequired {
+                id: a.call_id,
+                name: a.name,
+                arguments: a.arguments_json,
+            },
             Event::Error(e) => return Err(TaskError::from_event(e)),
         }))
     }
 
-    /// Whether this is the last event of a task.
+    /// Whether this is the last event of a call: the final answer, or a durable run
+    /// stopping for approval.
     pub fn is_final(&self) -> bool {
-        matches!(self, TaskEvent::FinalAnswer { .. })
+        matches!(
+            self,
+            TaskEvent::FinalAnswer { .. } | TaskEvent::ApprovalRequired { .. }
+        )
     }
 }

@@ -257,7 +257,7 @@ impl Recorder for OtelRecorder {
     }
 }
 
-/// An OTLP meter provider and a recorder into it; see the [module docs](self).
+/// An OTLP meter provider and a recorder into it ([`otlp_metrics`]).
 #[derive(Debug)]
 pub struct OtlpMetrics {
     provider: SdkMeterProvider,

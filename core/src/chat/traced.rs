@@ -254,11 +254,9 @@ impl TracedStream {
             (None, true) => None,
             (None, false) => Some("cancelled"),
         };
-        let usage = if error.is_none() {
-            self.usage.as_ref()
-        } else {
-            None
-        };
+        // Usage the provider reported is billed even when the stream then failed or was
+        // dropped: meter it.
+        let usage = self.usage.as_ref();
         self.call.finish(usage, self.model.as_deref(), error);
     }
 }

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use catena_agents::grpc::{AgentGrpcService, TaskContext};
-use catena_agents::{AgentEvent, AgentExecutor};
+use catena_agents::grpc::{AgentGrpcService, DurableTask, TaskContext};
+use catena_agents::{AgentEvent, AgentExecutor, RunInput};
 use catena_core::{ChatModel, Embedder, Error, Result, Tool, TracedChatModel, TypedTool};
 use catena_tools::{Calculator, RetrieverTool, SsrfPolicy, WebClient, WebFetch, WebSearch};
 use futures::{Stream, StreamExt};
@@ -31,8 +31,13 @@ const SEARCH_DESCRIPTION: &str = "Searches the context documents the caller sent
 /// [`SEARCH_DOCUMENTS`] (embedded with `embedder`), and the service-wide settings of
 /// `options`.
 ///
+/// With [`ServiceOptions::with_checkpointer`] every task runs durably
+/// ([`AgentGrpcService::durable`]), and the tools named by
+/// [`ServiceOptions::with_approval_tool`] wait for a person's decision.
+///
 /// # Errors
-/// [`Error::InvalidConfig`] when the web client cannot be built.
+/// [`Error::InvalidConfig`] when the web client cannot be built, or when tools need
+/// approval but there is no checkpointer.
 pub fn service(
     model: Arc<dyn ChatModel>,
     embedder: Arc<dyn Embedder>,
@@ -62,16 +67,40 @@ pub fn service(
              replies parsed, best effort"
         );
     }
+    if options.checkpointer.is_none() && !options.approval_tools.is_empty() {
+        return Err(Error::invalid_config(
+            "tools that need approval need durable runs: set a checkpointer",
+        ));
+    }
     let max_duration = options.max_duration;
+    let checkpointer = options.checkpointer.clone();
+    let approval = options.approval_tools.clone();
     let options = Arc::new(options);
     // Every model call gets a span with the GenAI attributes (tool calls get theirs from the
     // executor); under the task span, which continues the caller's trace.
     let model: Arc<dyn ChatModel> = Arc::new(TracedChatModel::new(model));
 
-    let service = AgentGrpcService::new(move |ctx: TaskContext| {
+    let durable_parts = (
+        model.clone(),
+        embedder.clone(),
+        shared.clone(),
+        options.clone(),
+    );
+    let mut service = AgentGrpcService::new(move |ctx: TaskContext| {
         start_task(ctx, &model, &embedder, &shared, &options)
     })
     .max_duration(max_duration);
+    if let Some(checkpointer) = checkpointer {
+        let (model, embedder, shared, options) = durable_parts;
+        service = service
+            .durable(checkpointer, move |ctx: TaskContext| {
+                let span = task_span(&ctx);
+                let _entered = span.enter();
+                let (agent, input) = build_task(ctx, &model, &embedder, &shared, &options)?;
+                Ok(DurableTask::new(agent, RunInput::text(input)))
+            })
+            .require_approval(approval);
+    }
     Ok(service)
 }
 
@@ -85,6 +114,20 @@ fn start_task(
 ) -> Result<impl Stream<Item = AgentEvent> + Send + 'static> {
     let span = task_span(&ctx);
     let _entered = span.enter();
+    let (agent, input) = build_task(ctx, model, embedder, shared, options)?;
+    let events = agent.run_stream(&input);
+    drop(_entered);
+    Ok(logged(events, span))
+}
+
+/// The agent of one task and its input (call inside the task's span).
+fn build_task(
+    ctx: TaskContext,
+    model: &Arc<dyn ChatModel>,
+    embedder: &Arc<dyn Embedder>,
+    shared: &[Arc<dyn Tool>],
+    options: &ServiceOptions,
+) -> Result<(AgentExecutor, String)> {
     let ctx = Arc::new(ctx);
 
     let retriever = ContextRetriever::new(ctx.clone(), embedder.clone(), options.retriever_k);
@@ -120,9 +163,7 @@ fn start_task(
         // Without the search tool the documents go into the prompt itself.
         ctx.prompt()
     };
-    let events = agent.run_stream(&input);
-    drop(_entered);
-    Ok(logged(events, span))
+    Ok((agent, input))
 }
 
 /// The agent's input when it can search the context: the conversation so far, a note on

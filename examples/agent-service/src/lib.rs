@@ -20,6 +20,12 @@
 //! [`TaskContext::apply_limits`]: catena_agents::grpc::TaskContext::apply_limits
 //! [`TaskContext::model`]: catena_agents::grpc::TaskContext::model
 //!
+//! With a checkpointer ([`ServiceOptions::with_checkpointer`]; the binary's
+//! `CATENA_AGENT_CHECKPOINTS` directory) every task is a durable run: checkpointed after
+//! each step, continued after a crash or restart with `ResumeTask`, stopped before the tools
+//! of [`ServiceOptions::with_approval_tool`] (`CATENA_APPROVAL_TOOLS`) until `Decide`, and
+//! replayed by `GetTask`; `tests/durable.rs` kills the binary mid-run and resumes it.
+//!
 //! The binary (`cargo run -p example-agent-service`) picks the chat model and embedder from
 //! the environment with [`catena_llms::from_env`]; see `src/main.rs`. `examples/python-agent` serves the same
 //! contract from Python with LangChain, and `tests/python.rs` checks that both stream the

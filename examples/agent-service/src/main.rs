@@ -21,6 +21,12 @@
 //! - `CATENA_AGENT_MAX_STEPS`, `CATENA_AGENT_MAX_TOKENS`, `CATENA_AGENT_MAX_TASKS` — caps
 //!   on steps and model tokens per task and on tasks at once, whatever a request asks
 //!   (defaults 50, 200,000 and 64).
+//! - `CATENA_AGENT_CHECKPOINTS` — a directory for checkpoints (created if missing): every
+//!   task runs durably there (a `FileCheckpointer`), so a run interrupted by a crash or a
+//!   restart continues with `ResumeTask`, and `GetTask` replays a run's events. Unset: no
+//!   checkpoints.
+//! - `CATENA_APPROVAL_TOOLS` — comma-separated tool names whose every call waits for a
+//!   person's decision (`ApprovalRequired`, then `Decide`); needs `CATENA_AGENT_CHECKPOINTS`.
 //! - `RUST_LOG` — log filter (default `info`). Logs go to stderr.
 //!
 //! Stops gracefully on SIGTERM or Ctrl-C: health turns `NOT_SERVING` and running tasks
@@ -78,6 +84,16 @@ async fn run() -> Result<(), BoxError> {
     if let Ok(hosts) = std::env::var("CATENA_AGENT_WEB_ALLOW") {
         for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
             options = options.with_web_allow_host(host);
+        }
+    }
+    if let Some(dir) = std::env::var_os("CATENA_AGENT_CHECKPOINTS").filter(|d| !d.is_empty()) {
+        let checkpointer = catena_core::FileCheckpointer::new(&dir)?;
+        tracing::info!(dir = %std::path::Path::new(&dir).display(), "durable runs: checkpoints on disk");
+        options = options.with_checkpointer(std::sync::Arc::new(checkpointer));
+    }
+    if let Ok(tools) = std::env::var("CATENA_APPROVAL_TOOLS") {
+        for tool in tools.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            options = options.with_approval_tool(tool);
         }
     }
     let mut service = service(models.chat, models.embedder, options)?;

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catena_core::Tool;
+use catena_core::{Checkpointer, Tool};
 
 /// How [`service`](crate::service) builds each task's agent. Start with
 /// [`ServiceOptions::new`] and change what you need with the `with_*` setters.
@@ -30,6 +30,8 @@ pub struct ServiceOptions {
     pub(crate) web_allow_hosts: Vec<String>,
     pub(crate) web_timeout: Duration,
     pub(crate) extra_tools: Vec<Arc<dyn Tool>>,
+    pub(crate) checkpointer: Option<Arc<dyn Checkpointer>>,
+    pub(crate) approval_tools: Vec<String>,
 }
 
 impl fmt::Debug for ServiceOptions {
@@ -50,6 +52,8 @@ impl fmt::Debug for ServiceOptions {
                     .map(|t| t.name())
                     .collect::<Vec<_>>(),
             )
+            .field("durable", &self.checkpointer.is_some())
+            .field("approval_tools", &self.approval_tools)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +84,8 @@ impl ServiceOptions {
             web_allow_hosts: Vec::new(),
             web_timeout: Duration::from_secs(15),
             extra_tools: Vec::new(),
+            checkpointer: None,
+            approval_tools: Vec::new(),
         }
     }
 
@@ -141,6 +147,25 @@ impl ServiceOptions {
     #[must_use]
     pub fn with_web_timeout(mut self, timeout: Duration) -> Self {
         self.web_timeout = timeout;
+        self
+    }
+
+    /// Runs every task durably, with checkpoints in `checkpointer` (for example a
+    /// [`FileCheckpointer`](catena_core::FileCheckpointer) in the service's data directory):
+    /// runs survive a restart and continue with `ResumeTask`, tools that need approval stop
+    /// the run until `Decide`, and `GetTask` replays a run's events. Default: none (tasks
+    /// run in memory; `ResumeTask`, `Decide` and `GetTask` answer `FAILED_PRECONDITION`).
+    #[must_use]
+    pub fn with_checkpointer(mut self, checkpointer: Arc<dyn Checkpointer>) -> Self {
+        self.checkpointer = Some(checkpointer);
+        self
+    }
+
+    /// Requires a person's approval before every call of the tool `name` (durable runs
+    /// only: see [`with_checkpointer`](Self::with_checkpointer)). Default: none.
+    #[must_use]
+    pub fn with_approval_tool(mut self, name: impl Into<String>) -> Self {
+        self.approval_tools.push(name.into());
         self
     }
 

@@ -172,6 +172,46 @@ async fn a_money_budget_refuses_a_key_once_spent_and_not_the_others() {
 }
 
 #[tokio::test]
+async fn a_refusal_of_the_money_budget_does_not_spend_the_token_budget() {
+    // Before: the token reservation made first was dropped (charged in full) when the money
+    // reservation was refused, so each refused request burned the token budget. Budgets kept
+    // in Redis (shared by replicas) are only checked by reserving, so the refusal happens
+    // there.
+    let redis = std::env::var("REDIS_URL").expect("REDIS_URL (scripts/test.sh starts Redis)");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let key = format!("key-models-redis-{nanos}-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(Some(price_table(dir.path(), &today())));
+    c.auth.api_key_sha256.push(hash_key(&key));
+    c.limits.redis_url = Some(example_gateway::config::SecretUrl(redis));
+    c.limits.cost_budget = Some(0.001); // less than one answer costs
+    c.limits.token_budget = Some(2_000);
+    let g = support::start(c, support::backends(priced_model(), 32)).await;
+    let ask = || {
+        g.post("/v1/query", &key)
+            .json(&json!({ "question": "Still there?" }))
+            .send()
+    };
+    // The first answer overspends the money budget; then every request is refused by the
+    // money budget, and the 2,000 - 1,500 tokens left stay left (each refused request would
+    // have burned ~300 of them: the third would have met the token budget instead).
+    assert_eq!(ask().await.unwrap().status(), 200);
+    for i in 0..5 {
+        let res = ask().await.unwrap();
+        assert_eq!(res.status(), 429);
+        let problem: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(
+            problem["type"], "https://catena.dev/problems/cost-budget",
+            "refusal {i}: {problem}"
+        );
+    }
+    g.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_stale_or_incomplete_price_table_stops_the_gateway_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let stale = config(Some(price_table(dir.path(), "2020-01-01")));
@@ -219,5 +259,41 @@ async fn an_open_breaker_answers_503_at_once_without_calling_the_model() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 3, "{statuses:?}");
     assert!(statuses[3..].iter().all(|s| *s == 503), "{statuses:?}");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_model_reporting_absurd_usage_is_charged_without_breaking_the_request() {
+    // A misbehaving OpenAI-compatible server can report any number: the sums saturate.
+    let absurd: Arc<dyn ChatModel> = Arc::new(
+        ScriptedChatModel::new()
+            .with_model_info(ModelInfo::new("anthropic", "claude-test"))
+            .with_responder(|_| {
+                Ok(ChatResponse::new(Message::assistant("fine"))
+                    .with_usage(Usage::new(u64::MAX, u64::MAX)))
+            }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(Some(price_table(dir.path(), &today())));
+    c.limits.token_budget = Some(1_000_000);
+    c.limits.cost_budget = Some(10.0);
+    let g = support::start(c, support::backends(absurd, 32)).await;
+    let res = g
+        .post("/v1/query", KEY)
+        .json(&json!({ "question": "How many tokens?" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["usage"]["total_tokens"], u64::MAX);
+    // Everything was spent: the next request is refused, not a crash.
+    let next = g
+        .post("/v1/query", KEY)
+        .json(&json!({ "question": "Again?" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.status(), 429);
     g.shutdown().await;
 }

@@ -523,6 +523,11 @@ fn content_blocks(index: usize, parts: &[ContentPart]) -> Result<Vec<Block>> {
 fn assistant_blocks(index: usize, m: &Message) -> Result<Vec<Block>> {
     let mut out = Vec::new();
     for r in &m.reasoning {
+        // OpenAI's reasoning items always carry an id (`rs_…`), Anthropic's blocks never do:
+        // another provider's encrypted reasoning would be rejected (a 400 no fallback fixes).
+        if r.id.is_some() {
+            continue;
+        }
         if let Some(data) = &r.encrypted {
             out.push(Block::RedactedThinking { data: data.clone() });
         } else if let Some(signature) = &r.signature {

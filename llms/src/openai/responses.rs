@@ -432,13 +432,16 @@ fn push_items<'a>(
             content: user_content(&m.content)?,
         }),
         Role::Assistant => {
-            // Only OpenAI's own reasoning items can go back: with storage, by id; without,
-            // only with their encrypted content (OpenAI cannot look the id up). Other
-            // providers' thinking blocks mean nothing here.
+            // Only OpenAI's own reasoning items (they carry an `rs_` id) can go back: with
+            // storage, by id; without, only with their encrypted content (OpenAI cannot look
+            // the id up). Other providers' blocks (no id; Anthropic's redacted thinking has
+            // encrypted data too) would be rejected.
             for block in m
                 .reasoning
                 .iter()
-                .filter(|b| b.encrypted.is_some() || (options.store && b.id.is_some()))
+                // Anthropic's blocks have no id (and a signature): never OpenAI's.
+                .filter(|b| b.id.is_some() && b.signature.is_none())
+                .filter(|b| b.encrypted.is_some() || options.store)
             {
                 // The summary parts were joined into one text; they go back as one part
                 // (the summary is informational, the encrypted content is what counts).
@@ -745,6 +748,8 @@ mod tests {
             Message::user("q"),
             Message::assistant("a").with_reasoning(vec![
                 ReasoningBlock::thinking("anthropic thoughts", "sig"),
+                // Anthropic's redacted thinking: encrypted, but no id: not OpenAI's.
+                ReasoningBlock::encrypted("anthropic-redacted-data"),
                 ReasoningBlock::encrypted("enc")
                     .with_id("rs_1")
                     .with_text("one\n\ntwo"),

@@ -39,7 +39,7 @@ pub(super) fn upstream_for(id: &str, what: &'static str, e: &catena_core::Error)
 
 /// Token usage as the client sees it.
 pub(super) fn usage_json(u: &Usage) -> Value {
-    json!({ "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "total_tokens": u.input_tokens + u.output_tokens })
+    json!({ "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "total_tokens": u.input_tokens.saturating_add(u.output_tokens) })
 }
 
 /// The retriever of `tenant`'s `k` chunks closest to a question, in a `retrieval` span
@@ -147,11 +147,14 @@ pub(super) async fn reserve_budget(
     let money = match &state.cost_budgets {
         Some((budgets, price)) => {
             let estimate = micros(input, price.input) + micros(output, price.output);
-            let r = budgets
-                .reserve(caller, estimate)
-                .await
-                .map_err(refused("cost"))?;
-            Some((r, *price))
+            match budgets.reserve(caller, estimate).await {
+                Ok(r) => Some((r, *price)),
+                Err(refusal) => {
+                    // Nothing ran: the token reservation is given back, not charged.
+                    tokens.settle(0);
+                    return Err(refused("cost")(refusal));
+                }
+            }
         }
         None => None,
     };
@@ -242,5 +245,5 @@ pub(super) fn count_usage(usage: &Usage) {
 pub(super) fn charged(usage: &Usage) -> u64 {
     usage
         .total_tokens
-        .max(usage.input_tokens + usage.output_tokens)
+        .max(usage.input_tokens.saturating_add(usage.output_tokens))
 }
