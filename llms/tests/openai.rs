@@ -1504,6 +1504,44 @@ async fn an_unknown_model_learns_its_dimension_from_the_first_response() {
 }
 
 #[tokio::test]
+async fn a_response_of_mixed_lengths_is_refused_and_teaches_nothing() {
+    // Before: the length was learned from the first item, so one malformed response (item
+    // 0 of length 3) fixed a wrong length for every later call of every clone.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]},
+                {"object": "embedding", "index": 1, "embedding": [0.1, 0.2, 0.3, 0.4]}
+            ],
+            "model": "local-model",
+            "usage": {"prompt_tokens": 2, "total_tokens": 2}
+        })))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(EmbeddingResponder { dims: 16 })
+        .mount(&server)
+        .await;
+    let e = local_embedder(&server);
+    let err = e
+        .embed_documents(&["a".to_owned(), "b".to_owned()])
+        .await
+        .unwrap_err();
+    assert_eq!(kind(&err), ProviderErrorKind::MalformedResponse);
+    assert_eq!(e.dimensions(), 0, "nothing learned from a bad response");
+    assert_eq!(
+        e.embed_query("llama").await.unwrap(),
+        vector_for("llama", 16)
+    );
+    assert_eq!(e.dimensions(), 16);
+}
+
+#[tokio::test]
 async fn an_unknown_model_passes_the_conformance_suite_once_probed() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))

@@ -289,7 +289,6 @@ impl OpenAiEmbedder {
                     )))
                 }
             };
-            self.check_length(index, embedding.len())?;
             match slots.get_mut(index) {
                 Some(slot @ None) => *slot = Some(embedding),
                 Some(Some(_)) => {
@@ -303,7 +302,24 @@ impl OpenAiEmbedder {
             }
         }
         // Every slot is filled: as many items as slots, each index used once.
-        Ok(slots.into_iter().flatten().collect())
+        let vectors: Vec<Embedding> = slots.into_iter().flatten().collect();
+        // The whole response agrees on one length before it is learned or compared: one
+        // malformed answer must not fix a wrong length for every later call.
+        if let Some(first) = vectors.first() {
+            if let Some((i, v)) = vectors
+                .iter()
+                .enumerate()
+                .find(|(_, v)| v.len() != first.len())
+            {
+                return Err(malformed(format!(
+                    "embedding {i} has {} dimensions, embedding 0 has {}",
+                    v.len(),
+                    first.len()
+                )));
+            }
+            self.check_length(0, first.len())?;
+        }
+        Ok(vectors)
     }
 }
 
