@@ -86,6 +86,7 @@ impl TraceService for Spans {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_exports_genai_metrics_over_otlp() {
+    example_gateway::install_crypto_provider();
     let collector = Collector::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
