@@ -646,18 +646,23 @@ impl DurableAgent {
             if calls.is_empty() {
                 let output = message.text();
                 state.messages.push(message);
-                emit(sink, AgentEvent::FinalAnswer(output.clone()));
-                state.status = RunStatus::Completed { output };
-            } else {
-                state.messages.push(message);
-                state.calls = calls
-                    .into_iter()
-                    .map(|call| CallRecord {
-                        call,
-                        status: CallStatus::Pending,
-                    })
-                    .collect();
+                state.status = RunStatus::Completed {
+                    output: output.clone(),
+                };
+                // Saved before it is told: a reader that stops at the final answer (and drops
+                // the run) must find the run completed.
+                self.save(&mut state).await?;
+                emit(sink, AgentEvent::FinalAnswer(output));
+                continue;
             }
+            state.messages.push(message);
+            state.calls = calls
+                .into_iter()
+                .map(|call| CallRecord {
+                    call,
+                    status: CallStatus::Pending,
+                })
+                .collect();
             self.save(&mut state).await?;
         }
     }
@@ -722,18 +727,19 @@ impl DurableAgent {
                 },
             );
             let result = self.invoke(&state.run_id, &call).await;
+            state.calls[i].status = CallStatus::Finished {
+                result: result.clone().map_err(|e| e.to_string()),
+            };
+            // Saved before it is told, as every event that records progress.
+            self.save(state).await?;
             emit(
                 sink,
                 AgentEvent::ToolResult {
                     id: call.id.clone(),
                     name: call.name.clone(),
-                    result: result.clone(),
+                    result,
                 },
             );
-            state.calls[i].status = CallStatus::Finished {
-                result: result.map_err(|e| e.to_string()),
-            };
-            self.save(state).await?;
         }
         // Every call finished: their results go to the conversation, in call order.
         let calls = std::mem::take(&mut state.calls);

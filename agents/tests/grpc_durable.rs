@@ -600,3 +600,58 @@ async fn the_typed_client_runs_decides_and_asks_about_durable_runs() {
     let unknown = client.get_task("nobody", 0).await.unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 }
+
+/// A checkpointer whose writes take a while, as a database's do.
+struct SlowWrites(InMemoryCheckpointer);
+
+#[async_trait]
+impl Checkpointer for SlowWrites {
+    async fn put(
+        &self,
+        run_id: &str,
+        step: u64,
+        state: &serde_json::Value,
+    ) -> catena_core::Result<()> {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        self.0.put(run_id, step, state).await
+    }
+    async fn latest(&self, run_id: &str) -> catena_core::Result<Option<catena_core::Checkpoint>> {
+        self.0.latest(run_id).await
+    }
+    async fn history(
+        &self,
+        run_id: &str,
+        from: u64,
+    ) -> catena_core::Result<Vec<catena_core::Checkpoint>> {
+        self.0.history(run_id, from).await
+    }
+    async fn delete(&self, run_id: &str) -> catena_core::Result<()> {
+        self.0.delete(run_id).await
+    }
+}
+
+/// The final answer is sent only once the completed run is saved: the call ends with the
+/// answer (and the server stops polling the run), so a save still pending then was lost and
+/// the run stayed `RUNNING` forever (seen with PostgreSQL checkpoints).
+#[tokio::test]
+async fn a_run_whose_answer_was_streamed_is_completed_even_when_checkpoint_writes_are_slow() {
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_tool_call("pay", r#"{"amount":3}"#)
+            .with_text("Paid."),
+    );
+    let pay = Pay::default();
+    let checkpointer: Arc<dyn Checkpointer> = Arc::new(SlowWrites(InMemoryCheckpointer::new()));
+    let addr = serve(durable_service(model, pay.clone(), checkpointer, &[])).await;
+    let mut client = client(addr).await;
+    let events = drain(client.run_task(run_request("pay 3", "slow-1")).await).await;
+    assert!(
+        matches!(events.last().and_then(|e| e.event.as_ref()), Some(Event::FinalAnswer(a)) if a.text == "Paid."),
+        "{events:?}"
+    );
+    assert_eq!(
+        status(&mut client, "slow-1").await,
+        pb::TaskStatus::Completed
+    );
+    assert_eq!(*pay.paid.lock().unwrap(), vec![3]);
+}

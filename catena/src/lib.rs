@@ -89,4 +89,6 @@ pub mod guides {
     pub struct CustomBackends;
     #[doc = include_str!("../../docs/models.md")]
     pub struct Models;
+    #[doc = include_str!("../../docs/agents.md")]
+    pub struct Agents;
 }

@@ -267,6 +267,7 @@ pub struct TaskStream {
     state: State,
     deadline: Option<(Pin<Box<Sleep>>, Duration)>,
     run_id: Option<String>,
+    last_sequence: u64,
 }
 
 impl fmt::Debug for TaskStream {
@@ -280,6 +281,7 @@ impl fmt::Debug for TaskStream {
         f.debug_struct("TaskStream")
             .field("state", &state)
             .field("run_id", &self.run_id)
+            .field("last_sequence", &self.last_sequence)
             .finish()
     }
 }
@@ -290,6 +292,7 @@ impl TaskStream {
             state: State::Failed(error),
             deadline: None,
             run_id: None,
+            last_sequence: 0,
         }
     }
 
@@ -298,6 +301,7 @@ impl TaskStream {
             state: State::Starting(start),
             deadline: timeout.map(|t| (Box::pin(tokio::time::sleep(t)), t)),
             run_id: None,
+            last_sequence: 0,
         }
     }
 
@@ -305,6 +309,14 @@ impl TaskStream {
     /// event arrived; keep it to resume the run or ask about it (`GetTask`).
     pub fn run_id(&self) -> Option<&str> {
         self.run_id.as_deref()
+    }
+
+    /// The sequence number of the last event read from the service (0 before the first):
+    /// after an item, the number of the event it came from — the event, or the
+    /// `ErrorEvent` behind a [`TaskError::Task`]. A reader that keeps it can replay what it
+    /// missed with [`AgentServiceClient::get_task`] from the next number on.
+    pub fn last_sequence(&self) -> u64 {
+        self.last_sequence
     }
 
     fn finish(&mut self, error: TaskError) -> Poll<Option<Result<TaskEvent, TaskError>>> {
@@ -349,6 +361,7 @@ impl Stream for TaskStream {
                         if !response.run_id.is_empty() && this.run_id.is_none() {
                             this.run_id = Some(response.run_id.clone());
                         }
+                        this.last_sequence = response.sequence;
                         match TaskEvent::from_proto(response) {
                             Ok(Some(event)) => {
                                 if event.is_final() {

@@ -21,10 +21,12 @@
 //! - `CATENA_AGENT_MAX_STEPS`, `CATENA_AGENT_MAX_TOKENS`, `CATENA_AGENT_MAX_TASKS` — caps
 //!   on steps and model tokens per task and on tasks at once, whatever a request asks
 //!   (defaults 50, 200,000 and 64).
-//! - `CATENA_AGENT_CHECKPOINTS` — a directory for checkpoints (created if missing): every
-//!   task runs durably there (a `FileCheckpointer`), so a run interrupted by a crash or a
-//!   restart continues with `ResumeTask`, and `GetTask` replays a run's events. Unset: no
-//!   checkpoints.
+//! - `CATENA_AGENT_CHECKPOINTS` — where checkpoints are kept: a PostgreSQL URL
+//!   (`postgres://…`, a `PostgresCheckpointer`, table `catena_checkpoints`, created on first
+//!   use; the choice for replicas, which then resume each other's runs) or a directory
+//!   (created if missing; a `FileCheckpointer`). Every task runs durably there, so a run
+//!   interrupted by a crash or a restart continues with `ResumeTask`, and `GetTask` replays
+//!   a run's events. Unset: no checkpoints.
 //! - `CATENA_APPROVAL_TOOLS` — comma-separated tool names whose every call waits for a
 //!   person's decision (`ApprovalRequired`, then `Decide`); needs `CATENA_AGENT_CHECKPOINTS`.
 //! - `RUST_LOG` — log filter (default `info`). Logs go to stderr.
@@ -86,10 +88,8 @@ async fn run() -> Result<(), BoxError> {
             options = options.with_web_allow_host(host);
         }
     }
-    if let Some(dir) = std::env::var_os("CATENA_AGENT_CHECKPOINTS").filter(|d| !d.is_empty()) {
-        let checkpointer = catena_core::FileCheckpointer::new(&dir)?;
-        tracing::info!(dir = %std::path::Path::new(&dir).display(), "durable runs: checkpoints on disk");
-        options = options.with_checkpointer(std::sync::Arc::new(checkpointer));
+    if let Some(place) = std::env::var_os("CATENA_AGENT_CHECKPOINTS").filter(|d| !d.is_empty()) {
+        options = options.with_checkpointer(checkpointer_at(&place)?);
     }
     if let Ok(tools) = std::env::var("CATENA_APPROVAL_TOOLS") {
         for tool in tools.split(',').map(str::trim).filter(|t| !t.is_empty()) {
@@ -177,6 +177,27 @@ async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("Ctrl-C received"),
         () = term => tracing::info!("SIGTERM received"),
     }
+}
+
+/// The checkpointer `CATENA_AGENT_CHECKPOINTS` names: PostgreSQL for a `postgres://` or
+/// `postgresql://` URL, else a directory on disk. The URL (and its password) is never logged.
+fn checkpointer_at(
+    place: &std::ffi::OsStr,
+) -> Result<std::sync::Arc<dyn catena_core::Checkpointer>, BoxError> {
+    let text = place.to_string_lossy();
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        let checkpointer = catena_vectorstores::PostgresCheckpointer::builder()
+            .url(text.as_ref())
+            .build()?;
+        tracing::info!(
+            table = checkpointer.table(),
+            "durable runs: checkpoints in PostgreSQL"
+        );
+        return Ok(std::sync::Arc::new(checkpointer));
+    }
+    let checkpointer = catena_core::FileCheckpointer::new(place)?;
+    tracing::info!(dir = %std::path::Path::new(place).display(), "durable runs: checkpoints on disk");
+    Ok(std::sync::Arc::new(checkpointer))
 }
 
 #[cfg(test)]

@@ -4,15 +4,15 @@
 //! `web_fetch` hitting a loopback counter (`CATENA_AGENT_WEB_ALLOW`).
 //!
 //! - Killed with SIGKILL after the tool finished and before the next model turn answered,
-//!   then started again on the same directory: `ResumeTask` completes the run, the counter
-//!   saw exactly one request, and the answer equals an uninterrupted run's.
+//!   then started again on the same checkpoints — a directory, and PostgreSQL (a
+//!   `postgres://` URL in `CATENA_AGENT_CHECKPOINTS`): `ResumeTask` completes the run, the
+//!   counter saw exactly one request, and the answer equals an uninterrupted run's.
 //! - Approval over gRPC (`CATENA_APPROVAL_TOOLS=web_fetch`): approve with edited arguments,
 //!   reject (the model sees why), and `GetTask` replay from every sequence number.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -248,13 +248,18 @@ struct Service {
 }
 
 impl Service {
-    async fn start(dir: &Path, model: &Model, counter: &Counter, approval: &str) -> Service {
+    async fn start(
+        place: impl AsRef<std::ffi::OsStr>,
+        model: &Model,
+        counter: &Counter,
+        approval: &str,
+    ) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_example-agent-service"))
             .args(["--addr", "127.0.0.1:0"])
             .env("OPENAI_API_KEY", "test-key")
             .env("OPENAI_BASE_URL", model.base_url())
             .env("OPENAI_MODEL", "scripted")
-            .env("CATENA_AGENT_CHECKPOINTS", dir)
+            .env("CATENA_AGENT_CHECKPOINTS", place)
             .env("CATENA_APPROVAL_TOOLS", approval)
             .env("CATENA_AGENT_WEB_ALLOW", counter.addr.to_string())
             .env("RUST_LOG", "info")
@@ -355,14 +360,39 @@ async fn wait_until(what: &str, ok: impl Fn() -> bool) {
 #[tokio::test]
 async fn a_run_killed_between_the_tool_and_the_next_turn_resumes_after_a_restart_with_one_effect() {
     let dir = tempfile::tempdir().unwrap();
+    killed_and_resumed(dir.path().as_os_str(), "").await;
+}
+
+/// The same with the checkpoints in PostgreSQL (`CATENA_AGENT_CHECKPOINTS` a URL; the test
+/// database of `DATABASE_URL`), the way replicas share them.
+#[tokio::test]
+async fn a_run_killed_mid_run_resumes_from_postgresql_checkpoints_with_one_effect() {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/pg.sh start)");
+    let unique = format!(
+        "{}-{}-",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    killed_and_resumed(std::ffi::OsStr::new(&url), &unique).await;
+}
+
+/// Kills the binary after a side-effecting tool finished and before the next model turn,
+/// starts it again on the checkpoints at `place` and resumes the run: one effect, the
+/// uninterrupted run's answer. Run ids start with `prefix`.
+async fn killed_and_resumed(place: &std::ffi::OsStr, prefix: &str) {
+    let plain_id = format!("{prefix}plain-1");
+    let killed_id = format!("{prefix}killed-1");
     let model = Model::start().await;
 
     // The uninterrupted run, for the expected answer.
     let plain_counter = Counter::start().await;
-    let service = Service::start(dir.path(), &model, &plain_counter, "").await;
+    let service = Service::start(place, &model, &plain_counter, "").await;
     let mut client = service.client().await;
     let task = format!("Fetch {} please", plain_counter.url("/effect"));
-    let plain = drain(client.run_task(run_request(&task, "plain-1")).await).await;
+    let plain = drain(client.run_task(run_request(&task, &plain_id)).await).await;
     let expected = final_answer(&plain);
     assert_eq!(expected, "Done: request 1", "{}", service.log());
     assert_eq!(plain_counter.paths(), ["/effect"]);
@@ -371,11 +401,11 @@ async fn a_run_killed_between_the_tool_and_the_next_turn_resumes_after_a_restart
     // The interrupted run: its second model turn never answers, and the process is killed.
     let counter = Counter::start().await;
     model.hang.store(true, Ordering::SeqCst);
-    let service = Service::start(dir.path(), &model, &counter, "").await;
+    let service = Service::start(place, &model, &counter, "").await;
     let mut client = service.client().await;
     let task = format!("Fetch {} please", counter.url("/effect"));
     let mut stream = client
-        .run_task(run_request(&task, "killed-1"))
+        .run_task(run_request(&task, &killed_id))
         .await
         .unwrap()
         .into_inner();
@@ -402,11 +432,11 @@ async fn a_run_killed_between_the_tool_and_the_next_turn_resumes_after_a_restart
 
     // Started again on the same directory: the run goes on from its checkpoint.
     model.hang.store(false, Ordering::SeqCst);
-    let service = Service::start(dir.path(), &model, &counter, "").await;
+    let service = Service::start(place, &model, &counter, "").await;
     let mut client = service.client().await;
     let status = client
         .get_task(pb::GetTaskRequest {
-            run_id: "killed-1".into(),
+            run_id: killed_id.clone(),
             from_sequence: 0,
         })
         .await
@@ -420,24 +450,29 @@ async fn a_run_killed_between_the_tool_and_the_next_turn_resumes_after_a_restart
     let after = drain(
         client
             .resume_task(pb::ResumeTaskRequest {
-                run_id: "killed-1".into(),
+                run_id: killed_id.clone(),
             })
             .await,
     )
     .await;
     assert_eq!(final_answer(&after), expected, "{}", service.log());
     assert_eq!(counter.paths(), ["/effect"], "the tool ran exactly once");
-    assert!(after.iter().all(|e| e.run_id == "killed-1"));
+    assert!(after.iter().all(|e| e.run_id == killed_id));
     assert_eq!(after[0].sequence, before.last().unwrap().sequence + 1);
     let status = client
         .get_task(pb::GetTaskRequest {
-            run_id: "killed-1".into(),
+            run_id: killed_id.clone(),
             from_sequence: 0,
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(status.status, pb::TaskStatus::Completed as i32);
+    assert_eq!(
+        status.status,
+        pb::TaskStatus::Completed as i32,
+        "{}",
+        service.log()
+    );
     let all: Vec<_> = before.iter().chain(&after).cloned().collect();
     assert_eq!(status.events, all);
     service.kill().await;

@@ -276,6 +276,13 @@ pub struct AgentConfig {
     pub url: Option<String>,
     /// The deadline of a delegated task in seconds, unless the request asks for less. Default 120.
     pub task_timeout_secs: u64,
+    /// Run tasks as durable runs (the agent service must keep checkpoints): `POST /v1/tasks`
+    /// names the run first (`accepted` carries its `run_id`), every event has an SSE `id`,
+    /// the run goes on when the client goes away, and `GET /v1/tasks/{id}` (status and
+    /// events, resumable from `Last-Event-ID`), `POST /v1/tasks/{id}/approve`, `reject`,
+    /// `cancel` and `resume` act on it, for the tenant that started it only. Env
+    /// `CATENA_AGENT_DURABLE` (`on`/`off`). Default off: a task lives as long as its request.
+    pub durable: bool,
     /// The bearer token sent to the agent service with every task: only from the
     /// environment (`CATENA_AGENT_TOKEN`, the variable the agent services check), never from
     /// the file, never printed.
@@ -288,6 +295,7 @@ impl std::fmt::Debug for AgentConfig {
         f.debug_struct("AgentConfig")
             .field("url", &self.url)
             .field("task_timeout_secs", &self.task_timeout_secs)
+            .field("durable", &self.durable)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -346,6 +354,7 @@ impl Default for AgentConfig {
         AgentConfig {
             url: None,
             task_timeout_secs: 120,
+            durable: false,
             token: None,
         }
     }
@@ -409,6 +418,15 @@ impl Config {
                 .parse()
                 .map_err(|_| GatewayError::Config(format!("{name}={value:?} is not valid")))
         }
+        fn switch(name: &str, value: &str) -> Result<bool, GatewayError> {
+            match value.trim() {
+                "on" | "true" | "1" => Ok(true),
+                "off" | "false" | "0" => Ok(false),
+                _ => Err(GatewayError::Config(format!(
+                    "{name}={value:?} is not valid (on or off)"
+                ))),
+            }
+        }
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         if let Some(v) = get("CATENA_GATEWAY_ADDR") {
             self.listen = parse("CATENA_GATEWAY_ADDR", &v)?;
@@ -442,15 +460,10 @@ impl Config {
             self.models.tokens_per_minute = Some(parse("CATENA_MODEL_TPM", &v)?);
         }
         if let Some(v) = get("CATENA_TELEMETRY") {
-            self.models.telemetry = match v.trim() {
-                "on" | "true" | "1" => true,
-                "off" | "false" | "0" => false,
-                _ => {
-                    return Err(GatewayError::Config(format!(
-                        "CATENA_TELEMETRY={v:?} is not valid (on or off)"
-                    )))
-                }
-            };
+            self.models.telemetry = switch("CATENA_TELEMETRY", &v)?;
+        }
+        if let Some(v) = get("CATENA_AGENT_DURABLE") {
+            self.agent.durable = switch("CATENA_AGENT_DURABLE", &v)?;
         }
         if let Some(v) = get("CATENA_AGENT_URL") {
             self.agent.url = Some(v);

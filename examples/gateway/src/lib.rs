@@ -88,7 +88,7 @@ use axum::Router;
 
 use config::Config;
 use problem::Problem;
-use routes::{documents, health, query, tasks};
+use routes::{documents, health, query, runs, tasks};
 use state::AppState;
 
 /// A configured gateway, ready to serve.
@@ -203,6 +203,11 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/documents", post(documents::ingest))
         .route("/v1/query", post(query::query))
         .route("/v1/tasks", post(tasks::task))
+        .route("/v1/tasks/{id}", get(runs::get))
+        .route("/v1/tasks/{id}/approve", post(runs::approve))
+        .route("/v1/tasks/{id}/reject", post(runs::reject))
+        .route("/v1/tasks/{id}/cancel", post(runs::cancel))
+        .route("/v1/tasks/{id}/resume", post(runs::resume))
         .route("/metrics", get(health::metrics))
         .route_layer(from_fn_with_state(
             Arc::clone(&state),

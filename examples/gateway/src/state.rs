@@ -49,6 +49,9 @@ pub(crate) struct AppState {
     /// outlives its `Gateway` never reads a closed channel as a shutdown.
     pub(crate) shutdown_tx: watch::Sender<bool>,
     pub(crate) metrics: PrometheusHandle,
+    /// The durable runs this gateway is driving now (`agent.durable`): a second driver
+    /// (`resume`) is refused while one runs here.
+    pub(crate) driving: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl AppState {
@@ -149,6 +152,7 @@ impl AppState {
             shutdown,
             shutdown_tx,
             metrics: metrics(),
+            driving: std::sync::Mutex::default(),
             config,
         };
         Ok(state)

@@ -148,8 +148,9 @@ pub(crate) fn verify(state: &AppState, headers: &HeaderMap) -> Result<Caller, Pr
     }
 }
 
-/// The scope a protected route needs (by its suffix: a host application may nest the
-/// gateway's router under a prefix); a route this list does not know needs `admin`.
+/// The scope a protected route needs (by its suffix, or the route under it such as
+/// `/v1/tasks/{id}/approve`: a host application may nest the gateway's router under a
+/// prefix); a route this list does not know needs `admin`.
 fn required_scope(route: Option<&MatchedPath>) -> Scope {
     let route = route.map_or("", MatchedPath::as_str);
     [
@@ -158,6 +159,6 @@ fn required_scope(route: Option<&MatchedPath>) -> Scope {
         ("/v1/tasks", Scope::Tasks),
     ]
     .into_iter()
-    .find(|(path, _)| route.ends_with(path))
+    .find(|(path, _)| route.ends_with(path) || route.contains(&format!("{path}/")))
     .map_or(Scope::Admin, |(_, scope)| scope)
 }

@@ -6,20 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::sse::Event;
 use axum::response::Response;
 use axum::Extension;
-use catena_agents::grpc::{TaskEvent, TaskLimits, TaskRequest};
+use catena_agents::grpc::{TaskLimits, TaskRequest};
 use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::body::{validate_k, validate_text, Body};
+use super::runs;
 use super::sse::{guard, sse};
-use super::upstream::{
-    budgets_limited, count_usage, refuse_spent_budget, reserve_budget, retrieve, usage_json, Charge,
-};
+use super::upstream::{budgets_limited, refuse_spent_budget, reserve_budget, retrieve};
 use crate::auth::Caller;
 use crate::middleware::trace::request_id;
 use crate::problem::Problem;
@@ -42,7 +40,10 @@ pub(crate) struct TaskBody {
 
 /// `POST /v1/tasks`: checks the task and its limits, retrieves its context and streams the
 /// agent service's events (`accepted`, `step`, `token`, `tool_call`, `tool_result`, `final`,
-/// or a terminal `error`).
+/// or a terminal `error`; a durable run may stop with `approval_required`). With
+/// `agent.durable` the task is a durable run: `accepted` names its `run_id`, every later
+/// event carries its sequence number as the SSE `id`, and the run goes on when the client
+/// goes away (see [`runs`]).
 pub(crate) async fn task(
     State(state): State<Arc<AppState>>,
     caller: Option<Extension<Caller>>,
@@ -69,13 +70,7 @@ pub(crate) async fn task(
             ))
         }
     };
-    let Some(agent) = state.agent.clone() else {
-        return Err(
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "no agent service").with_detail(
-                "this gateway has no agent service configured (agent.url / CATENA_AGENT_URL)",
-            ),
-        );
-    };
+    let agent = runs::agent_of(&state)?;
     // Nothing left: refuse before the retrieval costs anything.
     refuse_spent_budget(&state, &caller)?;
     let hits = retrieve(&state, &tenant, &body.task, k).await?;
@@ -91,19 +86,28 @@ pub(crate) async fn task(
         limits = limits.with_max_tokens(reservation.amount());
     }
     // Settled with the usage of the final answer or of the error event; dropped with the
-    // stream (the client went away, the connection broke) or unreported, in full.
-    let reservation = Arc::new(std::sync::Mutex::new(Some(reservation)));
-    let res_err = Arc::clone(&reservation);
+    // stream (the client went away from a task that is not durable, the connection broke) or
+    // unreported, in full.
     let id = request_id().to_string();
-    let request = TaskRequest::new(body.task)
+    let durable = state.config.agent.durable;
+    let run_id = if durable {
+        Some(runs::new_run_id(&tenant)?)
+    } else {
+        None
+    };
+    let mut request = TaskRequest::new(body.task)
         .with_request_id(id.clone())
         .with_scored_documents(hits)
         .with_allowed_tools(body.allowed_tools)
         .with_limits(limits)
         .with_timeout(Duration::from_secs(timeout));
-    tracing::info!(request_id = %id, caller = %caller, "delegating a task to the agent service");
+    if let Some(run_id) = &run_id {
+        request = request.with_run_id(run_id.clone());
+    }
+    tracing::info!(request_id = %id, caller = %caller, run_id = ?run_id, "delegating a task to the agent service");
     // A client span for the call; its context travels in the gRPC metadata, so the agent
-    // service's spans join this trace. It lives as long as the event stream.
+    // service's spans join this trace. It lives as long as the event stream (or, for a
+    // durable run, as long as the gateway drives the run).
     let call_span = tracing::info_span!(
         "agent.delegate",
         otel.name = "catena.agent.v1.AgentService/RunTask",
@@ -112,103 +116,36 @@ pub(crate) async fn task(
         rpc.service = "catena.agent.v1.AgentService",
         rpc.method = "RunTask",
         request_id = %id,
+        run_id = run_id.as_deref().unwrap_or_default(),
     );
     let mut agent = agent;
     for (name, value) in catena_agents::otel::headers_of(&call_span) {
         agent = agent.with_metadata(&name, &value);
     }
-    let failed_id = id.clone();
+    let accepted = match &run_id {
+        Some(run_id) => json!({ "request_id": id, "run_id": run_id }),
+        None => json!({ "request_id": id }),
+    };
     let first = Event::default()
         .event("accepted")
-        .json_data(json!({ "request_id": id }))
+        .json_data(accepted)
         .unwrap_or_default();
-    let events = agent.run_task(request).map(move |item| match item {
-        Ok(ev) => task_event(&reservation, ev),
-        Err(e) => {
-            if let (Some(usage), Some(r)) =
-                (e.usage(), res_err.lock().ok().and_then(|mut r| r.take()))
-            {
-                count_usage(usage);
-                r.settle(usage);
-            }
-            metrics::counter!("upstream_errors_total", "upstream" => "agent").increment(1);
-            // The agent's own message stays in the log: it may name hosts, paths or tools.
-            tracing::warn!(request_id = %failed_id, error = %e, "the agent service failed");
-            let (kind, detail) = if e.is_deadline_exceeded() {
-                ("deadline_exceeded", "the task ran past its deadline")
-            } else {
-                ("agent_error", "the agent service failed")
-            };
-            Event::default()
-                .event("error")
-                .json_data(json!({
-                    "type": kind,
-                    "detail": detail,
-                    "retryable": e.is_retryable(),
-                    "request_id": failed_id,
-                }))
-                .unwrap_or_default()
-        }
-    });
-    let events = futures::stream::once(async move { first })
-        .chain(events)
-        .map(move |event| {
-            let _keep = &call_span;
-            event
-        });
+    let stream = agent.run_task(request);
+    let events: EventsOf = match run_id {
+        Some(run_id) => Box::pin(runs::detach(
+            &state,
+            run_id,
+            stream,
+            None,
+            reservation,
+            call_span,
+            id,
+        )),
+        None => Box::pin(runs::attached(stream, reservation, call_span, id)),
+    };
+    let events = futures::stream::once(async move { first }).chain(events);
     Ok(sse(guard(events, &state)))
 }
 
-/// One agent event as a server-sent event; the final answer's usage settles `reservation`.
-fn task_event(reservation: &std::sync::Mutex<Option<Charge>>, ev: TaskEvent) -> Event {
-    let (name, data) = match ev {
-        TaskEvent::StepStarted(step) => ("step", json!({ "step": step })),
-        TaskEvent::TextDelta(text) => ("token", json!({ "text": text })),
-        TaskEvent::ToolCall {
-            id,
-            name,
-            arguments,
-        } => (
-            "tool_call",
-            json!({ "id": id, "name": name, "arguments": arguments }),
-        ),
-        TaskEvent::ToolResult {
-            id,
-            name,
-            content,
-            is_error,
-        } => (
-            "tool_result",
-            json!({ "id": id, "name": name, "content": content, "is_error": is_error }),
-        ),
-        TaskEvent::FinalAnswer {
-            text,
-            sources,
-            usage,
-        } => {
-            count_usage(&usage);
-            if let Some(r) = reservation.lock().ok().and_then(|mut r| r.take()) {
-                r.settle(&usage);
-            }
-            let sources: Vec<Value> = sources
-                .iter()
-                .map(|s| {
-                    json!({
-                        "id": s.id.as_ref().map(ToString::to_string),
-                        "source": s.source,
-                        "score": s.score,
-                    })
-                })
-                .collect();
-            (
-                "final",
-                json!({ "answer": text, "sources": sources, "usage": usage_json(&usage) }),
-            )
-        }
-        _ => ("other", json!({})),
-    };
-    Event::default()
-        .event(name)
-        .json_data(data)
-        .unwrap_or_default()
-}
+/// A task's events as server-sent events.
+type EventsOf = std::pin::Pin<Box<dyn futures::Stream<Item = Event> + Send>>;
