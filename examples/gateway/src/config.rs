@@ -283,6 +283,10 @@ pub struct AgentConfig {
     /// `cancel` and `resume` act on it, for the tenant that started it only. Env
     /// `CATENA_AGENT_DURABLE` (`on`/`off`). Default off: a task lives as long as its request.
     pub durable: bool,
+    /// Durable runs that go on after their client went away, at most, per gateway; past it
+    /// a run whose client leaves stops at its checkpoint until `POST /v1/tasks/{id}/resume`.
+    /// Env `CATENA_AGENT_MAX_DETACHED`. Default 256.
+    pub max_detached_runs: usize,
     /// The bearer token sent to the agent service with every task: only from the
     /// environment (`CATENA_AGENT_TOKEN`, the variable the agent services check), never from
     /// the file, never printed.
@@ -296,6 +300,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("url", &self.url)
             .field("task_timeout_secs", &self.task_timeout_secs)
             .field("durable", &self.durable)
+            .field("max_detached_runs", &self.max_detached_runs)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -355,6 +360,7 @@ impl Default for AgentConfig {
             url: None,
             task_timeout_secs: 120,
             durable: false,
+            max_detached_runs: 256,
             token: None,
         }
     }
@@ -464,6 +470,9 @@ impl Config {
         }
         if let Some(v) = get("CATENA_AGENT_DURABLE") {
             self.agent.durable = switch("CATENA_AGENT_DURABLE", &v)?;
+        }
+        if let Some(v) = get("CATENA_AGENT_MAX_DETACHED") {
+            self.agent.max_detached_runs = parse("CATENA_AGENT_MAX_DETACHED", &v)?;
         }
         if let Some(v) = get("CATENA_AGENT_URL") {
             self.agent.url = Some(v);

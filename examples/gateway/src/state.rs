@@ -52,6 +52,8 @@ pub(crate) struct AppState {
     /// The durable runs this gateway is driving now (`agent.durable`): a second driver
     /// (`resume`) is refused while one runs here.
     pub(crate) driving: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Permits for durable runs that go on without a reader (`agent.max_detached_runs`).
+    pub(crate) detached: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -153,6 +155,9 @@ impl AppState {
             shutdown_tx,
             metrics: metrics(),
             driving: std::sync::Mutex::default(),
+            detached: Arc::new(Semaphore::new(
+                config.agent.max_detached_runs.min(Semaphore::MAX_PERMITS),
+            )),
             config,
         };
         Ok(state)

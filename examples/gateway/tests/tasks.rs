@@ -417,3 +417,127 @@ async fn without_durable_runs_there_are_no_run_endpoints() {
     assert_eq!(res.status(), 404);
     g.shutdown().await;
 }
+
+/// A snapshot of `run_id` as `key` sees it.
+async fn snapshot(g: &Running, run_id: &str, key: &str) -> Value {
+    get(g, run_id, key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits (at most 30 s) until `run_id`'s snapshot satisfies `ok`.
+async fn wait_for(g: &Running, run_id: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..300 {
+        let s = snapshot(g, run_id, KEY_A).await;
+        if ok(&s) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: {}", snapshot(g, run_id, KEY_A).await);
+}
+
+fn event_count(s: &Value, name: &str) -> usize {
+    s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == name)
+        .count()
+}
+
+#[tokio::test]
+async fn a_last_event_id_past_every_event_follows_the_run_to_its_end_without_breaking() {
+    // u64::MAX as Last-Event-ID: the follower asked for events after it, and adding one to
+    // it overflowed (a panic in the stream, the connection cut mid-body).
+    let nap = Recorder::new("nap", Duration::from_millis(200));
+    let agent = durable_agent(rule_model("nap", 2), nap, &[]).await;
+    let g = start(agent).await;
+    let res = post(&g, "/v1/tasks", KEY_A, &json!({ "task": "take naps" })).await;
+    let before = read_until(res, "accepted").await;
+    let run_id = run_id_of(&before);
+    let res = get(&g, &run_id, KEY_A)
+        .header("accept", "text/event-stream")
+        .header("last-event-id", u64::MAX.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.expect("the stream ends cleanly");
+    assert!(parse(&body).is_empty(), "{body}");
+    let s = snapshot(&g, &run_id, KEY_A).await;
+    assert_eq!(s["status"], "completed", "{s}");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn runs_without_a_reader_are_capped_and_one_past_the_cap_waits_for_resume() {
+    let nap = Recorder::new("nap", Duration::from_millis(300));
+    let agent = durable_agent(rule_model("nap", 5), nap.clone(), &[]).await;
+    let mut c = config(agent);
+    c.agent.max_detached_runs = 1;
+    let g = support::start(c, support::backends(Arc::new(ScriptedChatModel::new()), 64)).await;
+
+    // The first run loses its client and goes on: it holds the only permit (for five naps).
+    let res = post(&g, "/v1/tasks", KEY_A, &json!({ "task": "first" })).await;
+    let first = run_id_of(&read_until(res, "tool_call").await);
+    wait_for(
+        &g,
+        &first,
+        "the first run goes on without its client",
+        |s| event_count(s, "tool_result") >= 2,
+    )
+    .await;
+
+    // The second loses its client too: past the cap, its driver stops at the next event and
+    // the run waits at its checkpoint.
+    let res = post(&g, "/v1/tasks", KEY_A, &json!({ "task": "second" })).await;
+    let second = run_id_of(&read_until(res, "tool_call").await);
+    wait_for(&g, &second, "the second run's first nap ends", |s| {
+        event_count(s, "tool_result") >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = snapshot(&g, &second, KEY_A).await;
+    assert_eq!(stopped["status"], "running", "{stopped}");
+    // Nothing drives it any more: it has not moved since, while the first run finished.
+    wait_for(&g, &first, "the first run completes", |s| {
+        s["status"] == "completed"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        snapshot(&g, &second, KEY_A).await["events"],
+        stopped["events"]
+    );
+    assert_eq!(event_count(&stopped, "final"), 0, "{stopped}");
+
+    // Resumed, it completes; no tool call ran twice.
+    let res = g
+        .post(&format!("/v1/tasks/{second}/resume"), KEY_A)
+        .send()
+        .await
+        .unwrap();
+    let events = events_of(res).await;
+    assert_eq!(events.last().unwrap().event, "final", "{events:?}");
+    // At most five naps each (a nap cut off by the stop is not run again: the model is
+    // told it was interrupted), and no call id twice.
+    assert!(nap.calls().len() <= 10, "{:?}", nap.calls());
+    let all = snapshot(&g, &second, KEY_A).await;
+    let mut ids: Vec<&str> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "tool_result")
+        .map(|e| e["data"]["id"].as_str().unwrap())
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "{all}");
+    g.shutdown().await;
+}

@@ -292,7 +292,8 @@ async fn next_sequenced(stream: &mut TaskStream) -> Option<(Result<TaskEvent, Ta
 
 /// Drives `stream` (a run's call: `RunTask`, `Decide` or `ResumeTask`) to its end in a task
 /// of its own, whether or not anyone reads the events: a client that goes away does not stop
-/// the run (it reads the rest from `GET /v1/tasks/{id}`). The returned stream yields the
+/// the run (it reads the rest from `GET /v1/tasks/{id}`) unless `agent.max_detached_runs`
+/// runs already go on without a reader (the run then waits, checkpointed, for `resume`). The returned stream yields the
 /// events while its reader keeps up; the driver stops at the gateway's shutdown (the run
 /// then waits, checkpointed, for `resume`). `first` is an item already read from `stream`.
 pub(super) fn detach(
@@ -314,6 +315,7 @@ pub(super) fn detach(
         let _span = span;
         let mut charge = Some(charge);
         let mut reader = Some(tx);
+        let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
         let stop = async move {
             if shutdown.wait_for(|s| *s).await.is_err() {
                 std::future::pending::<()>().await;
@@ -333,14 +335,26 @@ pub(super) fn detach(
             let event = observe(&mut charge, &item, sequence, &request_id);
             if let Some(tx) = &reader {
                 if tx.send(event).await.is_err() {
-                    tracing::info!(run_id = %run_id, "the client went away; the run goes on");
                     reader = None;
+                    // Runs nobody reads are capped (`agent.max_detached_runs`): past the cap
+                    // a run stops here, checkpointed, until someone resumes it.
+                    match Arc::clone(&state.detached).try_acquire_owned() {
+                        Ok(p) => {
+                            tracing::info!(run_id = %run_id, "the client went away; the run goes on");
+                            permit = Some(p);
+                        }
+                        Err(_) => {
+                            tracing::warn!(run_id = %run_id, "the client went away and too many runs go on without one: this run waits for resume");
+                            break;
+                        }
+                    }
                 }
             }
         }
         if let Ok(mut driving) = state.driving.lock() {
             driving.remove(&run_id);
         }
+        drop(permit);
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
 }
@@ -467,7 +481,11 @@ pub(crate) async fn get(
                 return None;
             }
             tokio::time::sleep(POLL).await;
-            match f.agent.get_task(f.run_id.clone(), f.after + 1).await {
+            match f
+                .agent
+                .get_task(f.run_id.clone(), f.after.saturating_add(1))
+                .await
+            {
                 Ok(answer) => {
                     f.status = answer.status();
                     f.fetched = true;
