@@ -15,6 +15,13 @@ Environment:
   catena-python-agent). Each task joins the caller's trace (traceparent in the metadata).
 - CATENA_PY_AGENT_SPAN_LOG=/path/spans.jsonl -- TEST/DEBUG AID: every finished span as one JSON
   line (see catena_py_agent/telemetry.py).
+- CATENA_PY_AGENT_CHECKPOINTS=postgres://user:password@host:port/db -- durable runs: every task
+  is a LangGraph run checkpointed in that database (schema `catena_py_agent`, created if
+  missing), which ResumeTask, Decide and GetTask serve (see catena_py_agent/durable.py).
+- CATENA_APPROVAL_TOOLS -- comma-separated tool names whose every call waits for a person's
+  decision (ApprovalRequired, then Decide); needs CATENA_PY_AGENT_CHECKPOINTS.
+- CATENA_PY_AGENT_TEST_HTTP_ALLOW=127.0.0.1:PORT -- TEST FIXTURE, with CATENA_PY_AGENT_SCRIPT
+  only: offers the tool `http_get`, limited to that loopback address (catena_py_agent/tools.py).
 """
 
 from __future__ import annotations
@@ -36,9 +43,13 @@ import grpc  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 
 from catena.agent.v1 import agent_pb2_grpc  # noqa: E402
-from catena_py_agent.models import model_from_env  # noqa: E402
+from catena_py_agent.models import SCRIPT_ENV, model_from_env  # noqa: E402
 from catena_py_agent.service import AgentService, BearerAuth  # noqa: E402
 from catena_py_agent.telemetry import setup_tracing  # noqa: E402
+from catena_py_agent.tools import HTTP_ALLOW_ENV, http_get_tool  # noqa: E402
+
+CHECKPOINTS_ENV = "CATENA_PY_AGENT_CHECKPOINTS"
+APPROVAL_ENV = "CATENA_APPROVAL_TOOLS"
 
 SERVICE_NAME = "catena.agent.v1.AgentService"
 
@@ -52,6 +63,16 @@ def is_loopback(addr: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def redact(url: str) -> str:
+    """`url` without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, host = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in userinfo else url
 
 
 def main() -> int:
@@ -81,9 +102,47 @@ def main() -> int:
         )
         return 2
 
+    checkpoints = os.environ.get(CHECKPOINTS_ENV, "").strip()
+    approval = [t.strip() for t in os.environ.get(APPROVAL_ENV, "").split(",") if t.strip()]
+    if approval and not checkpoints:
+        log.error("tools that need approval need durable runs: set %s", CHECKPOINTS_ENV)
+        return 2
+    extra_tools = []
+    http_allow = os.environ.get(HTTP_ALLOW_ENV, "").strip()
+    if http_allow:
+        if not os.environ.get(SCRIPT_ENV, "").strip():
+            log.error("%s is a test fixture: it needs %s", HTTP_ALLOW_ENV, SCRIPT_ENV)
+            return 2
+        try:
+            extra_tools.append(http_get_tool(http_allow))
+        except ValueError as e:
+            log.error("%s", e)
+            return 2
+
     tracer_provider = setup_tracing()
     factory, which = model_from_env()
     log.info("chat model: %s", which)
+    durable = None
+    if checkpoints:
+        # Imported only here: LangGraph and psycopg are not needed without checkpoints.
+        from catena_py_agent.durable import DurableRuns
+
+        try:
+            durable = DurableRuns.connect(
+                checkpoints,
+                max_connections=args.workers + 4,
+                model_factory=factory,
+                retriever_k=max(1, args.k),
+                approval=approval,
+                extra_tools=extra_tools,
+            )
+        except Exception as e:  # noqa: BLE001 - any connection or setup failure
+            log.error("cannot use the checkpoints at %s: %s", redact(checkpoints), e)
+            return 1
+        log.info(
+            "durable runs: LangGraph checkpoints in PostgreSQL at %s; approval for: %s",
+            redact(checkpoints), ", ".join(approval) or "no tool",
+        )
 
     # Tasks at once are capped by the server: a call beyond --workers is RESOURCE_EXHAUSTED.
     server = grpc.server(
@@ -92,7 +151,10 @@ def main() -> int:
         maximum_concurrent_rpcs=args.workers,
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentService(factory, retriever_k=max(1, args.k)), server
+        AgentService(
+            factory, retriever_k=max(1, args.k), extra_tools=extra_tools, durable=durable
+        ),
+        server,
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -114,6 +176,8 @@ def main() -> int:
     log.info("shutting down: health is NOT_SERVING, draining running tasks")
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=10).wait()
+    if durable is not None:
+        durable.close()
     if tracer_provider is not None:
         tracer_provider.shutdown()  # flushes the batched spans
     return 0

@@ -84,73 +84,79 @@ def run_agent(
         emit(("error", "MODEL_FAILED", f"the chat model failed: {e}", False))
 
 
-def _check(cancel: threading.Event) -> None:
+def check(cancel: threading.Event) -> None:
     if cancel.is_set():
         raise Cancelled()
 
 
+def limit_error(limits: Limits, max_iterations: int, turns: int, total_tokens: int) -> str | None:
+    """Why the agent may not take another model turn after `turns` turns and `total_tokens`
+    tokens (a LIMIT_EXCEEDED message), or None."""
+    if turns >= (limits.max_steps or max_iterations + 1):
+        return f"the agent went over max_steps = {limits.max_steps or max_iterations}"
+    if limits.max_tokens and total_tokens >= limits.max_tokens:
+        return f"the agent used {total_tokens} tokens of its budget of {limits.max_tokens}"
+    return None
+
+
+def model_turn(
+    bound: Any,
+    model: BaseChatModel,
+    messages: list[BaseMessage],
+    cancel: threading.Event,
+    on_text: Callable[[str], None],
+) -> AIMessage:
+    """One model call in a `chat {model}` span: streams the reply (each piece of text to
+    `on_text`, checking `cancel` between chunks) and returns it, usage included."""
+    provider, model_name = telemetry.model_identity(model)
+    acc = None
+    with telemetry.chat_span(provider, model_name, not_failures=(Cancelled,)) as span:
+        for chunk in bound.stream(messages):
+            check(cancel)
+            text = chunk.text
+            if text:
+                on_text(text)
+            acc = chunk if acc is None else acc + chunk
+        if acc is None:
+            raise RuntimeError("the model returned nothing")
+        telemetry.record_chat_response(span, acc)
+    return AIMessage(content=acc.content, tool_calls=acc.tool_calls, usage_metadata=acc.usage_metadata)
+
+
 def _loop(model, tools, messages, limits, cancel, emit, max_iterations, spent=None) -> None:
     bound = model.bind_tools(tools) if tools else model
-    provider, model_name = telemetry.model_identity(model)
     by_name = {t.name: t for t in tools}
     usage = spent if spent is not None else {}
     usage.update({"input_tokens": 0, "output_tokens": 0, "total_tokens": 0})
-    max_turns = limits.max_steps or max_iterations + 1
     step = 0
     while True:
-        _check(cancel)
-        if step >= max_turns:
-            limit = limits.max_steps or max_iterations
-            emit(("error", "LIMIT_EXCEEDED", f"the agent went over max_steps = {limit}", False))
-            return
-        if limits.max_tokens and usage["total_tokens"] >= limits.max_tokens:
-            emit(
-                (
-                    "error",
-                    "LIMIT_EXCEEDED",
-                    f"the agent used {usage['total_tokens']} tokens of its budget of "
-                    f"{limits.max_tokens}",
-                    False,
-                )
-            )
+        check(cancel)
+        limit = limit_error(limits, max_iterations, step, usage["total_tokens"])
+        if limit:
+            emit(("error", "LIMIT_EXCEEDED", limit, False))
             return
         step += 1
         emit(("step", step))
-        acc = None
-        with telemetry.chat_span(provider, model_name, not_failures=(Cancelled,)) as span:
-            for chunk in bound.stream(messages):
-                _check(cancel)
-                text = chunk.text
-                if text:
-                    emit(("text", text))
-                acc = chunk if acc is None else acc + chunk
-            if acc is None:
-                raise RuntimeError("the model returned nothing")
-            telemetry.record_chat_response(span, acc)
+        reply = model_turn(bound, model, messages, cancel, lambda text: emit(("text", text)))
         for key in usage:
-            usage[key] += int((acc.usage_metadata or {}).get(key, 0))
-        reply = AIMessage(
-            content=acc.content,
-            tool_calls=acc.tool_calls,
-            usage_metadata=acc.usage_metadata,
-        )
+            usage[key] += int((reply.usage_metadata or {}).get(key, 0))
         messages.append(reply)
         if not reply.tool_calls:
             emit(("final", reply.text, dict(usage)))
             return
         for call in reply.tool_calls:
-            _check(cancel)
+            check(cancel)
             call_id = call.get("id") or f"call_{step}"
             name = call["name"]
             args = call.get("args", {})
             emit(("tool_call", call_id, name, json.dumps(args, separators=(",", ":"))))
-            content, is_error = _run_tool(by_name, name, args, call_id)
-            _check(cancel)
+            content, is_error = run_tool(by_name, name, args, call_id)
+            check(cancel)
             emit(("tool_result", call_id, name, content, is_error))
             messages.append(ToolMessage(content=content, tool_call_id=call_id, name=name))
 
 
-def _run_tool(
+def run_tool(
     by_name: dict[str, BaseTool], name: str, args: Any, call_id: str
 ) -> tuple[str, bool]:
     """Runs one tool call; failures go back to the model as `Error: …` text."""

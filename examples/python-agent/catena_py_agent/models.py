@@ -17,9 +17,13 @@ Script format (JSON):
          ]}
     ]}
 
-A bare list of steps serves every task. Tool call ids are `call_<turn>` (turn from 0), as the
-Rust `ScriptedChatModel` numbers them; `"id"` overrides. `delay_s` makes the turn slow (it
-stops early when the task is cancelled). Usage is counted in words, like the Rust double.
+A bare list of steps serves every task. The turn is the number of model replies since the
+task's message (so a durable run resumed in another process goes on with the right step). Tool
+call ids are `call_<turn>` (turn from 0), as the Rust `ScriptedChatModel` numbers them; `"id"`
+overrides. `delay_s` makes the turn slow (it stops early when the task is cancelled).
+`"wait_for_file": "/path"` holds the turn until that file exists (the tests kill the service
+there); `{last_tool_result}` in `text` is replaced by the last tool result the model got.
+Usage is counted in words, like the Rust double.
 """
 
 from __future__ import annotations
@@ -32,7 +36,13 @@ from typing import Any, Callable, Iterator
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
@@ -48,6 +58,24 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+def _turn(messages: list[BaseMessage]) -> int:
+    """Model replies since the last user message: the turn this call is."""
+    n = 0
+    for m in reversed(messages):
+        if isinstance(m, HumanMessage):
+            break
+        if isinstance(m, AIMessage):
+            n += 1
+    return n
+
+
+def _last_tool_result(messages: list[BaseMessage]) -> str:
+    for m in reversed(messages):
+        if isinstance(m, ToolMessage):
+            return m.text
+    return ""
+
+
 class ScriptedChatModel(BaseChatModel):
     """A LangChain chat model that answers from a list of scripted turns (test fixture)."""
 
@@ -56,7 +84,6 @@ class ScriptedChatModel(BaseChatModel):
     steps: list[dict[str, Any]]
     cancel: threading.Event = Field(default_factory=threading.Event)
     chunk_chars: int = 4
-    turn: int = 0
 
     @property
     def _llm_type(self) -> str:
@@ -73,15 +100,18 @@ class ScriptedChatModel(BaseChatModel):
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
     def _next(self, messages: list[BaseMessage]) -> AIMessage:
-        n = self.turn
+        n = _turn(messages)
         if n >= len(self.steps):
             raise ScriptError(f"the script has no step {n + 1} (it has {len(self.steps)})")
-        self.turn += 1
         step = self.steps[n]
         delay = float(step.get("delay_s", 0))
         if delay > 0 and self.cancel.wait(delay):
             raise ScriptError("cancelled")
-        text = step.get("text", "")
+        gate = step.get("wait_for_file")
+        while gate and not os.path.exists(gate):
+            if self.cancel.wait(0.02):
+                raise ScriptError("cancelled")
+        text = step.get("text", "").replace("{last_tool_result}", _last_tool_result(messages))
         calls = []
         for j, call in enumerate(step.get("tool_calls", [])):
             default_id = f"call_{n}" if j == 0 else f"call_{n}_{j}"

@@ -2,7 +2,8 @@
 
 - The caller's W3C trace context (`traceparent`, `tracestate` in the gRPC metadata) is
   extracted with `TraceContextTextMapPropagator`; the task runs in a SERVER span
-  `agent.run_task` (attribute `catena.request_id`) with that parent (a new trace without one).
+  `agent.run_task` (attribute `catena.request_id`; `catena.run_id` for a durable run) with
+  that parent (a new trace without one); `ResumeTask` and `Decide` in `agent.continue_task`.
 - Each model call is a CLIENT span `chat {model}` with the GenAI semantic conventions:
   `gen_ai.operation.name = "chat"`, `gen_ai.provider.name`, `gen_ai.request.model`, and once
   known `gen_ai.response.model`, `gen_ai.response.finish_reasons`, `gen_ai.usage.input_tokens`,
@@ -150,18 +151,25 @@ def parent_from_metadata(metadata: Sequence[tuple[str, Any]]) -> otel_context.Co
     return _propagator.extract(carrier)
 
 
-def start_run_task_span(parent: otel_context.Context, request_id: str) -> trace.Span:
-    """The SERVER span of one served task; end it when the call ends."""
+def start_run_task_span(
+    parent: otel_context.Context, request_id: str, method: str = "RunTask", run_id: str = ""
+) -> trace.Span:
+    """The SERVER span of one served call; end it when the call ends. `agent.run_task` for
+    `RunTask`, `agent.continue_task` for `ResumeTask` and `Decide` (as the Rust service names
+    them); a durable run's id is the attribute `catena.run_id`."""
+    attributes = {
+        "catena.request_id": request_id,
+        "rpc.system": "grpc",
+        "rpc.service": "catena.agent.v1.AgentService",
+        "rpc.method": method,
+    }
+    if run_id:
+        attributes["catena.run_id"] = run_id
     return tracer.start_span(
-        "agent.run_task",
+        "agent.run_task" if method == "RunTask" else "agent.continue_task",
         context=parent,
         kind=SpanKind.SERVER,
-        attributes={
-            "catena.request_id": request_id,
-            "rpc.system": "grpc",
-            "rpc.service": "catena.agent.v1.AgentService",
-            "rpc.method": "RunTask",
-        },
+        attributes=attributes,
     )
 
 

@@ -1,6 +1,10 @@
 """The agent's tools, as LangChain tools: a safe calculator and a search over the task's
 context documents. Names and output formats match the Rust agent service
 (examples/agent-service), so that a gateway sees the same events from either.
+
+`http_get` is a TEST FIXTURE: a tool with a side effect outside the process, offered only in the
+scripted-model mode and only for the one loopback address the tests name
+(`CATENA_PY_AGENT_TEST_HTTP_ALLOW`), so that they can count how often a durable run's tool ran.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ import json
 import math
 import operator
 import re
+import ipaddress
 import threading
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,6 +28,12 @@ from langchain_core.tools import BaseTool, tool
 
 SEARCH_DOCUMENTS = "search_documents"
 CALCULATOR = "calculator"
+HTTP_GET = "http_get"
+HTTP_ALLOW_ENV = "CATENA_PY_AGENT_TEST_HTTP_ALLOW"
+
+# Tools a durable run may run again when the process died while they ran: they have no effect
+# outside the task. Any other tool interrupted that way is not repeated (the model is told).
+IDEMPOTENT_TOOLS = frozenset({SEARCH_DOCUMENTS, CALCULATOR})
 
 # ---------------------------------------------------------------------------------------------
 # Calculator: arithmetic over an AST whitelist (never eval), with limits on length, depth and
@@ -221,3 +234,33 @@ def search_tool(retriever: ContextRetriever) -> BaseTool:
         return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
 
     return search_documents
+
+
+# ---------------------------------------------------------------------------------------------
+# Test fixture: an HTTP GET to one allowed loopback address (a side effect the tests count).
+
+MAX_HTTP_BODY = 64 * 1024
+
+
+def http_get_tool(allowed: str) -> BaseTool:
+    """The `http_get` tool, limited to `http://{allowed}/...`; `allowed` must be a loopback
+    HOST:PORT (ValueError otherwise). Proxies from the environment are ignored."""
+    host = allowed.rsplit(":", 1)[0].strip("[]")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback or ":" not in allowed:
+        raise ValueError(f"{HTTP_ALLOW_ENV} must be a loopback HOST:PORT, not {allowed!r}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    @tool(HTTP_GET)
+    def http_get(url: str) -> str:
+        """Fetches a URL with HTTP GET and returns the body (test fixture)."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "http" or parts.netloc != allowed:
+            raise ValueError(f"only http://{allowed}/ may be fetched")
+        with opener.open(url, timeout=30) as response:
+            return response.read(MAX_HTTP_BODY).decode("utf-8", "replace")
+
+    return http_get
