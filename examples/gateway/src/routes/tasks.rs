@@ -10,6 +10,7 @@ use axum::response::sse::Event;
 use axum::response::Response;
 use axum::Extension;
 use catena_agents::grpc::{TaskLimits, TaskRequest};
+use catena_core::Message;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
@@ -36,6 +37,50 @@ pub(crate) struct TaskBody {
     max_steps: Option<u32>,
     #[serde(default)]
     timeout_secs: Option<u64>,
+    /// The conversation so far, oldest first, without this task.
+    #[serde(default)]
+    history: Vec<Turn>,
+}
+
+/// At most this many earlier turns travel with a task.
+const MAX_HISTORY: usize = 50;
+
+/// One earlier turn of the conversation. Only the user's and the assistant's: a caller
+/// cannot write the agent's system prompt.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Turn {
+    role: TurnRole,
+    content: String,
+}
+
+/// Who wrote a [`Turn`].
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TurnRole {
+    User,
+    Assistant,
+}
+
+/// The history as messages: at most [`MAX_HISTORY`] turns, each not blank and no longer
+/// than a task.
+fn history(turns: Vec<Turn>) -> Result<Vec<Message>, Problem> {
+    if turns.len() > MAX_HISTORY {
+        return Err(Problem::invalid_field(
+            "history",
+            format!("at most {MAX_HISTORY} turns"),
+        ));
+    }
+    turns
+        .into_iter()
+        .map(|t| {
+            validate_text("history", &t.content)?;
+            Ok(match t.role {
+                TurnRole::User => Message::user(t.content),
+                TurnRole::Assistant => Message::assistant(t.content),
+            })
+        })
+        .collect()
 }
 
 /// `POST /v1/tasks`: checks the task and its limits, retrieves its context and streams the
@@ -53,6 +98,7 @@ pub(crate) async fn task(
         id: caller, tenant, ..
     } = caller_of(caller.as_deref());
     validate_text("task", &body.task)?;
+    let history = history(body.history)?;
     let k = validate_k(body.k, state.config.rag.k)?;
     if let Some(steps) = body.max_steps {
         if steps == 0 || steps > 50 {
@@ -98,6 +144,7 @@ pub(crate) async fn task(
     let mut request = TaskRequest::new(body.task)
         .with_request_id(id.clone())
         .with_scored_documents(hits)
+        .with_history(history)
         .with_allowed_tools(body.allowed_tools)
         .with_limits(limits)
         .with_timeout(Duration::from_secs(timeout));
