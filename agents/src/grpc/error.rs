@@ -165,6 +165,10 @@ pub(crate) fn error_event(e: &Error) -> pb::ErrorEvent {
         (ended.code, false)
     } else if AgentError::from_error(e).is_some() {
         (ErrorCode::LimitExceeded, false)
+    } else if e.as_checkpoint_conflict().is_some() {
+        // Another call advanced the durable run first: it carries on; this one may follow
+        // it later (GetTask, or ResumeTask once it has stopped).
+        (ErrorCode::Unavailable, true)
     } else {
         match e {
             Error::Timeout(_) => (ErrorCode::DeadlineExceeded, true),
@@ -211,5 +215,20 @@ mod tests {
         let err = TaskError::from_event(ev);
         assert_eq!(err.code(), Code::Unavailable);
         assert!(err.is_retryable());
+    }
+
+    /// The call that loses the race to advance a durable run is told to retry later (as the
+    /// Python service says it), not that the service failed (`ERROR_CODE_INTERNAL` before).
+    #[test]
+    fn a_lost_race_to_advance_a_durable_run_is_unavailable_and_retryable() {
+        let conflict: Error = catena_core::CheckpointError::Conflict {
+            run_id: "run-1".into(),
+            step: 3,
+            latest: Some(3),
+        }
+        .into();
+        let ev = error_event(&conflict);
+        assert_eq!(ev.code, ErrorCode::Unavailable as i32);
+        assert!(ev.retryable);
     }
 }

@@ -386,12 +386,13 @@ fn last_event_id(headers: &HeaderMap) -> Result<u64, Problem> {
     }
 }
 
-/// A replayed event of the run as an SSE event, and the JSON of the snapshot answer.
-fn replayed(response: pb::RunTaskResponse, request_id: &str) -> (u64, Event, Value) {
+/// A replayed event of the run as an SSE event, and the JSON of the snapshot answer; `None`
+/// for a kind of event this gateway does not know (a newer agent service's: skipped).
+fn replayed(response: pb::RunTaskResponse, request_id: &str) -> Option<(Event, Value)> {
     let sequence = response.sequence;
     let item = match TaskEvent::from_proto(response) {
         Ok(Some(ev)) => Ok(ev),
-        Ok(None) => Ok(TaskEvent::TextDelta(String::new())),
+        Ok(None) => return None,
         Err(e) => Err(e),
     };
     let (name, data) = match &item {
@@ -399,11 +400,10 @@ fn replayed(response: pb::RunTaskResponse, request_id: &str) -> (u64, Event, Val
         Err(e) => error_data(e, request_id),
     };
     let event = event_of(&item, Some(sequence), request_id);
-    (
-        sequence,
+    Some((
         event,
         json!({ "id": sequence, "event": name, "data": data }),
-    )
+    ))
 }
 
 /// `GET /v1/tasks/{id}`: where the run stands and its events after `Last-Event-ID`. With
@@ -436,7 +436,7 @@ pub(crate) async fn get(
             .events
             .into_iter()
             .filter(|e| e.sequence > after)
-            .map(|e| replayed(e, &id).2)
+            .filter_map(|e| replayed(e, &id).map(|(_, json)| json))
             .collect();
         return Ok(
             Json(json!({ "run_id": run_id, "status": status, "events": events })).into_response(),
@@ -465,9 +465,10 @@ pub(crate) async fn get(
         fn take(&mut self, events: Vec<pb::RunTaskResponse>) {
             for e in events {
                 if e.sequence > self.after {
-                    let (sequence, event, _) = replayed(e, &self.request_id);
-                    self.after = sequence;
-                    self.queue.push_back(event);
+                    self.after = e.sequence;
+                    if let Some((event, _)) = replayed(e, &self.request_id) {
+                        self.queue.push_back(event);
+                    }
                 }
             }
         }
