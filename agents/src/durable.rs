@@ -631,7 +631,8 @@ impl DurableAgent {
                     .with_tools(config.tools.iter().map(|t| t.definition()))
                     .with_tool_choice(ToolChoice::Auto);
             }
-            let response = match self.executor.model_turn(request, sink).await {
+            let step = state.iterations + 1;
+            let response = match self.executor.model_turn(request, step, sink).await {
                 Ok(r) => r,
                 Err(e) => {
                     // The run can be resumed once the model is back: not a terminal state.

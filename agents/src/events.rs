@@ -1,25 +1,38 @@
-//! Typed events of a streamed agent run ([`AgentExecutor::run_stream`]): [`AgentEvent`] and
-//! the [`AgentEventStream`] that yields them.
+//! Typed events of a streamed agent run
+//! ([`AgentExecutor::run_stream`](crate::AgentExecutor::run_stream),
+//! [`ReactAgent::run_stream`](crate::ReactAgent::run_stream)): [`AgentEvent`] and the
+//! [`AgentEventStream`] that yields them.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use catena_core::Error;
+use catena_core::{Error, Result, Usage};
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream};
 use tokio::sync::mpsc;
 
-use crate::executor::{AgentExecutor, StepError};
+use crate::executor::{AgentRun, StepError};
 
-/// One thing that happened during a streamed run ([`AgentExecutor::run_stream`]).
+/// One thing that happened during a streamed run
+/// ([`AgentExecutor::run_stream`](crate::AgentExecutor::run_stream),
+/// [`ReactAgent::run_stream`](crate::ReactAgent::run_stream), or a
+/// [`DurableAgent`](crate::DurableAgent) run with events).
 ///
-/// Events come in the order things happen: the model's text deltas
-/// ([`AgentEvent::ModelDelta`]), then for each tool call [`AgentEvent::ToolCallStarted`] and
-/// later its [`AgentEvent::ToolResult`], and so on for each turn, ending with exactly one
-/// [`AgentEvent::FinalAnswer`] or [`AgentEvent::Error`]. Dropping the stream cancels the run,
-/// including tools that are still running.
+/// Events come in the order things happen. Each model turn streams its text deltas
+/// ([`AgentEvent::ModelDelta`]) and the pieces of its native tool calls
+/// ([`AgentEvent::ToolCallDelta`]) as they arrive, then ends with
+/// [`AgentEvent::StepFinished`] and the turn's token usage. Then for each tool call come
+/// [`AgentEvent::ToolCallStarted`] and later its [`AgentEvent::ToolResult`], and so on for
+/// each turn; the run ends with exactly one [`AgentEvent::FinalAnswer`] or
+/// [`AgentEvent::Error`]. Dropping the stream cancels the run, including tools that are
+/// still running.
+///
+/// A [`ReactAgent`](crate::ReactAgent) offers the model no native tools (it reads tool calls
+/// from the text), so its turns have no [`AgentEvent::ToolCallDelta`]s: its
+/// [`AgentEvent::ToolCallStarted`] comes once the turn's text is parsed.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -36,6 +49,12 @@ use crate::executor::{AgentExecutor, StepError};
 ///     .filter_map(|e| match e { AgentEvent::ModelDelta(d) => Some(d.as_str()), _ => None })
 ///     .collect();
 /// assert_eq!(streamed, "Hello there");
+/// // One model turn, with the usage the model reported for it.
+/// let usage = events.iter().find_map(|e| match e {
+///     AgentEvent::StepFinished { step: 1, usage } => Some(*usage),
+///     _ => None,
+/// });
+/// assert!(usage.is_some_and(|u| u.output_tokens == 2));
 /// assert_eq!(events.last(), Some(&AgentEvent::FinalAnswer("Hello there".into())));
 /// # Ok::<(), catena_core::Error>(())
 /// # }).unwrap();
@@ -45,6 +64,32 @@ use crate::executor::{AgentExecutor, StepError};
 pub enum AgentEvent {
     /// More text from the model (any turn, including text beside tool calls).
     ModelDelta(String),
+    /// A piece of a native tool call as the model streams it, before the turn ends.
+    ///
+    /// The pieces with the same `index` belong to one call of the turn: their `arguments`
+    /// concatenated, in order, are the call's arguments in the
+    /// [`ToolCallStarted`](AgentEvent::ToolCallStarted) that follows the turn.
+    ToolCallDelta {
+        /// Position of the call in this turn.
+        index: usize,
+        /// The call id, when this piece carries it (usually the first piece only). A
+        /// [`DurableAgent`](crate::DurableAgent) replaces a missing or repeated id, so the
+        /// started call's id may differ; `index` still pairs them.
+        id: Option<String>,
+        /// The tool's name, when this piece carries it (usually the first piece only).
+        name: Option<String>,
+        /// More argument JSON text (may be empty).
+        arguments: String,
+    },
+    /// A model turn finished (its text and tool calls are complete).
+    StepFinished {
+        /// The model call's number in the run, from 1; the last one is
+        /// [`AgentRun::iterations`]. A resumed durable run goes on from its checkpoint.
+        step: usize,
+        /// The tokens this turn used, as the model reported them (zero when it reported
+        /// none). Summed over the steps, this is [`AgentRun::usage`].
+        usage: Usage,
+    },
     /// A tool call is about to run.
     ToolCallStarted {
         /// The call id.
@@ -77,7 +122,7 @@ pub enum AgentEvent {
     /// The model's final answer; the last event of a successful run.
     FinalAnswer(String),
     /// The run failed; the last event. An [`AgentError`](crate::AgentError) limit is inside
-    /// as with [`AgentExecutor::run`].
+    /// as with [`AgentExecutor::run`](crate::AgentExecutor::run).
     Error(Arc<Error>),
 }
 
@@ -123,13 +168,31 @@ impl PartialEq for AgentEvent {
                     arguments: z,
                 },
             ) => a == x && b == y && c == z,
+            (
+                ToolCallDelta {
+                    index: a,
+                    id: b,
+                    name: c,
+                    arguments: d,
+                },
+                ToolCallDelta {
+                    index: w,
+                    id: x,
+                    name: y,
+                    arguments: z,
+                },
+            ) => a == w && b == x && c == y && d == z,
+            (StepFinished { step: a, usage: b }, StepFinished { step: x, usage: y }) => {
+                a == x && b == y
+            }
             (Error(a), Error(b)) => a.to_string() == b.to_string(),
             _ => false,
         }
     }
 }
 
-/// The stream returned by [`AgentExecutor::run_stream`].
+/// The stream returned by [`AgentExecutor::run_stream`](crate::AgentExecutor::run_stream)
+/// and [`ReactAgent::run_stream`](crate::ReactAgent::run_stream).
 ///
 /// It owns the run as a future and drives it while being polled (nothing is spawned), so
 /// dropping the stream drops the run and every tool call in flight.
@@ -148,10 +211,16 @@ impl fmt::Debug for AgentEventStream {
 }
 
 impl AgentEventStream {
-    pub(crate) fn new(executor: AgentExecutor, input: String) -> Self {
+    /// A stream driving the run that `start` makes from the events' sender; the run's
+    /// outcome becomes the last event.
+    pub(crate) fn new<F>(start: impl FnOnce(mpsc::UnboundedSender<AgentEvent>) -> F) -> Self
+    where
+        F: Future<Output = Result<AgentRun>> + Send + 'static,
+    {
         let (tx, rx) = mpsc::unbounded_channel();
+        let run = start(tx.clone());
         let driver = async move {
-            let last = match executor.drive(&input, Some(&tx)).await {
+            let last = match run.await {
                 Ok(run) => AgentEvent::FinalAnswer(run.output),
                 Err(e) => AgentEvent::Error(Arc::new(e)),
             };

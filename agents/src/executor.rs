@@ -393,6 +393,77 @@ pub(crate) fn emit(sink: Sink<'_>, event: AgentEvent) {
     }
 }
 
+/// [`AgentEvent::ToolCallStarted`] for `call`.
+pub(crate) fn emit_started(sink: Sink<'_>, call: &ToolCall) {
+    emit(
+        sink,
+        AgentEvent::ToolCallStarted {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        },
+    );
+}
+
+/// [`AgentEvent::ToolResult`] for `call`.
+pub(crate) fn emit_result(
+    sink: Sink<'_>,
+    call: &ToolCall,
+    result: &std::result::Result<String, StepError>,
+) {
+    emit(
+        sink,
+        AgentEvent::ToolResult {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            result: result.clone(),
+        },
+    );
+}
+
+/// One model call, the run's `step`th, shared by every agent. Without a sink it is
+/// [`ChatModel::generate`]. With one it is [`ChatModel::stream`]: text deltas and tool-call
+/// pieces go to the sink as they arrive, then [`AgentEvent::StepFinished`] with the turn's
+/// usage.
+pub(crate) async fn model_turn(
+    model: &dyn ChatModel,
+    request: ChatRequest,
+    step: usize,
+    sink: Sink<'_>,
+) -> Result<ChatResponse> {
+    if sink.is_none() {
+        return model.generate(request).await;
+    }
+    let mut stream = model.stream(request).await?;
+    let mut acc = StreamAccumulator::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        match &chunk {
+            ChatChunk::TextDelta(t) => emit(sink, AgentEvent::ModelDelta(t.clone())),
+            ChatChunk::ToolCallDelta {
+                index,
+                id,
+                name,
+                arguments_delta,
+            } => emit(
+                sink,
+                AgentEvent::ToolCallDelta {
+                    index: *index,
+                    id: id.clone(),
+                    name: name.clone(),
+                    arguments: arguments_delta.clone(),
+                },
+            ),
+            _ => {}
+        }
+        acc.push(&chunk);
+    }
+    let response = acc.finish()?;
+    let usage = response.usage.unwrap_or_default();
+    emit(sink, AgentEvent::StepFinished { step, usage });
+    Ok(response)
+}
+
 impl AgentExecutor {
     /// Starts a builder for an agent driven by `model`.
     pub fn builder(model: Arc<dyn ChatModel>) -> AgentExecutorBuilder {
@@ -415,13 +486,14 @@ impl AgentExecutor {
         &self.inner
     }
 
-    /// One model call: streamed into `sink` when there is one.
+    /// One model call, the run's `step`th: streamed into `sink` when there is one.
     pub(crate) async fn model_turn(
         &self,
         request: ChatRequest,
+        step: usize,
         sink: Sink<'_>,
     ) -> Result<ChatResponse> {
-        self.call_model(request, sink).await
+        model_turn(self.inner.model.as_ref(), request, step, sink).await
     }
 
     /// Runs the agent on `input` until the model gives a final answer, using
@@ -438,11 +510,16 @@ impl AgentExecutor {
     }
 
     /// Runs the agent on `input` and reports what happens as a stream of [`AgentEvent`]s,
-    /// using [`ChatModel::stream`]; it ends with [`AgentEvent::FinalAnswer`] or
-    /// [`AgentEvent::Error`]. Dropping the stream cancels the run, including running tools.
+    /// using [`ChatModel::stream`]: each turn's text and tool-call pieces as they arrive
+    /// ([`AgentEvent::ModelDelta`], [`AgentEvent::ToolCallDelta`]), the turn's usage
+    /// ([`AgentEvent::StepFinished`]), then its tool calls and results; it ends with
+    /// [`AgentEvent::FinalAnswer`] or [`AgentEvent::Error`]. The limits are those of
+    /// [`run`](Self::run). Dropping the stream cancels the run, including running tools.
     /// Nothing is spawned: the run makes progress while the stream is polled.
     pub fn run_stream(&self, input: &str) -> AgentEventStream {
-        AgentEventStream::new(self.clone(), input.to_owned())
+        let agent = self.clone();
+        let input = input.to_owned();
+        AgentEventStream::new(|tx| async move { agent.drive(&input, Some(&tx)).await })
     }
 
     pub(crate) async fn drive(&self, input: &str, sink: Sink<'_>) -> Result<AgentRun> {
@@ -515,7 +592,10 @@ impl AgentExecutor {
                     .with_tool_choice(ToolChoice::Auto);
             }
             state.iterations += 1;
-            let response = self.call_model(request, sink).await.map_err(Stop::Fail)?;
+            let response = self
+                .model_turn(request, state.iterations, sink)
+                .await
+                .map_err(Stop::Fail)?;
             state.usage += response.usage.unwrap_or_default();
             if response.tool_calls().is_empty() {
                 let text = response.text();
@@ -558,7 +638,7 @@ impl AgentExecutor {
         }
         request = request.with_tool_choice(ToolChoice::None);
         state.iterations += 1;
-        let response = self.call_model(request, sink).await?;
+        let response = self.model_turn(request, state.iterations, sink).await?;
         state.usage += response.usage.unwrap_or_default();
         let text = response.text();
         if text.trim().is_empty() {
@@ -567,46 +647,15 @@ impl AgentExecutor {
         Ok(text)
     }
 
-    async fn call_model(&self, request: ChatRequest, sink: Sink<'_>) -> Result<ChatResponse> {
-        let model = &self.inner.model;
-        let Some(tx) = sink else {
-            return model.generate(request).await;
-        };
-        let mut stream = model.stream(request).await?;
-        let mut acc = StreamAccumulator::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            if let ChatChunk::TextDelta(t) = &chunk {
-                emit(Some(tx), AgentEvent::ModelDelta(t.clone()));
-            }
-            acc.push(&chunk);
-        }
-        acc.finish()
-    }
-
     async fn execute(&self, call: ToolCall, sink: Sink<'_>) -> AgentStep {
-        emit(
-            sink,
-            AgentEvent::ToolCallStarted {
-                id: call.id.clone(),
-                name: call.name.clone(),
-                arguments: call.arguments.clone(),
-            },
-        );
+        emit_started(sink, &call);
         let start = Instant::now();
         let result = self.invoke(&call).await;
         let duration = start.elapsed();
         if let Err(e) = &result {
             tracing::debug!(tool = %call.name, error = %e, "tool call failed");
         }
-        emit(
-            sink,
-            AgentEvent::ToolResult {
-                id: call.id.clone(),
-                name: call.name.clone(),
-                result: result.clone(),
-            },
-        );
+        emit_result(sink, &call, &result);
         AgentStep {
             call,
             result,

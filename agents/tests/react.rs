@@ -1,4 +1,5 @@
-//! The ReAct text agent against scripted models: prompts, parsing, errors and limits.
+//! The ReAct text agent against scripted models: prompts, parsing, errors, limits and the
+//! event stream.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -9,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catena_agents::{AgentError, ReactAgent, StepError, REACT_STOP};
+use catena_agents::{AgentError, AgentEvent, AgentExecutor, ReactAgent, StepError, REACT_STOP};
 use catena_core::test_utils::ScriptedChatModel;
-use catena_core::{ChatRequest, ToolError, TypedTool};
+use catena_core::{ChatRequest, ChatResponse, Message, ToolCall, ToolError, TypedTool, Usage};
+use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use support::{Echo, Failing, Sleeper};
@@ -345,4 +347,206 @@ async fn builder_rejects_bad_config() {
         .tool(Add.into_tool())
         .build()
         .is_err());
+}
+
+/// The events as labels that do not depend on the loop: consecutive text deltas collapse
+/// into one `delta`, calls are named by tool, arguments and result (ids differ), and native
+/// tool-call pieces, which a ReAct model has none of, are left out.
+fn shape(events: &[AgentEvent]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in events {
+        let s = match e {
+            AgentEvent::ModelDelta(_) => "delta".to_owned(),
+            AgentEvent::ToolCallDelta { .. } => continue,
+            AgentEvent::StepFinished { step, .. } => format!("step:{step}"),
+            AgentEvent::ToolCallStarted {
+                name, arguments, ..
+            } => format!("started:{name}:{arguments}"),
+            AgentEvent::ToolResult { name, result, .. } => format!("result:{name}:{result:?}"),
+            AgentEvent::FinalAnswer(a) => format!("final:{a}"),
+            AgentEvent::Error(e) => format!("error:{e}"),
+            other => format!("{other:?}"),
+        };
+        if s == "delta" && out.last().map(String::as_str) == Some("delta") {
+            continue;
+        }
+        out.push(s);
+    }
+    out
+}
+
+fn text_deltas(events: &[AgentEvent]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::ModelDelta(d) => Some(d.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn stream_has_the_executor_event_shape() {
+    // The same run twice: native tool calls, and ReAct text.
+    let native = Arc::new(
+        ScriptedChatModel::new()
+            .with_response(ChatResponse::new(Message::assistant_with_tool_calls(
+                "I should echo.",
+                vec![ToolCall::new("c1", "echo", r#"{"text":"hi"}"#)],
+            )))
+            .with_text("It said hi.")
+            .with_chunk_chars(3),
+    );
+    let executor = AgentExecutor::builder(native)
+        .tool(Echo::default().into_tool())
+        .build()
+        .unwrap();
+    let react_model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text(" I should echo.\nAction: echo\nAction Input: {\"text\": \"hi\"}")
+            .with_text(" I now know.\nFinal Answer: It said hi.")
+            .with_chunk_chars(3),
+    );
+    let react = ReactAgent::builder(react_model)
+        .tool(Echo::default().into_tool())
+        .build()
+        .unwrap();
+
+    let from_executor: Vec<AgentEvent> = executor.run_stream("go").collect().await;
+    let from_react: Vec<AgentEvent> = react.run_stream("go").collect().await;
+    let expected = [
+        "delta",
+        "step:1",
+        r#"started:echo:{"text":"hi"}"#,
+        r#"result:echo:Ok("echo:hi")"#,
+        "delta",
+        "step:2",
+        "final:It said hi.",
+    ];
+    assert_eq!(shape(&from_executor), expected);
+    assert_eq!(shape(&from_react), expected);
+
+    // The model's text streams in pieces, as the model sent it.
+    let deltas = text_deltas(&from_react);
+    assert!(deltas.len() > 10, "text arrives in several deltas");
+    assert_eq!(
+        deltas.concat(),
+        " I should echo.\nAction: echo\nAction Input: {\"text\": \"hi\"} I now know.\nFinal Answer: It said hi."
+    );
+    assert!(from_react.contains(&AgentEvent::ToolCallStarted {
+        id: "react_0".into(),
+        name: "echo".into(),
+        arguments: r#"{"text":"hi"}"#.into(),
+    }));
+}
+
+#[tokio::test]
+async fn stream_step_usage_sums_to_the_run_usage() {
+    let script = || {
+        ScriptedChatModel::new()
+            .with_response(
+                ChatResponse::new(Message::assistant("Action: echo\nAction Input: a"))
+                    .with_usage(Usage::new(40, 6)),
+            )
+            // A format error is a step of its own.
+            .with_text("I am not sure.")
+            .with_response(
+                ChatResponse::new(Message::assistant("Final Answer: a"))
+                    .with_usage(Usage::new(60, 3)),
+            )
+    };
+    let run = agent(&Arc::new(script())).run("go").await.unwrap();
+    let events: Vec<AgentEvent> = agent(&Arc::new(script())).run_stream("go").collect().await;
+    assert_eq!(events.last(), Some(&AgentEvent::FinalAnswer("a".into())));
+    let steps: Vec<(usize, Usage)> = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::StepFinished { step, usage } => Some((*step, *usage)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(run.iterations, 3);
+    assert_eq!(steps.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(steps[0].1, Usage::new(40, 6));
+    assert_eq!(steps[2].1, Usage::new(60, 3));
+    let total = steps
+        .iter()
+        .fold(Usage::default(), |sum, (_, usage)| sum + *usage);
+    assert_eq!(total, run.usage);
+    // The malformed turn has no tool events.
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, AgentEvent::ToolCallStarted { .. }))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn stream_reports_unknown_tools_and_ends_with_a_limit_error() {
+    let model = Arc::new(ScriptedChatModel::new().with_responder(|_| {
+        Ok(ChatResponse::new(Message::assistant(
+            "Action: search\nAction Input: rust",
+        )))
+    }));
+    let agent = ReactAgent::builder(model.clone())
+        .tool(Echo::default().into_tool())
+        .max_iterations(2)
+        .build()
+        .unwrap();
+    let events: Vec<AgentEvent> = agent.run_stream("go").collect().await;
+    assert!(events.contains(&AgentEvent::ToolResult {
+        id: "react_1".into(),
+        name: "search".into(),
+        result: Err(StepError::UnknownTool {
+            name: "search".into(),
+            available: vec!["echo".into()],
+        }),
+    }));
+    let Some(AgentEvent::Error(err)) = events.last() else {
+        panic!("last event should be an error: {events:?}");
+    };
+    assert_eq!(
+        AgentError::from_error(err),
+        Some(&AgentError::MaxIterations { limit: 2 })
+    );
+    assert_eq!(model.requests().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_stream_stops_the_running_tool() {
+    let finished = Arc::new(AtomicBool::new(false));
+    let model = Arc::new(
+        ScriptedChatModel::new()
+            .with_text("Action: sleeper\nAction Input: x")
+            .with_text("Final Answer: never reached"),
+    );
+    let agent = ReactAgent::builder(model.clone())
+        .tool(
+            Sleeper {
+                delay: Duration::from_secs(10),
+                finished: finished.clone(),
+            }
+            .into_tool(),
+        )
+        .build()
+        .unwrap();
+    let mut stream = agent.run_stream("go");
+    loop {
+        match stream.next().await {
+            Some(AgentEvent::ToolCallStarted { name, .. }) => {
+                assert_eq!(name, "sleeper");
+                break;
+            }
+            Some(_) => {}
+            None => panic!("stream ended before the tool started"),
+        }
+    }
+    let poll_briefly = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
+    assert!(poll_briefly.is_err(), "the tool is still sleeping");
+    drop(stream);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!finished.load(Ordering::SeqCst), "the tool kept running");
+    assert_eq!(model.requests().len(), 1, "no further model call");
 }

@@ -154,6 +154,15 @@ impl EventStream {
     }
 
     fn on_event(&mut self, event: AgentEvent) {
+        // The wire contract has no tool-call pieces or per-step usage (its `StepStarted`
+        // carries the running total from the metered model). Skipped before the step
+        // bookkeeping, so they never open a step.
+        if matches!(
+            event,
+            AgentEvent::ToolCallDelta { .. } | AgentEvent::StepFinished { .. }
+        ) {
+            return;
+        }
         let terminal = matches!(event, AgentEvent::FinalAnswer(_) | AgentEvent::Error(_));
         if self.step_done && !matches!(event, AgentEvent::Error(_)) {
             if !terminal && self.max_steps.is_some_and(|max| self.step >= max) {
@@ -227,6 +236,8 @@ impl EventStream {
                     arguments_json: arguments,
                 }));
             }
+            // Returned above.
+            AgentEvent::ToolCallDelta { .. } | AgentEvent::StepFinished { .. } => {}
         }
     }
 }
@@ -367,6 +378,41 @@ mod tests {
             [
                 "step1", "delta:hm", "call:a", "call:b", "result:a", "result:b", "step2",
                 "delta:ok", "final:ok"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn tool_call_pieces_and_step_usage_are_not_on_the_wire() {
+        let piece = |arguments: &str| AgentEvent::ToolCallDelta {
+            index: 0,
+            id: None,
+            name: None,
+            arguments: arguments.into(),
+        };
+        let finished = |step| AgentEvent::StepFinished {
+            step,
+            usage: catena_core::Usage::new(5, 1),
+        };
+        let events = vec![
+            AgentEvent::ModelDelta("hm".into()),
+            piece("{}"),
+            finished(1),
+            call("a"),
+            result("a"),
+            piece("{"),
+            piece("}"),
+            finished(2),
+            call("b"),
+            result("b"),
+            finished(3),
+            AgentEvent::FinalAnswer("ok".into()),
+        ];
+        assert_eq!(
+            run(events, Report::default(), None).await,
+            [
+                "step1", "delta:hm", "call:a", "result:a", "step2", "call:b", "result:b", "step3",
+                "final:ok"
             ]
         );
     }

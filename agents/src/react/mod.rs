@@ -16,7 +16,10 @@ use catena_core::{Chain, ChatModel, ChatRequest, Error, Message, Result, Tool, T
 use tokio::time::Instant;
 
 use crate::error::AgentError;
-use crate::executor::{AgentRun, AgentStep, StepError};
+use crate::events::AgentEventStream;
+use crate::executor::{
+    emit_result, emit_started, model_turn, AgentRun, AgentStep, Sink, StepError,
+};
 use crate::options::AgentOptions;
 use parser::Parsed;
 
@@ -58,6 +61,11 @@ struct Inner {
 /// failures, timeouts, bad arguments and unknown tools (with the list of available tools) go
 /// back to the model as `"Error: …"` observations instead of ending the run. Every model call
 /// counts towards `max_iterations`; the time and token budgets apply to the whole run.
+///
+/// [`run_stream`](Self::run_stream) reports the same run as the
+/// [`AgentExecutor`](crate::AgentExecutor)'s stream of [`AgentEvent`](crate::AgentEvent)s:
+/// the model's text as it arrives, each turn's usage, and a tool call once the turn's text
+/// is parsed.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -304,15 +312,59 @@ impl ReactAgent {
     /// # Panics
     /// Outside a Tokio runtime with the time driver enabled (the tool timeout needs it).
     pub async fn run(&self, input: &str) -> Result<AgentRun> {
+        self.drive(input, None).await
+    }
+
+    /// Runs the agent on `input` and reports what happens as a stream of
+    /// [`AgentEvent`](crate::AgentEvent)s, using [`ChatModel::stream`], in the shape of
+    /// [`AgentExecutor::run_stream`](crate::AgentExecutor::run_stream): each turn's text as
+    /// it arrives ([`ModelDelta`](crate::AgentEvent::ModelDelta)), the turn's usage
+    /// ([`StepFinished`](crate::AgentEvent::StepFinished)), then, when the parsed text
+    /// names an action, [`ToolCallStarted`](crate::AgentEvent::ToolCallStarted) (id
+    /// `react_<n>`; the arguments as JSON, or as written when the tool is unknown) and its
+    /// [`ToolResult`](crate::AgentEvent::ToolResult). A format error has no tool events; the
+    /// reminder goes to the model in the next turn. It ends with
+    /// [`FinalAnswer`](crate::AgentEvent::FinalAnswer) (the text after `Final Answer:`) or
+    /// [`Error`](crate::AgentEvent::Error), under the limits of [`run`](Self::run).
+    /// Dropping the stream cancels the run, including a running tool. Nothing is spawned:
+    /// the run makes progress while the stream is polled.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use catena_agents::{AgentEvent, ReactAgent};
+    /// use catena_core::test_utils::ScriptedChatModel;
+    /// use futures::StreamExt;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let model = Arc::new(ScriptedChatModel::new().with_text(" Easy.\nFinal Answer: 4"));
+    /// let agent = ReactAgent::builder(model).build()?;
+    /// let events: Vec<AgentEvent> = agent.run_stream("2+2?").collect().await;
+    /// let streamed: String = events
+    ///     .iter()
+    ///     .filter_map(|e| match e { AgentEvent::ModelDelta(d) => Some(d.as_str()), _ => None })
+    ///     .collect();
+    /// assert_eq!(streamed, " Easy.\nFinal Answer: 4");
+    /// assert!(events.iter().any(|e| matches!(e, AgentEvent::StepFinished { step: 1, .. })));
+    /// assert_eq!(events.last(), Some(&AgentEvent::FinalAnswer("4".into())));
+    /// # Ok::<(), catena_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn run_stream(&self, input: &str) -> AgentEventStream {
+        let agent = self.clone();
+        let input = input.to_owned();
+        AgentEventStream::new(|tx| async move { agent.drive(&input, Some(&tx)).await })
+    }
+
+    async fn drive(&self, input: &str, sink: Sink<'_>) -> Result<AgentRun> {
         let mut state = State::default();
         let outcome = match self.inner.options.time_budget {
             Some(budget) => {
-                match tokio::time::timeout(budget, self.turns(input, &mut state)).await {
+                match tokio::time::timeout(budget, self.turns(input, &mut state, sink)).await {
                     Ok(r) => r,
                     Err(_) => Err(Stop::Limit(AgentError::TimeBudget { budget })),
                 }
             }
-            None => self.turns(input, &mut state).await,
+            None => self.turns(input, &mut state, sink).await,
         };
         match outcome {
             Ok(output) => Ok(AgentRun {
@@ -330,7 +382,12 @@ impl ReactAgent {
         }
     }
 
-    async fn turns(&self, input: &str, state: &mut State) -> std::result::Result<String, Stop> {
+    async fn turns(
+        &self,
+        input: &str,
+        state: &mut State,
+        sink: Sink<'_>,
+    ) -> std::result::Result<String, Stop> {
         let model = &self.inner.model;
         let inner = &self.inner.options;
         loop {
@@ -354,10 +411,12 @@ impl ReactAgent {
             messages.push(Message::user(self.render_prompt(input, &state.scratchpad)));
             let request = ChatRequest::new(messages).with_stop([REACT_STOP]);
             state.iterations += 1;
-            let response = model.generate(request).await.map_err(Stop::Fail)?;
+            let response = model_turn(model.as_ref(), request, state.iterations, sink)
+                .await
+                .map_err(Stop::Fail)?;
             state.usage += response.usage.unwrap_or_default();
             let text = response.text();
-            let observation = match self.step(&text, state.steps.len()).await {
+            let observation = match self.step(&text, state.steps.len(), sink).await {
                 Ok(Turn::Final(answer)) => return Ok(answer),
                 Ok(Turn::Step(step)) => {
                     state.reminded = false;
@@ -388,8 +447,14 @@ impl ReactAgent {
         }
     }
 
-    /// Parses one output and runs its action. `Err` is a format error.
-    async fn step(&self, text: &str, n: usize) -> std::result::Result<Turn, String> {
+    /// Parses one output and runs its action, reporting the call to `sink`. `Err` is a
+    /// format error.
+    async fn step(
+        &self,
+        text: &str,
+        n: usize,
+        sink: Sink<'_>,
+    ) -> std::result::Result<Turn, String> {
         let (name, input) = match parser::parse(text)? {
             Parsed::Final(answer) => return Ok(Turn::Final(answer)),
             Parsed::Action { tool, input } => (tool, input),
@@ -405,14 +470,18 @@ impl ReactAgent {
                 name: name.clone(),
                 available: tools.iter().map(|t| t.name().to_owned()).collect(),
             });
+            let call = ToolCall::new(id, name, input);
+            emit_started(sink, &call);
+            emit_result(sink, &call, &result);
             return Ok(Turn::Step(AgentStep {
-                call: ToolCall::new(id, name, input),
+                call,
                 result,
                 duration: Duration::ZERO,
             }));
         };
         let args = parser::arguments(tool.name(), &input, tool.parameters())?;
         let call = ToolCall::new(id, tool.name(), args.to_string());
+        emit_started(sink, &call);
         let start = Instant::now();
         let result = crate::executor::call_tool(
             tool.as_ref(),
@@ -424,6 +493,7 @@ impl ReactAgent {
         if let Err(e) = &result {
             tracing::debug!(tool = %call.name, error = %e, "react tool call failed");
         }
+        emit_result(sink, &call, &result);
         Ok(Turn::Step(AgentStep {
             call,
             result,
