@@ -10,13 +10,15 @@
 //
 // Prints one JSON object on stdout:
 //   { "answer": "...", "sources": ["rust.md", ...], "source_texts": [...], "status": "...",
-//     "answer_updates": N, "errors": [...], "bad_key": { same fields } }   // bad_key with --bad-key
-// `answer_updates` counts the DOM updates of #answer (more than one when the answer streamed in).
+//     "state": "done", "answer_updates": N, "errors": [...], "bad_key": { same fields } }
+// (bad_key with --bad-key), all of the page's latest turn; `status` is the turn's error text and
+// `state` its data-state. `answer_updates` counts the DOM updates of the answer (more than one
+// when the answer streamed in).
 // Exits 2 when the page does not finish (body[data-done="1"]) in time, 1 on other failures.
-import { createRequire } from "node:module";
-import path from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
+
+import { openPage, run, settled } from "./support.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -32,37 +34,22 @@ if (!opts.url || opts.key === undefined) {
   process.exit(1);
 }
 const timeout = Number(opts["timeout-ms"]);
-const executablePath = process.env.CATENA_CHROMIUM || "/usr/bin/chromium";
-const driverDir = process.env.CATENA_PLAYWRIGHT_DIR;
-if (!driverDir) {
-  console.error("chat.mjs: CATENA_PLAYWRIGHT_DIR is not set; run: eval \"$(bash scripts/browser.sh)\"");
-  process.exit(1);
-}
-const { chromium } = createRequire(path.join(path.resolve(driverDir), "package.json"))(
-  "playwright-core",
-);
-
-class Timeout extends Error {}
 
 // Opens the page in a fresh context, asks `question` with `key`, waits for the end of the answer.
 async function ask(browser, key, question) {
   const context = await browser.newContext();
   const errors = [];
   try {
-    const page = await context.newPage();
-    page.setDefaultTimeout(timeout);
-    page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
-    page.on("console", (m) => {
-      if (m.type() === "error") errors.push(`console: ${m.text()}`);
-    });
-    const res = await page.goto(new URL("/", opts.url).href, { waitUntil: "load" });
-    if (!res || !res.ok()) throw new Error(`GET / answered ${res ? res.status() : "nothing"}`);
-    // Count the updates of #answer, to tell a streamed answer from one set all at once.
+    const page = await openPage(context, opts.url, timeout, errors);
+    // Count the updates of the answers, to tell a streamed answer from one set all at once.
     await page.evaluate(() => {
       window.__answerUpdates = 0;
       new MutationObserver((records) => {
-        window.__answerUpdates += records.length;
-      }).observe(document.getElementById("answer"), {
+        for (const r of records) {
+          const node = r.target.nodeType === Node.ELEMENT_NODE ? r.target : r.target.parentElement;
+          if (node && node.closest(".answer")) window.__answerUpdates += 1;
+        }
+      }).observe(document.getElementById("transcript"), {
         childList: true,
         characterData: true,
         subtree: true,
@@ -71,57 +58,33 @@ async function ask(browser, key, question) {
     await page.fill("#key", key);
     await page.fill("#question", question);
     await page.click("#ask");
-    try {
-      await page.waitForSelector('body[data-done="1"]', { state: "attached", timeout });
-    } catch (e) {
-      const partial = await snapshot(page).catch(() => ({}));
-      throw new Timeout(`the page did not finish in ${timeout} ms: ${e.message}\n${JSON.stringify(partial)}`);
-    }
+    await settled(page, timeout, () => snapshot(page));
     return { ...(await snapshot(page)), errors };
   } finally {
     await context.close().catch(() => {});
   }
 }
 
+// What the page shows for its latest turn.
 function snapshot(page) {
   return page.evaluate(() => {
-    const items = [...document.querySelectorAll("#sources li")];
+    const turn = document.querySelector("#transcript .turn:last-of-type");
+    const items = turn ? [...turn.querySelectorAll(".sources li")] : [];
     return {
-      answer: document.getElementById("answer").textContent,
+      answer: turn ? turn.querySelector(".answer").textContent : "",
       sources: items.map((li) => li.dataset.source ?? li.textContent),
       source_texts: items.map((li) => li.textContent),
-      status: document.getElementById("status").textContent,
+      status: turn ? turn.querySelector(".error").textContent : document.getElementById("status").textContent,
+      state: turn ? turn.dataset.state : null,
       answer_updates: window.__answerUpdates ?? 0,
     };
   });
 }
 
-let browser;
-let code = 0;
-try {
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    timeout,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+await run("chat.mjs", timeout, async (browser) => {
   const result = await ask(browser, opts.key, opts.question);
   if (opts["bad-key"] !== undefined) {
     result.bad_key = await ask(browser, opts["bad-key"], opts.question);
   }
-  process.stdout.write(JSON.stringify(result) + "\n");
-} catch (e) {
-  console.error(`chat.mjs: ${e instanceof Error ? e.stack || e.message : e}`);
-  code = e instanceof Timeout ? 2 : 1;
-} finally {
-  if (browser) await browser.close().catch(() => {});
-}
-process.exit(code);
+  return result;
+});
