@@ -7,7 +7,9 @@
 //!   `"Error: …"` results instead of ending the run. Limits: `max_iterations`, a
 //!   `time_budget`, a `token_budget`, a per-tool timeout, and [`EarlyStopping`]. Every run
 //!   returns its intermediate [`AgentStep`]s.
-//! - [`AgentExecutor::run_stream`]: the same run as a stream of typed [`AgentEvent`]s.
+//! - [`AgentExecutor::run_stream`] (and [`ReactAgent::run_stream`]): the same run as a
+//!   stream of typed [`AgentEvent`]s — text deltas, tool-call argument pieces, each turn's
+//!   usage, tool calls and results.
 //!   Dropping the stream (or the `run` future) cancels the run and its tools.
 //! - [`AgentTool`]: an agent offered to another agent as a tool.
 //! - [`AgentError`]: the typed limits; runs return [`catena_core::Result`] with the

@@ -49,11 +49,20 @@ pub(crate) struct AppState {
     /// outlives its `Gateway` never reads a closed channel as a shutdown.
     pub(crate) shutdown_tx: watch::Sender<bool>,
     pub(crate) metrics: PrometheusHandle,
-    /// The durable runs this gateway is driving now (`agent.durable`): a second driver
-    /// (`resume`) is refused while one runs here.
-    pub(crate) driving: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The durable runs this gateway is driving now (`agent.durable`), with how many
+    /// drivers each: a second driver (`resume`) is refused while one runs here.
+    pub(crate) driving: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Permits for durable runs that go on without a reader (`agent.max_detached_runs`).
     pub(crate) detached: Arc<Semaphore>,
+    /// Durable runs going on without a reader, per key (at most
+    /// `limits.max_concurrent_per_key` each).
+    pub(crate) detached_per_key: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// The budget reservations of runs stopped for approval, by run id, since when: the
+    /// decision's call settles them with the run's usage; one never decided is charged in
+    /// full when it expires (or the gateway stops).
+    pub(crate) held: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, crate::routes::Charge)>,
+    >,
 }
 
 impl AppState {
@@ -155,6 +164,8 @@ impl AppState {
             shutdown_tx,
             metrics: metrics(),
             driving: std::sync::Mutex::default(),
+            detached_per_key: std::sync::Mutex::default(),
+            held: std::sync::Mutex::default(),
             detached: Arc::new(Semaphore::new(
                 config.agent.max_detached_runs.min(Semaphore::MAX_PERMITS),
             )),

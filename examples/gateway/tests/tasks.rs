@@ -335,6 +335,14 @@ async fn approvals_round_trip_through_the_gateway_and_another_tenant_can_neither
         .await
         .unwrap();
     assert_eq!(snapshot["status"], "awaiting_approval", "{snapshot}");
+    // A run waiting for a decision has nothing to resume (resume would only repeat its
+    // last event into the log).
+    let res = g
+        .post(&format!("/v1/tasks/{run_id}/resume"), KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
 
     // Approved with edited arguments: the tool runs with them, once.
     let res = post(
@@ -476,10 +484,22 @@ async fn a_last_event_id_past_every_event_follows_the_run_to_its_end_without_bre
 
 #[tokio::test]
 async fn runs_without_a_reader_are_capped_and_one_past_the_cap_waits_for_resume() {
+    // The gateway's cap, then a key's: one key cannot take every detached run (nor every
+    // agent-service slot) by starting tasks and hanging up.
+    for per_gateway in [true, false] {
+        capped_runs(per_gateway).await;
+    }
+}
+
+async fn capped_runs(per_gateway: bool) {
     let nap = Recorder::new("nap", Duration::from_millis(300));
     let agent = durable_agent(rule_model("nap", 5), nap.clone(), &[]).await;
     let mut c = config(agent);
-    c.agent.max_detached_runs = 1;
+    if per_gateway {
+        c.agent.max_detached_runs = 1;
+    } else {
+        c.limits.max_concurrent_per_key = 1;
+    }
     let g = support::start(c, support::backends(Arc::new(ScriptedChatModel::new()), 64)).await;
 
     // The first run loses its client and goes on: it holds the only permit (for five naps).
@@ -604,5 +624,37 @@ async fn a_task_carries_the_conversation_and_a_system_turn_is_refused() {
         .await;
         assert_eq!(res.status(), status, "{history}");
     }
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_waiting_for_approval_keeps_its_reservation_until_it_is_decided() {
+    // The reservation of a run stopping for approval was settled at zero: a key could stop
+    // any number of runs for approval, each reserving (and so allowed to spend) the whole
+    // budget, then approve them all.
+    let pay = Recorder::new("pay", Duration::ZERO);
+    let agent = durable_agent(rule_model("pay", 1), pay.clone(), &["pay"]).await;
+    let mut c = config(agent);
+    c.limits.token_budget = Some(5_000);
+    let g = support::start(c, support::backends(Arc::new(ScriptedChatModel::new()), 64)).await;
+
+    let events =
+        events_of(post(&g, "/v1/tasks", KEY_A, &json!({ "task": "pay the bill" })).await).await;
+    let first = run_id_of(&events);
+    assert_eq!(events.last().unwrap().event, "approval_required");
+    // The whole budget is reserved by the waiting run: nothing is left for another task.
+    let res = post(&g, "/v1/tasks", KEY_A, &json!({ "task": "pay another" })).await;
+    assert_eq!(res.status(), 429);
+    // Decided, the run settles what it used; the rest is free again.
+    let events =
+        events_of(post(&g, &format!("/v1/tasks/{first}/approve"), KEY_A, &json!({})).await).await;
+    let end = events.last().unwrap();
+    assert_eq!(end.event, "final", "{events:?}");
+    let used = end.data["usage"]["total_tokens"].as_u64().unwrap();
+    assert!(used > 0 && used < 5_000, "{end:?}");
+    let events =
+        events_of(post(&g, "/v1/tasks", KEY_A, &json!({ "task": "pay another" })).await).await;
+    assert_eq!(events.last().unwrap().event, "approval_required");
+    assert_eq!(pay.calls().len(), 1);
     g.shutdown().await;
 }

@@ -148,17 +148,22 @@ pub(crate) fn verify(state: &AppState, headers: &HeaderMap) -> Result<Caller, Pr
     }
 }
 
-/// The scope a protected route needs (by its suffix, or the route under it such as
-/// `/v1/tasks/{id}/approve`: a host application may nest the gateway's router under a
-/// prefix); a route this list does not know needs `admin`.
+/// The scope a protected route needs (by its template's suffix: a host application may
+/// nest the gateway's router under a prefix); a route this list does not know needs
+/// `admin`.
 fn required_scope(route: Option<&MatchedPath>) -> Scope {
     let route = route.map_or("", MatchedPath::as_str);
     [
         ("/v1/documents", Scope::Ingest),
         ("/v1/query", Scope::Query),
         ("/v1/tasks", Scope::Tasks),
+        ("/v1/tasks/{id}", Scope::Tasks),
+        ("/v1/tasks/{id}/approve", Scope::Tasks),
+        ("/v1/tasks/{id}/reject", Scope::Tasks),
+        ("/v1/tasks/{id}/cancel", Scope::Tasks),
+        ("/v1/tasks/{id}/resume", Scope::Tasks),
     ]
     .into_iter()
-    .find(|(path, _)| route.ends_with(path) || route.contains(&format!("{path}/")))
+    .find(|(path, _)| route.ends_with(path))
     .map_or(Scope::Admin, |(_, scope)| scope)
 }

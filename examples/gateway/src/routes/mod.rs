@@ -8,7 +8,7 @@ mod body;
 mod sse;
 mod upstream;
 
-pub(crate) use upstream::limits_unavailable;
+pub(crate) use upstream::{limits_unavailable, Charge};
 
 pub(crate) mod documents;
 pub(crate) mod health;

@@ -31,7 +31,9 @@ use tracing::Span;
 
 use super::body::Body;
 use super::sse::{guard, sse};
-use super::upstream::{count_usage, refuse_spent_budget, reserve_budget, usage_json, Charge};
+use super::upstream::{
+    budgets_limited, count_usage, refuse_spent_budget, reserve_budget, usage_json, Charge,
+};
 use crate::auth::Caller;
 use crate::middleware::trace::request_id;
 use crate::problem::Problem;
@@ -39,8 +41,47 @@ use crate::state::{caller_of, AppState};
 
 /// How often a reader following a run that another call drives asks for new events.
 const POLL: Duration = Duration::from_millis(200);
+/// The longest pause between two polls of a run that shows no progress.
+const POLL_MAX: Duration = Duration::from_secs(2);
 /// The deadline of a `GetTask` call.
 const GET_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the reservation of a run waiting for approval is held; past it the run is
+/// charged the whole reservation (its decision's call then reserves anew).
+const APPROVAL_HOLD: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Holds `charge` for the decision about `run_id`, charging (in full) holds that expired.
+fn hold(state: &AppState, run_id: &str, charge: Charge) {
+    let expired: Vec<Charge> = match state.held.lock() {
+        Ok(mut held) => {
+            let now = std::time::Instant::now();
+            let old: Vec<String> = held
+                .iter()
+                .filter(|(_, (since, _))| now.duration_since(*since) > APPROVAL_HOLD)
+                .map(|(id, _)| id.clone())
+                .collect();
+            let expired = old
+                .iter()
+                .filter_map(|id| held.remove(id))
+                .map(|(_, c)| c)
+                .collect();
+            held.insert(run_id.to_owned(), (now, charge));
+            expired
+        }
+        // Poisoned: the charge is dropped, charged in full.
+        Err(_) => Vec::new(),
+    };
+    drop(expired);
+}
+
+/// The charge held for the decision about `run_id`, if this gateway holds one.
+fn take_held(state: &AppState, run_id: &str) -> Option<Charge> {
+    state
+        .held
+        .lock()
+        .ok()
+        .and_then(|mut held| held.remove(run_id))
+        .map(|(_, c)| c)
+}
 
 /// The tag that starts the id of every run `tenant` starts.
 fn tenant_tag(tenant: &str) -> String {
@@ -225,16 +266,15 @@ fn error_data(e: &TaskError, request_id: &str) -> (&'static str, Value) {
     )
 }
 
-/// Settles `charge` with what `item` reports: the final answer's usage (the run's total),
-/// an error's usage, or nothing yet for a run stopping for approval (its decision's call
-/// pays for the whole run when it finishes).
+/// Settles `charge` with what `item` reports: the final answer's usage (the run's total) or
+/// an error's usage. A run stopping for approval keeps its charge (the driver holds it for
+/// the decision's call, which settles it with the run's total).
 fn settle(charge: &mut Option<Charge>, item: &Result<TaskEvent, TaskError>) {
     let usage = match item {
         Ok(TaskEvent::FinalAnswer { usage, .. }) => {
             count_usage(usage);
             *usage
         }
-        Ok(TaskEvent::ApprovalRequired { .. }) => Usage::default(),
         Err(e) => match e.usage() {
             Some(usage) => {
                 count_usage(usage);
@@ -303,13 +343,13 @@ pub(super) fn detach(
     first: Option<(Result<TaskEvent, TaskError>, u64)>,
     charge: Charge,
     span: Span,
-    request_id: String,
+    (caller, request_id): (String, String),
 ) -> impl Stream<Item = Event> + Send + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     let mut shutdown = state.shutdown.clone();
     let state = Arc::clone(state);
     if let Ok(mut driving) = state.driving.lock() {
-        driving.insert(run_id.clone());
+        *driving.entry(run_id.clone()).or_default() += 1;
     }
     tokio::spawn(async move {
         let _span = span;
@@ -333,17 +373,23 @@ pub(super) fn detach(
             };
             let Some((item, sequence)) = next else { break };
             let event = observe(&mut charge, &item, sequence, &request_id);
+            if matches!(item, Ok(TaskEvent::ApprovalRequired { .. })) {
+                if let Some(c) = charge.take() {
+                    hold(&state, &run_id, c);
+                }
+            }
             if let Some(tx) = &reader {
                 if tx.send(event).await.is_err() {
                     reader = None;
-                    // Runs nobody reads are capped (`agent.max_detached_runs`): past the cap
-                    // a run stops here, checkpointed, until someone resumes it.
-                    match Arc::clone(&state.detached).try_acquire_owned() {
-                        Ok(p) => {
+                    // Runs nobody reads are capped, per gateway (`agent.max_detached_runs`)
+                    // and per key (`limits.max_concurrent_per_key`): past a cap the run
+                    // stops here, checkpointed, until someone resumes it.
+                    match detach_permit(&state, &caller) {
+                        Some(p) => {
                             tracing::info!(run_id = %run_id, "the client went away; the run goes on");
                             permit = Some(p);
                         }
-                        Err(_) => {
+                        None => {
                             tracing::warn!(run_id = %run_id, "the client went away and too many runs go on without one: this run waits for resume");
                             break;
                         }
@@ -352,11 +398,43 @@ pub(super) fn detach(
             }
         }
         if let Ok(mut driving) = state.driving.lock() {
-            driving.remove(&run_id);
+            if let Some(n) = driving.get_mut(&run_id) {
+                *n -= 1;
+                if *n == 0 {
+                    driving.remove(&run_id);
+                }
+            }
         }
-        drop(permit);
+        if let Some(p) = permit {
+            release_permit(&state, &caller, p);
+        }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+}
+
+/// A permit to go on without a reader: one of the gateway's and one of `caller`'s.
+fn detach_permit(state: &AppState, caller: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let mut per_key = state.detached_per_key.lock().ok()?;
+    let mine = per_key.get(caller).copied().unwrap_or(0);
+    if mine >= state.config.limits.max_concurrent_per_key.max(1) {
+        return None;
+    }
+    let permit = Arc::clone(&state.detached).try_acquire_owned().ok()?;
+    per_key.insert(caller.to_owned(), mine + 1);
+    Some(permit)
+}
+
+/// Gives back what [`detach_permit`] took.
+fn release_permit(state: &AppState, caller: &str, permit: tokio::sync::OwnedSemaphorePermit) {
+    if let Ok(mut per_key) = state.detached_per_key.lock() {
+        if let Some(n) = per_key.get_mut(caller) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_key.remove(caller);
+            }
+        }
+    }
+    drop(permit);
 }
 
 /// Where a run stands, as the API names it.
@@ -450,6 +528,7 @@ pub(crate) async fn get(
         status: TaskStatus,
         request_id: String,
         fetched: bool,
+        pause: Duration,
     }
     let mut follow = Follow {
         agent,
@@ -459,6 +538,7 @@ pub(crate) async fn get(
         status: first.status(),
         request_id: id,
         fetched: true,
+        pause: POLL,
     };
     follow.take(first.events);
     impl Follow {
@@ -481,7 +561,7 @@ pub(crate) async fn get(
             if f.fetched && f.status != TaskStatus::Running {
                 return None;
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(f.pause).await;
             match f
                 .agent
                 .get_task(f.run_id.clone(), f.after.saturating_add(1))
@@ -490,6 +570,12 @@ pub(crate) async fn get(
                 Ok(answer) => {
                     f.status = answer.status();
                     f.fetched = true;
+                    // Polls back off while the run shows no progress, up to POLL_MAX.
+                    f.pause = if answer.events.is_empty() {
+                        (f.pause * 2).min(POLL_MAX)
+                    } else {
+                        POLL
+                    };
                     f.take(answer.events);
                 }
                 Err(e) => {
@@ -663,15 +749,31 @@ pub(crate) async fn resume(
     caller: Option<Extension<Caller>>,
     Path(run_id): Path<String>,
 ) -> Result<Response, Problem> {
-    let (caller, _) = authorize(&state, caller.as_deref(), &run_id)?;
+    let (caller, agent) = authorize(&state, caller.as_deref(), &run_id)?;
     let driven = state
         .driving
         .lock()
-        .map(|d| d.contains(&run_id))
+        .map(|d| d.contains_key(&run_id))
         .unwrap_or(true);
     if driven {
         return Err(Problem::new(StatusCode::CONFLICT, "the run is going on")
             .with_detail("this task run is being driven now: follow it with GET /v1/tasks/{id}"));
+    }
+    // Only a run that stopped on its way (a restart, a cap) is resumed: a finished one, or
+    // one waiting for a decision, has nothing to continue.
+    let status = agent
+        .with_default_timeout(GET_TIMEOUT)
+        .get_task(run_id.clone(), u64::MAX)
+        .await
+        .map_err(|e| problem_of(&e))?
+        .status();
+    if status != TaskStatus::Running {
+        return Err(
+            Problem::new(StatusCode::CONFLICT, "nothing to resume").with_detail(format!(
+                "the task run is {}, not running",
+                status_name(status)
+            )),
+        );
     }
     continue_run(&state, &caller, run_id, "ResumeTask", |agent, run_id| {
         agent.resume_task(run_id)
@@ -679,7 +781,32 @@ pub(crate) async fn resume(
     .await
 }
 
-/// Charges `caller`'s budgets as a new task does, makes the call (`call`, on the agent
+/// A reservation of a whole task's tokens for `caller` (the agent's cap, or the key's whole
+/// token budget when smaller: no run can have started with more); 429 when what is left
+/// cannot cover it.
+async fn full_reservation(state: &AppState, caller: &str) -> Result<Charge, Problem> {
+    refuse_spent_budget(state, caller)?;
+    let full = state
+        .config
+        .limits
+        .token_budget
+        .map_or(catena_agents::grpc::DEFAULT_MAX_TOKENS, |b| {
+            b.min(catena_agents::grpc::DEFAULT_MAX_TOKENS)
+        });
+    let charge = reserve_budget(state, caller, 0, full).await?;
+    if budgets_limited(state) && charge.amount() < full {
+        charge.settle(&Usage::default());
+        return Err(
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "budget too low").with_detail(
+                "what is left of this key's budget cannot cover continuing a task run",
+            ),
+        );
+    }
+    Ok(charge)
+}
+
+/// Uses the reservation held for the run (a decision) or a whole task's (see
+/// [`full_reservation`]), makes the call (`call`, on the agent
 /// client with the task deadline), reads its first item (so that a refusal becomes an HTTP
 /// error and costs nothing), then drives the rest detached and streams it.
 async fn continue_run(
@@ -689,8 +816,17 @@ async fn continue_run(
     method: &'static str,
     call: impl FnOnce(AgentServiceClient, String) -> TaskStream,
 ) -> Result<Response, Problem> {
-    refuse_spent_budget(state, caller)?;
-    let charge = reserve_budget(state, caller, 0, catena_agents::grpc::DEFAULT_MAX_TOKENS).await?;
+    // The reservation the run made before it stopped for approval, held here; otherwise a
+    // new one, which must cover a whole task: the run goes on under the token limit it
+    // started with, which a partial reservation would not cover.
+    let held = (method == "Decide")
+        .then(|| take_held(state, &run_id))
+        .flatten();
+    let was_held = held.is_some();
+    let charge = match held {
+        Some(c) => c,
+        None => full_reservation(state, caller).await?,
+    };
     let timeout = Duration::from_secs(state.config.agent.task_timeout_secs.max(1));
     let id = request_id().to_string();
     // A client span for the call, whose context travels in the gRPC metadata (the agent
@@ -711,11 +847,24 @@ async fn continue_run(
     }
     let mut stream = call(agent, run_id.clone());
     let first = next_sequenced(&mut stream).await;
-    if let Some((Err(e @ TaskError::Status { .. }), _)) = &first {
-        // Refused before it started: nothing ran, nothing is charged.
-        charge.settle(&Usage::default());
+    if let Some((Err(e @ (TaskError::Status { .. } | TaskError::Connect { .. })), _)) = &first {
+        // Refused before it started: nothing ran. A held reservation goes on waiting for a
+        // decision that is accepted; a new one is given back.
+        if was_held {
+            hold(state, &run_id, charge);
+        } else {
+            charge.settle(&Usage::default());
+        }
         return Err(problem_of(e));
     }
-    let events = detach(state, run_id, stream, first, charge, span, id);
+    let events = detach(
+        state,
+        run_id,
+        stream,
+        first,
+        charge,
+        span,
+        (caller.to_owned(), id),
+    );
     Ok(sse(guard(events, state)))
 }

@@ -186,7 +186,7 @@ pub(crate) async fn task(
             None,
             reservation,
             call_span,
-            id,
+            (caller, id),
         )),
         None => Box::pin(runs::attached(stream, reservation, call_span, id)),
     };
