@@ -546,3 +546,79 @@ mod hybrid {
         );
     }
 }
+
+/// A deterministic pseudo-random vector of `d` components in [-1, 1].
+fn pseudo_random(seed: u64, d: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..d)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+/// A batch answers each search as one search at a time does (same ids, same scores), with
+/// and without filters, for every metric, after updates and deletes moved rows around.
+#[tokio::test]
+async fn a_batch_of_searches_answers_as_single_searches_do() {
+    for metric in [
+        DistanceMetric::Cosine,
+        DistanceMetric::DotProduct,
+        DistanceMetric::Euclidean,
+    ] {
+        let store = InMemoryVectorStore::builder()
+            .metric(metric)
+            .build()
+            .unwrap();
+        let d = 37;
+        let docs: Vec<EmbeddedDocument> = (0..500)
+            .map(|i| {
+                EmbeddedDocument::new(
+                    Document::new(format!("doc {i}"))
+                        .with_id(format!("d{i}"))
+                        .with_metadata("even", i % 2 == 0),
+                    pseudo_random(i, d),
+                )
+            })
+            .collect();
+        store.upsert(docs).await.unwrap();
+        // Rewrite some rows and delete others: the arena's rows move.
+        let ids: Vec<_> = (0..50).map(|i| format!("d{}", i * 7).into()).collect();
+        store.delete(&ids).await.unwrap();
+        store
+            .upsert(vec![EmbeddedDocument::new(
+                Document::new("doc 3 again").with_id("d3"),
+                pseudo_random(9_999, d),
+            )])
+            .await
+            .unwrap();
+        let requests: Vec<SearchRequest> = (0..9)
+            .map(|q| {
+                let r = SearchRequest::new(pseudo_random(1_000 + q, d), 10);
+                if q % 3 == 0 {
+                    r.with_filter(Filter::eq("even", true))
+                } else {
+                    r
+                }
+            })
+            .collect();
+        let batch = store.search_batch(&requests).unwrap();
+        assert_eq!(batch.len(), requests.len());
+        for (r, got) in requests.iter().zip(&batch) {
+            let one = store.search(r.clone()).await.unwrap();
+            let ids = |hits: &[catena_core::ScoredDocument]| -> Vec<(String, f32)> {
+                hits.iter()
+                    .map(|h| (h.document.id.as_ref().unwrap().to_string(), h.score))
+                    .collect()
+            };
+            assert_eq!(ids(got), ids(&one), "{metric:?}");
+            assert_eq!(got.len(), 10);
+        }
+        // A bad request fails the batch.
+        let bad = [SearchRequest::new(vec![0.0; d + 1], 3)];
+        assert!(store.search_batch(&bad).is_err());
+    }
+}

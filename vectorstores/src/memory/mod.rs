@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+mod kernel;
 mod log;
 mod persist;
 mod records;
@@ -66,6 +67,8 @@ struct Entry {
     id: DocumentId,
     content: String,
     metadata: Metadata,
+    /// The vector on its way in (a write, a file) and out (a snapshot); empty once the entry
+    /// is in a [`State`], which keeps every vector in its arena.
     vector: Vec<f32>,
     #[serde(skip)]
     norm: f32,
@@ -112,6 +115,8 @@ impl std::io::Write for ByteCount {
 struct State {
     dimensions: Option<usize>,
     entries: Vec<Entry>,
+    /// Every entry's vector, contiguous: row `i` (`dimensions` floats) is `entries[i]`'s.
+    arena: Vec<f32>,
     index: HashMap<DocumentId, usize>,
     /// The sum of the entries' weights.
     live_bytes: usize,
@@ -124,14 +129,43 @@ impl State {
         self.index.get(id).map(|&i| &self.entries[i])
     }
 
+    /// Row `i` of the arena (empty past the end).
+    fn row(&self, i: usize) -> &[f32] {
+        let d = self.dimensions.unwrap_or(0);
+        self.arena.get(i * d..(i + 1) * d).unwrap_or(&[])
+    }
+
+    /// The stored vector of `id`.
+    fn vector_of(&self, id: &DocumentId) -> Option<&[f32]> {
+        self.index.get(id).map(|&i| self.row(i))
+    }
+
+    /// `entries[i]` with its vector, as it is written to a file.
+    fn with_vector(&self, i: usize) -> Entry {
+        let mut e = self.entries[i].clone();
+        e.vector = self.row(i).to_vec();
+        e
+    }
+
     fn insert(&mut self, mut entry: Entry) -> Option<Entry> {
         entry.terms = self.keywords.add(&entry.content);
         self.live_bytes += entry.weight;
+        let vector = std::mem::take(&mut entry.vector);
+        let d = vector.len();
+        if self.dimensions.is_none() {
+            self.dimensions = Some(d);
+        }
         let old = match self.index.get(&entry.id) {
-            Some(&i) => Some(std::mem::replace(&mut self.entries[i], entry)),
+            Some(&i) => {
+                if let Some(row) = self.arena.get_mut(i * d..(i + 1) * d) {
+                    row.copy_from_slice(&vector);
+                }
+                Some(std::mem::replace(&mut self.entries[i], entry))
+            }
             None => {
                 self.index.insert(entry.id.clone(), self.entries.len());
                 self.entries.push(entry);
+                self.arena.extend_from_slice(&vector);
                 None
             }
         };
@@ -145,6 +179,12 @@ impl State {
     fn remove(&mut self, id: &DocumentId) -> Option<Entry> {
         let i = self.index.remove(id)?;
         let removed = self.entries.swap_remove(i);
+        let d = self.dimensions.unwrap_or(0);
+        let last = self.entries.len();
+        if i < last {
+            self.arena.copy_within(last * d..(last + 1) * d, i * d);
+        }
+        self.arena.truncate(last * d);
         if let Some(moved) = self.entries.get(i) {
             self.index.insert(moved.id.clone(), i);
         }
@@ -458,6 +498,47 @@ impl InMemoryVectorStore {
         self.len() == 0
     }
 
+    /// Answers several searches at once, each as [`VectorStore::search`] would, in order.
+    /// The ones without a filter are scored together as one matrix product (each stored
+    /// vector is read once for the whole batch, and a large batch uses every core), which
+    /// is several times faster per query than one search at a time.
+    ///
+    /// # Errors
+    /// As [`VectorStore::search`]: the first invalid request (a bad `k`, a vector of the
+    /// wrong length, an invalid filter) fails the whole batch before anything is scored.
+    pub fn search_batch(&self, requests: &[SearchRequest]) -> Result<Vec<Vec<ScoredDocument>>> {
+        let inner = &*self.inner;
+        let state = inner.read();
+        for r in requests {
+            r.validate()?;
+            check_dims(state.dimensions, r.vector.len(), "the query vector")?;
+        }
+        let plain: Vec<usize> = (0..requests.len())
+            .filter(|&i| requests[i].filter.is_none())
+            .collect();
+        let n = state.entries.len();
+        let d = state.dimensions.unwrap_or(0);
+        let mut raw = vec![0.0f32; plain.len() * n];
+        let queries: Vec<&[f32]> = plain
+            .iter()
+            .map(|&i| requests[i].vector.as_slice())
+            .collect();
+        kernel::scan_many(inner.kernel(), &state.arena, d, &queries, &mut raw);
+        let mut out = Vec::with_capacity(requests.len());
+        let mut next_plain = 0;
+        for r in requests {
+            let hits = if r.filter.is_none() {
+                let scores = raw.get(next_plain * n..(next_plain + 1) * n).unwrap_or(&[]);
+                next_plain += 1;
+                inner.best(&state, &r.vector, scores, None, r.k, r.score_threshold)
+            } else {
+                inner.dense_hits(&state, &r.vector, r.k, r.filter.as_ref(), r.score_threshold)
+            };
+            out.push(hits_to_documents(&state, hits, r.include_vectors));
+        }
+        Ok(out)
+    }
+
     /// Runs `work` on the blocking pool for a persisted store, right here for a memory-only
     /// one (which does no I/O).
     async fn run<T: Send + 'static>(
@@ -473,34 +554,107 @@ impl InMemoryVectorStore {
 }
 
 impl Inner {
-    fn score(&self, query: &[f32], query_norm: f32, entry: &Entry) -> f32 {
+    /// The `k` entries under `filter` closest to `query` by the store's metric, best first
+    /// (ties by id), keeping only scores at or above `threshold`: one scan of the arena
+    /// (or of the filtered rows) with the SIMD kernels.
+    fn dense_hits(
+        &self,
+        state: &State,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+        threshold: Option<f32>,
+    ) -> Vec<(f32, usize)> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let rows: Option<Vec<usize>> = filter.map(|f| {
+            state
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| f.matches(&e.metadata))
+                .map(|(i, _)| i)
+                .collect()
+        });
+        let n = rows.as_ref().map_or(state.entries.len(), Vec::len);
+        let mut raw = vec![0.0f32; n];
+        let d = state.dimensions.unwrap_or(0);
+        kernel::scan(
+            self.kernel(),
+            &state.arena,
+            d,
+            query,
+            rows.as_deref(),
+            &mut raw,
+        );
+        self.best(state, query, &raw, rows.as_deref(), k, threshold)
+    }
+
+    /// The `k` best of the raw kernel values `raw` of `query` (for the entries `rows`, or
+    /// every entry), as the metric's scores at or above `threshold`.
+    fn best(
+        &self,
+        state: &State,
+        query: &[f32],
+        raw: &[f32],
+        rows: Option<&[usize]>,
+        k: usize,
+        threshold: Option<f32>,
+    ) -> Vec<(f32, usize)> {
+        let qn = norm(query);
+        let hits = raw
+            .iter()
+            .enumerate()
+            .map(|(j, &raw)| {
+                let i = rows.map_or(j, |r| r[j]);
+                let score = match self.metric {
+                    DistanceMetric::Cosine => {
+                        let en = state.entries[i].norm;
+                        if qn == 0.0 || en == 0.0 {
+                            0.0
+                        } else {
+                            raw / (qn * en)
+                        }
+                    }
+                    DistanceMetric::DotProduct => raw,
+                    DistanceMetric::Euclidean => 1.0 / (1.0 + raw.max(0.0).sqrt()),
+                };
+                (score, i)
+            })
+            .filter(|(s, _)| threshold.is_none_or(|t| *s >= t))
+            .collect();
+        rank(state, hits, k)
+    }
+
+    fn kernel(&self) -> kernel::Kernel {
         match self.metric {
-            DistanceMetric::Cosine => {
-                if query_norm == 0.0 || entry.norm == 0.0 {
-                    0.0
-                } else {
-                    dot(query, &entry.vector) / (query_norm * entry.norm)
-                }
-            }
-            DistanceMetric::DotProduct => dot(query, &entry.vector),
-            DistanceMetric::Euclidean => {
-                let d2: f32 = query
-                    .iter()
-                    .zip(&entry.vector)
-                    .map(|(a, b)| (a - b) * (a - b))
-                    .sum();
-                1.0 / (1.0 + d2.sqrt())
-            }
+            DistanceMetric::Euclidean => kernel::Kernel::L2Squared,
+            DistanceMetric::Cosine | DistanceMetric::DotProduct => kernel::Kernel::Dot,
         }
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+/// The documents of `hits` (score, entry index), with their vectors when asked.
+fn hits_to_documents(
+    state: &State,
+    hits: Vec<(f32, usize)>,
+    include_vectors: bool,
+) -> Vec<ScoredDocument> {
+    hits.into_iter()
+        .map(|(score, i)| {
+            let hit = ScoredDocument::new(state.entries[i].document(), score);
+            if include_vectors {
+                hit.with_embedding(state.row(i).to_vec())
+            } else {
+                hit
+            }
+        })
+        .collect()
 }
 
 fn norm(v: &[f32]) -> f32 {
-    dot(v, v).sqrt()
+    kernel::dot(v, v).sqrt()
 }
 
 fn check_dims(expected: Option<usize>, got: usize, what: &str) -> Result<()> {
@@ -541,13 +695,11 @@ fn plan_upsert(state: &State, documents: Vec<EmbeddedDocument>) -> Result<(Batch
             terms: TermCounts::default(),
         };
         let current = match pending.get(&id) {
-            Some(&i) => Some(&batch.upsert[i]),
-            None => state.get(&id),
+            Some(&i) => Some((&batch.upsert[i], batch.upsert[i].vector.as_slice())),
+            None => state.get(&id).zip(state.vector_of(&id)),
         };
-        let same = current.is_some_and(|old| {
-            old.content == entry.content
-                && old.metadata == entry.metadata
-                && old.vector == entry.vector
+        let same = current.is_some_and(|(old, vector)| {
+            old.content == entry.content && old.metadata == entry.metadata && vector == entry.vector
         });
         if same {
             unchanged += 1;
@@ -600,7 +752,7 @@ fn top_k(
     score: impl Fn(&Entry) -> Option<f32>,
     threshold: Option<f32>,
 ) -> Vec<(f32, usize)> {
-    let mut hits: Vec<(f32, usize)> = state
+    let hits: Vec<(f32, usize)> = state
         .entries
         .iter()
         .enumerate()
@@ -608,6 +760,12 @@ fn top_k(
         .filter_map(|(i, e)| score(e).map(|s| (s, i)))
         .filter(|(s, _)| threshold.is_none_or(|t| *s >= t))
         .collect();
+    rank(state, hits, k)
+}
+
+/// The `k` best of `hits` (score, entry index), best first, ties by id; a NaN score ranks
+/// last.
+fn rank(state: &State, mut hits: Vec<(f32, usize)>, k: usize) -> Vec<(f32, usize)> {
     // A total order even if a score were NaN (ranked last), so sorting cannot panic.
     let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
     let by_rank = |a: &(f32, usize), b: &(f32, usize)| {
@@ -680,20 +838,13 @@ impl HybridSearch for InMemoryVectorStore {
         let state = inner.read();
         check_dims(state.dimensions, request.vector.len(), "the query vector")?;
         let filter = request.filter.as_ref();
-        let qn = norm(&request.vector);
         let to_docs = |hits: Vec<(f32, usize)>| -> Vec<ScoredDocument> {
             hits.into_iter()
                 .map(|(score, i)| ScoredDocument::new(state.entries[i].document(), score))
                 .collect()
         };
         let dense = if request.vector_weight > 0.0 {
-            to_docs(top_k(
-                &state,
-                request.fetch_k,
-                filter,
-                |e| Some(inner.score(&request.vector, qn, e)),
-                None,
-            ))
+            to_docs(inner.dense_hits(&state, &request.vector, request.fetch_k, filter, None))
         } else {
             Vec::new()
         };
@@ -718,26 +869,14 @@ impl VectorStore for InMemoryVectorStore {
         let inner = &*self.inner;
         let state = inner.read();
         check_dims(state.dimensions, request.vector.len(), "the query vector")?;
-        let qn = norm(&request.vector);
-        let hits = top_k(
+        let hits = inner.dense_hits(
             &state,
+            &request.vector,
             request.k,
             request.filter.as_ref(),
-            |e| Some(inner.score(&request.vector, qn, e)),
             request.score_threshold,
         );
-        Ok(hits
-            .into_iter()
-            .map(|(score, i)| {
-                let entry = &state.entries[i];
-                let hit = ScoredDocument::new(entry.document(), score);
-                if request.include_vectors {
-                    hit.with_embedding(entry.vector.clone())
-                } else {
-                    hit
-                }
-            })
-            .collect())
+        Ok(hits_to_documents(&state, hits, request.include_vectors))
     }
 
     async fn count(&self, filter: Option<&Filter>) -> Result<usize> {

@@ -100,10 +100,14 @@ pub(super) fn snapshot(metric: DistanceMetric, state: &State) -> Result<Vec<Vec<
         metric,
         dimensions: state.dimensions,
     })?);
-    for chunk in state.entries.chunks(SNAPSHOT_CHUNK) {
+    let n = state.entries.len();
+    for start in (0..n).step_by(SNAPSHOT_CHUNK) {
+        let chunk: Vec<Entry> = (start..n.min(start + SNAPSHOT_CHUNK))
+            .map(|i| state.with_vector(i))
+            .collect();
         out.push(encode(&OpRef::Batch {
             dimensions: None,
-            upsert: chunk,
+            upsert: &chunk,
             delete: &[],
         })?);
     }
@@ -232,6 +236,7 @@ impl Snapshot {
             .or_else(|| entries.first().map(|e| e.vector.len()));
         let mut live_bytes = 0;
         let mut keywords = KeywordIndex::new();
+        let mut arena = Vec::with_capacity(entries.len() * dimensions.unwrap_or(0));
         for (i, e) in entries.iter_mut().enumerate() {
             validate_vector(&e.vector).map_err(|err| bad(format!("entry {i}: {err}")))?;
             if dimensions.is_some_and(|d| d != e.vector.len()) {
@@ -244,10 +249,12 @@ impl Snapshot {
             e.prepare();
             e.terms = keywords.add(&e.content);
             live_bytes += e.weight;
+            arena.extend_from_slice(&std::mem::take(&mut e.vector));
         }
         Ok(State {
             dimensions,
             entries,
+            arena,
             index,
             live_bytes,
             keywords,
