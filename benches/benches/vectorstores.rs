@@ -30,9 +30,9 @@
 //!
 //! Figures from one run (2 shared cores, PostgreSQL 18.6 + pgvector 0.8.6 started by
 //! `scripts/pg.sh`, 100,000 × 384, clustered): in-memory 36 queries/s (scalar scores, before the
-//! arena and SIMD kernels; since: 122 queries/s single, 229 queries/s in a batch of 100, at
-//! 10,000 vectors 1,392 and 2,492 — 2026-12-04, wall time, the process used 29.5 s CPU for
-//! 19.2 s wall at 100,000); pgvector exact 31
+//! arena and SIMD kernels; since: 148 queries/s single, 548 queries/s in a batch of 100, at
+//! 10,000 vectors 2,364 and 5,590 — 2026-12-04, wall time, the process used 21.4 s CPU for
+//! 15.7 s wall at 100,000); pgvector exact 31
 //! queries/s (recall 1.0); HNSW 1,500 queries/s at recall@10 0.99 (`ef_search` 40), 1,250 at
 //! 1.00 (`ef_search` 100), built in 14 s; ingest 72,000–92,000 rows/s. On uniform data HNSW
 //! recall@10 fell to 0.06 (`ef_search` 40) and 0.22 (200).

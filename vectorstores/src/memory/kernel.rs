@@ -3,38 +3,20 @@
 //! widest SIMD the CPU has (AVX-512, AVX2 + FMA, SSE, NEON: `pulp` detects it at run time
 //! and compiles the loops once per instruction set), and large scans split across threads.
 //!
-//! The loops keep 16 independent partial sums, so the compiler vectorises them without
-//! reordering floating-point additions on its own: results are deterministic for a given
-//! machine and do not depend on the thread split.
+//! Dot products use explicit SIMD registers (two accumulators per query, fused
+//! multiply-adds where the CPU has them), four queries at a time in a batch; the distance
+//! loop keeps 16 independent partial sums, which the compiler vectorises without reordering
+//! floating-point additions on its own. Results are deterministic for a given machine and
+//! do not depend on the thread split or the batch size.
 
 use std::num::NonZeroUsize;
 
-/// Independent partial sums per dot product: two AVX2 registers, one AVX-512 register.
+/// Independent partial sums of the distance loop: two AVX2 registers, one AVX-512 register.
 const LANES: usize = 16;
 
 /// Scans of at least this many floats are split across threads (about 4 M: 10,000 rows of
 /// 384 dimensions stay on the calling thread, 100,000 do not).
 const PARALLEL_MIN_FLOATS: usize = 1 << 22;
-
-/// `a · b` over the shorter length, in 16 lanes.
-#[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut tail = 0.0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    reduce(acc) + tail
-}
 
 /// `|a - b|²` over the shorter length, in 16 lanes.
 #[inline(always)]
@@ -58,6 +40,45 @@ fn l2sq_lanes(a: &[f32], b: &[f32]) -> f32 {
     reduce(acc) + tail
 }
 
+/// `[q · b for q in qs]` with explicit SIMD registers: two accumulators per query, `b`
+/// loaded once for all `Q` queries, fused multiply-adds where the CPU has them. The sums of
+/// one query come out the same whatever `Q` is (same registers, same order), so a batch
+/// scores exactly as single searches do.
+#[inline(always)]
+fn dots<S: pulp::Simd, const Q: usize>(simd: S, qs: [&[f32]; Q], b: &[f32]) -> [f32; Q] {
+    let (bh, bt) = S::as_simd_f32s(b);
+    let heads = qs.map(|q| S::as_simd_f32s(q));
+    let zero = simd.splat_f32s(0.0);
+    let mut acc0 = [zero; Q];
+    let mut acc1 = [zero; Q];
+    let pairs = bh.len() / 2;
+    for i in 0..pairs {
+        let (b0, b1) = (bh[2 * i], bh[2 * i + 1]);
+        for k in 0..Q {
+            let qh = heads[k].0;
+            if let (Some(&x0), Some(&x1)) = (qh.get(2 * i), qh.get(2 * i + 1)) {
+                acc0[k] = simd.mul_add_f32s(x0, b0, acc0[k]);
+                acc1[k] = simd.mul_add_f32s(x1, b1, acc1[k]);
+            }
+        }
+    }
+    let mut out = [0.0f32; Q];
+    for k in 0..Q {
+        let (qh, qt) = heads[k];
+        if bh.len() % 2 == 1 {
+            if let (Some(&x), Some(&y)) = (qh.get(bh.len() - 1), bh.last()) {
+                acc0[k] = simd.mul_add_f32s(x, y, acc0[k]);
+            }
+        }
+        let mut tail = 0.0f32;
+        for (x, y) in qt.iter().zip(bt) {
+            tail += x * y;
+        }
+        out[k] = simd.reduce_sum_f32s(simd.add_f32s(acc0[k], acc1[k])) + tail;
+    }
+    out
+}
+
 /// Pairwise sum of the lanes.
 #[inline(always)]
 fn reduce(mut acc: [f32; LANES]) -> f32 {
@@ -71,9 +92,21 @@ fn reduce(mut acc: [f32; LANES]) -> f32 {
     acc[0]
 }
 
-/// `a · b`.
+/// `a · b` (over the shorter length).
 pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    pulp::Arch::new().dispatch(|| dot_lanes(a, b))
+    let n = a.len().min(b.len());
+    pulp::Arch::new().dispatch(Dot1(&a[..n], &b[..n]))
+}
+
+/// [`dots`] of one pair, dispatched to the CPU's best instruction set.
+struct Dot1<'a>(&'a [f32], &'a [f32]);
+
+impl pulp::WithSimd for Dot1<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
+        dots(simd, [self.0], self.1)[0]
+    }
 }
 
 /// What a scan computes per row.
@@ -127,7 +160,41 @@ fn scan_on_this_thread(
     start: usize,
     out: &mut [f32],
 ) {
-    pulp::Arch::new().dispatch(|| {
+    pulp::Arch::new().dispatch(Scan {
+        kernel,
+        arena,
+        d,
+        query,
+        rows,
+        start,
+        out,
+    });
+}
+
+/// One thread's part of [`scan`], dispatched to the CPU's best instruction set.
+struct Scan<'a> {
+    kernel: Kernel,
+    arena: &'a [f32],
+    d: usize,
+    query: &'a [f32],
+    rows: Option<&'a [usize]>,
+    start: usize,
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Scan<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Scan {
+            kernel,
+            arena,
+            d,
+            query,
+            rows,
+            start,
+            out,
+        } = self;
         let row = |i: usize| arena.get(i * d..(i + 1) * d).unwrap_or(&[]);
         for (j, slot) in out.iter_mut().enumerate() {
             let i = rows.map_or(start + j, |r| {
@@ -135,11 +202,11 @@ fn scan_on_this_thread(
             });
             let r = row(i);
             *slot = match kernel {
-                Kernel::Dot => dot_lanes(query, r),
+                Kernel::Dot => dots(simd, [query], r)[0],
                 Kernel::L2Squared => l2sq_lanes(query, r),
             };
         }
-    });
+    }
 }
 
 /// Rows scored together against every query of a batch: 64 rows of 384 floats (96 KiB)
@@ -182,26 +249,73 @@ pub(super) fn scan_many(
 
 /// [`scan_many`] on this thread.
 fn blocked(kernel: Kernel, arena: &[f32], d: usize, queries: &[&[f32]], out: &mut [f32]) {
-    let n = arena.len() / d;
-    pulp::Arch::new().dispatch(|| {
+    pulp::Arch::new().dispatch(Blocked {
+        kernel,
+        arena,
+        d,
+        queries,
+        out,
+    });
+}
+
+/// One thread's part of [`scan_many`], dispatched to the CPU's best instruction set.
+struct Blocked<'a> {
+    kernel: Kernel,
+    arena: &'a [f32],
+    d: usize,
+    queries: &'a [&'a [f32]],
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Blocked<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Blocked {
+            kernel,
+            arena,
+            d,
+            queries,
+            out,
+        } = self;
+        let n = arena.len() / d;
+        // Dot products four queries at a time (each row loaded once for the four).
+        let fours = if kernel == Kernel::Dot {
+            queries.len() / 4
+        } else {
+            0
+        };
         for start in (0..n).step_by(BLOCK_ROWS) {
             let end = n.min(start + BLOCK_ROWS);
-            for (q, query) in queries.iter().enumerate() {
+            let block = &arena[start * d..end * d];
+            for g in 0..fours {
+                let q = [
+                    queries[4 * g],
+                    queries[4 * g + 1],
+                    queries[4 * g + 2],
+                    queries[4 * g + 3],
+                ];
+                for (r, row) in block.chunks_exact(d).enumerate() {
+                    for (k, s) in dots(simd, q, row).into_iter().enumerate() {
+                        if let Some(slot) = out.get_mut((4 * g + k) * n + start + r) {
+                            *slot = s;
+                        }
+                    }
+                }
+            }
+            for (q, query) in queries.iter().enumerate().skip(4 * fours) {
                 let Some(slots) = out.get_mut(q * n + start..q * n + end) else {
                     return;
                 };
-                for (slot, row) in slots
-                    .iter_mut()
-                    .zip(arena[start * d..end * d].chunks_exact(d))
-                {
+                for (slot, row) in slots.iter_mut().zip(block.chunks_exact(d)) {
                     *slot = match kernel {
-                        Kernel::Dot => dot_lanes(query, row),
+                        Kernel::Dot => dots(simd, [*query], row)[0],
                         Kernel::L2Squared => l2sq_lanes(query, row),
                     };
                 }
             }
         }
-    });
+    }
 }
 
 #[cfg(test)]
@@ -259,9 +373,9 @@ mod tests {
         for (i, s) in all.iter().enumerate().step_by(997) {
             assert_eq!(*s, dot(&q, &arena[i * d..(i + 1) * d]), "row {i}");
         }
-        let queries: Vec<Vec<f32>> = (0..3).map(|s| vector(s + 100, d)).collect();
+        let queries: Vec<Vec<f32>> = (0..5).map(|s| vector(s + 100, d)).collect();
         let refs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
-        let mut many = vec![0.0; 3 * n];
+        let mut many = vec![0.0; 5 * n];
         scan_many(Kernel::Dot, &arena, d, &refs, &mut many);
         for (q, query) in queries.iter().enumerate() {
             for i in (0..n).step_by(991) {
