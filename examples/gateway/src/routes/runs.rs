@@ -700,7 +700,8 @@ async fn decide(
         Some(_) => return Err(Problem::invalid_field("call_id", "must be 1 to 200 bytes")),
         None => waiting_call(&agent, &run_id).await?,
     };
-    continue_run(&state, &caller, run_id, "Decide", |agent, run_id| {
+    let held = take_held(&state, &run_id);
+    continue_run(&state, &caller, run_id, held, "Decide", |agent, run_id| {
         agent.decide(run_id, call_id, decision)
     })
     .await
@@ -775,9 +776,14 @@ pub(crate) async fn resume(
             )),
         );
     }
-    continue_run(&state, &caller, run_id, "ResumeTask", |agent, run_id| {
-        agent.resume_task(run_id)
-    })
+    continue_run(
+        &state,
+        &caller,
+        run_id,
+        None,
+        "ResumeTask",
+        |agent, run_id| agent.resume_task(run_id),
+    )
     .await
 }
 
@@ -813,15 +819,14 @@ async fn continue_run(
     state: &Arc<AppState>,
     caller: &str,
     run_id: String,
+    held: Option<Charge>,
     method: &'static str,
     call: impl FnOnce(AgentServiceClient, String) -> TaskStream,
 ) -> Result<Response, Problem> {
-    // The reservation the run made before it stopped for approval, held here; otherwise a
-    // new one, which must cover a whole task: the run goes on under the token limit it
-    // started with, which a partial reservation would not cover.
-    let held = (method == "Decide")
-        .then(|| take_held(state, &run_id))
-        .flatten();
+    // `held`: the reservation the run made before it stopped for approval (a decision on
+    // the gateway that holds it); otherwise a new one, which must cover a whole task: the
+    // run goes on under the token limit it started with, which a partial reservation
+    // would not cover.
     let was_held = held.is_some();
     let charge = match held {
         Some(c) => c,
