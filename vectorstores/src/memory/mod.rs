@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+mod filter_index;
 mod kernel;
 mod log;
 mod persist;
@@ -43,6 +44,7 @@ use catena_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use self::filter_index::FilterIndex;
 pub use self::log::CorruptFile;
 use self::log::LogFile;
 use self::persist::Batch;
@@ -122,6 +124,8 @@ struct State {
     live_bytes: usize,
     /// BM25 statistics of the entries' contents, for hybrid search.
     keywords: KeywordIndex,
+    /// Equality indexes over metadata, built by filtered searches, cleared by every write.
+    filters: FilterIndex,
 }
 
 impl State {
@@ -147,7 +151,13 @@ impl State {
         e
     }
 
+    /// The rows `filter` selects, in ascending order.
+    fn rows_matching(&self, filter: &Filter) -> Vec<usize> {
+        self.filters.rows(&self.entries, filter)
+    }
+
     fn insert(&mut self, mut entry: Entry) -> Option<Entry> {
+        self.filters.clear();
         entry.terms = self.keywords.add(&entry.content);
         self.live_bytes += entry.weight;
         let vector = std::mem::take(&mut entry.vector);
@@ -178,6 +188,7 @@ impl State {
 
     fn remove(&mut self, id: &DocumentId) -> Option<Entry> {
         let i = self.index.remove(id)?;
+        self.filters.clear();
         let removed = self.entries.swap_remove(i);
         let d = self.dimensions.unwrap_or(0);
         let last = self.entries.len();
@@ -568,15 +579,10 @@ impl Inner {
         if k == 0 {
             return Vec::new();
         }
-        let rows: Option<Vec<usize>> = filter.map(|f| {
-            state
-                .entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| f.matches(&e.metadata))
-                .map(|(i, _)| i)
-                .collect()
-        });
+        // A filter that selects every row (one tenant's store) scans the arena straight.
+        let rows: Option<Vec<usize>> = filter
+            .map(|f| state.rows_matching(f))
+            .filter(|rows| rows.len() < state.entries.len());
         let n = rows.as_ref().map_or(state.entries.len(), Vec::len);
         let mut raw = vec![0.0f32; n];
         let d = state.dimensions.unwrap_or(0);
@@ -752,12 +758,13 @@ fn top_k(
     score: impl Fn(&Entry) -> Option<f32>,
     threshold: Option<f32>,
 ) -> Vec<(f32, usize)> {
-    let hits: Vec<(f32, usize)> = state
-        .entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| filter.is_none_or(|f| f.matches(&e.metadata)))
-        .filter_map(|(i, e)| score(e).map(|s| (s, i)))
+    let rows: Vec<usize> = match filter {
+        Some(f) => state.rows_matching(f),
+        None => (0..state.entries.len()).collect(),
+    };
+    let hits: Vec<(f32, usize)> = rows
+        .into_iter()
+        .filter_map(|i| score(&state.entries[i]).map(|s| (s, i)))
         .filter(|(s, _)| threshold.is_none_or(|t| *s >= t))
         .collect();
     rank(state, hits, k)
@@ -886,11 +893,7 @@ impl VectorStore for InMemoryVectorStore {
         let state = self.inner.read();
         Ok(match filter {
             None => state.entries.len(),
-            Some(f) => state
-                .entries
-                .iter()
-                .filter(|e| f.matches(&e.metadata))
-                .count(),
+            Some(f) => state.rows_matching(f).len(),
         })
     }
 

@@ -14,6 +14,7 @@ use catena_core::{DocumentId, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+use super::filter_index::FilterIndex;
 use super::log::{self, Contents};
 use super::{norm, DistanceMetric, Entry, State};
 
@@ -258,6 +259,7 @@ impl Snapshot {
             index,
             live_bytes,
             keywords,
+            filters: FilterIndex::default(),
         })
     }
 }
