@@ -85,6 +85,8 @@ impl Demo {
     /// message has the gateway's answer), [`GatewayError::Backend`] when the corpus cannot
     /// be read.
     pub async fn run(&self, base_url: &str, api_key: &str) -> Result<String, GatewayError> {
+        /// About how much text one ingest request carries.
+        const INGEST_BATCH_BYTES: usize = 32 * 1024;
         crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(600))
@@ -126,17 +128,38 @@ impl Demo {
                 self.corpus.display()
             )));
         }
-        let documents: Vec<Value> = docs
-            .iter()
-            .map(|d| json!({ "source": d.source().unwrap_or("unknown"), "content": d.content }))
-            .collect();
+        // In requests of about INGEST_BATCH_BYTES each: every request is embedded within the
+        // gateway's request timeout even on a slow, shared CPU.
+        let mut batches: Vec<Vec<Value>> = Vec::new();
+        let mut bytes = 0;
+        for d in &docs {
+            if batches.is_empty() || bytes + d.content.len() > INGEST_BATCH_BYTES {
+                batches.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += d.content.len();
+            if let Some(batch) = batches.last_mut() {
+                batch.push(
+                    json!({ "source": d.source().unwrap_or("unknown"), "content": d.content }),
+                );
+            }
+        }
         eprintln!(
-            "POST {base_url}/v1/documents ({} files from {})",
-            documents.len(),
-            self.corpus.display()
+            "POST {base_url}/v1/documents ({} files from {}, in {} requests)",
+            docs.len(),
+            self.corpus.display(),
+            batches.len()
         );
-        let report = call("/v1/documents", "ingest", json!({ "documents": documents })).await?;
-        eprintln!("ingest report: {report}");
+        let mut report = serde_json::Map::new();
+        for documents in batches {
+            let part = call("/v1/documents", "ingest", json!({ "documents": documents })).await?;
+            for (key, value) in part.as_object().into_iter().flatten() {
+                let sum = report.get(key).and_then(Value::as_u64).unwrap_or(0)
+                    + value.as_u64().unwrap_or(0);
+                report.insert(key.clone(), json!(sum));
+            }
+        }
+        eprintln!("ingest report: {}", Value::Object(report));
 
         eprintln!("POST {base_url}/v1/query");
         let answer = call("/v1/query", "query", json!({ "question": self.question })).await?;
