@@ -6,7 +6,7 @@
 //! every query searches a store of realistic size.
 //!
 //! ```text
-//! cargo run --release -p example-gateway --example load_target -- [ADDR] [DELAY_MS] [CHUNKS]
+//! cargo run --release -p example-gateway --example load_target -- [ADDR] [DELAY_MS] [CHUNKS] [HNSW_MIN_ROWS]
 //! wrk -t2 -c64 -d20s -s examples/gateway/load/query.lua http://ADDR/v1/query
 //! ```
 //!
@@ -25,7 +25,7 @@ use catena_core::{
     ChatModel, ChatRequest, ChatResponse, Document, EmbeddedDocument, Message, ModelInfo, Result,
     Usage, VectorStore,
 };
-use catena_vectorstores::InMemoryVectorStore;
+use catena_vectorstores::{HnswConfig, InMemoryVectorStore};
 use example_gateway::auth::hash_key;
 use example_gateway::auth::TENANT_METADATA_KEY;
 use example_gateway::config::{Config, KeyConfig};
@@ -56,6 +56,7 @@ async fn main() {
         .unwrap_or_else(|| "127.0.0.1:8090".into());
     let delay: u64 = args.get(1).and_then(|d| d.parse().ok()).unwrap_or(50);
     let chunks: usize = args.get(2).and_then(|d| d.parse().ok()).unwrap_or(0);
+    let hnsw_min_rows: Option<usize> = args.get(3).and_then(|d| d.parse().ok());
     let mut config = Config::default();
     config.auth.keys = vec![KeyConfig::new(hash_key("load-test-key"), TENANT)];
     config.limits.requests_per_minute = 10_000_000;
@@ -66,8 +67,14 @@ async fn main() {
         config.limits.redis_url = Some(example_gateway::config::SecretUrl(url));
     }
     let embedder = DeterministicEmbedder::new(384);
-    let store = InMemoryVectorStore::new();
+    // The gateway's embedded store: exact scans, an HNSW graph from `rag.hnsw_min_rows`.
+    let min_rows = hnsw_min_rows.unwrap_or(config.rag.hnsw_min_rows);
+    let store = InMemoryVectorStore::builder()
+        .hnsw(HnswConfig::new().min_rows(min_rows))
+        .build()
+        .unwrap();
     fill(&store, &embedder, chunks).await;
+    store.prepare_index();
     let backends = Backends {
         embedder: Arc::new(embedder),
         chat: Arc::new(Stub(Duration::from_millis(delay))),

@@ -29,7 +29,7 @@ use catena_core::splitter::LengthFunction;
 use catena_core::{ChatModel, Embedder, RecordManager, VectorStore};
 use catena_vectorstores::pgvector::PgVectorStore;
 use catena_vectorstores::qdrant::{PayloadIndexKind, QdrantStore};
-use catena_vectorstores::{InMemoryVectorStore, PostgresRecordManager};
+use catena_vectorstores::{HnswConfig, InMemoryVectorStore, PostgresRecordManager};
 
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -127,12 +127,19 @@ impl Backends {
                 )
             } else {
                 let path = config.data_dir.join("vectors.json");
-                let store = InMemoryVectorStore::builder()
+                let mut builder = InMemoryVectorStore::builder()
                     .dimensions(embedder.dimensions())
-                    .persist_to(&path)
-                    .build()?;
+                    .persist_to(&path);
+                if config.rag.hnsw_min_rows > 0 {
+                    builder = builder.hnsw(HnswConfig::new().min_rows(config.rag.hnsw_min_rows));
+                }
+                let store = Arc::new(builder.build()?);
+                // A large persisted store gets its graph now, not in the first question's
+                // request (a minute at 100,000 chunks).
+                let ready = Arc::clone(&store);
+                tokio::task::spawn_blocking(move || ready.prepare_index());
                 (
-                    Arc::new(store),
+                    store,
                     Arc::new(FileRecordManager::open(&records_file)?),
                     format!(
                         "embedded in-memory vector store persisted to {}",

@@ -264,6 +264,16 @@ pub struct RagConfig {
     pub k: usize,
     /// The answer length limit passed to the model. Default 256.
     pub max_answer_tokens: u32,
+    /// The embedded store answers from an HNSW index (approximate nearest neighbours,
+    /// candidates re-scored exactly) once it holds this many chunks; below it, and for a
+    /// tenant with fewer chunks, searches scan every chunk exactly. Default 5,000: at 10,000
+    /// chunks of 384 dimensions the graph took a question from 0.58 to 0.40 ms of gateway CPU
+    /// (3,244 to 4,199 questions/s on 2 cores, p99 106 to 74 ms) for 32 MB more memory; at
+    /// 100,000 chunks it is what keeps the gateway bound by its model. Recall@10 against the
+    /// exact scan was 1.0 on clustered embeddings. `0` turns the index off. The graph is built in the background
+    /// at start (about a minute at 100,000 chunks on 2 cores). Only the embedded store;
+    /// Qdrant and pgvector keep their own indexes.
+    pub hnsw_min_rows: usize,
 }
 
 /// The agent service.
@@ -350,6 +360,7 @@ impl Default for RagConfig {
             chunk_overlap: 80,
             k: 4,
             max_answer_tokens: 256,
+            hnsw_min_rows: 5_000,
         }
     }
 }

@@ -3,9 +3,8 @@
 //! widest SIMD the CPU has (AVX-512, AVX2 + FMA, SSE, NEON: `pulp` detects it at run time
 //! and compiles the loops once per instruction set), and large scans split across threads.
 //!
-//! Dot products use explicit SIMD registers as a register-blocked matrix product (one
-//! accumulator per query and row, fused multiply-adds where the CPU has them): a single
-//! query against eight rows at a time, a batch four queries against three rows; the distance
+//! Dot products use explicit SIMD registers (two accumulators per query, fused
+//! multiply-adds where the CPU has them), four queries at a time in a batch; the distance
 //! loop keeps 16 independent partial sums, which the compiler vectorises without reordering
 //! floating-point additions on its own. Results are deterministic for a given machine and
 //! do not depend on the thread split or the batch size.
@@ -41,51 +40,41 @@ fn l2sq_lanes(a: &[f32], b: &[f32]) -> f32 {
     reduce(acc) + tail
 }
 
-/// The dot products of `Q` queries with `R` rows, `out[k][r] = qs[k] · rows[r]`, with
-/// explicit SIMD registers: one accumulator per pair, fed a register of each in order with
-/// fused multiply-adds where the CPU has them, then summed across lanes, then the scalar
-/// tail. Every row register is loaded once for the `Q` queries and every query register once
-/// for the `R` rows (a register-blocked matrix product); a pair's arithmetic is the same
-/// whatever `Q` and `R` are, so a batch scores exactly as single searches do. All slices have
-/// the same length (the store checks dimensions); a longer one is cut to the shortest.
+/// `[q · b for q in qs]` with explicit SIMD registers: two accumulators per query, `b`
+/// loaded once for all `Q` queries, fused multiply-adds where the CPU has them. The sums of
+/// one query come out the same whatever `Q` is (same registers, same order), so a batch
+/// scores exactly as single searches do.
 #[inline(always)]
-fn dots<S: pulp::Simd, const Q: usize, const R: usize>(
-    simd: S,
-    qs: [&[f32]; Q],
-    rows: [&[f32]; R],
-) -> [[f32; R]; Q] {
-    let n = qs
-        .iter()
-        .chain(rows.iter())
-        .map(|v| v.len())
-        .min()
-        .unwrap_or(0);
-    let qs = qs.map(|q| S::as_simd_f32s(&q[..n]));
-    let rows = rows.map(|r| S::as_simd_f32s(&r[..n]));
-    // Every head has the same number of registers; slicing to it lets the loop go unchecked.
-    let chunks = qs.first().map_or(0, |q| q.0.len());
-    let qh = qs.map(|q| &q.0[..chunks]);
-    let rh = rows.map(|r| &r.0[..chunks]);
+fn dots<S: pulp::Simd, const Q: usize>(simd: S, qs: [&[f32]; Q], b: &[f32]) -> [f32; Q] {
+    let (bh, bt) = S::as_simd_f32s(b);
+    let heads = qs.map(|q| S::as_simd_f32s(q));
     let zero = simd.splat_f32s(0.0);
-    let mut acc = [[zero; R]; Q];
-    for i in 0..chunks {
-        let b = rh.map(|r| r[i]);
+    let mut acc0 = [zero; Q];
+    let mut acc1 = [zero; Q];
+    let pairs = bh.len() / 2;
+    for i in 0..pairs {
+        let (b0, b1) = (bh[2 * i], bh[2 * i + 1]);
         for k in 0..Q {
-            let x = qh[k][i];
-            for r in 0..R {
-                acc[k][r] = simd.mul_add_f32s(x, b[r], acc[k][r]);
+            let qh = heads[k].0;
+            if let (Some(&x0), Some(&x1)) = (qh.get(2 * i), qh.get(2 * i + 1)) {
+                acc0[k] = simd.mul_add_f32s(x0, b0, acc0[k]);
+                acc1[k] = simd.mul_add_f32s(x1, b1, acc1[k]);
             }
         }
     }
-    let mut out = [[0.0f32; R]; Q];
+    let mut out = [0.0f32; Q];
     for k in 0..Q {
-        for r in 0..R {
-            let mut tail = 0.0f32;
-            for (x, y) in qs[k].1.iter().zip(rows[r].1) {
-                tail += x * y;
+        let (qh, qt) = heads[k];
+        if bh.len() % 2 == 1 {
+            if let (Some(&x), Some(&y)) = (qh.get(bh.len() - 1), bh.last()) {
+                acc0[k] = simd.mul_add_f32s(x, y, acc0[k]);
             }
-            out[k][r] = simd.reduce_sum_f32s(acc[k][r]) + tail;
         }
+        let mut tail = 0.0f32;
+        for (x, y) in qt.iter().zip(bt) {
+            tail += x * y;
+        }
+        out[k] = simd.reduce_sum_f32s(simd.add_f32s(acc0[k], acc1[k])) + tail;
     }
     out
 }
@@ -116,7 +105,27 @@ impl pulp::WithSimd for Dot1<'_> {
     type Output = f32;
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
-        dots(simd, [self.0], [self.1])[0][0]
+        dots(simd, [self.0], self.1)[0]
+    }
+}
+
+/// `|a - b|²` (over the shorter length), dispatched to the CPU's best instruction set: the
+/// distance of the HNSW graph (feature `hnsw`).
+#[cfg(feature = "hnsw")]
+pub(super) fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+    pulp::Arch::new().dispatch(L2Sq1(a, b))
+}
+
+/// [`l2sq_lanes`] of one pair, dispatched to the CPU's best instruction set.
+#[cfg(feature = "hnsw")]
+struct L2Sq1<'a>(&'a [f32], &'a [f32]);
+
+#[cfg(feature = "hnsw")]
+impl pulp::WithSimd for L2Sq1<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> f32 {
+        l2sq_lanes(self.0, self.1)
     }
 }
 
@@ -206,35 +215,19 @@ impl pulp::WithSimd for Scan<'_> {
             start,
             out,
         } = self;
-        let row = |j: usize| {
+        let row = |i: usize| arena.get(i * d..(i + 1) * d).unwrap_or(&[]);
+        for (j, slot) in out.iter_mut().enumerate() {
             let i = rows.map_or(start + j, |r| {
                 r.get(start + j).copied().unwrap_or(usize::MAX)
             });
-            arena.get(i * d..(i + 1) * d).unwrap_or(&[])
-        };
-        if kernel == Kernel::L2Squared {
-            for (j, slot) in out.iter_mut().enumerate() {
-                *slot = l2sq_lanes(query, row(j));
-            }
-            return;
-        }
-        // Eight rows at a time: eight independent accumulators keep the FMA units busy.
-        let mut groups = out.chunks_exact_mut(SCAN_ROWS);
-        let mut j = 0;
-        for slots in groups.by_ref() {
-            let rs: [&[f32]; SCAN_ROWS] = std::array::from_fn(|r| row(j + r));
-            slots.copy_from_slice(&dots(simd, [query], rs)[0]);
-            j += SCAN_ROWS;
-        }
-        for slot in groups.into_remainder() {
-            *slot = dots(simd, [query], [row(j)])[0][0];
-            j += 1;
+            let r = row(i);
+            *slot = match kernel {
+                Kernel::Dot => dots(simd, [query], r)[0],
+                Kernel::L2Squared => l2sq_lanes(query, r),
+            };
         }
     }
 }
-
-/// Rows a single query is scored against at once.
-const SCAN_ROWS: usize = 8;
 
 /// Rows scored together against every query of a batch: 64 rows of 384 floats (96 KiB)
 /// stay in the L2 cache while each query passes over them.
@@ -306,49 +299,39 @@ impl pulp::WithSimd for Blocked<'_> {
             out,
         } = self;
         let n = arena.len() / d;
-        // Dot products four queries against three rows at a time: twelve accumulators, each
-        // row register loaded once for four queries and each query register once for three
-        // rows.
+        // Dot products four queries at a time (each row loaded once for the four).
         let fours = if kernel == Kernel::Dot {
             queries.len() / 4
         } else {
             0
         };
-        let mut put = |q: usize, i: usize, s: f32| {
-            if let Some(slot) = out.get_mut(q * n + i) {
-                *slot = s;
-            }
-        };
         for start in (0..n).step_by(BLOCK_ROWS) {
             let end = n.min(start + BLOCK_ROWS);
-            let block: Vec<&[f32]> = arena[start * d..end * d].chunks_exact(d).collect();
+            let block = &arena[start * d..end * d];
             for g in 0..fours {
-                let q: [&[f32]; 4] = std::array::from_fn(|k| queries[4 * g + k]);
-                let mut triples = block.chunks_exact(3);
-                let mut i = start;
-                for rs in triples.by_ref() {
-                    let scores = dots(simd, q, [rs[0], rs[1], rs[2]]);
-                    for (k, per_row) in scores.iter().enumerate() {
-                        for (r, &s) in per_row.iter().enumerate() {
-                            put(4 * g + k, i + r, s);
+                let q = [
+                    queries[4 * g],
+                    queries[4 * g + 1],
+                    queries[4 * g + 2],
+                    queries[4 * g + 3],
+                ];
+                for (r, row) in block.chunks_exact(d).enumerate() {
+                    for (k, s) in dots(simd, q, row).into_iter().enumerate() {
+                        if let Some(slot) = out.get_mut((4 * g + k) * n + start + r) {
+                            *slot = s;
                         }
                     }
-                    i += 3;
-                }
-                for &row in triples.remainder() {
-                    for (k, s) in dots(simd, q, [row]).iter().enumerate() {
-                        put(4 * g + k, i, s[0]);
-                    }
-                    i += 1;
                 }
             }
             for (q, query) in queries.iter().enumerate().skip(4 * fours) {
-                for (r, row) in block.iter().enumerate() {
-                    let s = match kernel {
-                        Kernel::Dot => dots(simd, [*query], [*row])[0][0],
+                let Some(slots) = out.get_mut(q * n + start..q * n + end) else {
+                    return;
+                };
+                for (slot, row) in slots.iter_mut().zip(block.chunks_exact(d)) {
+                    *slot = match kernel {
+                        Kernel::Dot => dots(simd, [*query], row)[0],
                         Kernel::L2Squared => l2sq_lanes(query, row),
                     };
-                    put(q, start + r, s);
                 }
             }
         }

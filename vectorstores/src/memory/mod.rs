@@ -25,6 +25,8 @@
 //! ```
 
 mod filter_index;
+#[cfg(feature = "hnsw")]
+mod hnsw;
 mod kernel;
 mod log;
 mod persist;
@@ -45,6 +47,8 @@ use catena_core::{
 use serde::{Deserialize, Serialize};
 
 use self::filter_index::FilterIndex;
+#[cfg(feature = "hnsw")]
+pub use self::hnsw::HnswConfig;
 pub use self::log::CorruptFile;
 use self::log::LogFile;
 use self::persist::Batch;
@@ -126,6 +130,10 @@ struct State {
     keywords: KeywordIndex,
     /// Equality indexes over metadata, built by filtered searches, cleared by every write.
     filters: FilterIndex,
+    /// The HNSW index, when the store has one (kept in step with the rows by `insert`,
+    /// `remove` and `apply`).
+    #[cfg(feature = "hnsw")]
+    hnsw: Option<hnsw::Index>,
 }
 
 impl State {
@@ -168,6 +176,12 @@ impl State {
         let old = match self.index.get(&entry.id) {
             Some(&i) => {
                 if let Some(row) = self.arena.get_mut(i * d..(i + 1) * d) {
+                    #[cfg(feature = "hnsw")]
+                    if *row != *vector {
+                        if let Some(index) = &mut self.hnsw {
+                            index.replaced(i);
+                        }
+                    }
                     row.copy_from_slice(&vector);
                 }
                 Some(std::mem::replace(&mut self.entries[i], entry))
@@ -176,6 +190,10 @@ impl State {
                 self.index.insert(entry.id.clone(), self.entries.len());
                 self.entries.push(entry);
                 self.arena.extend_from_slice(&vector);
+                #[cfg(feature = "hnsw")]
+                if let Some(index) = &mut self.hnsw {
+                    index.pushed(self.entries.len() - 1);
+                }
                 None
             }
         };
@@ -199,6 +217,10 @@ impl State {
         if let Some(moved) = self.entries.get(i) {
             self.index.insert(moved.id.clone(), i);
         }
+        #[cfg(feature = "hnsw")]
+        if let Some(index) = &mut self.hnsw {
+            index.swap_removed(i);
+        }
         self.live_bytes -= removed.weight;
         self.keywords.remove(&removed.terms);
         Some(removed)
@@ -215,11 +237,17 @@ impl State {
         for id in &batch.delete {
             self.remove(id);
         }
+        #[cfg(feature = "hnsw")]
+        if let Some(index) = &mut self.hnsw {
+            index.written(&self.arena, self.dimensions.unwrap_or(0), &self.entries);
+        }
     }
 }
 
 /// A vector store in process memory: exact (brute-force) search, every [`Filter`]
-/// operator, upsert by id, and an optional file so a restart loses nothing.
+/// operator, upsert by id, and an optional file so a restart loses nothing. With feature
+/// `hnsw`, [`InMemoryVectorStoreBuilder::hnsw`] adds an approximate index for large stores
+/// (hits still scored exactly; see `HnswConfig`).
 ///
 /// With [`persist_to`](InMemoryVectorStoreBuilder::persist_to), `build()` loads the file and
 /// each write that changes something appends **one record** to it (its documents or ids,
@@ -273,6 +301,8 @@ pub struct InMemoryVectorStoreBuilder {
     metric: DistanceMetric,
     dimensions: Option<usize>,
     path: Option<PathBuf>,
+    #[cfg(feature = "hnsw")]
+    hnsw: Option<HnswConfig>,
 }
 
 impl InMemoryVectorStoreBuilder {
@@ -296,19 +326,40 @@ impl InMemoryVectorStoreBuilder {
         self
     }
 
+    /// Adds an approximate (HNSW) index, used by searches once the store holds
+    /// [`min_rows`](HnswConfig::min_rows) documents; smaller stores, and filters expected
+    /// to match fewer than `min_rows`, are still scanned exactly. For the Cosine and
+    /// Euclidean metrics (`build()` refuses it for DotProduct). The graph is not saved
+    /// with [`persist_to`](Self::persist_to): `build()` builds it again from the loaded
+    /// documents (when they reach `min_rows`). See [`HnswConfig`] and the module
+    /// documentation. Default: no index, every search exact.
+    #[cfg(feature = "hnsw")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hnsw")))]
+    pub fn hnsw(mut self, config: HnswConfig) -> Self {
+        self.hnsw = Some(config);
+        self
+    }
+
     /// Builds the store: with [`persist_to`](Self::persist_to), loads the file, cuts off a
     /// torn last record, rewrites an old-format file in the new format, or creates the file.
-    /// This blocks on file I/O.
+    /// This blocks on file I/O (and, with an HNSW index over a loaded file of at least
+    /// `min_rows` documents, on building the graph).
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for zero dimensions, or a file whose metric or dimension
-    /// differs from the ones asked for; [`Error::Io`] for a file that cannot be read or
-    /// written, or is damaged before its last record (source [`CorruptFile`]);
-    /// [`Error::Serialization`] for an invalid old-format file.
+    /// [`Error::InvalidConfig`] for zero dimensions, HNSW settings out of range or with the
+    /// DotProduct metric, or a file whose metric or dimension differs from the ones asked
+    /// for; [`Error::Io`] for a file that cannot be read or written, or is damaged before
+    /// its last record (source [`CorruptFile`]); [`Error::Serialization`] for an invalid
+    /// old-format file.
     pub fn build(self) -> Result<InMemoryVectorStore> {
         if self.dimensions == Some(0) {
             return Err(Error::invalid_config("dimensions must be at least 1"));
         }
+        #[cfg(feature = "hnsw")]
+        let index = self
+            .hnsw
+            .map(|config| hnsw::Index::new(config, self.metric))
+            .transpose()?;
         let mut state = State {
             dimensions: self.dimensions,
             ..State::default()
@@ -347,6 +398,14 @@ impl InMemoryVectorStoreBuilder {
                     });
                 }
             }
+        }
+        #[cfg(feature = "hnsw")]
+        if let Some(mut index) = index {
+            // The graph is not in the file: build it again from what was loaded.
+            if index.serves(state.entries.len()) {
+                index.rebuild(&state.arena, state.dimensions.unwrap_or(0), &state.entries);
+            }
+            state.hnsw = Some(index);
         }
         Ok(InMemoryVectorStore {
             inner: Arc::new(Inner {
@@ -512,7 +571,9 @@ impl InMemoryVectorStore {
     /// Answers several searches at once, each as [`VectorStore::search`] would, in order.
     /// The ones without a filter are scored together as one matrix product (each stored
     /// vector is read once for the whole batch, and a large batch uses every core), which
-    /// is several times faster per query than one search at a time.
+    /// is several times faster per query than one search at a time. When an HNSW index
+    /// serves the store (feature `hnsw`), each search goes through the graph instead, a
+    /// large batch split across the cores.
     ///
     /// # Errors
     /// As [`VectorStore::search`]: the first invalid request (a bad `k`, a vector of the
@@ -523,6 +584,10 @@ impl InMemoryVectorStore {
         for r in requests {
             r.validate()?;
             check_dims(state.dimensions, r.vector.len(), "the query vector")?;
+        }
+        #[cfg(feature = "hnsw")]
+        if state.uses_index() {
+            return Ok(inner.search_batch_indexed(&state, requests));
         }
         let plain: Vec<usize> = (0..requests.len())
             .filter(|&i| requests[i].filter.is_none())
@@ -566,9 +631,30 @@ impl InMemoryVectorStore {
 
 impl Inner {
     /// The `k` entries under `filter` closest to `query` by the store's metric, best first
-    /// (ties by id), keeping only scores at or above `threshold`: one scan of the arena
-    /// (or of the filtered rows) with the SIMD kernels.
+    /// (ties by id), keeping only scores at or above `threshold`: from the HNSW graph's
+    /// candidates when the store has one that serves this search (feature `hnsw`), else
+    /// (and whenever the graph cannot fill `k`) by the exact scan.
     fn dense_hits(
+        &self,
+        state: &State,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+        threshold: Option<f32>,
+    ) -> Vec<(f32, usize)> {
+        if k == 0 {
+            return Vec::new();
+        }
+        #[cfg(feature = "hnsw")]
+        if let Some(hits) = self.approximate_hits(state, query, k, filter, threshold, None) {
+            return hits;
+        }
+        self.exact_hits(state, query, k, filter, threshold)
+    }
+
+    /// [`dense_hits`](Self::dense_hits) by one scan of the arena (or of the filtered rows)
+    /// with the SIMD kernels: exact.
+    fn exact_hits(
         &self,
         state: &State,
         query: &[f32],

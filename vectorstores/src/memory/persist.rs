@@ -260,6 +260,9 @@ impl Snapshot {
             live_bytes,
             keywords,
             filters: FilterIndex::default(),
+            // The graph is not saved: the builder builds it again.
+            #[cfg(feature = "hnsw")]
+            hnsw: None,
         })
     }
 }
