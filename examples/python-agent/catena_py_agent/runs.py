@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -99,7 +100,16 @@ class RunStore:
         saver setup) runs on a connection inside the same lock."""
         with psycopg.connect(self.url, **_connect_kwargs()) as conn:
             # One process at a time (concurrent CREATE ... IF NOT EXISTS can still collide).
-            conn.execute("SELECT pg_advisory_lock(hashtext('catena_py_agent schema'))")
+            # Polled, not waited for: a session blocked in pg_advisory_lock keeps a transaction
+            # open, and the holder's CREATE INDEX CONCURRENTLY (LangGraph's migrations) waits
+            # for every open transaction, so two services starting together deadlocked.
+            deadline = time.monotonic() + timeout_s
+            while not conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext('catena_py_agent schema')) AS locked"
+            ).fetchone()["locked"]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("another process holds the schema lock")
+                time.sleep(0.05)
             try:
                 for statement in _DDL:
                     conn.execute(statement)
