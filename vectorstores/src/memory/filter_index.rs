@@ -15,7 +15,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use catena_core::{Filter, Metadata};
+use catena_core::backend::lookup;
+use catena_core::Filter;
 use serde_json::Value;
 
 use super::Entry;
@@ -135,14 +136,4 @@ impl FilterIndex {
         by_key.insert(key.to_owned(), Arc::clone(&postings));
         postings
     }
-}
-
-/// The value at `key` (dotted for nested objects), as [`Filter`] finds it.
-fn lookup<'a>(metadata: &'a Metadata, key: &str) -> Option<&'a Value> {
-    let mut parts = key.split('.');
-    let mut current = metadata.get(parts.next()?)?;
-    for part in parts {
-        current = current.as_object()?.get(part)?;
-    }
-    Some(current)
 }
