@@ -128,7 +128,7 @@ async fn embeddings_match_sentence_transformers() {
         let norm: f64 = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "normalised: {norm}");
     }
-    // A sentence embedded alone equals the same sentence in a padded batch.
+    // A sentence embedded alone equals the same sentence in a (packed) batch.
     let alone = EMBEDDER.embed_query(&texts[2]).await.unwrap();
     assert!(cosine(&alone, &vectors[2]) > 0.99999);
 }

@@ -4,15 +4,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 use tokio::sync::oneshot;
 
 use catena_core::{Embedder, Embedding, Error, Result};
 
+use super::bert::BertEncoder;
 use super::worker::WorkerPool;
 use super::{inference_error, load_error, read_file};
 
@@ -78,7 +79,7 @@ pub struct LocalEmbedder {
 }
 
 struct Inner {
-    model: BertModel,
+    model: BertEncoder,
     /// Truncates at `max_length`; an encoding with overflow was too long.
     tokenizer: Tokenizer,
     /// The same tokenizer without truncation, for counting.
@@ -90,7 +91,6 @@ struct Inner {
     normalize: bool,
     batch_size: usize,
     truncation: Truncation,
-    pad_id: u32,
 }
 
 impl std::fmt::Debug for LocalEmbedder {
@@ -146,7 +146,6 @@ struct SentenceBertConfig {
 struct PositionsConfig {
     max_position_embeddings: Option<usize>,
     hidden_size: usize,
-    pad_token_id: Option<u32>,
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
@@ -156,8 +155,8 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
 }
 
 impl LocalEmbedderBuilder {
-    /// Texts per forward pass (default 32). Inputs are sorted by length before batching so
-    /// batches pad little; the output keeps the input order.
+    /// Texts per forward pass (default 32). A batch is packed without padding, so its texts'
+    /// lengths need not match; the output keeps the input order.
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
@@ -169,7 +168,8 @@ impl LocalEmbedderBuilder {
         self
     }
 
-    /// Worker threads running forward passes (default 1; candle parallelises each pass).
+    /// Worker threads running forward passes (default 1; each pass is parallel already, over
+    /// `CANDLE_NUM_THREADS` threads, see the [module docs](super)).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
         self
@@ -257,7 +257,8 @@ impl LocalEmbedderBuilder {
         let weights = read_file(&dir.join("model.safetensors"))?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| load_error("model.safetensors", e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| load_error("the BERT weights", e))?;
+        let model =
+            BertEncoder::load(vb, &config).map_err(|e| load_error("the BERT weights", e))?;
 
         let name = dir
             .file_name()
@@ -276,7 +277,6 @@ impl LocalEmbedderBuilder {
                 normalize,
                 batch_size: self.batch_size,
                 truncation: self.truncation,
-                pad_id: positions.pad_token_id.unwrap_or(0),
             }),
             pool: Arc::new(pool),
         })
@@ -395,21 +395,16 @@ impl Inner {
             );
         }
 
-        // Longest first, so each batch pads to a similar length; results go back in order.
-        let mut order: Vec<usize> = (0..encodings.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].len()));
-        let mut out: Vec<Option<Embedding>> = vec![None; encodings.len()];
-        for batch in order.chunks(self.batch_size) {
-            let ids: Vec<&[u32]> = batch.iter().map(|&i| encodings[i].as_slice()).collect();
+        // Batches in input order: the encoder packs them, so lengths need not match.
+        let mut embeddings = Vec::with_capacity(encodings.len());
+        for batch in encodings.chunks(self.batch_size) {
+            let ids: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
             let vectors = self.forward(&ids).map_err(inference_error)?;
-            for (&i, v) in batch.iter().zip(vectors) {
-                out[i] = Some(v);
+            if vectors.len() != batch.len() {
+                return Err(inference_error("a batch produced too few vectors"));
             }
+            embeddings.extend(vectors);
         }
-        let embeddings = out
-            .into_iter()
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| inference_error("a batch produced too few vectors"))?;
         Ok(EmbedReport {
             embeddings,
             truncated,
@@ -417,49 +412,58 @@ impl Inner {
     }
 
     fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Embedding>> {
-        let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
-        let n = batch.len();
-        let mut ids = Vec::with_capacity(n * len);
-        let mut mask = Vec::with_capacity(n * len);
-        for row in batch {
-            ids.extend_from_slice(row);
-            ids.extend(std::iter::repeat_n(self.pad_id, len - row.len()));
-            mask.extend(std::iter::repeat_n(1u32, row.len()));
-            mask.extend(std::iter::repeat_n(0u32, len - row.len()));
+        // The encoder packs the batch (no padding rows): sequence i owns the next len(i) rows.
+        let hidden = self.model.forward(batch)?;
+        let h = self.model.hidden_size();
+        let tokens: usize = batch.iter().map(|ids| ids.len()).sum();
+        if hidden.len() != tokens * h {
+            // Never pool a short or long output into plausible-looking vectors.
+            return Err(candle_core::Error::Msg(format!(
+                "the encoder returned {} values for {tokens} tokens of width {h}",
+                hidden.len()
+            )));
         }
-        let device = Device::Cpu;
-        let input_ids = Tensor::from_vec(ids, (n, len), &device)?;
-        let attention = Tensor::from_vec(mask, (n, len), &device)?;
-        let token_types = input_ids.zeros_like()?;
-        let hidden = self
-            .model
-            .forward(&input_ids, &token_types, Some(&attention))?; // (n, len, h)
-        let mask_f = attention.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, len, 1)
-        let pooled = match self.pooling {
-            Pooling::Mean => {
-                let summed = hidden.broadcast_mul(&mask_f)?.sum(1)?; // (n, h)
-                let counts = mask_f.sum(1)?.clamp(1e-9, f64::MAX)?; // (n, 1)
-                summed.broadcast_div(&counts)?
+        let mut rows = hidden.chunks_exact(h);
+        let mut out = Vec::with_capacity(batch.len());
+        for ids in batch {
+            let tokens: Vec<&[f32]> = rows.by_ref().take(ids.len()).collect();
+            let mut pooled = pool(self.pooling, &tokens, h);
+            if self.normalize {
+                let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                pooled.iter_mut().for_each(|v| *v /= norm);
             }
-            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
-            Pooling::Max => {
-                // Padding positions get a large negative value so they never win.
-                let penalty = ((mask_f.ones_like()? - &mask_f)? * -1e9)?;
-                hidden.broadcast_add(&penalty)?.max(1)?
-            }
-        };
-        let pooled = if self.normalize {
-            let norms = pooled
-                .sqr()?
-                .sum_keepdim(1)?
-                .sqrt()?
-                .clamp(1e-12, f64::MAX)?;
-            pooled.broadcast_div(&norms)?
-        } else {
-            pooled
-        };
-        pooled.to_vec2::<f32>()
+            out.push(pooled);
+        }
+        Ok(out)
     }
+}
+
+/// One sequence's token vectors pooled into one vector `h` wide (zeros for an empty sequence).
+fn pool(pooling: Pooling, tokens: &[&[f32]], h: usize) -> Embedding {
+    let mut pooled = vec![0.0f32; h];
+    match pooling {
+        Pooling::Mean => {
+            for t in tokens {
+                pooled.iter_mut().zip(*t).for_each(|(p, v)| *p += v);
+            }
+            let count = (tokens.len() as f32).max(1e-9);
+            pooled.iter_mut().for_each(|p| *p /= count);
+        }
+        Pooling::Cls => {
+            if let Some(first) = tokens.first() {
+                pooled = first.to_vec();
+            }
+        }
+        Pooling::Max => {
+            if let Some((first, rest)) = tokens.split_first() {
+                pooled = first.to_vec();
+                for t in rest {
+                    pooled.iter_mut().zip(*t).for_each(|(p, v)| *p = p.max(*v));
+                }
+            }
+        }
+    }
+    pooled
 }
 
 #[async_trait]
@@ -470,5 +474,30 @@ impl Embedder for LocalEmbedder {
 
     fn dimensions(&self) -> usize {
         self.inner.dimensions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pool, Pooling};
+
+    #[test]
+    fn pooling_is_the_mean_the_first_token_or_the_maximum_of_the_real_tokens() {
+        let (a, b, c) = ([1.0, -2.0, 3.0], [3.0, 4.0, -5.0], [-1.0, 1.0, 8.0]);
+        let tokens: Vec<&[f32]> = vec![&a, &b, &c];
+        assert_eq!(pool(Pooling::Mean, &tokens, 3), vec![1.0, 1.0, 2.0]);
+        assert_eq!(pool(Pooling::Cls, &tokens, 3), vec![1.0, -2.0, 3.0]);
+        assert_eq!(pool(Pooling::Max, &tokens, 3), vec![3.0, 4.0, 8.0]);
+        // A single token is its own mean, first and maximum.
+        for pooling in [Pooling::Mean, Pooling::Cls, Pooling::Max] {
+            assert_eq!(pool(pooling, &tokens[1..2], 3), b.to_vec());
+        }
+    }
+
+    #[test]
+    fn an_empty_sequence_pools_to_zeros() {
+        for pooling in [Pooling::Mean, Pooling::Cls, Pooling::Max] {
+            assert_eq!(pool(pooling, &[], 4), vec![0.0; 4]);
+        }
     }
 }

@@ -55,6 +55,7 @@
 //! [`ModelInfo::supports_tools`]: catena_core::ModelInfo::supports_tools
 //! [`ModelInfo::supports_json_schema`]: catena_core::ModelInfo::supports_json_schema
 
+mod bert;
 mod chat;
 mod embed;
 mod rerank;
