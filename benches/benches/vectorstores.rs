@@ -66,13 +66,25 @@ use std::time::{Duration, Instant};
 use catena_core::{Document, EmbeddedDocument, Filter, SearchRequest, VectorStore};
 use catena_vectorstores::pgvector::{Index, PgVectorStore, QueryOptions};
 use catena_vectorstores::{DistanceMetric, HnswConfig, InMemoryVectorStore};
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
+};
 use tokio::runtime::Runtime;
 
 const DIMS: usize = 384;
 const QUERIES: usize = 100;
 const K: usize = 10;
 const INGEST_BATCH: usize = 5_000;
+
+/// A search benchmark group: 10 samples over 5 s after 1 s of warm-up.
+fn search_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(5));
+    group
+}
 
 fn n_vectors() -> usize {
     std::env::var("CATENA_BENCH_VECTORS")
@@ -184,10 +196,7 @@ fn bench_vectorstores(c: &mut Criterion) {
         })
         .collect();
 
-    let mut group = c.benchmark_group("in_memory");
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(5));
+    let mut group = search_group(c, "in_memory");
     group.throughput(Throughput::Elements(1));
     let mut qi = 0usize;
     group.bench_function("top10", |b| {
@@ -199,10 +208,7 @@ fn bench_vectorstores(c: &mut Criterion) {
     });
     group.finish();
     // The same queries as one batch (a blocked matrix product over the arena).
-    let mut group = c.benchmark_group("in_memory_batch");
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(5));
+    let mut group = search_group(c, "in_memory_batch");
     group.throughput(Throughput::Elements(QUERIES as u64));
     let batch: Vec<SearchRequest> = queries
         .iter()
@@ -399,10 +405,7 @@ fn bench_in_memory_hnsw(
         recall(&filtered(exact), &filtered(&store))
     );
 
-    let mut group = c.benchmark_group("in_memory_hnsw");
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(5));
+    let mut group = search_group(c, "in_memory_hnsw");
     group.throughput(Throughput::Elements(1));
     let mut qi = 0usize;
     group.bench_function("top10", |b| {

@@ -2,20 +2,24 @@
 # Catena side by side with LangChain (Python, JS), numpy and the Rust crates text-splitter and
 # tiktoken-rs on the same inputs; prints a Markdown table of the results. See README.md here.
 #
-#   bash benches/compare/run.sh [--quick]
+#   bash benches/compare/run.sh [--quick] [--no-models]
 #
 # Everything it installs or writes goes under .catena/bench/ (git-ignored): the inputs (data/), a
-# Python venv (venv/), LangChain.js (js/), the Rust peers' build (rust-target/), the logs (logs/)
-# and the results (results.jsonl, results.md). A peer that cannot be installed (offline, a missing
+# Python venv (venv/), LangChain.js (js/), the Rust peers' build (rust-target/), the local-model
+# peers (models-venv/: sentence-transformers on CPU PyTorch and llama-cpp-python built from its
+# sdist, about 6 GB; --no-models skips them and Catena's model rows), the logs (logs/) and the
+# results (results.jsonl, results.md). A peer that cannot be installed (offline, a missing
 # tool) is skipped with a message; a failing Catena step makes the exit status 1 at the end.
 set -euo pipefail
 exec </dev/null
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 QUICK=0
+MODELS=1
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
+    --no-models) MODELS=0 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument $arg" >&2; usage >&2; exit 2 ;;
   esac
@@ -77,26 +81,27 @@ run_runner() {
 }
 
 # --- Python venv ---------------------------------------------------------------------------
-PY=""
-VENV=$BENCH/venv
-REQ=$HERE/python/requirements.txt
-if [ ! -x "$VENV/bin/python" ]; then
-  log "creating $VENV"
-  python3 -m venv "$VENV" >&2 || { rm -rf "$VENV"; log "python3 -m venv failed"; }
-fi
-if [ -x "$VENV/bin/python" ]; then
-  if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$(sha "$REQ")" ]; then
-    log "pip install -r $REQ"
-    if "$VENV/bin/python" -m pip install -q --retries 1 --timeout 20 -r "$REQ" >&2; then
-      sha "$REQ" >"$VENV/.requirements.sha256"
-      PY=$VENV/bin/python
-    else
-      log "pip install failed (offline?): the Python peers are skipped"
-    fi
-  else
-    PY=$VENV/bin/python
+# install_venv DIR REQUIREMENTS: creates the venv and installs the pinned requirements (again only
+# when they change); prints the venv's python, or nothing when that failed.
+install_venv() {
+  local venv=$1 req=$2
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    python3 -m venv "$venv" >&2 || { rm -rf "$venv"; log "python3 -m venv failed"; return; }
   fi
-fi
+  if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$(sha "$req")" ]; then
+    log "pip install -r $req"
+    # CMAKE_BUILD_PARALLEL_LEVEL: llama-cpp-python compiles llama.cpp from its sdist.
+    if ! CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$venv/bin/python" -m pip install -q --retries 1 --timeout 60 \
+      -r "$req" >"$LOGS/pip-$(basename "$venv").log" 2>&1; then
+      log "pip install failed (offline?; log: $LOGS/pip-$(basename "$venv").log)"
+      return
+    fi
+    sha "$req" >"$venv/.requirements.sha256"
+  fi
+  echo "$venv/bin/python"
+}
+PY=$(install_venv "$BENCH/venv" "$HERE/python/requirements.txt")
 if [ -z "$PY" ]; then
   for w in split_recursive_chars split_recursive_tokens search_single chain_invoke; do
     skip "$w" langchain-py "the Python venv could not be installed"
@@ -123,6 +128,34 @@ if [ "$(stat -c %s "$VECTORS" 2>/dev/null || echo 0)" != 153600000 ] ||
   fi
 else
   log "reusing $VECTORS and $QUERIES (delete them to regenerate)"
+fi
+
+# --- Local models: the model files, the passages, the peers' venv ----------------------------
+# The same files for everyone: all-MiniLM-L6-v2 and SmolLM2-135M-Instruct (Q4_1 GGUF), from
+# scripts/models.sh; 512 passages of 90 words cut from the corpus.
+MODEL_ARGS=()
+MPY=""
+if [ "$MODELS" = 1 ]; then
+  PASSAGES=$DATA/passages.jsonl
+  # models.sh prints `export CATENA_EMBED_MODEL=...` lines, shell-quoted.
+  CATENA_EMBED_MODEL="" CATENA_CHAT_MODEL=""
+  if bash scripts/models.sh fetch >"$LOGS/models.out" 2>"$LOGS/models.err" &&
+    eval "$(grep -E '^export CATENA_(EMBED|CHAT)_MODEL=' "$LOGS/models.out")" &&
+    [ -n "$CATENA_EMBED_MODEL" ] && [ -n "$CATENA_CHAT_MODEL" ] &&
+    python3 "$HERE/python/models.py" gen-passages --corpus "$CORPUS" --out "$PASSAGES"; then
+    MODEL_ARGS=(--passages "$PASSAGES" --embed-model "$CATENA_EMBED_MODEL" --chat-model "$CATENA_CHAT_MODEL"
+      --embeddings-out "$DATA/catena-embeddings.f32")
+    # torch with its CUDA libraries (about 6 GB); llama-cpp-python builds from source.
+    MPY=$(install_venv "$BENCH/models-venv" "$HERE/python/requirements-models.txt")
+    if [ -z "$MPY" ]; then
+      skip embed_minilm sentence-transformers "the models venv could not be installed"
+      skip decode_smollm2 llama-cpp "the models venv could not be installed"
+    fi
+  else
+    for w in embed_minilm decode_smollm2; do
+      skip "$w" '*' "the local model files could not be fetched or the passages made (logs/models.err)"
+    done
+  fi
 fi
 
 # --- Rust peers (text-splitter, tiktoken-rs) -------------------------------------------------
@@ -197,8 +230,12 @@ if [ "$QUICK" = 1 ]; then QUICK_ARG=(--quick); fi
 if [ -f "$ROOT/benches/examples/compare.rs" ] || [ -f "$ROOT/benches/examples/compare/main.rs" ]; then
   log "building Catena's compare example (release)"
   if cargo build --release --locked -p catena-benches --example compare >&2; then
-    run_runner catena cargo run --release --locked -q -p catena-benches --example compare -- \
-      --corpus "$CORPUS" --vectors "$VECTORS" --queries "$QUERIES" || CATENA_FAILED=1
+    # The local models' threads: every CPU this process may use, as the model peers get. The
+    # Python runner compares the vectors written here; an old file must not stand in for them.
+    rm -f "$DATA/catena-embeddings.f32"
+    run_runner catena env CANDLE_NUM_THREADS="$(nproc)" RAYON_NUM_THREADS="$(nproc)" \
+      cargo run --release --locked -q -p catena-benches --example compare -- \
+      --corpus "$CORPUS" --vectors "$VECTORS" --queries "$QUERIES" "${MODEL_ARGS[@]}" || CATENA_FAILED=1
   else
     log "building Catena's compare example FAILED"
     CATENA_FAILED=1
@@ -216,12 +253,17 @@ if [ -n "$PY" ]; then
   run_runner python "$PY" "$HERE/python/bench.py" run --corpus "$CORPUS" --vectors "$VECTORS" \
     --queries "$QUERIES" "${QUICK_ARG[@]}" || true
 fi
+if [ -n "$MPY" ]; then
+  # After Catena's runner: it compares Catena's vectors with sentence-transformers'.
+  run_runner models "$MPY" "$HERE/python/models.py" run "${MODEL_ARGS[@]/--embeddings-out/--catena-embeddings}" \
+    "${QUICK_ARG[@]}" || true
+fi
 if [ "$NODE_OK" = 1 ]; then
   run_runner js bash -c 'cd "$1" && shift && exec node bench.mjs "$@"' _ "$JSDIR" --corpus "$CORPUS" \
     --vectors "$VECTORS" --queries "$QUERIES" "${QUICK_ARG[@]}" "${EXPECT[@]}" || true
 fi
 
-# --- Gateway under load (Catena only) --------------------------------------------------------
+# --- Gateway under load --------------------------------------------------------------------
 stop_pid() { # Ctrl-C (what load_target waits for), then SIGTERM after 10 s
   kill -INT "$1" 2>/dev/null || true
   local state
@@ -233,39 +275,41 @@ stop_pid() { # Ctrl-C (what load_target waits for), then SIGTERM after 10 s
   kill -TERM "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
 }
-gateway_row() { # chunks workload
-  local chunks=$1 workload=$2 port pid ready=0 cpu0 cpu1 wall0 wall1 duration=20s
+# load_row IMPL WORKLOAD CHUNKS CONNS TIMEOUT NOTE -- COMMAND...: starts the server COMMAND (its stderr goes
+# to logs/WORKLOAD.IMPL.err; it prints a line with "on http://" when it serves; its address is
+# 127.0.0.1:$PORT, set before the call), loads /v1/query with wrk -t2 -c CONNS, and appends the
+# result (req/s, latency percentiles, the server's CPU per request and peak RSS) to results.jsonl.
+load_row() {
+  local impl=$1 workload=$2 chunks=$3 conns=$4 timeout=$5 note=$6 pid ready=0 cpu0 cpu1 wall0 wall1 hwm
+  shift 7
+  local duration=20s err="$LOGS/$workload.$impl.err" wrk_out="$LOGS/$workload.$impl.wrk.txt"
   if [ "$QUICK" = 1 ]; then duration=5s; fi
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  log "gateway: load_target with $chunks chunks on 127.0.0.1:$port"
-  : >"$LOGS/$workload.gateway.err"
-  "$TARGET_DIR/release/examples/load_target" "127.0.0.1:$port" 50 "$chunks" 2>"$LOGS/$workload.gateway.err" &
+  log "gateway: $impl with $chunks chunks on 127.0.0.1:$PORT"
+  "$@" 2>"$err" &
   pid=$!
   for _ in $(seq 1 1200); do # up to 10 minutes to store the chunks
-    if grep -q 'load target on http://' "$LOGS/$workload.gateway.err"; then ready=1; break; fi
+    if grep -q ' on http://' "$err"; then ready=1; break; fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.5
   done
   if [ "$ready" != 1 ]; then
-    log "gateway: load_target did not start (log: $LOGS/$workload.gateway.err)"
+    log "gateway: $impl did not start (log: $err)"
     stop_pid "$pid"
-    CATENA_FAILED=1
-    return
+    return 1
   fi
   cpu0=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$pid/stat")
   wall0=$(date +%s.%N)
-  wrk -t2 -c256 -d"$duration" --timeout 10s -s "$ROOT/examples/gateway/load/query.lua" \
-    "http://127.0.0.1:$port/v1/query" >"$LOGS/$workload.wrk.txt" 2>&1 || true
+  wrk -t2 -c"$conns" -d"$duration" --timeout "$timeout" -s "$ROOT/examples/gateway/load/query.lua" \
+    "http://127.0.0.1:$PORT/v1/query" >"$wrk_out" 2>&1 || true
   wall1=$(date +%s.%N)
   cpu1=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$pid/stat")
-  local hwm
   hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")
   stop_pid "$pid"
-  sed "s/^/  [wrk $workload] /" "$LOGS/$workload.wrk.txt" >&2
-  python3 - "$LOGS/$workload.wrk.txt" "$workload" "$chunks" "$cpu0" "$cpu1" "$wall0" "$wall1" "$hwm" \
-    "$(grep -m1 'load target on http://' "$LOGS/$workload.gateway.err")" >>"$RESULTS" <<'EOF' || CATENA_FAILED=1
+  sed "s/^/  [wrk $workload $impl] /" "$wrk_out" >&2
+  python3 - "$wrk_out" "$impl" "$workload" "$chunks" "$conns" "$cpu0" "$cpu1" "$wall0" "$wall1" "$hwm" \
+    "$timeout" "$note" "$(grep -m1 ' on http://' "$err")" >>"$RESULTS" <<'EOF' || return 1
 import json, re, sys
-path, workload, chunks, cpu0, cpu1, wall0, wall1, hwm_kb, ready = sys.argv[1:]
+path, impl, workload, chunks, conns, cpu0, cpu1, wall0, wall1, hwm_kb, timeout, note, ready = sys.argv[1:]
 text = open(path, encoding="utf-8").read()
 rps = float(re.search(r"Requests/sec:\s*([\d.]+)", text).group(1))
 reqs = int(re.search(r"requests=(\d+)", text).group(1))
@@ -273,14 +317,33 @@ errors = re.search(r"errors\(([^)]*)\)", text).group(1)
 lat = dict(re.findall(r"(p50|p90|p99|max)=([\d.]+)ms", text))
 cpu = (float(cpu1) - float(cpu0)) / 100.0  # clock ticks, _SC_CLK_TCK = 100
 print(json.dumps({
-    "workload": workload, "impl": "catena", "value": rps, "unit": "req/s",
+    "workload": workload, "impl": impl, "value": rps, "unit": "req/s",
     "wall_s": float(wall1) - float(wall0), "cpu_s": cpu,
     "note": f"chunks={chunks}; p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms; "
             f"{1000 * cpu / max(reqs, 1):.3f} ms CPU/request; RSS {int(hwm_kb) / 1024:.0f} MB (VmHWM); "
-            f"errors {errors}; wrk -t2 -c256 on the same machine, stub model 50 ms; {ready.strip()}",
+            f"errors {errors}; wrk -t2 -c{conns} --timeout {timeout} on the same machine, stub model 50 ms; "
+            f"{note}{ready.strip()}",
 }, ensure_ascii=False))
 EOF
   tail -n 1 "$RESULTS" | sed "s/^/  /" >&2
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Catena's gateway: the load target (the gateway with a stub model, the embedded store).
+gateway_row() { # chunks workload
+  PORT=$(free_port)
+  load_row catena "$2" "$1" 256 10s "" -- "$TARGET_DIR/release/examples/load_target" "127.0.0.1:$PORT" 50 "$1" ||
+    CATENA_FAILED=1
+}
+# LangChain Python's gateway (benches/compare/python/gateway.py: FastAPI, InMemoryVectorStore, an
+# LCEL chain, the same stub model delay) on the same chunks and request. Each request costs it about
+# a quarter of a CPU second, so at 256 connections none completes within wrk's 10 s timeout (tried):
+# it is loaded with 8 connections and a 30 s timeout, and compared by its CPU per request too.
+langchain_gateway_row() {
+  PORT=$(free_port)
+  load_row langchain-py gateway_rag_10k 10000 8 30s "FastAPI + uvicorn, one process; " -- \
+    "$PY" "$HERE/python/gateway.py" --port "$PORT" --chunks 10000 \
+    --corpus "$ROOT/benches/data/postgresql-15-docs.jsonl" ||
+    skip gateway_rag_10k langchain-py "the LangChain gateway did not run (log: $LOGS/gateway_rag_10k.langchain-py.err)"
 }
 
 if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -298,6 +361,11 @@ else
   else
     log "building load_target FAILED"
     CATENA_FAILED=1
+  fi
+  if [ -n "$PY" ]; then
+    langchain_gateway_row
+  else
+    skip gateway_rag_10k langchain-py "the Python venv could not be installed"
   fi
 fi
 

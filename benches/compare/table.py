@@ -22,11 +22,17 @@ WORKLOADS = [
     "chain_invoke",
     "gateway_rag_10k",
     "gateway_rag_100k",
+    "embed_minilm",
+    "decode_smollm2",
 ]
-IMPLS = ["catena", "langchain-py", "langchain-js", "numpy", "tiktoken-py", "js-tiktoken", "text-splitter-rs", "tiktoken-rs"]
+IMPLS = [
+    "catena", "langchain-py", "langchain-js", "numpy", "tiktoken-py", "js-tiktoken", "text-splitter-rs",
+    "tiktoken-rs", "sentence-transformers", "llama-cpp",
+]
 # The LangChain Python column of a workload: LangChain itself, else what LangChain Python calls
-# for it (its token counting is tiktoken's).
-PY_REFS = ["langchain-py", "tiktoken-py"]
+# for it (its token counting is tiktoken's, its HuggingFaceEmbeddings are sentence-transformers,
+# its LlamaCpp model is llama-cpp-python).
+PY_REFS = ["langchain-py", "tiktoken-py", "sentence-transformers", "llama-cpp"]
 LOWER_IS_BETTER = {"µs p50", "s"}
 
 
@@ -124,10 +130,12 @@ def main() -> None:
         print("| " + " | ".join(cells) + " |")
 
     print()
-    print("Higher is better for MB/s, queries/s and req/s, lower for µs. The ratios are how many times better")
-    print("Catena is (>1: Catena is better): Catena / peer for throughput, peer / Catena for latency.")
+    print("Higher is better for MB/s, queries/s, req/s, passages/s and tokens/s, lower for µs and s. The")
+    print("ratios are how many times better Catena is (>1: Catena is better): Catena / peer for throughput,")
+    print("peer / Catena for latency.")
     if footnote:
-        print("† LangChain Python counts tokens with tiktoken, so tiktoken-py is its column there.")
+        print("† What LangChain Python calls for that workload: tiktoken for tokens, sentence-transformers for")
+        print("  HuggingFaceEmbeddings, llama-cpp-python for LlamaCpp.")
 
     counts = {}
     for (w, i), r in by.items():

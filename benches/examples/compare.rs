@@ -13,12 +13,18 @@
 //!
 //! ```text
 //! cargo run --release -p catena-benches --example compare -- \
-//!     --corpus corpus.txt --vectors vectors.f32 --queries queries.f32 [--dims 384] [--only ID]
+//!     --corpus corpus.txt --vectors vectors.f32 --queries queries.f32 [--dims 384] [--only ID] \
+//!     [--passages passages.jsonl --embed-model DIR --chat-model FILE.gguf]
 //! ```
 //!
 //! Workloads: `split_recursive_chars` (1000/200), `split_recursive_tokens` (cl100k, 256/32),
 //! `count_tokens_cl100k`, `search_single` and `search_batch` (top-10 cosine, exact),
-//! `chain_invoke` (prompt → model → parser, p50).
+//! `chain_invoke` (prompt → model → parser, p50); with the model flags, the in-process models:
+//! `embed_minilm` (all-MiniLM-L6-v2 over the passages, batches of 32) and `decode_smollm2`
+//! (SmolLM2-135M-Instruct, greedy, tokens per second after the first; the prompt is
+//! [`DECODE_PROMPT`]). With `--embeddings-out FILE` the passages' vectors are written there
+//! (little-endian f32) for the Python runner to compare with sentence-transformers'.
+//! `CATENA_BENCH_EMBED_BATCH` overrides the embedding batch size (32) for experiments.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::hint::black_box;
@@ -31,10 +37,12 @@ use catena_core::splitter::{
     count_tokens, RecursiveCharacterTextSplitter, TextSplitter, TokenEncoding,
 };
 use catena_core::{
-    Chain, ChatModel, ChatRequest, ChatResponse, Document, EmbeddedDocument, Message, ModelInfo,
-    SearchRequest, VectorStore,
+    Chain, ChatChunk, ChatModel, ChatRequest, ChatResponse, Document, EmbeddedDocument, Embedder,
+    Message, ModelInfo, SearchRequest, VectorStore,
 };
+use catena_llms::local::{LocalChatModel, LocalEmbedder, Truncation};
 use catena_vectorstores::InMemoryVectorStore;
+use futures::StreamExt;
 use serde_json::json;
 
 /// Process CPU time (user + system) in seconds.
@@ -107,6 +115,10 @@ struct Args {
     queries: Option<String>,
     dims: usize,
     only: Option<String>,
+    passages: Option<String>,
+    embed_model: Option<String>,
+    chat_model: Option<String>,
+    embeddings_out: Option<String>,
 }
 
 fn args() -> Args {
@@ -116,6 +128,10 @@ fn args() -> Args {
         queries: None,
         dims: 384,
         only: None,
+        passages: None,
+        embed_model: None,
+        chat_model: None,
+        embeddings_out: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -126,6 +142,10 @@ fn args() -> Args {
             "--queries" => args.queries = Some(value),
             "--dims" => args.dims = value.parse().expect("--dims is a number"),
             "--only" => args.only = Some(value),
+            "--passages" => args.passages = Some(value),
+            "--embed-model" => args.embed_model = Some(value),
+            "--chat-model" => args.chat_model = Some(value),
+            "--embeddings-out" => args.embeddings_out = Some(value),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -155,6 +175,157 @@ fn main() {
     if wanted("chain_invoke") {
         chain_invoke();
     }
+    if let (Some(passages), Some(model)) = (&args.passages, &args.embed_model) {
+        if wanted("embed_minilm") {
+            embed(passages, model, args.embeddings_out.as_deref());
+        }
+    }
+    if let Some(model) = &args.chat_model {
+        if wanted("decode_smollm2") {
+            decode(model);
+        }
+    }
+}
+
+/// The passages file: one JSON string per line.
+fn read_passages(path: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<String>(l).expect("a JSON string per line"))
+        .collect()
+}
+
+fn embed(passages: &str, model: &str, out: Option<&str>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let texts = read_passages(passages);
+    // Truncated at the model's 256 tokens as sentence-transformers does (a few passages of
+    // SQL or code are longer).
+    let batch: usize = std::env::var("CATENA_BENCH_EMBED_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(32);
+    let embedder = LocalEmbedder::builder(model)
+        .batch_size(batch)
+        .truncation(Truncation::Truncate)
+        .build()
+        .unwrap();
+    let tokens: usize = texts
+        .iter()
+        .map(|t| embedder.count_tokens(t).unwrap().min(embedder.max_length()))
+        .sum();
+    black_box(
+        rt.block_on(embedder.embed_documents(&texts[..32.min(texts.len())]))
+            .unwrap(),
+    );
+    let (vectors, runs, wall, cpu) = measure_for(|| {
+        rt.block_on(embedder.embed_documents(black_box(&texts)))
+            .unwrap()
+    });
+    if let Some(out) = out {
+        let bytes: Vec<u8> = vectors
+            .iter()
+            .flatten()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        std::fs::write(out, bytes).unwrap_or_else(|e| panic!("writing {out}: {e}"));
+    }
+    let note = format!(
+        "{} passages ({:.0} tokens each on average, cut at {}), batch {batch}, {runs} runs, {} threads",
+        texts.len(),
+        tokens as f64 / texts.len() as f64,
+        embedder.max_length(),
+        candle_threads()
+    );
+    emit(
+        "embed_minilm",
+        (runs * texts.len()) as f64 / wall,
+        "passages/s",
+        wall,
+        cpu,
+        note,
+    );
+}
+
+/// The decode workload's prompt, the same in the Python runner (a request that a small model
+/// answers at length).
+pub const DECODE_PROMPT: &str =
+    "Write a long, detailed essay about the history of relational databases.";
+
+/// candle's thread count as it sizes its pool (`CANDLE_NUM_THREADS`, else the cores).
+fn candle_threads() -> usize {
+    std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+fn decode(model: &str) {
+    const MAX_TOKENS: u32 = 128;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let chat = LocalChatModel::load(model).unwrap();
+    let request = ChatRequest::new(vec![Message::user(DECODE_PROMPT)])
+        .with_max_tokens(MAX_TOKENS)
+        .with_temperature(0.0);
+    // One generation: (seconds to the first delta, seconds from the first delta to the end,
+    // output tokens, prompt tokens).
+    let once = || {
+        rt.block_on(async {
+            let start = Instant::now();
+            let mut stream = chat.stream(request.clone()).await.unwrap();
+            let (mut first, mut usage) = (None, None);
+            while let Some(chunk) = stream.next().await {
+                match chunk.unwrap() {
+                    ChatChunk::TextDelta(_) if first.is_none() => first = Some(start.elapsed()),
+                    ChatChunk::Usage(u) => usage = Some(u),
+                    _ => {}
+                }
+            }
+            let total = start.elapsed().as_secs_f64();
+            let first = first.expect("a text delta").as_secs_f64();
+            let usage = usage.expect("usage");
+            (
+                first,
+                total - first,
+                usage.output_tokens,
+                usage.input_tokens,
+            )
+        })
+    };
+    black_box(once());
+    let (mut ttft, mut after, mut tokens, mut runs) = (0.0, 0.0, 0u64, 0);
+    let mut prompt_tokens = 0;
+    let (_, _, wall, cpu) = measure_for(|| {
+        let (first, rest, out, input) = once();
+        ttft += first;
+        after += rest;
+        tokens += out.saturating_sub(1);
+        prompt_tokens = input;
+        runs += 1;
+    });
+    let note = format!(
+        "{} prompt tokens, {:.0} output tokens per run (max {MAX_TOKENS}), greedy; first token \
+         {:.1} ms; {runs} runs, {} threads, weights re-quantized to Q8_0 at load",
+        prompt_tokens,
+        (tokens as f64 / runs as f64) + 1.0,
+        1000.0 * ttft / runs as f64,
+        candle_threads()
+    );
+    emit(
+        "decode_smollm2",
+        tokens as f64 / after,
+        "tokens/s",
+        wall,
+        cpu,
+        note,
+    );
 }
 
 fn splitters(text: &str, wanted: &dyn Fn(&str) -> bool) {
