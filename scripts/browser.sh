@@ -37,6 +37,18 @@ driver_version() {
     node -e 'process.stdout.write(require(process.argv[1]).version)' "$pkg" 2>/dev/null || true
 }
 
+# Runs "$@" up to 10 times, 15 s apart: another apt-get (the machine's own, or this script run
+# for another driver directory) may hold apt's locks for a while.
+with_retries() {
+    local try
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        "$@" && return 0
+        [ "$try" = 10 ] && return 1
+        log "retrying in 15 s (attempt $try failed): $*"
+        sleep 15
+    done
+}
+
 have_chromium() { [ -x "$CHROMIUM" ]; }
 have_driver() { [ "$(driver_version)" = "$PLAYWRIGHT_VERSION" ]; }
 
@@ -50,9 +62,9 @@ install_chromium() {
         sudo=(sudo -n)
     fi
     log "installing Debian's chromium with apt-get"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null >&2 \
+    with_retries "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q </dev/null >&2 \
         || die "apt-get update failed"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    with_retries "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
         --no-install-recommends chromium </dev/null >&2 || die "apt-get install chromium failed"
     have_chromium || die "$CHROMIUM missing after installing chromium"
 }
@@ -74,6 +86,11 @@ install_driver() {
 
 case "${1:-install}" in
     install)
+        # One install at a time: tests that each need the browser run this script at once, and
+        # two apt-get or npm runs in parallel fail on each other's locks.
+        mkdir -p "$DRIVER_DIR"
+        exec 9>"$DRIVER_DIR/.install.lock"
+        flock 9 || die "cannot lock $DRIVER_DIR/.install.lock"
         install_chromium
         install_driver
         log "ready: $("$CHROMIUM" --version 2>/dev/null || echo chromium), playwright-core $PLAYWRIGHT_VERSION"
