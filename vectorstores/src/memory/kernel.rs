@@ -4,10 +4,11 @@
 //! and compiles the loops once per instruction set), and large scans split across threads.
 //!
 //! Dot products use explicit SIMD registers (two accumulators per query, fused
-//! multiply-adds where the CPU has them), four queries at a time in a batch; the distance
-//! loop keeps 16 independent partial sums, which the compiler vectorises without reordering
-//! floating-point additions on its own. Results are deterministic for a given machine and
-//! do not depend on the thread split or the batch size.
+//! multiply-adds where the CPU has them); the distance loop keeps 16 independent partial
+//! sums, which the compiler vectorises without reordering floating-point additions on its
+//! own. A batch of dot products is a register-blocked matrix product ([`dot_matrix`]),
+//! whose sums are in another order: callers re-score its best candidates with [`scan`].
+//! Results are deterministic for a given machine and do not depend on the thread split.
 
 use std::num::NonZeroUsize;
 
@@ -299,31 +300,10 @@ impl pulp::WithSimd for Blocked<'_> {
             out,
         } = self;
         let n = arena.len() / d;
-        // Dot products four queries at a time (each row loaded once for the four).
-        let fours = if kernel == Kernel::Dot {
-            queries.len() / 4
-        } else {
-            0
-        };
         for start in (0..n).step_by(BLOCK_ROWS) {
             let end = n.min(start + BLOCK_ROWS);
             let block = &arena[start * d..end * d];
-            for g in 0..fours {
-                let q = [
-                    queries[4 * g],
-                    queries[4 * g + 1],
-                    queries[4 * g + 2],
-                    queries[4 * g + 3],
-                ];
-                for (r, row) in block.chunks_exact(d).enumerate() {
-                    for (k, s) in dots(simd, q, row).into_iter().enumerate() {
-                        if let Some(slot) = out.get_mut((4 * g + k) * n + start + r) {
-                            *slot = s;
-                        }
-                    }
-                }
-            }
-            for (q, query) in queries.iter().enumerate().skip(4 * fours) {
+            for (q, query) in queries.iter().enumerate() {
                 let Some(slots) = out.get_mut(q * n + start..q * n + end) else {
                     return;
                 };
@@ -336,6 +316,175 @@ impl pulp::WithSimd for Blocked<'_> {
             }
         }
     }
+}
+
+/// `out[q * n + i] = queries[q] · row i` for every row of `arena` (`n` rows) and every
+/// query: a matrix product. The queries are packed dimension-major, two SIMD registers of
+/// them side by side, and a micro-kernel keeps a 6 × 2 (16 registers) or 12 × 2 (32
+/// registers) tile of sums in registers, broadcasting one element of each row per step:
+/// no horizontal sums, and each block of rows is read from memory once for the whole
+/// batch. Large products are split across threads by rows.
+///
+/// The sums run in another order than [`dot`]'s, so a score can differ from a single
+/// search's in its last bits: callers pick candidates with a margin ([`dot_margin`]) and
+/// re-score them with [`scan`].
+pub(super) fn dot_matrix(arena: &[f32], d: usize, queries: &[&[f32]], out: &mut [f32]) {
+    out.fill(0.0);
+    if d == 0 || queries.is_empty() {
+        return;
+    }
+    let n = (arena.len() / d).min(out.len() / queries.len());
+    if n == 0 {
+        return;
+    }
+    let work = queries.len().saturating_mul(n).saturating_mul(d);
+    let threads = if work >= PARALLEL_MIN_FLOATS {
+        std::thread::available_parallelism()
+            .map_or(1, NonZeroUsize::get)
+            .min(n.div_ceil(MATRIX_ROWS_MAX))
+    } else {
+        1
+    };
+    let per = n.div_ceil(threads.max(1)).next_multiple_of(MATRIX_ROWS_MAX);
+    // Each thread's slots: its rows' part of every query's scores.
+    let mut parts: Vec<(usize, Vec<&mut [f32]>)> = (0..n.div_ceil(per))
+        .map(|t| (t * per, Vec::with_capacity(queries.len())))
+        .collect();
+    for scores in out.chunks_mut(n).take(queries.len()) {
+        for (part, slots) in parts.iter_mut().zip(scores.chunks_mut(per)) {
+            part.1.push(slots);
+        }
+    }
+    let run = |(start, out): (usize, Vec<&mut [f32]>)| {
+        pulp::Arch::new().dispatch(Matrix {
+            arena,
+            d,
+            queries,
+            start,
+            out,
+        });
+    };
+    if parts.len() <= 1 {
+        parts.into_iter().for_each(run);
+        return;
+    }
+    std::thread::scope(|scope| {
+        for part in parts {
+            scope.spawn(move || run(part));
+        }
+    });
+}
+
+/// The most rows a micro-kernel of [`dot_matrix`] scores at once.
+const MATRIX_ROWS_MAX: usize = 12;
+
+/// How far a [`dot_matrix`] score can be from [`dot`]'s for the same vectors, as a
+/// fraction of `|query| · |row|`: a sum of `d` products in any order is within about
+/// `(d + 1) · u` of the exact one (`u = 2⁻²⁴`, the unit roundoff), so the two differ by at
+/// most twice that; doubled again for safety.
+pub(super) fn dot_margin(d: usize) -> f32 {
+    4.0 * (d as f32 + 2.0) * (f32::EPSILON / 2.0)
+}
+
+/// One thread's part of [`dot_matrix`]: rows `start..start + out[q].len()` against every
+/// query, dispatched to the CPU's best instruction set.
+struct Matrix<'a> {
+    arena: &'a [f32],
+    d: usize,
+    queries: &'a [&'a [f32]],
+    start: usize,
+    out: Vec<&'a mut [f32]>,
+}
+
+impl pulp::WithSimd for Matrix<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        if S::REGISTER_COUNT >= 32 {
+            matrix::<S, 12>(simd, self);
+        } else {
+            matrix::<S, 6>(simd, self);
+        }
+    }
+}
+
+/// [`Matrix`] with `R` rows per micro-kernel call.
+#[inline(always)]
+fn matrix<S: pulp::Simd, const R: usize>(simd: S, job: Matrix<'_>) {
+    let Matrix {
+        arena,
+        d,
+        queries,
+        start,
+        mut out,
+    } = job;
+    let group = 2 * S::F32_LANES;
+    let groups = queries.len().div_ceil(group);
+    // The queries, dimension-major: `packed[(g * d + k) * group + j]` is element `k` of
+    // query `g * group + j` (zero past the last query).
+    let mut packed = vec![0.0f32; groups * d * group];
+    for (q, query) in queries.iter().enumerate() {
+        let (g, j) = (q / group, q % group);
+        for (k, &x) in query.iter().take(d).enumerate() {
+            if let Some(slot) = packed.get_mut((g * d + k) * group + j) {
+                *slot = x;
+            }
+        }
+    }
+    let rows = out.first().map_or(0, |s| s.len());
+    let mut tile = [0.0f32; 64];
+    let Some(tile) = tile.get_mut(..group) else {
+        return;
+    };
+    let mut first = 0;
+    while first < rows {
+        let count = R.min(rows - first);
+        let block: [&[f32]; R] = std::array::from_fn(|r| {
+            let i = start + first + r.min(count - 1);
+            arena.get(i * d..(i + 1) * d).unwrap_or(&[])
+        });
+        for (g, qp) in packed.chunks_exact(d * group).enumerate() {
+            let sums = micro::<S, R>(simd, S::as_simd_f32s(qp).0, block, d);
+            for (r, pair) in sums.iter().enumerate().take(count) {
+                let (head, _) = S::as_mut_simd_f32s(tile);
+                for (dst, src) in head.iter_mut().zip(pair) {
+                    *dst = *src;
+                }
+                for (scores, &s) in out.iter_mut().skip(g * group).zip(tile.iter()) {
+                    if let Some(slot) = scores.get_mut(first + r) {
+                        *slot = s;
+                    }
+                }
+            }
+        }
+        first += count;
+    }
+}
+
+/// The micro-kernel of [`dot_matrix`]: the sums of `R` rows against the `2 × lanes`
+/// queries packed in `qp` (`d` pairs of registers), in `2R` registers.
+#[inline(always)]
+fn micro<S: pulp::Simd, const R: usize>(
+    simd: S,
+    qp: &[S::f32s],
+    rows: [&[f32]; R],
+    d: usize,
+) -> [[S::f32s; 2]; R] {
+    let zero = simd.splat_f32s(0.0);
+    let mut acc = [[zero; 2]; R];
+    let (Some(qp), true) = (qp.get(..2 * d), rows.iter().all(|r| r.len() >= d)) else {
+        return acc;
+    };
+    let rows = rows.map(|r| &r[..d]);
+    for k in 0..d {
+        let (q0, q1) = (qp[2 * k], qp[2 * k + 1]);
+        for r in 0..R {
+            let x = simd.splat_f32s(rows[r][k]);
+            acc[r][0] = simd.mul_add_f32s(x, q0, acc[r][0]);
+            acc[r][1] = simd.mul_add_f32s(x, q1, acc[r][1]);
+        }
+    }
+    acc
 }
 
 #[cfg(test)]
@@ -396,19 +545,70 @@ mod tests {
         let queries: Vec<Vec<f32>> = (0..5).map(|s| vector(s + 100, d)).collect();
         let refs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
         let mut many = vec![0.0; 5 * n];
-        scan_many(Kernel::Dot, &arena, d, &refs, &mut many);
+        scan_many(Kernel::L2Squared, &arena, d, &refs, &mut many);
         for (q, query) in queries.iter().enumerate() {
             for i in (0..n).step_by(991) {
-                assert_eq!(
-                    many[q * n + i],
-                    dot(query, &arena[i * d..(i + 1) * d]),
-                    "query {q} row {i}"
+                let mut one = [0.0];
+                scan(
+                    Kernel::L2Squared,
+                    &arena[i * d..(i + 1) * d],
+                    d,
+                    query,
+                    None,
+                    &mut one,
                 );
+                assert_eq!(many[q * n + i], one[0], "query {q} row {i}");
             }
         }
         let rows = [n - 1, 0, 5];
         let mut picked = [0.0; 3];
         scan(Kernel::Dot, &arena, d, &q, Some(&rows), &mut picked);
         assert_eq!(picked, [all[n - 1], all[0], all[5]]);
+    }
+
+    /// Every (query, row) of the matrix kernel against the single-search kernel, within
+    /// the margin callers rely on, for batch and store sizes around the register tiles
+    /// (1–70 queries, 1–100 rows, dimensions with and without a SIMD remainder) and for a
+    /// product split across threads.
+    #[test]
+    fn the_matrix_kernel_agrees_with_single_dot_products_within_its_margin() {
+        let check = |n: usize, d: usize, m: usize| {
+            let arena: Vec<f32> = (0..n).flat_map(|i| vector(i as u64 + 7, d)).collect();
+            let queries: Vec<Vec<f32>> = (0..m).map(|s| vector(s as u64 + 500, d)).collect();
+            let refs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+            let mut out = vec![f32::NAN; m * n];
+            dot_matrix(&arena, d, &refs, &mut out);
+            let step = (n / 50).max(1);
+            for (q, query) in queries.iter().enumerate() {
+                let qn = dot(query, query).sqrt();
+                for i in (0..n).step_by(step) {
+                    let row = &arena[i * d..(i + 1) * d];
+                    let one = dot(query, row);
+                    let bound = dot_margin(d) / 2.0 * qn * dot(row, row).sqrt();
+                    let got = out[q * n + i];
+                    assert!(
+                        (got - one).abs() <= bound,
+                        "n {n} d {d} m {m}: query {q} row {i}: {got} vs {one}"
+                    );
+                    assert!((f64::from(got) - naive_dot(query, row)).abs() < 1e-3);
+                }
+            }
+        };
+        for (n, d, m) in [
+            (1, 1, 1),
+            (13, 3, 5),
+            (25, 17, 33),
+            (100, 384, 70),
+            (7, 385, 64),
+            (64, 16, 2),
+        ] {
+            check(n, d, m);
+        }
+        // Large enough to be split across threads (when the machine has several).
+        check(PARALLEL_MIN_FLOATS / 64 / 3 + 5, 64, 3);
+        // Nothing to score leaves zeros, never a panic.
+        let mut out = vec![1.0; 4];
+        dot_matrix(&[], 0, &[&[], &[]], &mut out);
+        assert_eq!(out, [0.0; 4]);
     }
 }

@@ -571,7 +571,9 @@ impl InMemoryVectorStore {
     /// Answers several searches at once, each as [`VectorStore::search`] would, in order.
     /// The ones without a filter are scored together as one matrix product (each stored
     /// vector is read once for the whole batch, and a large batch uses every core), which
-    /// is several times faster per query than one search at a time. When an HNSW index
+    /// is several times faster per query than one search at a time; for cosine and dot
+    /// products the product's best candidates are then scored again as a single search
+    /// scores them, so the answers are the same rows with the same scores. When an HNSW index
     /// serves the store (feature `hnsw`), each search goes through the graph instead, a
     /// large batch split across the cores.
     ///
@@ -594,22 +596,58 @@ impl InMemoryVectorStore {
             .collect();
         let n = state.entries.len();
         let d = state.dimensions.unwrap_or(0);
-        let mut raw = vec![0.0f32; plain.len() * n];
-        let queries: Vec<&[f32]> = plain
-            .iter()
-            .map(|&i| requests[i].vector.as_slice())
-            .collect();
-        kernel::scan_many(inner.kernel(), &state.arena, d, &queries, &mut raw);
-        let mut out = Vec::with_capacity(requests.len());
-        let mut next_plain = 0;
-        for r in requests {
-            let hits = if r.filter.is_none() {
-                let scores = raw.get(next_plain * n..(next_plain + 1) * n).unwrap_or(&[]);
-                next_plain += 1;
-                inner.best(&state, &r.vector, scores, None, r.k, r.score_threshold)
+        let kernel = inner.kernel();
+        // What a row's score is multiplied by to rank it: 1/|row| for cosine (the query's
+        // norm is common to all rows), 1 for dot products.
+        let weights: Vec<f32> = match (kernel, inner.metric) {
+            (kernel::Kernel::Dot, DistanceMetric::Cosine) => state
+                .entries
+                .iter()
+                .map(|e| if e.norm == 0.0 { 0.0 } else { 1.0 / e.norm })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let row_norm = if weights.is_empty() {
+            state.entries.iter().map(|e| e.norm).fold(0.0f32, f32::max)
+        } else {
+            1.0
+        };
+        let mut hits: Vec<Option<Vec<(f32, usize)>>> = vec![None; requests.len()];
+        // The plain searches, a chunk of queries at a time: every row is still read once
+        // per chunk, and the score matrix stays bounded (256 × 100,000 floats: 100 MB).
+        let chunk = BATCH_CHUNK.min(plain.len()).max(1);
+        let mut raw = vec![0.0f32; chunk * n];
+        for ids in plain.chunks(chunk) {
+            let queries: Vec<&[f32]> = ids.iter().map(|&i| requests[i].vector.as_slice()).collect();
+            let raw = &mut raw[..ids.len() * n];
+            if kernel == kernel::Kernel::Dot {
+                kernel::dot_matrix(&state.arena, d, &queries, raw);
             } else {
+                kernel::scan_many(kernel, &state.arena, d, &queries, raw);
+            }
+            for (j, &i) in ids.iter().enumerate() {
+                let r = &requests[i];
+                let scores = raw.get(j * n..(j + 1) * n).unwrap_or(&[]);
+                hits[i] = Some(if kernel == kernel::Kernel::Dot {
+                    inner.rescored(
+                        &state,
+                        &r.vector,
+                        scores,
+                        &weights,
+                        row_norm,
+                        r.k,
+                        r.score_threshold,
+                    )
+                } else {
+                    inner.best(&state, &r.vector, scores, None, r.k, r.score_threshold)
+                });
+            }
+        }
+        let mut out = Vec::with_capacity(requests.len());
+        for (r, hits) in requests.iter().zip(hits) {
+            let hits = hits.unwrap_or_else(|| {
                 inner.dense_hits(&state, &r.vector, r.k, r.filter.as_ref(), r.score_threshold)
-            };
+            });
             out.push(hits_to_documents(&state, hits, r.include_vectors));
         }
         Ok(out)
@@ -719,6 +757,48 @@ impl Inner {
         rank(state, hits, k)
     }
 
+    /// The `k` best of `raw`, a row of [`kernel::dot_matrix`]: the rows whose scores come
+    /// within that kernel's error margin of the `k`-th best are scored again with the
+    /// single-search kernel and ranked as [`Inner::best`] ranks, so a batch answers exactly
+    /// what one search at a time would (same rows, same scores to the bit). `weights` is
+    /// empty (dot products) or `1/|row|` per row (cosine); `row_norm` bounds `|row|` after
+    /// the weight (1 for cosine, the largest row norm for dot products).
+    #[allow(clippy::too_many_arguments)]
+    fn rescored(
+        &self,
+        state: &State,
+        query: &[f32],
+        raw: &[f32],
+        weights: &[f32],
+        row_norm: f32,
+        k: usize,
+        threshold: Option<f32>,
+    ) -> Vec<(f32, usize)> {
+        let n = raw.len();
+        let candidates = if k == 0 || k >= n {
+            (0..n).collect()
+        } else {
+            let margin = 2.0 * kernel::dot_margin(query.len()) * norm(query) * row_norm;
+            let picked = within_margin(raw, weights, k, margin);
+            if picked.len() < k {
+                (0..n).collect()
+            } else {
+                picked
+            }
+        };
+        let d = state.dimensions.unwrap_or(0);
+        let mut exact = vec![0.0f32; candidates.len()];
+        kernel::scan(
+            kernel::Kernel::Dot,
+            &state.arena,
+            d,
+            query,
+            Some(&candidates),
+            &mut exact,
+        );
+        self.best(state, query, &exact, Some(&candidates), k, threshold)
+    }
+
     fn kernel(&self) -> kernel::Kernel {
         match self.metric {
             DistanceMetric::Euclidean => kernel::Kernel::L2Squared,
@@ -743,6 +823,84 @@ fn hits_to_documents(
             }
         })
         .collect()
+}
+
+/// The rows whose weighted score (`raw[i] * weights[i]`, or `raw[i]` when `weights` is
+/// empty) is at least the `k`-th best minus `margin`, in row order, found in one pass: a
+/// heap of the `k` best so far raises the floor as it goes, and blocks of rows wholly
+/// under it are skipped after one vectorised maximum. Empty when `k` is 0; NaN scores are
+/// never picked.
+fn within_margin(raw: &[f32], weights: &[f32], k: usize, margin: f32) -> Vec<usize> {
+    const BLOCK: usize = 32;
+    let mut picked = Vec::new();
+    if k == 0 {
+        return picked;
+    }
+    let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
+    let mut floor = f32::NEG_INFINITY;
+    let mut block = [0.0f32; BLOCK];
+    for (b, scores) in raw.chunks(BLOCK).enumerate() {
+        let block = &mut block[..scores.len()];
+        match weights.get(b * BLOCK..b * BLOCK + scores.len()) {
+            Some(w) => {
+                for ((t, s), w) in block.iter_mut().zip(scores).zip(w) {
+                    *t = s * w;
+                }
+            }
+            None => block.copy_from_slice(scores),
+        }
+        let best = block.iter().fold(f32::NEG_INFINITY, |m, &t| m.max(t));
+        if best < floor {
+            continue;
+        }
+        for (j, &t) in block.iter().enumerate() {
+            if t.partial_cmp(&floor).is_none_or(std::cmp::Ordering::is_lt) {
+                continue;
+            }
+            picked.push(b * BLOCK + j);
+            let key = ordered(t);
+            if heap.len() < k {
+                heap.push(std::cmp::Reverse(key));
+            } else if heap.peek().is_some_and(|m| key > m.0) {
+                heap.pop();
+                heap.push(std::cmp::Reverse(key));
+            } else {
+                continue;
+            }
+            if heap.len() == k {
+                floor = heap
+                    .peek()
+                    .map_or(f32::NEG_INFINITY, |m| unordered(m.0) - margin);
+            }
+        }
+    }
+    let weighted =
+        |i: usize| raw.get(i).copied().unwrap_or(f32::NAN) * weights.get(i).copied().unwrap_or(1.0);
+    picked.retain(|&i| weighted(i) >= floor);
+    picked
+}
+
+/// How many plain searches of a batch are scored together as one matrix product.
+const BATCH_CHUNK: usize = 256;
+
+/// `x` as an unsigned key in the order of `f32::total_cmp` (NaN first, as the lowest).
+fn ordered(x: f32) -> u32 {
+    let x = if x.is_nan() { f32::NEG_INFINITY } else { x };
+    let bits = x.to_bits();
+    if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
+/// The inverse of [`ordered`].
+fn unordered(key: u32) -> f32 {
+    f32::from_bits(if key >> 31 == 1 {
+        key & 0x7FFF_FFFF
+    } else {
+        !key
+    })
 }
 
 fn norm(v: &[f32]) -> f32 {
