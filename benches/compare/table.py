@@ -18,6 +18,7 @@ WORKLOADS = [
     "split_recursive_tokens",
     "count_tokens_cl100k",
     "search_single",
+    "search_single_int8",
     "search_batch",
     "chain_invoke",
     "gateway_rag_10k",

@@ -65,7 +65,8 @@ pub use self::redis::{
 #[cfg_attr(docsrs, doc(cfg(feature = "hnsw")))]
 pub use memory::HnswConfig;
 pub use memory::{
-    CorruptFile, DistanceMetric, FileRecordManager, InMemoryVectorStore, InMemoryVectorStoreBuilder,
+    CorruptFile, DistanceMetric, FileRecordManager, InMemoryVectorStore,
+    InMemoryVectorStoreBuilder, Quantization,
 };
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

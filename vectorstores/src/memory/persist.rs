@@ -263,6 +263,8 @@ impl Snapshot {
             // The graph is not saved: the builder builds it again.
             #[cfg(feature = "hnsw")]
             hnsw: None,
+            // Nor are the int8 codes: the builder codes the loaded rows again.
+            quant: None,
         })
     }
 }
