@@ -618,6 +618,16 @@ impl InMemoryVectorStore {
     /// As [`VectorStore::search`]: the first invalid request (a bad `k`, a vector of the
     /// wrong length, an invalid filter) fails the whole batch before anything is scored.
     pub fn search_batch(&self, requests: &[SearchRequest]) -> Result<Vec<Vec<ScoredDocument>>> {
+        self.search_batch_within(requests, SCORES_BYTES)
+    }
+
+    /// [`search_batch`](Self::search_batch) holding at most `scores_bytes` of scores at once
+    /// (at least one query's).
+    fn search_batch_within(
+        &self,
+        requests: &[SearchRequest],
+        scores_bytes: usize,
+    ) -> Result<Vec<Vec<ScoredDocument>>> {
         let inner = &*self.inner;
         let state = inner.read();
         for r in requests {
@@ -650,9 +660,10 @@ impl InMemoryVectorStore {
             1.0
         };
         let mut hits: Vec<Option<Vec<(f32, usize)>>> = vec![None; requests.len()];
-        // The plain searches, a chunk of queries at a time: every row is still read once
-        // per chunk, and the score matrix stays bounded (256 × 100,000 floats: 100 MB).
-        let chunk = BATCH_CHUNK.min(plain.len()).max(1);
+        // The plain searches, a chunk of queries at a time: every row is read once per
+        // chunk, and the score matrix stays within `scores_bytes` (SCORES_BYTES: at 100,000
+        // rows, 335 queries per chunk; at 10 million, 3).
+        let chunk = (scores_bytes / 4 / n.max(1)).clamp(1, plain.len().max(1));
         let mut raw = vec![0.0f32; chunk * n];
         for ids in plain.chunks(chunk) {
             let queries: Vec<&[f32]> = ids.iter().map(|&i| requests[i].vector.as_slice()).collect();
@@ -986,8 +997,9 @@ fn within_margin(raw: &[f32], weights: &[f32], k: usize, margin: f32) -> Vec<usi
     picked
 }
 
-/// How many plain searches of a batch are scored together as one matrix product.
-const BATCH_CHUNK: usize = 256;
+/// The most bytes of scores a batch holds at once (its plain searches are scored together
+/// as one matrix product, a chunk of queries at a time, to stay under this).
+const SCORES_BYTES: usize = 128 << 20;
 
 /// `x` as an unsigned key in the order of `f32::total_cmp` (NaN first, as the lowest).
 fn ordered(x: f32) -> u32 {
@@ -1275,5 +1287,44 @@ impl VectorStore for InMemoryVectorStore {
             .iter()
             .filter_map(|id| state.get(id).map(Entry::document))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch too large for its score budget is scored a few queries at a time, and still
+    /// answers as single searches do.
+    #[tokio::test]
+    async fn a_batch_over_its_score_budget_is_scored_in_chunks() {
+        let store = InMemoryVectorStore::new();
+        let d = 8;
+        let vector = |i: usize| -> Vec<f32> {
+            (0..d)
+                .map(|j| ((i * 31 + j * 17) % 23) as f32 - 11.0)
+                .collect()
+        };
+        let docs = (0..300)
+            .map(|i| EmbeddedDocument::new(Document::new("x").with_id(format!("c{i}")), vector(i)))
+            .collect();
+        store.upsert(docs).await.unwrap();
+        let requests: Vec<SearchRequest> = (0..7)
+            .map(|q| SearchRequest::new(vector(1_000 + q), 5))
+            .collect();
+        // Room for two queries' scores (300 rows × 4 bytes each): four chunks.
+        let chunked = store.search_batch_within(&requests, 2 * 300 * 4).unwrap();
+        let tiny = store.search_batch_within(&requests, 0).unwrap();
+        for ((r, a), b) in requests.iter().zip(&chunked).zip(&tiny) {
+            let one = store.search(r.clone()).await.unwrap();
+            let key = |h: &[ScoredDocument]| -> Vec<(Option<DocumentId>, u32)> {
+                h.iter()
+                    .map(|h| (h.document.id.clone(), h.score.to_bits()))
+                    .collect()
+            };
+            assert_eq!(key(a), key(&one));
+            assert_eq!(key(b), key(&one));
+            assert_eq!(a.len(), 5);
+        }
     }
 }
