@@ -863,3 +863,123 @@ async fn int8_candidates_are_chosen_by_the_codes() {
     );
     assert_eq!(top(exact.search(query).await.unwrap()).as_str(), "best");
 }
+
+/// A `k` near `usize::MAX` (accepted: it only asks for every document) returns every
+/// document from single searches, batches and int8 stores alike, for every metric, instead
+/// of overflowing the arithmetic that sizes the candidate heap.
+#[tokio::test]
+async fn an_enormous_k_returns_every_document() {
+    for metric in [
+        DistanceMetric::Cosine,
+        DistanceMetric::DotProduct,
+        DistanceMetric::Euclidean,
+    ] {
+        for quantization in [Quantization::None, Quantization::int8()] {
+            let store = InMemoryVectorStore::builder()
+                .metric(metric)
+                .quantization(quantization)
+                .build()
+                .unwrap();
+            let docs = (0..20)
+                .map(|i| {
+                    EmbeddedDocument::new(
+                        Document::new("x").with_id(format!("k{i:02}")),
+                        pseudo_random(i, 4),
+                    )
+                })
+                .collect();
+            store.upsert(docs).await.unwrap();
+            for k in [usize::MAX, 1 << 62, usize::MAX / 4 + 1] {
+                let request = SearchRequest::new(pseudo_random(99, 4), k);
+                assert_eq!(store.search(request.clone()).await.unwrap().len(), 20);
+                let batch = store.search_batch(&[request]).unwrap();
+                assert_eq!(batch[0].len(), 20, "{metric:?} {quantization:?} k {k}");
+            }
+        }
+    }
+}
+
+/// Queries whose own norm underflows to zero (components around 1e-30, which validation
+/// accepts) score every row 0 in a single search, ties going to the lower id; a batch must
+/// agree rather than trust a rounding margin that collapsed to zero with the norm.
+#[tokio::test]
+async fn a_batch_agrees_with_single_searches_for_vanishing_queries() {
+    type Case = (DistanceMetric, Vec<(&'static str, Vec<f32>)>, Vec<f32>);
+    let cases: [Case; 2] = [
+        (
+            DistanceMetric::Cosine,
+            vec![("a", vec![-1.0, 0.0, 0.0]), ("b", vec![1.0, 0.0, 0.0])],
+            vec![1e-30, 0.0, 0.0],
+        ),
+        (
+            DistanceMetric::DotProduct,
+            vec![
+                ("a", vec![0.086_726_95, 0.333_047_8, -0.098_120_54]),
+                ("b", vec![0.086_726_956, 0.333_047_8, -0.098_120_55]),
+            ],
+            vec![-1.557_635_3e-30, -1.156_662_9e-30, -1.623_798_7e-30],
+        ),
+    ];
+    for (metric, rows, query) in cases {
+        let store = InMemoryVectorStore::builder()
+            .metric(metric)
+            .build()
+            .unwrap();
+        let mut docs: Vec<EmbeddedDocument> = rows
+            .into_iter()
+            .map(|(id, v)| EmbeddedDocument::new(Document::new(id).with_id(id), v))
+            .collect();
+        // Enough other rows for the batch to pick candidates (k well below the row count).
+        docs.extend((0..30).map(|i| {
+            EmbeddedDocument::new(
+                Document::new("far").with_id(format!("z{i:02}")),
+                vec![0.0, -1.0 - i as f32, 0.5],
+            )
+        }));
+        store.upsert(docs).await.unwrap();
+        let request = SearchRequest::new(query, 1);
+        let one = store.search(request.clone()).await.unwrap();
+        let batch = store.search_batch(&[request]).unwrap();
+        let key = |h: &[catena_core::ScoredDocument]| -> Vec<(String, u32)> {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.document.id.as_ref().unwrap().to_string(),
+                        h.score.to_bits(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(key(&batch[0]), key(&one), "{metric:?}");
+    }
+}
+
+/// Int8 Euclidean scores `q · r - |r|² / 2` approximately; with vectors near the largest
+/// that validation accepts, `2 q · r - |r|²` overflowed to infinity for the far rows, which
+/// then filled every candidate slot and hid the nearest row.
+#[tokio::test]
+async fn int8_euclidean_survives_vectors_near_the_float_range() {
+    let store = InMemoryVectorStore::builder()
+        .metric(DistanceMetric::Euclidean)
+        .quantization(Quantization::int8())
+        .build()
+        .unwrap();
+    let mut docs: Vec<EmbeddedDocument> = (0..66)
+        .map(|i| {
+            EmbeddedDocument::new(
+                Document::new("far").with_id(format!("far{i}")),
+                vec![1e19, 1.4e19],
+            )
+        })
+        .collect();
+    docs.push(EmbeddedDocument::new(
+        Document::new("near").with_id("near"),
+        vec![8e18, 0.0],
+    ));
+    store.upsert(docs).await.unwrap();
+    let hits = store
+        .search(SearchRequest::new(vec![1.84e19, 0.0], 1))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].document.id.as_ref().unwrap().as_str(), "near");
+}

@@ -294,16 +294,34 @@ impl pulp::WithSimd for Scan<'_> {
             start,
             out,
         } = self;
-        let row = |i: usize| arena.get(i * d..(i + 1) * d).unwrap_or(&[]);
-        for (j, slot) in out.iter_mut().enumerate() {
+        let row = |j: usize| {
             let i = rows.map_or(start + j, |r| {
                 r.get(start + j).copied().unwrap_or(usize::MAX)
             });
-            let r = row(i);
-            *slot = match kernel {
-                Kernel::Dot => dots(simd, [query], r)[0],
-                Kernel::L2Squared => l2sq_lanes(query, r),
-            };
+            arena.get(i * d..(i + 1) * d).unwrap_or(&[])
+        };
+        match kernel {
+            Kernel::Dot => {
+                // Four rows at a time against the query: eight independent chains of sums
+                // instead of two. `dots` is symmetric in its operands, so each row's sum is
+                // the same, bit for bit, as `dots(simd, [query], row)` computes it.
+                let mut quads = out.chunks_exact_mut(4);
+                let mut j = 0;
+                for slots in &mut quads {
+                    let four = [row(j), row(j + 1), row(j + 2), row(j + 3)];
+                    slots.copy_from_slice(&dots(simd, four, query));
+                    j += 4;
+                }
+                for slot in quads.into_remainder() {
+                    *slot = dots(simd, [query], row(j))[0];
+                    j += 1;
+                }
+            }
+            Kernel::L2Squared => {
+                for (j, slot) in out.iter_mut().enumerate() {
+                    *slot = l2sq_lanes(query, row(j));
+                }
+            }
         }
     }
 }
@@ -424,6 +442,21 @@ pub(super) fn dot_matrix(arena: &[f32], d: usize, queries: &[&[f32]], out: &mut 
         1
     };
     let per = n.div_ceil(threads.max(1)).next_multiple_of(MATRIX_ROWS_MAX);
+    // The queries, packed once for every thread, dimension-major in groups of two SIMD
+    // registers: `packed[(g * d + k) * group + j]` is element `k` of query
+    // `g * group + j` (zero past the last query).
+    let group = 2 * pulp::Arch::new().dispatch(Lanes);
+    let groups = queries.len().div_ceil(group);
+    let mut packed = vec![0.0f32; groups * d * group];
+    for (q, query) in queries.iter().enumerate() {
+        let (g, j) = (q / group, q % group);
+        for (k, &x) in query.iter().take(d).enumerate() {
+            if let Some(slot) = packed.get_mut((g * d + k) * group + j) {
+                *slot = x;
+            }
+        }
+    }
+    let packed = packed.as_slice();
     // Each thread's slots: its rows' part of every query's scores.
     let mut parts: Vec<(usize, Vec<&mut [f32]>)> = (0..n.div_ceil(per))
         .map(|t| (t * per, Vec::with_capacity(queries.len())))
@@ -437,7 +470,8 @@ pub(super) fn dot_matrix(arena: &[f32], d: usize, queries: &[&[f32]], out: &mut 
         pulp::Arch::new().dispatch(Matrix {
             arena,
             d,
-            queries,
+            packed,
+            group,
             start,
             out,
         });
@@ -464,12 +498,24 @@ pub(super) fn dot_margin(d: usize) -> f32 {
     4.0 * (d as f32 + 2.0) * (f32::EPSILON / 2.0)
 }
 
+/// The number of `f32` lanes of the CPU's best instruction set.
+struct Lanes;
+
+impl pulp::WithSimd for Lanes {
+    type Output = usize;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> usize {
+        S::F32_LANES
+    }
+}
+
 /// One thread's part of [`dot_matrix`]: rows `start..start + out[q].len()` against every
-/// query, dispatched to the CPU's best instruction set.
+/// query (packed in groups of `group`), dispatched to the CPU's best instruction set.
 struct Matrix<'a> {
     arena: &'a [f32],
     d: usize,
-    queries: &'a [&'a [f32]],
+    packed: &'a [f32],
+    group: usize,
     start: usize,
     out: Vec<&'a mut [f32]>,
 }
@@ -492,22 +538,15 @@ fn matrix<S: pulp::Simd, const R: usize>(simd: S, job: Matrix<'_>) {
     let Matrix {
         arena,
         d,
-        queries,
+        packed,
+        group,
         start,
         mut out,
     } = job;
-    let group = 2 * S::F32_LANES;
-    let groups = queries.len().div_ceil(group);
-    // The queries, dimension-major: `packed[(g * d + k) * group + j]` is element `k` of
-    // query `g * group + j` (zero past the last query).
-    let mut packed = vec![0.0f32; groups * d * group];
-    for (q, query) in queries.iter().enumerate() {
-        let (g, j) = (q / group, q % group);
-        for (k, &x) in query.iter().take(d).enumerate() {
-            if let Some(slot) = packed.get_mut((g * d + k) * group + j) {
-                *slot = x;
-            }
-        }
+    if group != 2 * S::F32_LANES {
+        // Packed for another instruction set than this thread got: never the case, as
+        // every thread detects the same CPU.
+        return;
     }
     let rows = out.first().map_or(0, |s| s.len());
     let mut tile = [0.0f32; 64];

@@ -610,7 +610,9 @@ impl InMemoryVectorStore {
     /// vector is read once for the whole batch, and a large batch uses every core), which
     /// is several times faster per query than one search at a time; for cosine and dot
     /// products the product's best candidates are then scored again as a single search
-    /// scores them, so the answers are the same rows with the same scores. When an HNSW index
+    /// scores them, so the answers are the same rows with the same scores (with int8 codes,
+    /// [`Quantization::Int8`], a batch still scores every row at full precision, so it can
+    /// find a row a single search's int8 pass missed). When an HNSW index
     /// serves the store (feature `hnsw`), each search goes through the graph instead, a
     /// large batch split across the cores.
     ///
@@ -644,27 +646,21 @@ impl InMemoryVectorStore {
         let n = state.entries.len();
         let d = state.dimensions.unwrap_or(0);
         let kernel = inner.kernel();
-        // What a row's score is multiplied by to rank it: 1/|row| for cosine (the query's
-        // norm is common to all rows), 1 for dot products.
-        let weights: Vec<f32> = match (kernel, inner.metric) {
-            (kernel::Kernel::Dot, DistanceMetric::Cosine) => state
-                .entries
-                .iter()
-                .map(|e| if e.norm == 0.0 { 0.0 } else { 1.0 / e.norm })
-                .collect(),
-            _ => Vec::new(),
-        };
-        let row_norm = if weights.is_empty() {
-            state.entries.iter().map(|e| e.norm).fold(0.0f32, f32::max)
+        let norms = if kernel == kernel::Kernel::Dot && !plain.is_empty() {
+            RowNorms::of(&state.entries, inner.metric)
         } else {
-            1.0
+            RowNorms::default()
         };
         let mut hits: Vec<Option<Vec<(f32, usize)>>> = vec![None; requests.len()];
         // The plain searches, a chunk of queries at a time: every row is read once per
         // chunk, and the score matrix stays within `scores_bytes` (SCORES_BYTES: at 100,000
         // rows, 335 queries per chunk; at 10 million, 3).
         let chunk = (scores_bytes / 4 / n.max(1)).clamp(1, plain.len().max(1));
-        let mut raw = vec![0.0f32; chunk * n];
+        let mut raw = if plain.is_empty() {
+            Vec::new()
+        } else {
+            vec![0.0f32; chunk * n]
+        };
         for ids in plain.chunks(chunk) {
             let queries: Vec<&[f32]> = ids.iter().map(|&i| requests[i].vector.as_slice()).collect();
             let raw = &mut raw[..ids.len() * n];
@@ -677,15 +673,7 @@ impl InMemoryVectorStore {
                 let r = &requests[i];
                 let scores = raw.get(j * n..(j + 1) * n).unwrap_or(&[]);
                 hits[i] = Some(if kernel == kernel::Kernel::Dot {
-                    inner.rescored(
-                        &state,
-                        &r.vector,
-                        scores,
-                        &weights,
-                        row_norm,
-                        r.k,
-                        r.score_threshold,
-                    )
+                    inner.rescored(&state, &r.vector, scores, &norms, r.k, r.score_threshold)
                 } else {
                     inner.best(&state, &r.vector, scores, None, r.k, r.score_threshold)
                 });
@@ -848,7 +836,7 @@ impl Inner {
             (score, i)
         };
         let keep = |(s, _): &(f32, usize)| threshold.is_none_or(|t| *s >= t);
-        if k > 0 && raw.len() > 4 * k {
+        if k > 0 && k < raw.len() / 4 {
             // Only the rows scoring at least the k-th best (ties included) are ranked.
             let scores: Vec<f32> = raw
                 .iter()
@@ -877,26 +865,25 @@ impl Inner {
     /// The `k` best of `raw`, a row of [`kernel::dot_matrix`]: the rows whose scores come
     /// within that kernel's error margin of the `k`-th best are scored again with the
     /// single-search kernel and ranked as [`Inner::best`] ranks, so a batch answers exactly
-    /// what one search at a time would (same rows, same scores to the bit). `weights` is
-    /// empty (dot products) or `1/|row|` per row (cosine); `row_norm` bounds `|row|` after
-    /// the weight (1 for cosine, the largest row norm for dot products).
-    #[allow(clippy::too_many_arguments)]
+    /// what one search at a time would (same rows, same scores to the bit). Queries or
+    /// rows so small that products may fall among the subnormal numbers (where rounding
+    /// errors are absolute, not relative) re-score every row.
     fn rescored(
         &self,
         state: &State,
         query: &[f32],
         raw: &[f32],
-        weights: &[f32],
-        row_norm: f32,
+        norms: &RowNorms,
         k: usize,
         threshold: Option<f32>,
     ) -> Vec<(f32, usize)> {
         let n = raw.len();
-        let candidates = if k == 0 || k >= n {
+        let qn = norm(query);
+        let candidates = if k == 0 || k >= n || qn < NORM_FLOOR || norms.smallest < NORM_FLOOR {
             (0..n).collect()
         } else {
-            let margin = 2.0 * kernel::dot_margin(query.len()) * norm(query) * row_norm;
-            let picked = within_margin(raw, weights, k, margin);
+            let margin = 2.0 * kernel::dot_margin(query.len()) * qn * norms.bound;
+            let picked = within_margin(raw, &norms.weights, k, margin);
             if picked.len() < k {
                 (0..n).collect()
             } else {
@@ -953,7 +940,7 @@ fn within_margin(raw: &[f32], weights: &[f32], k: usize, margin: f32) -> Vec<usi
     if k == 0 {
         return picked;
     }
-    let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
+    let mut heap = std::collections::BinaryHeap::with_capacity(k.min(raw.len()) + 1);
     let mut floor = f32::NEG_INFINITY;
     let mut block = [0.0f32; BLOCK];
     for (b, scores) in raw.chunks(BLOCK).enumerate() {
@@ -995,6 +982,51 @@ fn within_margin(raw: &[f32], weights: &[f32], k: usize, margin: f32) -> Vec<usi
         |i: usize| raw.get(i).copied().unwrap_or(f32::NAN) * weights.get(i).copied().unwrap_or(1.0);
     picked.retain(|&i| weighted(i) >= floor);
     picked
+}
+
+/// Queries and rows shorter than this (2⁻⁴⁰) make a batch re-score every row: their
+/// products may be subnormal, where the matrix kernel's rounding error is no longer
+/// bounded relative to the norms.
+const NORM_FLOOR: f32 = 1.0 / (1u64 << 40) as f32;
+
+/// What a batch needs of the rows' norms to pick candidates from a matrix product.
+#[derive(Debug, Default)]
+struct RowNorms {
+    /// Empty (dot products) or `1/|row|` per row (cosine; 0 for a zero row): what a row's
+    /// product is multiplied by to rank it (the query's norm is common to all rows).
+    weights: Vec<f32>,
+    /// Bounds `|row|` after the weight: 1 for cosine, the largest row norm for dot products.
+    bound: f32,
+    /// The smallest norm of a nonzero row.
+    smallest: f32,
+}
+
+impl RowNorms {
+    fn of(entries: &[Entry], metric: DistanceMetric) -> RowNorms {
+        let weights: Vec<f32> = if metric == DistanceMetric::Cosine {
+            entries
+                .iter()
+                .map(|e| if e.norm == 0.0 { 0.0 } else { 1.0 / e.norm })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let bound = if weights.is_empty() {
+            entries.iter().map(|e| e.norm).fold(0.0f32, f32::max)
+        } else {
+            1.0
+        };
+        let smallest = entries
+            .iter()
+            .map(|e| e.norm)
+            .filter(|&n| n > 0.0)
+            .fold(f32::INFINITY, f32::min);
+        RowNorms {
+            weights,
+            bound,
+            smallest,
+        }
+    }
 }
 
 /// The most bytes of scores a batch holds at once (its plain searches are scored together
