@@ -126,6 +126,9 @@ struct State {
     entries: Vec<Entry>,
     /// Every entry's vector, contiguous: row `i` (`dimensions` floats) is `entries[i]`'s.
     arena: Vec<f32>,
+    /// Every entry's norm, contiguous (`norms[i]` is `entries[i].norm`): scoring a scan
+    /// reads these rather than one cache line of `entries` per row.
+    norms: Vec<f32>,
     index: HashMap<DocumentId, usize>,
     /// The sum of the entries' weights.
     live_bytes: usize,
@@ -189,6 +192,9 @@ impl State {
                         }
                     }
                     row.copy_from_slice(&vector);
+                    if let Some(n) = self.norms.get_mut(i) {
+                        *n = entry.norm;
+                    }
                     if let Some(quant) = &mut self.quant {
                         quant.set(i, &vector);
                     }
@@ -197,6 +203,7 @@ impl State {
             }
             None => {
                 self.index.insert(entry.id.clone(), self.entries.len());
+                self.norms.push(entry.norm);
                 self.entries.push(entry);
                 self.arena.extend_from_slice(&vector);
                 if let Some(quant) = &mut self.quant {
@@ -220,6 +227,9 @@ impl State {
         let i = self.index.remove(id)?;
         self.filters.clear();
         let removed = self.entries.swap_remove(i);
+        if i < self.norms.len() {
+            self.norms.swap_remove(i);
+        }
         let d = self.dimensions.unwrap_or(0);
         let last = self.entries.len();
         if i < last {
@@ -647,7 +657,7 @@ impl InMemoryVectorStore {
         let d = state.dimensions.unwrap_or(0);
         let kernel = inner.kernel();
         let norms = if kernel == kernel::Kernel::Dot && !plain.is_empty() {
-            RowNorms::of(&state.entries, inner.metric)
+            RowNorms::of(&state.norms, inner.metric)
         } else {
             RowNorms::default()
         };
@@ -823,7 +833,7 @@ impl Inner {
             let i = rows.map_or(j, |r| r[j]);
             let score = match self.metric {
                 DistanceMetric::Cosine => {
-                    let en = state.entries[i].norm;
+                    let en = state.norms[i];
                     if qn == 0.0 || en == 0.0 {
                         0.0
                     } else {
@@ -1002,23 +1012,23 @@ struct RowNorms {
 }
 
 impl RowNorms {
-    fn of(entries: &[Entry], metric: DistanceMetric) -> RowNorms {
+    fn of(norms: &[f32], metric: DistanceMetric) -> RowNorms {
         let weights: Vec<f32> = if metric == DistanceMetric::Cosine {
-            entries
+            norms
                 .iter()
-                .map(|e| if e.norm == 0.0 { 0.0 } else { 1.0 / e.norm })
+                .map(|&n| if n == 0.0 { 0.0 } else { 1.0 / n })
                 .collect()
         } else {
             Vec::new()
         };
         let bound = if weights.is_empty() {
-            entries.iter().map(|e| e.norm).fold(0.0f32, f32::max)
+            norms.iter().copied().fold(0.0f32, f32::max)
         } else {
             1.0
         };
-        let smallest = entries
+        let smallest = norms
             .iter()
-            .map(|e| e.norm)
+            .copied()
             .filter(|&n| n > 0.0)
             .fold(f32::INFINITY, f32::min);
         RowNorms {

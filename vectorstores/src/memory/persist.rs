@@ -254,6 +254,7 @@ impl Snapshot {
         }
         Ok(State {
             dimensions,
+            norms: entries.iter().map(|e| e.norm).collect(),
             entries,
             arena,
             index,
