@@ -53,6 +53,17 @@ impl FilterIndex {
         }
     }
 
+    /// How many rows `filter` selects, when an index answers it exactly without listing the
+    /// rows (`Eq` on a string value); `None` otherwise.
+    pub(super) fn count(&self, entries: &[Entry], filter: &Filter) -> Option<usize> {
+        match filter {
+            Filter::Eq(key, Value::String(value)) => {
+                Some(self.postings(entries, key).get(value).map_or(0, Vec::len))
+            }
+            _ => None,
+        }
+    }
+
     /// A sorted superset of the rows `filter` selects, and whether it is exactly them; `None`
     /// when no index applies.
     fn candidates(&self, entries: &[Entry], filter: &Filter) -> Option<(Vec<usize>, bool)> {

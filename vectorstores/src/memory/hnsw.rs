@@ -450,14 +450,20 @@ impl Index {
         ef_search: Option<usize>,
     ) -> Option<Vec<usize>> {
         let rows = state.entries.len();
-        let share = match filter {
-            None => 1.0,
+        let (share, filter) = match filter {
+            None => (1.0, None),
             Some(f) => {
-                let share = Self::estimate_share(state, f);
+                let count = state.filters.count(&state.entries, f);
+                let share = count.map_or_else(
+                    || Self::estimate_share(state, f),
+                    |c| c as f64 / rows.max(1) as f64,
+                );
                 if share * (rows as f64) < self.config.min_rows.max(k) as f64 {
                     return None;
                 }
-                share
+                // A filter that selects every row (counted, not estimated: one tenant's
+                // store) changes nothing: search without checking it on each candidate.
+                (share, if count == Some(rows) { None } else { Some(f) })
             }
         };
         let unit;
