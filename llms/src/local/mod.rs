@@ -97,6 +97,18 @@ opt-level = 3
 opt-level = 3
 [profile.dev.package.regex-automata]
 opt-level = 3
+[profile.dev.package.rayon]
+opt-level = 3
+[profile.dev.package.rayon-core]
+opt-level = 3
+[profile.dev.package.crossbeam-deque]
+opt-level = 3
+[profile.dev.package.crossbeam-epoch]
+opt-level = 3
+[profile.dev.package.crossbeam-utils]
+opt-level = 3
+[profile.dev.package.dyn-stack]
+opt-level = 3
 "#;
 
 /// Whether this crate was compiled with optimisations (`opt-level` above 0). With the
