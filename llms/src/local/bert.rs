@@ -281,7 +281,7 @@ fn row(data: &[f32], i: usize, width: usize) -> Option<&[f32]> {
 }
 
 /// The elements a contiguous layout covers.
-fn contiguous<'a>(data: &'a [f32], layout: &Layout) -> Result<&'a [f32]> {
+pub(super) fn contiguous<'a>(data: &'a [f32], layout: &Layout) -> Result<&'a [f32]> {
     layout
         .contiguous_offsets()
         .and_then(|(start, end)| data.get(start..end))
@@ -301,7 +301,7 @@ fn contiguous_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> Result<&'
 /// Threads for the fused passes, read once: `CANDLE_NUM_THREADS`, then `RAYON_NUM_THREADS`,
 /// then candle's default (the physical cores), as the module docs describe, so that
 /// `CANDLE_NUM_THREADS=1` keeps them on the calling thread.
-fn threads() -> usize {
+pub(super) fn threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *THREADS.get_or_init(|| {
         ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
@@ -322,7 +322,7 @@ fn rows_per_task(rows: usize) -> usize {
 }
 
 /// Applies `f` to each `width`-long row of `data`, in parallel when there are threads.
-fn par_rows(data: &mut [f32], width: usize, f: impl Fn(&mut [f32]) + Sync) {
+pub(super) fn par_rows(data: &mut [f32], width: usize, f: impl Fn(&mut [f32]) + Sync) {
     if width == 0 {
         return;
     }
@@ -462,7 +462,7 @@ fn erf(x: f32) -> f32 {
 /// `exp(x)` for `x ≤ 0` to about 2 ulp, branch-free (Cephes' `expf` polynomial) so that the
 /// softmax loop vectorises. Arguments below -87 are taken as -87 (giving about 1.6e-38, where
 /// `f32` runs out of normal numbers) and positive ones as 0; NaN stays NaN.
-fn exp_nonpositive(x: f32) -> f32 {
+pub(super) fn exp_nonpositive(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two so that `x - n ln 2` is exact in f32.
     const LN2_HI: f32 = 0.693_359_4;
@@ -489,7 +489,7 @@ fn exp_nonpositive(x: f32) -> f32 {
 }
 
 /// The largest element (−∞ for none), with eight partial maxima so that it vectorises.
-fn max(x: &[f32]) -> f32 {
+pub(super) fn max(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 8];
     let chunks = x.chunks_exact(8);
     let tail = chunks
@@ -522,7 +522,7 @@ fn squared_deviations(x: &[f32], mean: f32) -> f32 {
 }
 
 /// Sums with eight partial sums, which the compiler keeps in vector registers.
-fn sum(x: &[f32]) -> f32 {
+pub(super) fn sum(x: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let chunks = x.chunks_exact(8);
     let tail: f32 = chunks.remainder().iter().sum();

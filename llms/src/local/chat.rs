@@ -22,6 +22,7 @@ use catena_core::{
     Result, Role, ToolChoice, Usage,
 };
 
+use super::llama::LlamaModel;
 use super::template::{ChatTemplate, Segment, TemplateMessage, CHATML};
 use super::worker::WorkerPool;
 use super::{inference_error, load_error, PROVIDER};
@@ -118,6 +119,8 @@ pub struct LocalChatModelBuilder {
 }
 
 enum Engine {
+    /// Catena's llama decoder (see `llama.rs`).
+    Fast(Box<LlamaModel>),
     Llama(Box<quantized_llama::ModelWeights>),
     Qwen2(Box<quantized_qwen2::ModelWeights>),
 }
@@ -125,6 +128,7 @@ enum Engine {
 impl Engine {
     fn clear(&mut self) {
         match self {
+            Engine::Fast(m) => m.clear(),
             Engine::Llama(m) => m.clear_kv_cache(),
             Engine::Qwen2(m) => m.clear_kv_cache(),
         }
@@ -132,6 +136,11 @@ impl Engine {
 
     fn forward(&mut self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
         let logits = match self {
+            Engine::Fast(m) => {
+                let logits = m.forward(&x.squeeze(0)?.to_vec1::<u32>()?, pos)?;
+                let len = logits.len();
+                return Tensor::from_vec(logits, len, &Device::Cpu);
+            }
             Engine::Llama(m) => m.forward(x, pos)?,
             Engine::Qwen2(m) => m.forward(x, pos)?,
         };
@@ -224,8 +233,21 @@ fn load_engine<R: Read + Seek>(
     content: gguf_file::Content,
     reader: &mut R,
     requantize: Requantize,
+    context_length: usize,
 ) -> Result<Engine> {
     let device = Device::Cpu;
+    if arch == "llama" && std::env::var("CATENA_CANDLE_LLAMA").as_deref() != Ok("1") {
+        if let Some(model) = LlamaModel::load(
+            &content,
+            reader,
+            requantize == Requantize::Auto,
+            context_length,
+        )
+        .map_err(|e| load_error("the llama weights", e))?
+        {
+            return Ok(Engine::Fast(Box::new(model)));
+        }
+    }
     let convert = requantize == Requantize::Auto
         && content
             .tensor_infos
@@ -265,7 +287,7 @@ fn load_engine<R: Read + Seek>(
         buffer.set_position(0);
         let content = gguf_file::Content::read(&mut buffer)
             .map_err(|e| load_error("the re-quantized model", e))?;
-        return load_engine(arch, content, &mut buffer, Requantize::Off);
+        return load_engine(arch, content, &mut buffer, Requantize::Off, context_length);
     }
     let engine = match arch {
         "llama" => Engine::Llama(Box::new(
@@ -340,14 +362,27 @@ impl LocalChatModelBuilder {
         let bos = token_text(&header.tokenizer, &content, "tokenizer.ggml.bos_token_id");
         let eos = token_text(&header.tokenizer, &content, "tokenizer.ggml.eos_token_id");
         let template = ChatTemplate::new(&header.template, bos, eos)?;
-        let first = load_engine(&header.arch, content, &mut file, self.requantize)?;
+        let first = load_engine(
+            &header.arch,
+            content,
+            &mut file,
+            self.requantize,
+            header.context_length,
+        )?;
         let mut engines = Vec::with_capacity(self.workers);
         for _ in 1..self.workers {
             let engine = match &first {
+                Engine::Fast(m) => Engine::Fast(Box::new(m.fork())),
                 Engine::Llama(m) => Engine::Llama(m.clone()),
                 Engine::Qwen2(_) => {
                     let (mut file, content) = open_gguf(&self.path)?;
-                    load_engine(&header.arch, content, &mut file, self.requantize)?
+                    load_engine(
+                        &header.arch,
+                        content,
+                        &mut file,
+                        self.requantize,
+                        header.context_length,
+                    )?
                 }
             };
             engines.push(engine);
