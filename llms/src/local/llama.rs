@@ -7,8 +7,9 @@
 //!   its block-by-block dot products, 3–6× slower; the activations get the same zero columns
 //!   for free, written by the RMSNorm pass. Zero columns add nothing to a dot product.
 //! - **A cache that grows in place.** Keys and values are appended to per-layer buffers
-//!   (`[kv head][position][head dim]`, doubling when full) instead of concatenating the whole
-//!   cache into a new tensor at every token.
+//!   (keys transposed, values `[kv head][position][head dim]`; room for 256 more positions
+//!   past a prompt, then doubling) instead of concatenating the whole cache into a new tensor
+//!   at every token.
 //! - **Causal attention over the real prefix only.** The prompt is attended in blocks of
 //!   queries, each block scored against the keys up to its last position (no mask, half the
 //!   work); the heads that share a key/value head (grouped-query attention) are scored in one
@@ -34,6 +35,8 @@ const QUERY_BLOCK: usize = 128;
 const PACK_WIDTH: usize = 256;
 /// ... and output counts that are multiples of this.
 const PACK_ROWS: usize = 16;
+/// Positions a cache has room for past the ones it was grown to hold.
+const CACHE_HEADROOM: usize = 256;
 /// Keys from which one query's heads are attended in parallel.
 const PARALLEL_KEYS: usize = 512;
 /// Queries attended with plain loops rather than matrix products (one new token, typically).
@@ -103,15 +106,16 @@ struct KvCache {
     capacity: usize,
 }
 
-/// Whether candle's repacked Q8_0 kernels run on this CPU (they need AVX-512 VNNI here; candle
-/// also honours `MISTRALRS_FORCE_AVX2=1`, which turns them off).
+/// Whether candle's repacked Q8_0 kernels run on this CPU: as candle decides, AVX-512 VNNI or
+/// AVX-VNNI (or `MISTRALRS_FORCE_AVXVNNI=1`), unless `MISTRALRS_FORCE_AVX2=1`.
 fn repacked_int8() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::env::var("MISTRALRS_FORCE_AVX2").as_deref() != Ok("1")
-            && std::env::var("MISTRALRS_FORCE_AVXVNNI").as_deref() != Ok("1")
-            && is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512vnni")
+        let forced = |var: &str| std::env::var(var).as_deref() == Ok("1");
+        !forced("MISTRALRS_FORCE_AVX2")
+            && ((is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni"))
+                || ((forced("MISTRALRS_FORCE_AVXVNNI") || is_x86_feature_detected!("avxvnni"))
+                    && is_x86_feature_detected!("avx2")))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -204,47 +208,89 @@ impl LlamaModel {
             .get("llama.rope.freq_base")
             .and_then(|v| v.to_f32().ok())
             .unwrap_or(10_000.0);
-        if experts > 1
-            || heads == 0
-            || kv_heads == 0
-            || !heads.is_multiple_of(kv_heads)
-            || !hidden.is_multiple_of(heads)
-            || rope_dim != hidden / heads
-            || !rope_dim.is_multiple_of(2)
-        {
+        if heads == 0 || kv_heads == 0 || hidden == 0 {
+            bail!("a llama with {heads} heads, {kv_heads} key/value heads and {hidden} dimensions");
+        }
+        if !heads.is_multiple_of(kv_heads) || !hidden.is_multiple_of(heads) {
+            bail!("{hidden} dimensions do not divide into {heads} heads sharing {kv_heads} key/value heads");
+        }
+        // Every block has at least seven tensors: a count beyond the file's is a lie, refused
+        // before anything is sized by it.
+        if blocks > content.tensor_infos.len() {
+            bail!(
+                "the file declares {blocks} blocks but holds {} tensors",
+                content.tensor_infos.len()
+            );
+        }
+        if experts > 1 || rope_dim != hidden / heads || !rope_dim.is_multiple_of(2) {
             return Ok(None);
         }
         let head_dim = hidden / heads;
-        let mut names = vec!["token_embd.weight".to_owned()];
-        if content.tensor_infos.contains_key("output.weight") {
-            names.push("output.weight".to_owned());
+        let Some(vocab) = content
+            .tensor_infos
+            .get("token_embd.weight")
+            .and_then(|t| t.shape.dims().first().copied())
+        else {
+            return Ok(None);
+        };
+        let intermediate = content
+            .tensor_infos
+            .get("blk.0.ffn_gate.weight")
+            .and_then(|t| t.shape.dims().first().copied())
+            .unwrap_or(0);
+        if vocab == 0 || intermediate == 0 {
+            bail!("a llama with {vocab} tokens and {intermediate} feed-forward dimensions");
         }
+        let mut products = vec![("token_embd.weight".to_owned(), vec![vocab, hidden])];
+        if content.tensor_infos.contains_key("output.weight") {
+            products.push(("output.weight".to_owned(), vec![vocab, hidden]));
+        }
+        let mut norms = vec!["output_norm.weight".to_owned()];
+        let (q, kv) = (heads * head_dim, kv_heads * head_dim);
         for layer in 0..blocks {
-            for part in [
-                "attn_q",
-                "attn_k",
-                "attn_v",
-                "attn_output",
-                "ffn_gate",
-                "ffn_up",
-                "ffn_down",
+            for (part, shape) in [
+                ("attn_q", [q, hidden]),
+                ("attn_k", [kv, hidden]),
+                ("attn_v", [kv, hidden]),
+                ("attn_output", [hidden, q]),
+                ("ffn_gate", [intermediate, hidden]),
+                ("ffn_up", [intermediate, hidden]),
+                ("ffn_down", [hidden, intermediate]),
             ] {
-                names.push(format!("blk.{layer}.{part}.weight"));
+                products.push((format!("blk.{layer}.{part}.weight"), shape.to_vec()));
+            }
+            norms.push(format!("blk.{layer}.attn_norm.weight"));
+            norms.push(format!("blk.{layer}.ffn_norm.weight"));
+        }
+        // Every tensor has the shape the metadata implies (a malformed file is an error here,
+        // not a panic or silent nonsense later); covered are Q8_0 weights, converted ones
+        // included, whose rows are whole Q8_0 blocks.
+        let checked = products
+            .iter()
+            .map(|(name, shape)| (name, shape.as_slice()))
+            .chain(
+                norms
+                    .iter()
+                    .map(|name| (name, std::slice::from_ref(&hidden))),
+            );
+        for (name, shape) in checked {
+            let Some(info) = content.tensor_infos.get(name) else {
+                return Ok(None);
+            };
+            if info.shape.dims() != shape {
+                bail!(
+                    "tensor {name} is {:?} where the metadata implies {shape:?}",
+                    info.shape.dims()
+                );
             }
         }
-        // Covered: Q8_0 weights (converted ones included) whose rows are whole Q8_0 blocks.
-        for name in &names {
+        for (name, _) in &products {
             let Some(info) = content.tensor_infos.get(name) else {
                 return Ok(None);
             };
             let dtype_ok = info.ggml_dtype == GgmlDType::Q8_0
                 || (requantize && needs_requantize(info.ggml_dtype));
-            let rows_ok = info
-                .shape
-                .dims()
-                .last()
-                .is_some_and(|d| d.is_multiple_of(32));
-            if !dtype_ok || !rows_ok {
+            if !dtype_ok || !hidden.is_multiple_of(32) || !intermediate.is_multiple_of(32) {
                 return Ok(None);
             }
         }
@@ -347,7 +393,9 @@ impl LlamaModel {
     }
 
     /// Runs `tokens` at positions `pos..`, after the cache's first `pos` positions (a `pos`
-    /// below the cache's length rewinds it), and returns the last token's logits.
+    /// below the cache's length rewinds it), and returns the last token's logits. An error
+    /// before the layers run leaves the cache as it was; one inside them leaves it at `pos`,
+    /// as if rewound.
     pub(crate) fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
         let w = Arc::clone(&self.weights);
         let rows = tokens.len();
@@ -366,18 +414,19 @@ impl LlamaModel {
         }
         let h = w.hidden;
         let mut x = vec![0f32; rows * h];
+        let vocab = w.embeddings.len() / h;
         for (row, &token) in x.chunks_exact_mut(h).zip(tokens) {
-            let start = token as usize * h;
-            let Some(embedding) = w.embeddings.get(start..start + h) else {
-                bail!("token id {token} is outside the vocabulary");
-            };
-            row.copy_from_slice(embedding);
+            let token = token as usize;
+            if token >= vocab {
+                bail!("token id {token} is outside the vocabulary of {vocab}");
+            }
+            row.copy_from_slice(&w.embeddings[token * h..(token + 1) * h]);
         }
         self.len = pos;
         for (layer, cache) in w.layers.iter().zip(self.cache.iter_mut()) {
             let normed = rms_norm(&x, h, &layer.attention_norm, w.eps, layer.qkv.width);
             let mut qkv = layer.qkv.forward(normed, rows)?;
-            w.rotate(&mut qkv, pos);
+            w.rotate(&mut qkv, pos)?;
             cache.append(&w, &qkv, pos, rows);
             let context = w.attention(&qkv, cache, pos, rows, layer.attention_out.width)?;
             add(&mut x, &layer.attention_out.forward(context, rows)?);
@@ -402,17 +451,19 @@ impl Weights {
 
     /// Rotates the queries and keys of each row (position `pos + row`) in place, interleaved
     /// pairs as llama's GGUF weights expect, and scales the queries by `1/√d`.
-    fn rotate(&self, qkv: &mut [f32], pos: usize) {
+    fn rotate(&self, qkv: &mut [f32], pos: usize) -> Result<()> {
         let (d, half) = (self.head_dim, self.head_dim / 2);
         let rotated = (self.heads + self.kv_heads) * d;
         let q_width = self.heads * d;
         let scale = 1.0 / (d as f32).sqrt();
+        let width = self.qkv_width();
+        let rows = qkv.len() / width.max(1);
+        if (pos + rows) * half > self.cos.len() {
+            bail!("positions up to {} have no rotary angles", pos + rows);
+        }
         let rotate_row = |(r, row): (usize, &mut [f32])| {
             let at = (pos + r) * half;
-            let (Some(cos), Some(sin)) = (self.cos.get(at..at + half), self.sin.get(at..at + half))
-            else {
-                return;
-            };
+            let (cos, sin) = (&self.cos[at..at + half], &self.sin[at..at + half]);
             for (i, head) in row[..rotated].chunks_exact_mut(d).enumerate() {
                 for ((pair, c), s) in head.chunks_exact_mut(2).zip(cos).zip(sin) {
                     let (a, b) = (pair[0], pair[1]);
@@ -424,12 +475,12 @@ impl Weights {
                 }
             }
         };
-        let width = self.qkv_width();
-        if threads() > 1 && qkv.len() > width {
+        if threads() > 1 && rows > 1 {
             qkv.par_chunks_mut(width).enumerate().for_each(rotate_row);
         } else {
             qkv.chunks_mut(width).enumerate().for_each(rotate_row);
         }
+        Ok(())
     }
 
     /// The attention context, `rows × width` (head `h` in columns `h·d..(h+1)·d`, zeros after
@@ -573,7 +624,11 @@ impl KvCache {
         let d = w.head_dim;
         let end = pos + rows;
         if end > self.capacity {
-            let capacity = end.max(2 * self.capacity).min(w.max_positions).max(end);
+            // Room for some answer after a prompt, then doubling.
+            let capacity = (end + CACHE_HEADROOM)
+                .max(2 * self.capacity)
+                .min(w.max_positions)
+                .max(end);
             let mut keys = vec![0f32; w.kv_heads * capacity * d];
             let mut values = vec![0f32; w.kv_heads * capacity * d];
             if self.capacity > 0 {
@@ -966,5 +1021,180 @@ mod tests {
             model.forward(&[next], 20).unwrap(),
             again.forward(&[next], 20).unwrap()
         );
+    }
+
+    /// A tiny llama GGUF written in memory: 64 dimensions, 4 heads sharing 2 key/value heads,
+    /// 40 tokens, 96 feed-forward dimensions, 2 blocks, random Q8_0 weights; `shapes`
+    /// overrides a weight's `(rows, columns)` in every block (`"output"` adds an output
+    /// weight), `blocks` the declared block count.
+    #[derive(Clone, Default)]
+    struct Tiny {
+        shapes: Vec<(&'static str, usize, usize)>,
+        heads: Option<u32>,
+        blocks: Option<u32>,
+    }
+
+    impl Tiny {
+        fn file(&self) -> (gguf_file::Content, Cursor<Vec<u8>>) {
+            use gguf_file::Value;
+            let (h, heads, kv_heads, vocab, inter, blocks, d) = (64, 4, 2, 40, 96, 2, 16);
+            let metadata = [
+                ("general.architecture", Value::String("llama".into())),
+                (
+                    "llama.attention.head_count",
+                    Value::U32(self.heads.unwrap_or(heads)),
+                ),
+                ("llama.attention.head_count_kv", Value::U32(kv_heads)),
+                ("llama.block_count", Value::U32(self.blocks.unwrap_or(2))),
+                ("llama.embedding_length", Value::U32(h as u32)),
+                ("llama.rope.dimension_count", Value::U32(d as u32)),
+                ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+            ];
+            let mut seed = 1u64;
+            let mut matrix = |rows: usize, columns: usize| {
+                let values: Vec<f32> = (0..rows * columns)
+                    .map(|_| {
+                        seed = seed
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407);
+                        ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5
+                    })
+                    .collect();
+                let t = Tensor::from_vec(values, (rows, columns), &Device::Cpu).unwrap();
+                QTensor::quantize(&t, GgmlDType::Q8_0).unwrap()
+            };
+            let ones = |n: usize| {
+                let t = Tensor::from_vec(vec![1f32; n], n, &Device::Cpu).unwrap();
+                QTensor::quantize(&t, GgmlDType::F32).unwrap()
+            };
+            let shape = |name: &str, default: (usize, usize)| {
+                self.shapes
+                    .iter()
+                    .find(|(n, _, _)| *n == name)
+                    .map_or(default, |&(_, r, c)| (r, c))
+            };
+            let mut tensors = vec![
+                ("token_embd.weight".to_owned(), matrix(vocab, h)),
+                ("output_norm.weight".to_owned(), ones(h)),
+            ];
+            for layer in 0..blocks {
+                for (name, default) in [
+                    ("attn_q", (heads as usize * d, h)),
+                    ("attn_k", (kv_heads as usize * d, h)),
+                    ("attn_v", (kv_heads as usize * d, h)),
+                    ("attn_output", (h, heads as usize * d)),
+                    ("ffn_gate", (inter, h)),
+                    ("ffn_up", (inter, h)),
+                    ("ffn_down", (h, inter)),
+                ] {
+                    let (r, c) = shape(name, default);
+                    tensors.push((format!("blk.{layer}.{name}.weight"), matrix(r, c)));
+                }
+                tensors.push((format!("blk.{layer}.attn_norm.weight"), ones(h)));
+                tensors.push((format!("blk.{layer}.ffn_norm.weight"), ones(h)));
+            }
+            if self.shapes.iter().any(|(n, _, _)| *n == "output") {
+                let (r, c) = shape("output", (vocab, h));
+                tensors.push(("output.weight".to_owned(), matrix(r, c)));
+            }
+            let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+            let tensors: Vec<(&str, &QTensor)> =
+                tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            let mut buffer = Cursor::new(Vec::new());
+            gguf_file::write(&mut buffer, &metadata, &tensors).unwrap();
+            buffer.set_position(0);
+            (gguf_file::Content::read(&mut buffer).unwrap(), buffer)
+        }
+
+        fn load(&self, dtype: GgmlDType, max_positions: usize) -> Result<Option<LlamaModel>> {
+            let (content, mut buffer) = self.file();
+            let products = Products { dtype, pad: false };
+            LlamaModel::load_with(&content, &mut buffer, false, max_positions, products)
+        }
+    }
+
+    #[test]
+    fn malformed_files_are_load_errors_not_panics_or_nonsense() {
+        // Found by a review: each of these loaded, then panicked at the first request (a
+        // narrow attention output) or computed from truncated rows.
+        type Shapes = &'static [(&'static str, usize, usize)];
+        let cases: [(Shapes, &str); 6] = [
+            (&[("attn_output", 64, 32)], "attn_output.weight is [64, 32]"),
+            (
+                &[("attn_q", 64, 32), ("attn_k", 32, 32), ("attn_v", 32, 32)],
+                "attn_q.weight is [64, 32]",
+            ),
+            (&[("output", 40, 32)], "output.weight is [40, 32]"),
+            (
+                &[("ffn_gate", 64, 64), ("ffn_up", 128, 64)],
+                "ffn_up.weight is [128, 64]",
+            ),
+            (
+                &[("attn_k", 48, 64), ("attn_v", 16, 64)],
+                "attn_k.weight is [48, 64]",
+            ),
+            (&[("output", 48, 64)], "output.weight is [48, 64]"),
+        ];
+        for (shapes, expected) in cases {
+            let tiny = Tiny {
+                shapes: shapes.to_vec(),
+                ..Tiny::default()
+            };
+            match tiny.load(GgmlDType::Q8_0, 64) {
+                Err(e) => assert!(e.to_string().contains(expected), "{e}"),
+                Ok(_) => panic!("{shapes:?} loaded"),
+            }
+        }
+        for heads in [0, 3] {
+            let tiny = Tiny {
+                heads: Some(heads),
+                ..Tiny::default()
+            };
+            assert!(tiny.load(GgmlDType::Q8_0, 64).is_err(), "{heads} heads");
+        }
+        // A declared block count in the billions is refused before anything is sized by it.
+        let tiny = Tiny {
+            blocks: Some(u32::MAX),
+            ..Tiny::default()
+        };
+        let err = tiny.load(GgmlDType::Q8_0, 64).err().unwrap().to_string();
+        assert!(err.contains("declares 4294967295 blocks"), "{err}");
+        // The well-formed file loads and runs.
+        let mut model = Tiny::default().load(GgmlDType::Q8_0, 64).unwrap().unwrap();
+        assert_eq!(model.forward(&[1, 2, 3], 0).unwrap().len(), 40);
+    }
+
+    #[test]
+    fn continuations_rewinds_and_growth_match_a_single_run() {
+        let base = Tiny::default().load(GgmlDType::F32, 1024).unwrap().unwrap();
+        let tokens: Vec<u32> = (0..400).map(|i| ((i * 7 + 3) % 40) as u32).collect();
+        let want = base.fork().forward(&tokens, 0).unwrap();
+        // A prefix, 300 rows after it (three query blocks past position 0), then one at a time.
+        let mut pieces = base.fork();
+        pieces.forward(&tokens[..50], 0).unwrap();
+        pieces.forward(&tokens[50..350], 50).unwrap();
+        let mut got = Vec::new();
+        for i in 350..400 {
+            got = pieces.forward(&tokens[i..=i], i).unwrap();
+        }
+        assert!(relative_difference(&got, &want) < 1e-5);
+        // A rewind that also grows the cache past its first capacity.
+        let mut rewound = base.fork();
+        rewound.forward(&tokens[..10], 0).unwrap();
+        let got = rewound.forward(&tokens[5..300], 5).unwrap();
+        let want = base.fork().forward(&tokens[..300], 0).unwrap();
+        assert!(relative_difference(&got, &want) < 1e-5);
+        // Other tokens written past the rewind point are forgotten.
+        let mut overwritten = base.fork();
+        overwritten.forward(&tokens[..10], 0).unwrap();
+        overwritten.forward(&[9; 30], 10).unwrap();
+        let got = overwritten.forward(&tokens[10..13], 10).unwrap();
+        let want = base.fork().forward(&tokens[..13], 0).unwrap();
+        assert!(relative_difference(&got, &want) < 1e-5);
+        // The last position runs; the one after is an error.
+        let mut full = base.fork();
+        full.forward(&vec![1; 1023], 0).unwrap();
+        full.forward(&[1], 1023).unwrap();
+        assert!(full.forward(&[1], 1024).is_err());
     }
 }
