@@ -567,20 +567,24 @@ fn the_profile_override_is_the_one_the_workspace_and_the_guides_use() {
         read("docs/local-models.md"),
         read("docs/guides/rag-local.md"),
     );
-    let sections: Vec<&str> = PROFILE_OVERRIDE
-        .lines()
-        .filter(|l| l.starts_with("[profile.dev.package."))
+    // Each section with its settings, as a block of lines.
+    let sections: Vec<String> = PROFILE_OVERRIDE
+        .split("[profile.dev.package.")
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("[profile.dev.package.{s}"))
         .collect();
-    assert!(sections.len() >= 10 && sections.contains(&"[profile.dev.package.candle-core]"));
+    assert!(sections.len() >= 10);
+    assert!(sections.contains(
+        &"[profile.dev.package.candle-core]\nopt-level = 3\ndebug-assertions = false\noverflow-checks = false\n"
+            .to_owned()
+    ));
     for section in sections {
-        let block = format!("{section}\nopt-level = 3");
-        assert!(workspace.contains(&block), "Cargo.toml lacks {section}");
+        let block = section.as_str();
+        assert!(block.contains("opt-level = 3\n"), "{block}");
+        assert!(workspace.contains(block), "Cargo.toml lacks {section}");
+        assert!(docs.contains(block), "docs/local-models.md lacks {section}");
         assert!(
-            docs.contains(&block),
-            "docs/local-models.md lacks {section}"
-        );
-        assert!(
-            guide.contains(&block),
+            guide.contains(block),
             "docs/guides/rag-local.md lacks {section}"
         );
     }
