@@ -54,7 +54,8 @@ impl FilterIndex {
     }
 
     /// How many rows `filter` selects, when an index answers it exactly without listing the
-    /// rows (`Eq` on a string value); `None` otherwise.
+    /// rows (`Eq` on a string value); `None` otherwise. (Only the HNSW search asks.)
+    #[cfg(feature = "hnsw")]
     pub(super) fn count(&self, entries: &[Entry], filter: &Filter) -> Option<usize> {
         match filter {
             Filter::Eq(key, Value::String(value)) => {
