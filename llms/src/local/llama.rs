@@ -295,29 +295,49 @@ impl LlamaModel {
             }
         }
         let device = Device::Cpu;
-        let mut dense = |name: &str| -> Result<Tensor> {
-            content.tensor(reader, name, &device)?.dequantize(&device)
-        };
-        let embeddings = dense("token_embd.weight")?;
-        let output = if content.tensor_infos.contains_key("output.weight") {
-            Linear::new(&[dense("output.weight")?], dtype, pad)?
+        let mut read = |name: &str| content.tensor(reader, name, &device);
+        let embeddings = read("token_embd.weight")?.dequantize(&device)?;
+        let output_file = if content.tensor_infos.contains_key("output.weight") {
+            Some(read("output.weight")?)
         } else {
-            Linear::new(std::slice::from_ref(&embeddings), dtype, pad)?
+            None
         };
-        let norm = dense("output_norm.weight")?.to_vec1()?;
-        let mut layers = Vec::with_capacity(blocks);
+        let norm = read("output_norm.weight")?.dequantize(&device)?.to_vec1()?;
+        // The file is read in order; the conversions (dequantize, stack, pad, quantize: most of
+        // the load time) run on every core, a layer at a time, beside the output layer's.
+        const PARTS: [&str; 9] = [
+            "attn_q",
+            "attn_k",
+            "attn_v",
+            "attn_output",
+            "ffn_gate",
+            "ffn_up",
+            "ffn_down",
+            "attn_norm",
+            "ffn_norm",
+        ];
+        let mut files = Vec::with_capacity(blocks);
         for layer in 0..blocks {
-            let mut part = |p: &str| dense(&format!("blk.{layer}.{p}.weight"));
-            let qkv = Linear::new(
-                &[part("attn_q")?, part("attn_k")?, part("attn_v")?],
-                dtype,
-                pad,
-            )?;
-            let attention_out = Linear::new(&[part("attn_output")?], dtype, pad)?;
-            let gate_up = Linear::new(&[part("ffn_gate")?, part("ffn_up")?], dtype, pad)?;
-            let down = Linear::new(&[part("ffn_down")?], dtype, pad)?;
-            let attention_norm = part("attn_norm")?.to_vec1()?;
-            let ffn_norm = part("ffn_norm")?.to_vec1()?;
+            let parts = PARTS
+                .iter()
+                .map(|p| read(&format!("blk.{layer}.{p}.weight")))
+                .collect::<Result<Vec<QTensor>>>()?;
+            files.push(parts);
+        }
+        let build_layer = |(layer, parts): (usize, Vec<QTensor>)| -> Result<Layer> {
+            let dense = parts
+                .iter()
+                .map(|t| t.dequantize(&Device::Cpu))
+                .collect::<Result<Vec<Tensor>>>()?;
+            let [q, k, v, o, gate, up, down, attention_norm, ffn_norm] = dense.as_slice() else {
+                bail!("llama layer {layer} is missing weights");
+            };
+            let qkv = Linear::new(&[q.clone(), k.clone(), v.clone()], dtype, pad)?;
+            let attention_out = Linear::new(std::slice::from_ref(o), dtype, pad)?;
+            let gate_up = Linear::new(&[gate.clone(), up.clone()], dtype, pad)?;
+            let down = Linear::new(std::slice::from_ref(down), dtype, pad)?;
+            let attention_norm = attention_norm.to_vec1()?;
+            let ffn_norm = ffn_norm.to_vec1()?;
             if qkv.outputs != (heads + 2 * kv_heads) * head_dim
                 || attention_out.outputs != hidden
                 || !gate_up.outputs.is_multiple_of(2)
@@ -328,15 +348,29 @@ impl LlamaModel {
             {
                 bail!("llama layer {layer} has weights of unexpected shapes");
             }
-            layers.push(Layer {
+            Ok(Layer {
                 attention_norm,
                 qkv,
                 attention_out,
                 ffn_norm,
                 gate_up,
                 down,
-            });
-        }
+            })
+        };
+        let build_output = || -> Result<Linear> {
+            match &output_file {
+                Some(t) => Linear::new(&[t.dequantize(&Device::Cpu)?], dtype, pad),
+                None => Linear::new(std::slice::from_ref(&embeddings), dtype, pad),
+            }
+        };
+        let (output, layers) = rayon::join(build_output, || {
+            files
+                .into_par_iter()
+                .enumerate()
+                .map(build_layer)
+                .collect::<Result<Vec<Layer>>>()
+        });
+        let (output, layers) = (output?, layers?);
         if embeddings.dim(1)? != hidden || norm.len() != hidden {
             bail!("the llama embeddings or output norm are not {hidden} wide");
         }
