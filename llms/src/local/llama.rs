@@ -2,10 +2,11 @@
 //! `quantized_llama` (which it follows, MIT/Apache-2.0), laid out for speed.
 //!
 //! - **Fewer, better products.** Q, K and V are one Q8_0 product, gate and up another. On a CPU
-//!   with AVX-512 VNNI, a weight whose input width is not a multiple of 256 (SmolLM2's 576) is
-//!   zero-padded to one, so that candle's repacked int8 kernels (`vpdpbusd`) take it instead of
-//!   its block-by-block dot products, 3–6× slower; the activations get the same zero columns
-//!   for free, written by the RMSNorm pass. Zero columns add nothing to a dot product.
+//!   with VNNI (AVX-512 or AVX), a weight whose input width is not a multiple of 256
+//!   (SmolLM2's 576) is zero-padded to one, so that candle's repacked int8 kernels (`vpdpbusd`)
+//!   take it instead of its block-by-block dot products, 3–6× slower; the activations get the
+//!   same zero columns for free, written by the RMSNorm pass. Zero columns add nothing to a dot
+//!   product.
 //! - **A cache that grows in place.** Keys and values are appended to per-layer buffers
 //!   (keys transposed, values `[kv head][position][head dim]`; room for 256 more positions
 //!   past a prompt, then doubling) instead of concatenating the whole cache into a new tensor
