@@ -220,7 +220,8 @@ fn read_header(content: &gguf_file::Content) -> Result<Header> {
     })
 }
 
-fn needs_requantize(dtype: GgmlDType) -> bool {
+/// The file types [`Requantize::Auto`] converts to Q8_0.
+pub(super) fn needs_requantize(dtype: GgmlDType) -> bool {
     matches!(
         dtype,
         GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1

@@ -29,6 +29,7 @@ use candle_core::{bail, Device, Module, Result, Tensor};
 use rayon::prelude::*;
 
 use super::bert::{exp_nonpositive, max, sum, threads};
+use super::chat::needs_requantize;
 
 /// Query rows scored together when attending a prompt.
 const QUERY_BLOCK: usize = 128;
@@ -122,13 +123,6 @@ fn repacked_int8() -> bool {
     {
         false
     }
-}
-
-fn needs_requantize(dtype: GgmlDType) -> bool {
-    matches!(
-        dtype,
-        GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
-    )
 }
 
 impl Linear {
@@ -761,27 +755,17 @@ fn softmax(x: &mut [f32]) {
     x.iter_mut().for_each(|s| *s *= inv);
 }
 
-/// Dot product with eight partial sums, which the compiler keeps in vector registers.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// `Σ x²` with eight partial sums, which the compiler keeps in vector registers.
+fn sum_of_squares(x: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *s += x * y;
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v * v;
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-/// `Σ x²` with eight partial sums.
-fn sum_of_squares(x: &[f32]) -> f32 {
-    dot(x, x)
 }
 
 #[cfg(test)]
