@@ -367,9 +367,8 @@ fn bench_in_memory_hnsw(
     rt.block_on(store.upsert(docs.to_vec())).unwrap();
     let start = Instant::now();
     assert!(store.prepare_index());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "in-memory HNSW build (m = {}, ef_construction = {}, {threads} threads): {:.1} s",
+        "in-memory HNSW build (m = {}, ef_construction = {}, one thread): {:.1} s",
         config.get_m(),
         config.get_ef_construction(),
         start.elapsed().as_secs_f64()

@@ -9,7 +9,7 @@
 //! | feature | default | adds |
 //! | --- | --- | --- |
 //! | — | always built | [`InMemoryVectorStore`]: exact search in process memory, optionally kept in an append-only file; [`FileRecordManager`]: ingest records in such a file |
-//! | `hnsw` | off | [`HnswConfig`]: an approximate (HNSW, `hnsw_rs`) index for [`InMemoryVectorStore`], used from a configurable size; hits scored exactly, deleted documents never returned, filtered searches still fill `k` |
+//! | `hnsw` | off | [`HnswConfig`]: an approximate (HNSW, over int8 codes) index for [`InMemoryVectorStore`], used from a configurable size; hits scored exactly, deleted documents never returned, filtered searches still fill `k` |
 //! | `postgres` | off | PostgreSQL (tokio-postgres + deadpool, one shared connection config): [`PostgresChatHistory`], [`PostgresRecordManager`] (ingest records for `catena_chains::index`), [`PostgresSqlDatabase`] (read-only SQL for model-written queries) |
 //! | `pgvector` | off | [`pgvector::PgVectorStore`]: PostgreSQL + pgvector, HNSW/IVFFlat, hybrid search; implies `postgres` |
 //! | `qdrant` | off | [`qdrant::QdrantStore`]: Qdrant over gRPC, payload indexes, hybrid (dense + BM25) search, tenants |

@@ -110,26 +110,6 @@ impl pulp::WithSimd for Dot1<'_> {
     }
 }
 
-/// `|a - b|²` (over the shorter length), dispatched to the CPU's best instruction set: the
-/// distance of the HNSW graph (feature `hnsw`).
-#[cfg(feature = "hnsw")]
-pub(super) fn l2sq(a: &[f32], b: &[f32]) -> f32 {
-    pulp::Arch::new().dispatch(L2Sq1(a, b))
-}
-
-/// [`l2sq_lanes`] of one pair, dispatched to the CPU's best instruction set.
-#[cfg(feature = "hnsw")]
-struct L2Sq1<'a>(&'a [f32], &'a [f32]);
-
-#[cfg(feature = "hnsw")]
-impl pulp::WithSimd for L2Sq1<'_> {
-    type Output = f32;
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) -> f32 {
-        l2sq_lanes(self.0, self.1)
-    }
-}
-
 /// What a scan computes per row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kernel {

@@ -26,6 +26,8 @@
 
 mod filter_index;
 #[cfg(feature = "hnsw")]
+mod graph;
+#[cfg(feature = "hnsw")]
 mod hnsw;
 mod kernel;
 mod log;
@@ -175,6 +177,9 @@ impl State {
 
     fn insert(&mut self, mut entry: Entry) -> Option<Entry> {
         self.filters.clear();
+        // Kept for the store's life: without the spare capacity a `String` built by
+        // pushing (or `format!`) carries, up to half its size.
+        entry.content.shrink_to_fit();
         entry.terms = self.keywords.add(&entry.content);
         self.live_bytes += entry.weight;
         let vector = std::mem::take(&mut entry.vector);

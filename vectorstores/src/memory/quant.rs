@@ -177,7 +177,7 @@ impl Int8Rows {
 /// Writes the codes of `x · unit` to `out` (in `-127..=127`) and returns their scale:
 /// `x[j] · unit ≈ scale × out[j]`. A zero vector, or one with an infinite component, codes
 /// as zeros with scale 0; a NaN component codes as 0.
-fn quantize(x: &[f32], unit: f32, out: &mut [i8]) -> f32 {
+pub(super) fn quantize(x: &[f32], unit: f32, out: &mut [i8]) -> f32 {
     let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs())) * unit;
     if !max.is_finite() || max <= 0.0 {
         out.fill(0);
