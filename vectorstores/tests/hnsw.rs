@@ -521,3 +521,30 @@ fn the_index_refuses_the_dot_product_and_settings_out_of_range() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn an_enormous_ef_or_ef_construction_walks_the_whole_graph_instead_of_failing() {
+    // A caller's `ef` sizes the walk's heaps: `usize::MAX` must not overflow or exhaust
+    // memory, only examine every point (and so find the exact answer).
+    let config = HnswConfig::new()
+        .min_rows(0)
+        .ef_construction(usize::MAX)
+        .ef_search(usize::MAX / 2 + 1);
+    let graph = store(DistanceMetric::Cosine, Some(config), 300).await;
+    let exact = store(DistanceMetric::Cosine, None, 300).await;
+    for ef in [usize::MAX, usize::MAX / 2 + 1, 1 << 40] {
+        let got = graph
+            .search_with_ef(SearchRequest::new(query(3), K), ef)
+            .unwrap();
+        let truth = search(&exact, SearchRequest::new(query(3), K)).await;
+        assert_eq!(ids(&got), ids(&truth), "ef {ef}");
+    }
+    let half = Filter::eq("even", true);
+    let got = search(
+        &graph,
+        SearchRequest::new(query(5), K).with_filter(half.clone()),
+    )
+    .await;
+    let truth = search(&exact, SearchRequest::new(query(5), K).with_filter(half)).await;
+    assert_eq!(ids(&got), ids(&truth));
+}

@@ -438,6 +438,8 @@ impl Hnsw {
         keep: Option<&dyn Fn(usize) -> bool>,
         visited: &mut Visited,
     ) -> Vec<Near> {
+        // No beam holds more than every point: a caller's enormous `ef` only means "all".
+        let ef = ef.clamp(1, self.vectors.len().max(1));
         let mut candidates: BinaryHeap<Reverse<Near>> = BinaryHeap::with_capacity(ef * 2);
         let mut found: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
         let kept = |p: u32| keep.is_none_or(|k| k(p as usize));
