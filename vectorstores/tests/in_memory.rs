@@ -466,6 +466,86 @@ mod hybrid {
             .is_empty());
     }
 
+    /// A document of words from a small vocabulary, picked by `seed`.
+    fn words(seed: usize, n: usize) -> String {
+        const VOCABULARY: [&str; 12] = [
+            "river", "garden", "stone", "lantern", "copper", "harbour", "meadow", "signal",
+            "orchard", "violet", "engine", "summit",
+        ];
+        (0..n)
+            .map(|j| VOCABULARY[(seed * 7 + j * j * 5 + j) % VOCABULARY.len()])
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn doc(id: usize, seed: usize) -> EmbeddedDocument {
+        EmbeddedDocument::new(
+            Document::new(words(seed, 3 + seed % 9)).with_id(format!("w{id}")),
+            axis(0.1 * seed as f32),
+        )
+    }
+
+    #[tokio::test]
+    async fn keyword_scores_after_any_writes_are_those_of_a_store_holding_the_result() {
+        // The keyword statistics are built by the first keyword search and kept in step by
+        // later writes: inserts, rewrites, deletes that move the last row into the hole.
+        let writes = |store: InMemoryVectorStore, search_first: bool| async move {
+            store
+                .upsert((0..40).map(|i| doc(i, i)).collect())
+                .await
+                .unwrap();
+            if search_first {
+                assert!(!store.keyword_search("copper", 5, None).unwrap().is_empty());
+            }
+            store
+                .upsert((5..12).map(|i| doc(i, i + 100)).collect())
+                .await
+                .unwrap();
+            let gone: Vec<_> = [0, 3, 17, 39, 22]
+                .iter()
+                .map(|i| format!("w{i}").into())
+                .collect();
+            store.delete(&gone).await.unwrap();
+            store
+                .upsert((40..46).map(|i| doc(i, i * 3)).collect())
+                .await
+                .unwrap();
+            store.upsert(vec![doc(3, 77)]).await.unwrap();
+            store
+        };
+        let searched = writes(InMemoryVectorStore::new(), true).await;
+        let unsearched = writes(InMemoryVectorStore::new(), false).await;
+        let mut last: Vec<EmbeddedDocument> = (0..46)
+            .filter(|i| ![0, 3, 17, 39, 22].contains(i))
+            .map(|i| match i {
+                5..12 => doc(i, i + 100),
+                40.. => doc(i, i * 3),
+                _ => doc(i, i),
+            })
+            .collect();
+        last.push(doc(3, 77));
+        let fresh = InMemoryVectorStore::new();
+        fresh.upsert(last).await.unwrap();
+        for query in [
+            "copper",
+            "river lantern",
+            "violet summit engine",
+            "harbour meadow",
+        ] {
+            let want = fresh.keyword_search(query, 50, None).unwrap();
+            assert!(!want.is_empty(), "{query}");
+            for store in [&searched, &unsearched] {
+                let got = store.keyword_search(query, 50, None).unwrap();
+                let pairs = |hits: &[catena_core::ScoredDocument]| -> Vec<(String, f32)> {
+                    hits.iter()
+                        .map(|h| (h.document.id.as_ref().unwrap().as_str().to_owned(), h.score))
+                        .collect()
+                };
+                assert_eq!(pairs(&got), pairs(&want), "{query}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_keyword_index_follows_updates_and_deletes() {
         let store = store().await;

@@ -38,7 +38,7 @@ mod records;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
 use catena_core::backend::validate_vector;
@@ -86,9 +86,6 @@ struct Entry {
     /// About how many bytes the entry takes in the file, for the compaction trigger.
     #[serde(skip)]
     weight: usize,
-    /// The content's keyword terms (set when the entry enters a [`State`]).
-    #[serde(skip)]
-    terms: TermCounts,
 }
 
 impl Entry {
@@ -134,8 +131,10 @@ struct State {
     index: HashMap<DocumentId, usize>,
     /// The sum of the entries' weights.
     live_bytes: usize,
-    /// BM25 statistics of the entries' contents, for hybrid search.
-    keywords: KeywordIndex,
+    /// BM25 statistics of the entries' contents, for keyword and hybrid search: built by
+    /// the first such search (a store searched only by vector never analyses its texts),
+    /// then kept in step by `insert` and `remove`.
+    keywords: OnceLock<Keywords>,
     /// Equality indexes over metadata, built by filtered searches, cleared by every write.
     filters: FilterIndex,
     /// The HNSW index, when the store has one (kept in step with the rows by `insert`,
@@ -147,7 +146,24 @@ struct State {
     quant: Option<Int8Rows>,
 }
 
+/// The keyword statistics of a [`State`]: the index and each row's terms.
+#[derive(Debug, Default)]
+struct Keywords {
+    index: KeywordIndex,
+    /// `terms[i]` are `entries[i]`'s.
+    terms: Vec<TermCounts>,
+}
+
 impl State {
+    /// The keyword statistics, built from the entries on first use.
+    fn keywords(&self) -> &Keywords {
+        self.keywords.get_or_init(|| {
+            let mut index = KeywordIndex::new();
+            let terms = self.entries.iter().map(|e| index.add(&e.content)).collect();
+            Keywords { index, terms }
+        })
+    }
+
     fn get(&self, id: &DocumentId) -> Option<&Entry> {
         self.index.get(id).map(|&i| &self.entries[i])
     }
@@ -180,7 +196,7 @@ impl State {
         // Kept for the store's life: without the spare capacity a `String` built by
         // pushing (or `format!`) carries, up to half its size.
         entry.content.shrink_to_fit();
-        entry.terms = self.keywords.add(&entry.content);
+        let terms = self.keywords.get_mut().map(|k| k.index.add(&entry.content));
         self.live_bytes += entry.weight;
         let vector = std::mem::take(&mut entry.vector);
         let d = vector.len();
@@ -204,10 +220,19 @@ impl State {
                         quant.set(i, &vector);
                     }
                 }
+                if let (Some(k), Some(terms)) = (self.keywords.get_mut(), terms) {
+                    if let Some(slot) = k.terms.get_mut(i) {
+                        let old = std::mem::replace(slot, terms);
+                        k.index.remove(&old);
+                    }
+                }
                 Some(std::mem::replace(&mut self.entries[i], entry))
             }
             None => {
                 self.index.insert(entry.id.clone(), self.entries.len());
+                if let (Some(k), Some(terms)) = (self.keywords.get_mut(), terms) {
+                    k.terms.push(terms);
+                }
                 self.norms.push(entry.norm);
                 self.entries.push(entry);
                 self.arena.extend_from_slice(&vector);
@@ -223,7 +248,6 @@ impl State {
         };
         if let Some(old) = &old {
             self.live_bytes -= old.weight;
-            self.keywords.remove(&old.terms);
         }
         old
     }
@@ -252,7 +276,12 @@ impl State {
             index.swap_removed(i);
         }
         self.live_bytes -= removed.weight;
-        self.keywords.remove(&removed.terms);
+        if let Some(k) = self.keywords.get_mut() {
+            if i < k.terms.len() {
+                let terms = k.terms.swap_remove(i);
+                k.index.remove(&terms);
+            }
+        }
         Some(removed)
     }
 
@@ -1107,7 +1136,6 @@ fn plan_upsert(state: &State, documents: Vec<EmbeddedDocument>) -> Result<(Batch
             vector: d.embedding,
             norm: 0.0,
             weight: 0,
-            terms: TermCounts::default(),
         };
         let current = match pending.get(&id) {
             Some(&i) => Some((&batch.upsert[i], batch.upsert[i].vector.as_slice())),
@@ -1158,13 +1186,14 @@ fn plan_delete(state: &State, ids: impl IntoIterator<Item = DocumentId>) -> (Bat
     )
 }
 
-/// The `k` best entries under `filter` by `score` (entries it scores `None` are skipped),
+/// The `k` best entries under `filter` by `score` of their row (rows it scores `None` are
+/// skipped),
 /// best first, ties by id; a NaN score ranks last.
 fn top_k(
     state: &State,
     k: usize,
     filter: Option<&Filter>,
-    score: impl Fn(&Entry) -> Option<f32>,
+    score: impl Fn(usize) -> Option<f32>,
     threshold: Option<f32>,
 ) -> Vec<(f32, usize)> {
     let rows: Vec<usize> = match filter {
@@ -1173,7 +1202,7 @@ fn top_k(
     };
     let hits: Vec<(f32, usize)> = rows
         .into_iter()
-        .filter_map(|i| score(&state.entries[i]).map(|s| (s, i)))
+        .filter_map(|i| score(i).map(|s| (s, i)))
         .filter(|(s, _)| threshold.is_none_or(|t| *s >= t))
         .collect();
     rank(state, hits, k)
@@ -1203,7 +1232,8 @@ fn rank(state: &State, mut hits: Vec<(f32, usize)>, k: usize) -> Vec<(f32, usize
 /// The `k` entries under `filter` with the best BM25 score for `text` (only entries sharing
 /// a term with it), best first.
 fn keyword_hits(state: &State, text: &str, k: usize, filter: Option<&Filter>) -> Vec<(f32, usize)> {
-    let query = state.keywords.query(text);
+    let keywords = state.keywords();
+    let query = keywords.index.query(text);
     if query.is_empty() {
         return Vec::new();
     }
@@ -1211,7 +1241,10 @@ fn keyword_hits(state: &State, text: &str, k: usize, filter: Option<&Filter>) ->
         state,
         k,
         filter,
-        |e| Some(query.score(&e.terms)).filter(|s| *s > 0.0),
+        |i| {
+            let terms = keywords.terms.get(i)?;
+            Some(query.score(terms)).filter(|s| *s > 0.0)
+        },
         None,
     )
 }

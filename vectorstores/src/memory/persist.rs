@@ -7,12 +7,12 @@
 //! read; the store rewrites it as a log when it opens it.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::OnceLock;
 
 use catena_core::backend::validate_vector;
-use catena_core::keyword::KeywordIndex;
 use catena_core::{DocumentId, Error, Result};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 use super::filter_index::FilterIndex;
 use super::log::{self, Contents};
@@ -236,7 +236,6 @@ impl Snapshot {
             .dimensions
             .or_else(|| entries.first().map(|e| e.vector.len()));
         let mut live_bytes = 0;
-        let mut keywords = KeywordIndex::new();
         let mut arena = Vec::with_capacity(entries.len() * dimensions.unwrap_or(0));
         for (i, e) in entries.iter_mut().enumerate() {
             validate_vector(&e.vector).map_err(|err| bad(format!("entry {i}: {err}")))?;
@@ -248,7 +247,6 @@ impl Snapshot {
             }
             e.norm = norm(&e.vector);
             e.prepare();
-            e.terms = keywords.add(&e.content);
             live_bytes += e.weight;
             arena.extend_from_slice(&std::mem::take(&mut e.vector));
         }
@@ -259,7 +257,8 @@ impl Snapshot {
             arena,
             index,
             live_bytes,
-            keywords,
+            // Built by the first keyword search.
+            keywords: OnceLock::new(),
             filters: FilterIndex::default(),
             // The graph is not saved: the builder builds it again.
             #[cfg(feature = "hnsw")]
