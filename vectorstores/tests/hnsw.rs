@@ -548,3 +548,55 @@ async fn an_enormous_ef_or_ef_construction_walks_the_whole_graph_instead_of_fail
     let truth = search(&exact, SearchRequest::new(query(5), K).with_filter(half)).await;
     assert_eq!(ids(&got), ids(&truth));
 }
+
+#[tokio::test]
+async fn many_copies_of_one_vector_do_not_wall_the_graph_off() {
+    // Boilerplate chunks embed alike. When the copies come first, the graph's first points
+    // (and its entry) are copies: were they linked only to one another, no walk from the
+    // entry could leave them and every search would return copies.
+    for metric in [DistanceMetric::Cosine, DistanceMetric::Euclidean] {
+        let copies = (0..300).map(|i| {
+            EmbeddedDocument::new(
+                Document::new(format!("copy {i}")).with_id(format!("c{i}")),
+                vector(7),
+            )
+        });
+        let docs: Vec<EmbeddedDocument> = copies.chain(documents(1_500)).collect();
+        let build = |hnsw: Option<HnswConfig>| {
+            let docs = docs.clone();
+            async move {
+                let mut builder = InMemoryVectorStore::builder().metric(metric);
+                if let Some(config) = hnsw {
+                    builder = builder.hnsw(config);
+                }
+                let store = builder.build().unwrap();
+                store.upsert(docs).await.unwrap();
+                store
+            }
+        };
+        let graph = build(Some(HnswConfig::new().min_rows(0))).await;
+        let exact = build(None).await;
+        let (mut truth, mut got) = (Vec::new(), Vec::new());
+        for i in 0..100 {
+            let request = SearchRequest::new(query(i), K);
+            truth.push(ids(&search(&exact, request.clone()).await));
+            got.push(ids(&search(&graph, request).await));
+        }
+        let r = recall(&truth, &got);
+        println!("{metric:?}: recall@10 beside 300 copies of one vector = {r:.4}");
+        assert!(r >= 0.95, "{metric:?}: recall@10 {r}");
+    }
+}
+
+#[tokio::test]
+async fn a_capacity_hint_beyond_memory_is_only_a_hint() {
+    let config = HnswConfig::new().min_rows(0).capacity(usize::MAX);
+    let graph = store(DistanceMetric::Euclidean, Some(config), 300).await;
+    assert!(graph.prepare_index());
+    let exact = store(DistanceMetric::Euclidean, None, 300).await;
+    let request = SearchRequest::new(query(1), K);
+    assert_eq!(
+        ids(&search(&graph, request.clone()).await),
+        ids(&search(&exact, request).await)
+    );
+}

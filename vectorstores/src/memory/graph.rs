@@ -18,18 +18,21 @@
 //!         (points that fail it are still walked through).
 //! ```
 
-use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
+use std::sync::{Mutex, PoisonError};
 
 use super::quant::quantize;
 
 /// Levels of the graph: a point's level is capped one below this (with `m` 2, a level past
-/// 15 comes up about once in 2¹⁵ points).
+/// 15 comes up about once in 2¹⁶ points).
 const MAX_LEVELS: usize = 16;
 
-/// Marks a point without upper levels in `upper_at`.
+/// Marks a point without upper levels in `upper_at` (and is no point's id).
 const NONE: u32 = u32::MAX;
+
+/// Links a point keeps to copies of itself (points at distance 0 by their codes).
+const MAX_COPIES: usize = 2;
 
 /// What the graph measures between two of its vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,12 +111,20 @@ impl Vectors {
     #[inline(always)]
     fn distance(&self, q: Coded<'_>, p: u32) -> f32 {
         let r = self.point(p);
+        // Exact in 32 bits for up to 2¹⁶ dimensions (127² × 2¹⁶ < 2³¹), then in 64.
         let dot = q
             .codes
-            .iter()
-            .zip(r.codes)
-            .map(|(&a, &b)| i32::from(a) * i32::from(b))
-            .fold(0i32, i32::wrapping_add) as f32
+            .chunks(1 << 16)
+            .zip(r.codes.chunks(1 << 16))
+            .map(|(qa, ra)| {
+                i64::from(
+                    qa.iter()
+                        .zip(ra)
+                        .map(|(&a, &b)| i32::from(a) * i32::from(b))
+                        .fold(0i32, i32::wrapping_add),
+                )
+            })
+            .sum::<i64>() as f32
             * q.scale
             * r.scale;
         let d = match self.kind {
@@ -211,17 +222,24 @@ impl Links {
         }
     }
 
-    /// Adds a point of `level` with no links yet.
-    fn push(&mut self, level: usize) {
+    /// Adds a point of `level` with no links yet (only level 0 once the upper table's
+    /// offsets would pass `u32`).
+    fn push(&mut self, level: usize) -> usize {
+        let at = u32::try_from(self.upper.len())
+            .ok()
+            .filter(|&at| at != NONE);
+        let level = if at.is_some() { level } else { 0 };
         self.levels.push(level as u8);
         self.layer0.extend(std::iter::repeat_n(0, 1 + self.m0));
-        if level == 0 {
-            self.upper_at.push(NONE);
-        } else {
-            self.upper_at.push(self.upper.len() as u32);
-            self.upper
-                .extend(std::iter::repeat_n(0, level * (1 + self.m)));
+        match at {
+            Some(at) if level > 0 => {
+                self.upper_at.push(at);
+                self.upper
+                    .extend(std::iter::repeat_n(0, level * (1 + self.m)));
+            }
+            _ => self.upper_at.push(NONE),
         }
+        level
     }
 }
 
@@ -258,11 +276,6 @@ impl Visited {
     }
 }
 
-thread_local! {
-    /// The visited marks of searches on this thread (a graph's worth of `u32`s, reused).
-    static VISITED: RefCell<Visited> = RefCell::new(Visited::default());
-}
-
 /// An HNSW graph over int8 codes (see the module documentation).
 #[derive(Debug)]
 pub(super) struct Hnsw {
@@ -277,6 +290,9 @@ pub(super) struct Hnsw {
     /// calls that jumped past them, are not counted).
     points: usize,
     arch: pulp::Arch,
+    /// Visited marks for walks, a graph's worth of `u32`s each: one per concurrent search
+    /// at most, reused, freed with the graph.
+    pool: Mutex<Vec<Visited>>,
 }
 
 impl Hnsw {
@@ -300,18 +316,32 @@ impl Hnsw {
             entry: None,
             points: 0,
             arch: pulp::Arch::new(),
+            pool: Mutex::new(Vec::new()),
         }
     }
 
     /// Makes room for `points` points in all, ahead of inserting them.
+    /// A hint: room the allocator cannot give is not taken (the tables grow as needed).
     pub(super) fn reserve(&mut self, points: usize) {
-        let more = points.saturating_sub(self.vectors.len());
-        self.vectors.codes.reserve(more * self.vectors.d);
-        self.vectors.scales.reserve(more);
-        self.vectors.squares.reserve(more);
-        self.links.levels.reserve(more);
-        self.links.upper_at.reserve(more);
-        self.links.layer0.reserve(more * (1 + self.links.m0));
+        let more = points.min(NONE as usize).saturating_sub(self.vectors.len());
+        let d = self.vectors.d;
+        let per_point = d.saturating_add(13).saturating_add(4 * (1 + self.links.m0));
+        if more
+            .checked_mul(per_point)
+            .is_none_or(|b| b > isize::MAX as usize)
+        {
+            return;
+        }
+        // `try_reserve`: a hint larger than memory is skipped, not an abort.
+        let _ = self.vectors.codes.try_reserve_exact(more * d);
+        let _ = self.vectors.scales.try_reserve_exact(more);
+        let _ = self.vectors.squares.try_reserve_exact(more);
+        let _ = self.links.levels.try_reserve_exact(more);
+        let _ = self.links.upper_at.try_reserve_exact(more);
+        let _ = self
+            .links
+            .layer0
+            .try_reserve_exact(more * (1 + self.links.m0));
     }
 
     /// Points linked into the graph (deleted ones included: the graph does not know).
@@ -332,7 +362,7 @@ impl Hnsw {
     /// skipped over stay unlinked (no walk reaches them). Vectors not `d` long, and ids
     /// past `u32::MAX - 1`, are left out.
     pub(super) fn insert<'v>(&mut self, points: impl IntoIterator<Item = (usize, &'v [f32], f32)>) {
-        let mut visited = Visited::default();
+        let mut visited = self.visited();
         for (id, v, unit) in points {
             let Ok(p) = u32::try_from(id) else { continue };
             if id < self.vectors.len() || p == NONE || v.len() != self.vectors.d {
@@ -343,8 +373,7 @@ impl Hnsw {
                 self.links.push(0);
             }
             self.vectors.push(v, unit);
-            let level = self.level(p);
-            self.links.push(level);
+            let level = self.links.push(self.level(p));
             visited.start(self.vectors.len());
             let arch = self.arch;
             arch.dispatch(Link {
@@ -355,6 +384,10 @@ impl Hnsw {
             });
             self.points += 1;
         }
+        self.pool
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(visited);
     }
 
     /// The ids of the points nearest to `query` (unit length for the angular distance),
@@ -379,24 +412,29 @@ impl Hnsw {
             scale,
             square,
         };
-        VISITED.with(|visited| {
-            // A search never runs inside another on one thread; were it to, it would walk
-            // with marks of its own.
-            let mut own = Visited::default();
-            let mut borrowed = visited.try_borrow_mut();
-            let visited = match borrowed.as_deref_mut() {
-                Ok(v) => v,
-                Err(_) => &mut own,
-            };
-            visited.start(self.vectors.len());
-            self.arch.dispatch(Search {
-                graph: self,
-                q,
-                ef: ef.max(1),
-                keep,
-                visited,
-            })
-        })
+        let mut visited = self.visited();
+        visited.start(self.vectors.len());
+        let found = self.arch.dispatch(Search {
+            graph: self,
+            q,
+            ef: ef.max(1),
+            keep,
+            visited: &mut visited,
+        });
+        self.pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(visited);
+        found
+    }
+
+    /// Visited marks from the pool, or new ones.
+    fn visited(&self) -> Visited {
+        self.pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
     }
 
     /// Greedy descent from the entry point to `level`: the nearest point found.
@@ -514,13 +552,22 @@ impl Hnsw {
 }
 
 /// The paper's neighbour heuristic: of `candidates` (nearest first), at most `m`, each
-/// kept only when no neighbour kept before it is closer to it than the point is.
+/// kept only when no neighbour kept before it is closer to it than the point is; and at
+/// most [`MAX_COPIES`] copies of the point (same codes). Without that cap, copies would take
+/// every link of one another (ties never prune) and wall themselves off from the rest.
 #[inline(always)]
 fn select(vectors: &Vectors, candidates: &[Near], m: usize) -> Vec<Near> {
     let mut kept: Vec<Near> = Vec::with_capacity(m);
+    let mut copies = 0;
     for &c in candidates {
         if kept.len() >= m {
             break;
+        }
+        if c.dist <= 0.0 {
+            if copies >= MAX_COPIES {
+                continue;
+            }
+            copies += 1;
         }
         let cq = vectors.point(c.point);
         if kept.iter().all(|r| vectors.distance(cq, r.point) >= c.dist) {
@@ -752,6 +799,25 @@ mod tests {
         assert!(Hnsw::new(Kind::Angular, 8, 4, 16)
             .search(&vs[0], 3, None)
             .is_empty());
+    }
+
+    #[test]
+    fn codes_of_very_long_vectors_do_not_wrap() {
+        // 127² × 140,000 passes 2³¹: summed in 32 bits, two equal vectors came out far apart.
+        let d = 140_000;
+        let v = vec![1.0f32; d];
+        let mut g = Hnsw::new(Kind::Angular, d, 4, 8);
+        g.insert([(0, v.as_slice(), 1.0 / (d as f32).sqrt())]);
+        let mut codes = vec![0i8; d];
+        let unit: Vec<f32> = v.iter().map(|x| x / (d as f32).sqrt()).collect();
+        let scale = quantize(&unit, 1.0, &mut codes);
+        let q = Coded {
+            codes: &codes,
+            scale,
+            square: 1.0,
+        };
+        let dist = g.vectors.distance(q, 0);
+        assert!(dist.abs() < 1e-3, "{dist}");
     }
 
     #[test]

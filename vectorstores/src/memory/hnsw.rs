@@ -36,7 +36,10 @@
 //!   the map. A slot is never reused until the graph is rebuilt.
 //! - An insert adds a point; an update whose vector changed tombstones the old slot and adds
 //!   a point (an update of content or metadata alone keeps it); a delete tombstones. The
-//!   points of one write go in after the write is applied, in parallel for large writes.
+//!   points of one write go in after the write is applied, one after another, under the
+//!   store's write lock (about 0.15 ms a point at 100,000 × 384: a write of 50,000 new
+//!   documents holds searches back for several seconds; `prepare_index` after a bulk load
+//!   builds the whole graph at the same rate).
 //! - When more than [`REBUILD_FRACTION`] of the points are tombstones, or the store shrinks
 //!   below `min_rows`, the graph is dropped; the next search past `min_rows` builds it again
 //!   from the arena ([`InMemoryVectorStore::prepare_index`] builds it ahead of time).
@@ -66,7 +69,8 @@ const REBUILD_FRACTION: f64 = 0.25;
 const FILTER_SAMPLE: usize = 256;
 
 /// Filters expected to match at least this share of the documents are applied to the
-/// candidates of a widened plain search (at most 8 × `ef`), not during the graph walk.
+/// candidates of a widened plain search (at most 16 × `ef`, more with tombstones), not
+/// during the graph walk.
 const POST_FILTER_SHARE: f64 = 0.125;
 
 /// The most links per point and level that [`HnswConfig::m`] accepts.
