@@ -476,7 +476,11 @@ impl Index {
             }
         }
         let keep = |slot: usize| live(slot).is_some_and(matching);
-        let found = g.hnsw.search(query, ef, Some(&keep));
+        // Twice `ef` here too: a filter that follows the clusters leaves the walk few
+        // matching points near the query, and int8 distances rank those few less surely
+        // (recall@10 0.967 at `ef`, against 0.98 with hnsw_rs's full-precision copies, on the
+        // benchmark's 100,000 vectors).
+        let found = g.hnsw.search(query, ef.saturating_mul(2), Some(&keep));
         Some(found.into_iter().filter_map(live).collect())
     }
 }
