@@ -77,7 +77,8 @@ pub enum DistanceMetric {
 struct Entry {
     id: DocumentId,
     content: String,
-    metadata: Metadata,
+    /// Shared with the entry before it when equal (chunks of one source usually are).
+    metadata: Arc<Metadata>,
     /// The vector on its way in (a write, a file) and out (a snapshot); empty once the entry
     /// is in a [`State`], which keeps every vector in its arena.
     vector: Vec<f32>,
@@ -92,7 +93,7 @@ impl Entry {
     fn document(&self) -> Document {
         Document::new(self.content.clone())
             .with_id(self.id.clone())
-            .with_metadata_map(self.metadata.clone())
+            .with_metadata_map(Metadata::clone(&self.metadata))
     }
 
     /// Fills in the derived fields (after deserialising).
@@ -196,6 +197,20 @@ impl State {
         // Kept for the store's life: without the spare capacity a `String` built by
         // pushing (or `format!`) carries, up to half its size.
         entry.content.shrink_to_fit();
+        // One map for a run of entries with the same metadata (a map of even one key takes
+        // a 600-byte tree node): an update's row and its neighbours, or the last row.
+        let near = match self.index.get(&entry.id) {
+            Some(&i) => [Some(i), i.checked_sub(1), i.checked_add(1)],
+            None => [self.entries.len().checked_sub(1), None, None],
+        };
+        let same = near
+            .into_iter()
+            .flatten()
+            .filter_map(|r| self.entries.get(r))
+            .find(|e| e.metadata == entry.metadata);
+        if let Some(e) = same {
+            entry.metadata = Arc::clone(&e.metadata);
+        }
         let terms = self.keywords.get_mut().map(|k| k.index.add(&entry.content));
         self.live_bytes += entry.weight;
         let vector = std::mem::take(&mut entry.vector);
@@ -1132,7 +1147,7 @@ fn plan_upsert(state: &State, documents: Vec<EmbeddedDocument>) -> Result<(Batch
         let mut entry = Entry {
             id: id.clone(),
             content: d.document.content,
-            metadata: d.document.metadata,
+            metadata: Arc::new(d.document.metadata),
             vector: d.embedding,
             norm: 0.0,
             weight: 0,
@@ -1373,6 +1388,54 @@ impl VectorStore for InMemoryVectorStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    /// Equal metadata of consecutive entries is one map, in memory and after a reopen; a
+    /// different map is not shared, and documents come back with their own metadata.
+    #[tokio::test]
+    async fn runs_of_equal_metadata_share_one_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.log");
+        let doc = |i: usize, source: &str| {
+            EmbeddedDocument::new(
+                Document::new(format!("chunk {i}"))
+                    .with_id(format!("c{i}"))
+                    .with_metadata("source", source)
+                    .with_metadata("tenant", "t"),
+                vec![1.0, i as f32],
+            )
+        };
+        let docs = (0..6)
+            .map(|i| doc(i, if i < 4 { "a.md" } else { "b.md" }))
+            .collect();
+        let check = |store: &InMemoryVectorStore| {
+            let state = store.inner.read();
+            let m: Vec<&Arc<Metadata>> = state.entries.iter().map(|e| &e.metadata).collect();
+            assert!((1..4).all(|i| Arc::ptr_eq(m[0], m[i])));
+            assert!(!Arc::ptr_eq(m[3], m[4]));
+            assert!(Arc::ptr_eq(m[4], m[5]));
+            assert_eq!(m[5].get("source"), Some(&Value::from("b.md")));
+        };
+        {
+            let store = InMemoryVectorStore::builder()
+                .persist_to(&path)
+                .build()
+                .unwrap();
+            store.upsert(docs).await.unwrap();
+            check(&store);
+            // An update with other metadata gets its own map; the others keep theirs.
+            store.upsert(vec![doc(1, "c.md")]).await.unwrap();
+            let hits = store.get(&["c1".into(), "c2".into()]).await.unwrap();
+            assert_eq!(hits[0].metadata.get("source"), Some(&Value::from("c.md")));
+            assert_eq!(hits[1].metadata.get("source"), Some(&Value::from("a.md")));
+            store.upsert(vec![doc(1, "a.md")]).await.unwrap();
+        }
+        let reopened = InMemoryVectorStore::builder()
+            .persist_to(&path)
+            .build()
+            .unwrap();
+        check(&reopened);
+    }
 
     /// A batch too large for its score budget is scored a few queries at a time, and still
     /// answers as single searches do.

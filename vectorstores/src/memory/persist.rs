@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use catena_core::backend::validate_vector;
 use catena_core::{DocumentId, Error, Result};
@@ -249,6 +249,14 @@ impl Snapshot {
             e.prepare();
             live_bytes += e.weight;
             arena.extend_from_slice(&std::mem::take(&mut e.vector));
+        }
+        // Equal metadata of consecutive entries shared again, as the store shares it.
+        for i in 1..entries.len() {
+            if let [before, e] = &mut entries[i - 1..=i] {
+                if !Arc::ptr_eq(&before.metadata, &e.metadata) && before.metadata == e.metadata {
+                    e.metadata = Arc::clone(&before.metadata);
+                }
+            }
         }
         Ok(State {
             dimensions,
