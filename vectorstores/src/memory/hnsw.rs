@@ -37,7 +37,7 @@
 //! - An insert adds a point; an update whose vector changed tombstones the old slot and adds
 //!   a point (an update of content or metadata alone keeps it); a delete tombstones. The
 //!   points of one write go in after the write is applied, one after another, under the
-//!   store's write lock (about 0.15 ms a point at 100,000 × 384: a write of 50,000 new
+//!   store's write lock (about 0.12 ms a point at 100,000 × 384: a write of 50,000 new
 //!   documents holds searches back for several seconds; `prepare_index` after a bulk load
 //!   builds the whole graph at the same rate).
 //! - When more than [`REBUILD_FRACTION`] of the points are tombstones, or the store shrinks

@@ -48,6 +48,7 @@ use catena_core::{
     HybridSearch, Metadata, Result, ScoredDocument, SearchRequest, UpsertReport, VectorStore,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use self::filter_index::FilterIndex;
 #[cfg(feature = "hnsw")]
@@ -77,7 +78,9 @@ pub enum DistanceMetric {
 struct Entry {
     id: DocumentId,
     content: String,
-    /// Shared with the entry before it when equal (chunks of one source usually are).
+    /// Shared, when exactly equal ([`same_metadata`]), with the map of the row an update
+    /// replaces or of a row beside it, or for a new row with the last row's (chunks of one
+    /// source are written together and usually carry the same metadata).
     metadata: Arc<Metadata>,
     /// The vector on its way in (a write, a file) and out (a snapshot); empty once the entry
     /// is in a [`State`], which keeps every vector in its arena.
@@ -207,7 +210,7 @@ impl State {
             .into_iter()
             .flatten()
             .filter_map(|r| self.entries.get(r))
-            .find(|e| e.metadata == entry.metadata);
+            .find(|e| same_metadata(&e.metadata, &entry.metadata));
         if let Some(e) = same {
             entry.metadata = Arc::clone(&e.metadata);
         }
@@ -264,6 +267,10 @@ impl State {
         if let Some(old) = &old {
             self.live_bytes -= old.weight;
         }
+        debug_assert!(self
+            .keywords
+            .get()
+            .is_none_or(|k| k.terms.len() == self.entries.len()));
         old
     }
 
@@ -296,6 +303,7 @@ impl State {
                 let terms = k.terms.swap_remove(i);
                 k.index.remove(&terms);
             }
+            debug_assert_eq!(k.terms.len(), self.entries.len());
         }
         Some(removed)
     }
@@ -1112,6 +1120,30 @@ fn unordered(key: u32) -> f32 {
     })
 }
 
+/// Whether two metadata maps are the same to the bit: `==` on JSON values holds for `0.0`
+/// and `-0.0`, and (with serde_json's `preserve_order`) for maps whose keys differ in order;
+/// a document must not get back another's sign or order through a shared map.
+fn same_metadata(a: &Metadata, b: &Metadata) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && same_value(va, vb))
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(fx), Some(fy)) if x.is_f64() && y.is_f64() => fx.to_bits() == fy.to_bits(),
+            _ => x == y,
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => same_metadata(x, y),
+        _ => a == b,
+    }
+}
+
 fn norm(v: &[f32]) -> f32 {
     kernel::dot(v, v).sqrt()
 }
@@ -1269,6 +1301,13 @@ impl InMemoryVectorStore {
     /// analysis: see [`catena_core::keyword`]), under `filter`; documents without any of the
     /// query's terms are not returned.
     ///
+    /// The store builds its keyword statistics for the first keyword or hybrid search (a
+    /// store searched only by vector never analyses its texts): that search analyses every
+    /// stored text, on the calling thread and holding back writes meanwhile (a time in
+    /// proportion to the stored text). After a bulk load, one search from a blocking context
+    /// (for example `tokio::task::spawn_blocking`) builds them ahead of the traffic. Later
+    /// writes keep them up to date.
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] for `k = 0` or an invalid filter.
     pub fn keyword_search(
@@ -1390,10 +1429,11 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    /// Equal metadata of consecutive entries is one map, in memory and after a reopen; a
-    /// different map is not shared, and documents come back with their own metadata.
+    /// Equal metadata of entries written one after another is one map, in memory and after
+    /// a reopen; a different map is not shared, and documents come back with their own
+    /// metadata.
     #[tokio::test]
-    async fn runs_of_equal_metadata_share_one_map() {
+    async fn equal_metadata_written_together_shares_one_map() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.log");
         let doc = |i: usize, source: &str| {
@@ -1435,6 +1475,26 @@ mod tests {
             .build()
             .unwrap();
         check(&reopened);
+    }
+
+    /// Maps that `==` calls equal but that differ (the sign of a zero) are not shared.
+    #[tokio::test]
+    async fn metadata_equal_only_by_json_equality_is_not_shared() {
+        let store = InMemoryVectorStore::new();
+        let doc = |id: &str, x: f64| {
+            EmbeddedDocument::new(
+                Document::new(id).with_id(id).with_metadata("x", x),
+                vec![1.0, 0.0],
+            )
+        };
+        store
+            .upsert(vec![doc("a", 0.0), doc("b", -0.0)])
+            .await
+            .unwrap();
+        let docs = store.get(&["a".into(), "b".into()]).await.unwrap();
+        let sign = |d: &Document| d.metadata["x"].as_f64().unwrap().is_sign_negative();
+        assert!(!sign(&docs[0]));
+        assert!(sign(&docs[1]), "b came back with a's 0.0");
     }
 
     /// A batch too large for its score budget is scored a few queries at a time, and still

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::filter_index::FilterIndex;
 use super::log::{self, Contents};
-use super::{norm, DistanceMetric, Entry, State};
+use super::{norm, same_metadata, DistanceMetric, Entry, State};
 
 const FORMAT: &str = "catena-in-memory-vector-store";
 /// The old format: one JSON snapshot.
@@ -250,10 +250,12 @@ impl Snapshot {
             live_bytes += e.weight;
             arena.extend_from_slice(&std::mem::take(&mut e.vector));
         }
-        // Equal metadata of consecutive entries shared again, as the store shares it.
+        // A snapshot (the older file format) holds a map per entry: equal metadata of
+        // consecutive entries is shared again, as writes share it (a log's replay shares
+        // through `State::insert`).
         for i in 1..entries.len() {
             if let [before, e] = &mut entries[i - 1..=i] {
-                if !Arc::ptr_eq(&before.metadata, &e.metadata) && before.metadata == e.metadata {
+                if same_metadata(&before.metadata, &e.metadata) {
                     e.metadata = Arc::clone(&before.metadata);
                 }
             }
