@@ -22,6 +22,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::sync::{Mutex, PoisonError};
 
+use super::kernel::dot_i8;
 use super::quant::quantize;
 
 /// Levels of the graph: a point's level is capped one below this (with `m` 2, a level past
@@ -111,22 +112,7 @@ impl Vectors {
     #[inline(always)]
     fn distance(&self, q: Coded<'_>, p: u32) -> f32 {
         let r = self.point(p);
-        // Exact in 32 bits for up to 2¹⁶ dimensions (127² × 2¹⁶ < 2³¹), then in 64.
-        let dot = q
-            .codes
-            .chunks(1 << 16)
-            .zip(r.codes.chunks(1 << 16))
-            .map(|(qa, ra)| {
-                i64::from(
-                    qa.iter()
-                        .zip(ra)
-                        .map(|(&a, &b)| i32::from(a) * i32::from(b))
-                        .fold(0i32, i32::wrapping_add),
-                )
-            })
-            .sum::<i64>() as f32
-            * q.scale
-            * r.scale;
+        let dot = dot_i8(q.codes, r.codes) as f32 * q.scale * r.scale;
         let d = match self.kind {
             Some(Kind::L2Squared) => q.square + r.square - 2.0 * dot,
             _ => 1.0 - dot,
@@ -374,7 +360,6 @@ impl Hnsw {
             }
             self.vectors.push(v, unit);
             let level = self.links.push(self.level(p));
-            visited.start(self.vectors.len());
             let arch = self.arch;
             arch.dispatch(Link {
                 graph: self,
