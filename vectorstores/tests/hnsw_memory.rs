@@ -9,10 +9,7 @@ use catena_vectorstores::{DistanceMetric, HnswConfig, InMemoryVectorStore};
 
 /// This process's resident set, in bytes.
 fn resident() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
+    catena_core::test_utils::resident_bytes().expect("/proc/self/status")
 }
 
 #[tokio::test(flavor = "current_thread")]

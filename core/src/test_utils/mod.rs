@@ -40,3 +40,13 @@ pub use history_conformance::chat_history_conformance;
 pub use record_conformance::record_manager_conformance;
 pub use scripted::ScriptedChatModel;
 pub use store_conformance::{vector_store_conformance, VectorStoreConformance};
+
+/// This process's resident set in bytes (`VmRSS` of `/proc/self/status`), or `None` where
+/// there is no such file (not Linux). Memory tests measure its growth around the work they
+/// check, in a test binary of their own so that no other test allocates meanwhile.
+pub fn resident_bytes() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -5,7 +5,7 @@
 //! conventions advise.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -61,6 +61,7 @@ pub(crate) fn recorder() -> PrometheusHandle {
             };
             let prometheus = builder.build_recorder();
             let handle = prometheus.handle();
+            spawn_upkeep(handle.clone());
             let otlp = match catena_agents::otel::otlp_metrics("catena-gateway") {
                 Ok(otlp) => otlp,
                 Err(e) => {
@@ -87,6 +88,26 @@ pub(crate) fn recorder() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// How often the histograms' raw samples are folded into their buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Folds the histograms' samples into their buckets every [`UPKEEP_INTERVAL`], on a thread of
+/// its own. The Prometheus recorder keeps every sample of a histogram (8 bytes each) until
+/// then; without upkeep only a scrape drains them, so a gateway nobody scrapes grew by about
+/// 50 bytes a request, without bound.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .stack_size(64 * 1024)
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no metrics upkeep thread: histograms are drained only by scrapes");
+    }
 }
 
 /// Exports the metrics recorded so far over OTLP, when it is configured (at shutdown).
