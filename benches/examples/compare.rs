@@ -313,7 +313,8 @@ fn decode(model: &str) {
     });
     let note = format!(
         "{} prompt tokens, {:.0} output tokens per run (max {MAX_TOKENS}), greedy; first token \
-         {:.1} ms; {runs} runs, {} threads, weights re-quantized to Q8_0 at load",
+         {:.1} ms; {runs} runs, {} threads; the prompt's products on the weights re-quantized \
+         to Q8_0 at load, each token's on the file's Q4_1 blocks",
         prompt_tokens,
         (tokens as f64 / runs as f64) + 1.0,
         1000.0 * ttft / runs as f64,

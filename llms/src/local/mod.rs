@@ -69,6 +69,7 @@ mod bert;
 mod chat;
 mod embed;
 mod llama;
+mod q4;
 mod rerank;
 mod template;
 mod tokenizer;
