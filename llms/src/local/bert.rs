@@ -316,6 +316,25 @@ pub(super) fn threads() -> usize {
     })
 }
 
+/// Runs `work(i, part)` for each of `parts` on candle's barrier pool, the calling thread
+/// included. Its threads spin between calls, so the many short products and attentions of a
+/// decoded token do not wait for sleeping threads to wake, as they would on rayon's pool
+/// from a thread outside it. Each part is behind its own (uncontended) lock.
+pub(super) fn each_on_pool<'a>(
+    parts: impl Iterator<Item = &'a mut [f32]>,
+    work: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let parts: Vec<std::sync::Mutex<&mut [f32]>> = parts.map(std::sync::Mutex::new).collect();
+    candle_core::utils::barrier_pool().execute_chunked(parts.len(), |range| {
+        for i in range {
+            let mut part = parts[i]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            work(i, &mut part);
+        }
+    });
+}
+
 /// Rows per parallel task: a few tasks per thread to even out the load.
 fn rows_per_task(rows: usize) -> usize {
     rows.div_ceil(threads() * 4).max(1)

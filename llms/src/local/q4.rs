@@ -17,7 +17,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::sync::{Mutex, PoisonError};
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{bail, Result};
@@ -97,8 +96,14 @@ impl Q4Matrix {
             if width != inputs {
                 return Ok(None);
             }
+            let Some(bytes) = rows
+                .checked_mul(blocks)
+                .and_then(|n| n.checked_mul(block_bytes))
+            else {
+                return Ok(None);
+            };
             let data: Cow<'_, [u8]> = part.data()?;
-            if data.len() != rows * blocks * block_bytes {
+            if data.len() != bytes {
                 bail!(
                     "a {:?} tensor of {rows} × {width} holds {} bytes",
                     part.dtype(),
@@ -182,11 +187,17 @@ impl Q4Matrix {
     }
 
     /// `x W^T` for one row `x` (its first [`Q4Matrix::inputs`] values; more are ignored):
-    /// `outputs` values. Large products run on candle's barrier pool, as its own products
+    /// `outputs` values, or an error for a row shorter than the inputs. Large products run on candle's barrier pool, as its own products
     /// do: its workers spin between the many short products of a token, where waking
     /// sleeping threads would cost more than the products.
-    pub(crate) fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let x = &x[..self.inputs.min(x.len())];
+    pub(crate) fn forward(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let Some(x) = x.get(..self.inputs) else {
+            bail!(
+                "{} activations for a product of {} inputs",
+                x.len(),
+                self.inputs
+            );
+        };
         #[cfg(target_arch = "x86_64")]
         let row = match pulp::x86::V3::try_new() {
             Some(simd) => simd.vectorize(
@@ -201,20 +212,16 @@ impl Q4Matrix {
         let threads = super::bert::threads();
         if self.outputs >= PARALLEL_ROWS && threads > 1 {
             // One contiguous part per thread (a shared cursor over smaller tasks was 10 % slower:
-            // each thread's prefetches run ahead within its own rows), each behind an
-            // uncontended lock; a pool with fewer threads takes several parts per thread.
+            // each thread's prefetches run ahead within its own rows); a pool with fewer
+            // threads takes several parts per thread.
             let rows = self.outputs.div_ceil(threads);
-            let parts: Vec<Mutex<&mut [f32]>> = out.chunks_mut(rows).map(Mutex::new).collect();
-            candle_core::utils::barrier_pool().execute_chunked(parts.len(), |range| {
-                for t in range {
-                    let mut part = parts[t].lock().unwrap_or_else(PoisonError::into_inner);
-                    self.rows(&row, t * rows, &mut part);
-                }
+            super::bert::each_on_pool(out.chunks_mut(rows), |t, part| {
+                self.rows(&row, t * rows, part);
             });
         } else {
             self.rows(&row, 0, &mut out);
         }
-        out
+        Ok(out)
     }
 
     /// Rows `first..first + out.len()` of the product with `x`.
@@ -268,7 +275,19 @@ impl Q8Row {
 #[inline(always)]
 fn block_scale(max: f32) -> (f32, f32) {
     let scale = max / 127.0;
-    (scale, if scale > 0.0 { 1.0 / scale } else { 0.0 })
+    let inverse = 1.0 / scale;
+    // A zero block, or one so small that the inverse overflows: all zeros either way.
+    (scale, if inverse.is_finite() { inverse } else { 0.0 })
+}
+
+/// A block with a NaN or an infinity: its quants are zeros and its scale and sum NaN, so every
+/// product with it is NaN, as the same activations give through the Q8_0 products (rather than
+/// finite nonsense from NaN's integer conversion).
+#[inline(always)]
+fn poison(row: &mut Q8Row, b: usize) {
+    row.quants[b] = [0; 32];
+    row.scales[b] = f32::NAN;
+    row.sums[b] = f32::NAN;
 }
 
 /// Quantizes `x` (whole blocks) per block of 32 to int8 (`round(x / scale)`, ties to even,
@@ -276,6 +295,10 @@ fn block_scale(max: f32) -> (f32, f32) {
 fn quantize(x: &[f32], pairs: usize) -> Q8Row {
     let mut row = Q8Row::zeros(pairs);
     for (b, values) in x.chunks_exact(BLOCK).enumerate().take(2 * pairs) {
+        if !values.iter().all(|v| v.is_finite()) {
+            poison(&mut row, b);
+            continue;
+        }
         let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
         let (scale, inverse) = block_scale(max);
         let mut sum = 0i32;
@@ -313,7 +336,7 @@ mod avx2 {
     use pulp::x86::V3;
     use pulp::{cast, f32x8, i8x32, u16x8, u32x8, u8x32};
 
-    use super::{block_scale, Q8Row, BLOCK};
+    use super::{block_scale, poison, Q8Row, BLOCK};
 
     /// [`super::quantize`] on AVX2, with the same results.
     #[inline(always)]
@@ -321,6 +344,10 @@ mod avx2 {
         let mut row = Q8Row::zeros(pairs);
         let blocks = pulp::as_arrays::<BLOCK, f32>(x).0;
         for (b, values) in blocks.iter().enumerate().take(2 * pairs) {
+            if !values.iter().all(|v| v.is_finite()) {
+                poison(&mut row, b);
+                continue;
+            }
             let v: [f32x8; 4] = cast(*values);
             let magnitudes = [0, 1, 2, 3].map(|i| simd.abs_f32x8(v[i]));
             let widest = simd.max_f32x8(
@@ -332,14 +359,12 @@ mod avx2 {
             let inverse = simd.splat_f32x8(inverse);
             let q = v
                 .map(|v| simd.convert_f32x8_to_i32x8(simd.round_f32x8(simd.mul_f32x8(v, inverse))));
-            let total = simd.wrapping_add_i32x8(
-                simd.wrapping_add_i32x8(q[0], q[1]),
-                simd.wrapping_add_i32x8(q[2], q[3]),
-            );
-            let sum: i32 = cast::<_, [i32; 8]>(total).iter().sum();
             let wide: [i32; 32] = cast(q);
+            let mut sum = 0i32;
             for (out, q) in row.quants[b].iter_mut().zip(wide) {
+                // Finite values within ±127.0x round into i8's range (checked by the tests).
                 *out = q as i8;
+                sum += i32::from(*out);
             }
             row.scales[b] = scale;
             row.sums[b] = scale * sum as f32;
@@ -513,7 +538,7 @@ mod tests {
             let matrix = Q4Matrix::new(&[&a, &b]).unwrap().expect("4-bit parts");
             assert_eq!((matrix.outputs(), matrix.inputs()), (100, inputs));
             let x = activations(inputs);
-            let got = matrix.forward(&x);
+            let got = matrix.forward(&x).unwrap();
             let want = reference(&[&a, &b], &x);
             assert_eq!(got.len(), want.len());
             // The int8 activations are off by at most half a step, max|x|/254, each.
@@ -577,14 +602,36 @@ mod tests {
             .iter_mut()
             .enumerate()
             .for_each(|(i, v)| *v = (i as f32) * -1e-30);
+        // Found by a review: a NaN became i32::MIN in the SIMD sum (finite nonsense, or an
+        // overflow panic in a debug build); an infinity; a block so small that 1/scale
+        // overflows, which the portable path turned into ±127.
+        x[160..192].fill(0.5);
+        x[160] = f32::NAN;
+        x[161] = f32::NAN;
+        x[192..224].fill(1.0);
+        x[200] = f32::NEG_INFINITY;
+        x[224..256]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = (i as f32) * 1e-40);
         let (a, b) = (
             quantize(&x, 5),
             simd.vectorize(|| avx2::quantize(simd, &x, 5)),
         );
         assert_eq!(a.quants, b.quants);
-        assert_eq!(a.scales, b.scales);
-        assert_eq!(a.sums, b.sums);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.scales), bits(&b.scales));
+        assert_eq!(bits(&a.sums), bits(&b.sums));
         assert!(a.quants[8..].iter().all(|q| *q == [0; 32]), "zeros past x");
+        assert!(
+            a.scales[5].is_nan() && a.scales[6].is_nan(),
+            "non-finite blocks are NaN"
+        );
+        assert_eq!(a.quants[7], [0; 32], "a block too small to scale is zeros");
+        // A product with a NaN activation is NaN.
+        let w = weight(8, 256, GgmlDType::Q4_1, 11);
+        let matrix = Q4Matrix::new(&[&w]).unwrap().unwrap();
+        assert!(matrix.forward(&x).unwrap().iter().all(|v| v.is_nan()));
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -609,6 +656,13 @@ mod tests {
     fn zero_activations_give_zero_products() {
         let w = weight(40, 64, GgmlDType::Q4_1, 5);
         let matrix = Q4Matrix::new(&[&w]).unwrap().unwrap();
-        assert!(matrix.forward(&[0.0; 64]).iter().all(|&v| v == 0.0));
+        assert!(matrix
+            .forward(&[0.0; 64])
+            .unwrap()
+            .iter()
+            .all(|&v| v == 0.0));
+        // A short row is an error, not a product over fewer inputs.
+        let err = matrix.forward(&[1.0; 63]).unwrap_err().to_string();
+        assert!(err.contains("63 activations"), "{err}");
     }
 }
