@@ -39,11 +39,16 @@ RUN apt-get update \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/catena
 COPY --from=models /models /opt/catena/models
 COPY --from=build /out/gateway /usr/local/bin/gateway
+# MALLOC_ARENA_MAX: glibc gives each busy thread a heap of its own (up to 8 per core), whose
+# freed memory the others cannot reuse. Two keep the gateway's peak under load at 10,000 chunks
+# 4 MB lower (60 -> 56.6 MB) at the same CPU per request; one saves 7 MB but costs 45 % more CPU
+# per request in lock waits (docs/benchmarks.md).
 ENV CATENA_GATEWAY_ADDR=0.0.0.0:8080 \
     CATENA_DATA_DIR=/var/lib/catena \
     CATENA_EMBED_MODEL=/opt/catena/models/all-MiniLM-L6-v2 \
     CATENA_CHAT_MODEL=/opt/catena/models/SmolLM2-135M-Instruct.Q4_1.gguf \
-    RUST_LOG=info
+    RUST_LOG=info \
+    MALLOC_ARENA_MAX=2
 USER 10001:10001
 WORKDIR /var/lib/catena
 VOLUME ["/var/lib/catena"]
