@@ -123,7 +123,8 @@ impl Q4Matrix {
                         (f16::from_le_bytes([block[2], block[3]]), &block[4..])
                     } else {
                         // -8d is d with its exponent raised by 3 and its sign flipped: exact
-                        // unless it overflows f16 (then the check below refuses the file).
+                        // unless it overflows f16 (then the check below leaves the weight to
+                        // the Q8_0 products, as it does a NaN or infinite scale).
                         (-(d * f16::from_f32(8.0)), &block[2..])
                     };
                     if !d.is_finite() || !m.is_finite() {
@@ -187,9 +188,11 @@ impl Q4Matrix {
     }
 
     /// `x W^T` for one row `x` (its first [`Q4Matrix::inputs`] values; more are ignored):
-    /// `outputs` values, or an error for a row shorter than the inputs. Large products run on candle's barrier pool, as its own products
-    /// do: its workers spin between the many short products of a token, where waking
-    /// sleeping threads would cost more than the products.
+    /// `outputs` values. Large products run on candle's barrier pool, as its own products do
+    /// (see [`super::bert::each_on_pool`]).
+    ///
+    /// # Errors
+    /// A row shorter than the inputs.
     pub(crate) fn forward(&self, x: &[f32]) -> Result<Vec<f32>> {
         let Some(x) = x.get(..self.inputs) else {
             bail!(
