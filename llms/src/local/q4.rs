@@ -296,19 +296,38 @@ fn poison(row: &mut Q8Row, b: usize) {
 /// Quantizes `x` (whole blocks) per block of 32 to int8 (`round(x / scale)`, ties to even,
 /// `scale = max |x| / 127`), into `pairs` pairs of blocks (zeros past `x`).
 fn quantize(x: &[f32], pairs: usize) -> Q8Row {
+    quantize_with(x, pairs, |values| {
+        let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let (scale, inverse) = block_scale(max);
+        (
+            scale,
+            values.map(|v| (v * inverse).round_ties_even() as i32),
+        )
+    })
+}
+
+/// The quantization's frame, shared by the portable and the SIMD quantizer: a block with a NaN
+/// or an infinity is [`poison`]ed; any other gets `block`'s scale and rounded values, which
+/// are within i8's range (|v·inverse| ≤ 127 up to rounding: checked by the tests), and their
+/// sum.
+#[inline(always)]
+fn quantize_with(
+    x: &[f32],
+    pairs: usize,
+    block: impl Fn(&[f32; BLOCK]) -> (f32, [i32; BLOCK]),
+) -> Q8Row {
     let mut row = Q8Row::zeros(pairs);
-    for (b, values) in x.chunks_exact(BLOCK).enumerate().take(2 * pairs) {
+    let blocks = pulp::as_arrays::<BLOCK, f32>(x).0;
+    for (b, values) in blocks.iter().enumerate().take(2 * pairs) {
         if !values.iter().all(|v| v.is_finite()) {
             poison(&mut row, b);
             continue;
         }
-        let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let (scale, inverse) = block_scale(max);
+        let (scale, quants) = block(values);
         let mut sum = 0i32;
-        for (q, v) in row.quants[b].iter_mut().zip(values) {
-            // |v·inverse| ≤ 127 (up to rounding): the cast does not saturate a real value.
-            *q = (v * inverse).round_ties_even() as i8;
-            sum += i32::from(*q);
+        for (out, q) in row.quants[b].iter_mut().zip(quants) {
+            *out = q as i8;
+            sum += i32::from(*out);
         }
         row.scales[b] = scale;
         row.sums[b] = scale * sum as f32;
@@ -339,20 +358,14 @@ mod avx2 {
     use pulp::x86::V3;
     use pulp::{cast, f32x8, i8x32, u16x8, u32x8, u8x32};
 
-    use super::{block_scale, poison, Q8Row, BLOCK};
+    use super::{block_scale, quantize_with, Q8Row};
 
     /// [`super::quantize`] on AVX2, with the same results.
     #[inline(always)]
     pub(super) fn quantize(simd: V3, x: &[f32], pairs: usize) -> Q8Row {
-        let mut row = Q8Row::zeros(pairs);
-        let blocks = pulp::as_arrays::<BLOCK, f32>(x).0;
-        for (b, values) in blocks.iter().enumerate().take(2 * pairs) {
-            if !values.iter().all(|v| v.is_finite()) {
-                poison(&mut row, b);
-                continue;
-            }
+        quantize_with(x, pairs, |values| {
             let v: [f32x8; 4] = cast(*values);
-            let magnitudes = [0, 1, 2, 3].map(|i| simd.abs_f32x8(v[i]));
+            let magnitudes = v.map(|v| simd.abs_f32x8(v));
             let widest = simd.max_f32x8(
                 simd.max_f32x8(magnitudes[0], magnitudes[1]),
                 simd.max_f32x8(magnitudes[2], magnitudes[3]),
@@ -362,17 +375,8 @@ mod avx2 {
             let inverse = simd.splat_f32x8(inverse);
             let q = v
                 .map(|v| simd.convert_f32x8_to_i32x8(simd.round_f32x8(simd.mul_f32x8(v, inverse))));
-            let wide: [i32; 32] = cast(q);
-            let mut sum = 0i32;
-            for (out, q) in row.quants[b].iter_mut().zip(wide) {
-                // Finite values within ±127.0x round into i8's range (checked by the tests).
-                *out = q as i8;
-                sum += i32::from(*out);
-            }
-            row.scales[b] = scale;
-            row.sums[b] = scale * sum as f32;
-        }
-        row
+            (scale, cast(q))
+        })
     }
 
     /// Eight f16 values (bits) as f32, exactly: the magnitude's bits moved into an f32's
