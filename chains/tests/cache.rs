@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,28 +12,17 @@ use catena_chains::{
 };
 use catena_core::test_utils::{DeterministicEmbedder, ScriptedChatModel};
 use catena_core::{
-    collect_stream, CacheStore, ChatChunk, ChatModel, ChatRequest, Embedder, Embedding, Error,
-    FinishReason, InMemoryCacheStore, InMemorySemanticCacheStore, Message, ModelInfo,
-    ResponseFormat, Result, SemanticCacheStore, SemanticEntry, SemanticHit, ToolDefinition,
+    collect_stream, ChatChunk, ChatModel, ChatRequest, Embedder, Embedding, Error, FinishReason,
+    InMemorySemanticCacheStore, Message, ModelInfo, ResponseFormat, Result, SemanticCacheStore,
+    ToolDefinition,
 };
 use futures::StreamExt;
 use serde_json::json;
 
-fn ask(question: &str) -> ChatRequest {
-    ChatRequest::new(vec![
-        Message::system("You are terse."),
-        Message::user(question),
-    ])
-}
+#[path = "support/cache.rs"]
+mod shared;
 
-/// An echo model behind an `Arc`, so the test can count the requests it received.
-fn echo() -> Arc<ScriptedChatModel> {
-    Arc::new(ScriptedChatModel::echo().with_chunk_chars(3))
-}
-
-fn exact_store() -> Arc<dyn CacheStore> {
-    Arc::new(InMemoryCacheStore::new(1_000))
-}
+use shared::{ask, echo, exact_store, paraphrase_table, strings, BrokenStore, TableEmbedder};
 
 fn stats(hits: u64, misses: u64) -> (u64, u64) {
     (hits, misses)
@@ -225,52 +213,6 @@ async fn a_failed_call_is_not_stored() {
     assert_eq!(model.generate(ask("q")).await.unwrap().text(), "ok");
     assert_eq!(model.generate(ask("q")).await.unwrap().text(), "ok");
     assert_eq!(inner.requests().len(), 2);
-}
-
-/// An embedder with the vectors the test chooses, counting calls.
-#[derive(Debug, Default)]
-struct TableEmbedder {
-    table: HashMap<String, Embedding>,
-    calls: Mutex<Vec<Vec<String>>>,
-}
-
-impl TableEmbedder {
-    fn with(mut self, text: &str, vector: Vec<f32>) -> Self {
-        self.table.insert(text.to_owned(), vector);
-        self
-    }
-}
-
-#[async_trait]
-impl Embedder for TableEmbedder {
-    async fn embed_documents(&self, texts: &[String]) -> Result<Vec<Embedding>> {
-        self.calls.lock().unwrap().push(texts.to_vec());
-        texts
-            .iter()
-            .map(|t| {
-                self.table
-                    .get(t)
-                    .cloned()
-                    .ok_or_else(|| Error::invalid_input(format!("no vector for {t:?}")))
-            })
-            .collect()
-    }
-
-    fn dimensions(&self) -> usize {
-        3
-    }
-}
-
-fn paraphrase_table() -> Arc<TableEmbedder> {
-    Arc::new(
-        TableEmbedder::default()
-            .with("What is the capital of France?", vec![1.0, 0.0, 0.0])
-            // cosine 0.98 with the question above
-            .with("Tell me France's capital city", vec![0.98, 0.199, 0.0])
-            // cosine 0.6
-            .with("What is the capital of Spain?", vec![0.6, 0.8, 0.0])
-            .with("How do I bake bread?", vec![0.0, 0.0, 1.0]),
-    )
 }
 
 #[tokio::test]
@@ -468,10 +410,6 @@ impl Embedder for CountingEmbedder {
     }
 }
 
-fn strings(texts: &[&str]) -> Vec<String> {
-    texts.iter().map(|s| (*s).to_owned()).collect()
-}
-
 #[tokio::test]
 async fn embeddings_cache_embeds_only_misses_in_one_batch_and_keeps_order() {
     let inner = CountingEmbedder::new();
@@ -533,34 +471,6 @@ async fn embeddings_cache_keys_by_model_and_namespace() {
     assert_eq!(inner.batches.lock().unwrap().len(), 3);
 }
 
-/// A store whose every operation fails, as an unreachable Redis would.
-#[derive(Debug)]
-struct BrokenStore;
-
-fn broken() -> Error {
-    Error::other("the cache store is down")
-}
-
-#[async_trait]
-impl CacheStore for BrokenStore {
-    async fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>> {
-        Err(broken())
-    }
-    async fn put(&self, _: &str, _: &str, _: Vec<u8>, _: Option<Duration>) -> Result<()> {
-        Err(broken())
-    }
-}
-
-#[async_trait]
-impl SemanticCacheStore for BrokenStore {
-    async fn nearest(&self, _: &str, _: &str, _: &[f32], _: f32) -> Result<Option<SemanticHit>> {
-        Err(broken())
-    }
-    async fn insert(&self, _: &str, _: SemanticEntry, _: Option<Duration>) -> Result<()> {
-        Err(broken())
-    }
-}
-
 #[tokio::test]
 async fn a_failing_store_never_fails_the_call() {
     let inner = echo();
@@ -601,220 +511,6 @@ async fn a_failing_store_never_fails_the_call() {
     let s = embedder.stats();
     assert_eq!((s.errors, s.write_errors), (2, 1));
     assert_eq!(inner.requests().len(), 4);
-}
-
-// --- spans and metrics ---------------------------------------------------------------------
-
-mod observe {
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
-
-    use metrics::{
-        Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit,
-    };
-    use tracing::field::{Field, Visit};
-    use tracing::span::{Attributes, Id, Record};
-    use tracing::{Event, Subscriber};
-
-    pub(crate) type FieldMap = BTreeMap<String, String>;
-
-    /// A subscriber keeping every span's name and fields.
-    #[derive(Clone, Default)]
-    pub(crate) struct Spans(pub(crate) Arc<Mutex<Vec<(String, FieldMap)>>>);
-
-    struct Fields<'a>(&'a mut FieldMap);
-
-    impl Visit for Fields<'_> {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            self.0.insert(
-                field.name().to_owned(),
-                format!("{value:?}").trim_matches('"').to_owned(),
-            );
-        }
-    }
-
-    impl Subscriber for Spans {
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, span: &Attributes<'_>) -> Id {
-            let mut fields = BTreeMap::new();
-            span.record(&mut Fields(&mut fields));
-            let mut spans = self.0.lock().unwrap();
-            spans.push((span.metadata().name().to_owned(), fields));
-            Id::from_u64(spans.len() as u64)
-        }
-        fn record(&self, span: &Id, values: &Record<'_>) {
-            let mut spans = self.0.lock().unwrap();
-            let i = usize::try_from(span.into_u64()).unwrap() - 1;
-            values.record(&mut Fields(&mut spans[i].1));
-        }
-        fn record_follows_from(&self, _: &Id, _: &Id) {}
-        fn event(&self, _: &Event<'_>) {}
-        fn enter(&self, _: &Id) {}
-        fn exit(&self, _: &Id) {}
-    }
-
-    /// A metrics recorder keeping counter totals by `name{label=value,…}`.
-    #[derive(Clone, Default)]
-    pub(crate) struct Counters(pub(crate) Arc<Mutex<BTreeMap<String, u64>>>);
-
-    struct Handle {
-        name: String,
-        totals: Counters,
-    }
-
-    impl CounterFn for Handle {
-        fn increment(&self, value: u64) {
-            *self
-                .totals
-                .0
-                .lock()
-                .unwrap()
-                .entry(self.name.clone())
-                .or_default() += value;
-        }
-        fn absolute(&self, value: u64) {
-            self.totals
-                .0
-                .lock()
-                .unwrap()
-                .insert(self.name.clone(), value);
-        }
-    }
-
-    impl metrics::Recorder for Counters {
-        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-            let mut labels: Vec<String> = key
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            labels.sort();
-            let name = format!("{}{{{}}}", key.name(), labels.join(","));
-            Counter::from_arc(Arc::new(Handle {
-                name,
-                totals: self.clone(),
-            }))
-        }
-        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-            Gauge::noop()
-        }
-        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-            Histogram::noop()
-        }
-    }
-}
-
-#[test]
-fn hits_and_misses_show_in_spans_and_metrics() {
-    let spans = observe::Spans::default();
-    let counters = observe::Counters::default();
-    tracing::subscriber::with_default(spans.clone(), || {
-        // Another test's thread may have registered the `cache` span's callsite while no
-        // subscriber wanted it (interest "never", cached): ask again now that this one is
-        // installed (the flake of the full-suite run on 58855d5).
-        tracing::callsite::rebuild_interest_cache();
-        metrics::with_local_recorder(&counters, || {
-            futures::executor::block_on(async {
-                let exact = echo().with_cache(exact_store()).with_namespace("t1");
-                exact.generate(ask("q")).await.unwrap();
-                exact.generate(ask("q")).await.unwrap();
-
-                let semantic = SemanticCachedChatModel::new(
-                    echo(),
-                    paraphrase_table(),
-                    Arc::new(InMemorySemanticCacheStore::new(10)),
-                )
-                .with_threshold(0.9)
-                .unwrap();
-                semantic
-                    .generate(ask("What is the capital of France?"))
-                    .await
-                    .unwrap();
-                semantic
-                    .generate(ask("Tell me France's capital city"))
-                    .await
-                    .unwrap();
-
-                let embedder =
-                    CachedEmbedder::new(DeterministicEmbedder::new(8), exact_store(), "m");
-                embedder
-                    .embed_documents(&strings(&["a", "b"]))
-                    .await
-                    .unwrap();
-                embedder
-                    .embed_documents(&strings(&["a", "c"]))
-                    .await
-                    .unwrap();
-
-                let broken = CachedChatModel::new(echo(), Arc::new(BrokenStore));
-                broken.generate(ask("q")).await.unwrap();
-            });
-        });
-    });
-
-    let totals = counters.0.lock().unwrap().clone();
-    let expected: BTreeMap<String, u64> = [
-        ("catena_cache_lookups_total{cache=embeddings,result=hit}", 1),
-        (
-            "catena_cache_lookups_total{cache=embeddings,result=miss}",
-            3,
-        ),
-        (
-            "catena_cache_lookups_total{cache=llm_exact,result=error}",
-            1,
-        ),
-        ("catena_cache_lookups_total{cache=llm_exact,result=hit}", 1),
-        ("catena_cache_lookups_total{cache=llm_exact,result=miss}", 1),
-        (
-            "catena_cache_lookups_total{cache=llm_semantic,result=hit}",
-            1,
-        ),
-        (
-            "catena_cache_lookups_total{cache=llm_semantic,result=miss}",
-            1,
-        ),
-        ("catena_cache_write_errors_total{cache=llm_exact}", 1),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    assert_eq!(totals, expected);
-
-    let spans = spans.0.lock().unwrap();
-    let cache: Vec<&observe::FieldMap> = spans
-        .iter()
-        .filter(|(name, _)| name == "cache")
-        .map(|(_, fields)| fields)
-        .collect();
-    let summary: Vec<(&str, &str)> = cache
-        .iter()
-        .map(|f| (f["cache.kind"].as_str(), f["cache.hit"].as_str()))
-        .collect();
-    assert_eq!(
-        summary,
-        vec![
-            ("llm_exact", "false"),
-            ("llm_exact", "true"),
-            ("llm_semantic", "false"),
-            ("llm_semantic", "true"),
-            ("embeddings", "false"),
-            ("embeddings", "false"),
-            ("llm_exact", "false"),
-        ]
-    );
-    assert_eq!(cache[0]["cache.namespace"], "t1");
-    assert!(cache[3]["cache.similarity"].parse::<f32>().unwrap() > 0.9);
-    assert_eq!(
-        (
-            cache[5]["cache.hits"].as_str(),
-            cache[5]["cache.misses"].as_str()
-        ),
-        ("1", "1")
-    );
 }
 
 // --- what a cached answer is keyed by --------------------------------------------------------
