@@ -100,6 +100,7 @@ mod character;
 mod language;
 mod markdown;
 mod merge;
+mod pretokens;
 mod recursive;
 mod token;
 

@@ -33,6 +33,7 @@ use bpe_openai::Tokenizer;
 use foldhash::fast::FixedState;
 
 use super::merge::validate_sizes;
+use super::pretokens::cl100k_pieces;
 use super::{Chunk, TextSplitter};
 use crate::{Error, Result};
 
@@ -107,12 +108,10 @@ impl TokenEncoding {
         let whole = self.whole_tokens();
         let text = tokenizer.normalize(text);
         let mut ids = Vec::with_capacity(text.as_str().len() / 4);
-        for piece in tokenizer.split(text.as_str()) {
-            match whole.get(piece.as_bytes()) {
-                Some(&id) => ids.push(id),
-                None => ids.extend(tokenizer.bpe.encode_via_backtracking(piece.as_bytes())),
-            }
-        }
+        self.each_piece(text.as_str(), |piece| match whole.get(piece.as_bytes()) {
+            Some(&id) => ids.push(id),
+            None => ids.extend(tokenizer.bpe.encode_via_backtracking(piece.as_bytes())),
+        });
         ids
     }
 
@@ -121,16 +120,25 @@ impl TokenEncoding {
         let tokenizer = self.tokenizer();
         let whole = self.whole_tokens();
         let text = tokenizer.normalize(text);
-        tokenizer
-            .split(text.as_str())
-            .map(|piece| {
-                if whole.contains_key(piece.as_bytes()) {
-                    1
-                } else {
-                    tokenizer.bpe.count(piece.as_bytes())
-                }
-            })
-            .sum()
+        let mut count = 0;
+        self.each_piece(text.as_str(), |piece| {
+            count += if whole.contains_key(piece.as_bytes()) {
+                1
+            } else {
+                tokenizer.bpe.count(piece.as_bytes())
+            };
+        });
+        count
+    }
+
+    /// Calls `f` with each pre-token of the normalized `text`, in order: for cl100k from the
+    /// hand-written ASCII pre-tokenizer, which leaves only non-ASCII pieces to the regex.
+    fn each_piece<'t>(self, text: &'t str, f: impl FnMut(&'t str)) {
+        let tokenizer = self.tokenizer();
+        match self {
+            TokenEncoding::Cl100kBase => cl100k_pieces(tokenizer, text).for_each(f),
+            TokenEncoding::O200kBase => tokenizer.split(text).for_each(f),
+        }
     }
 }
 
