@@ -70,6 +70,7 @@ mod chat;
 mod embed;
 mod llama;
 mod q4;
+mod q8;
 mod rerank;
 mod template;
 mod tokenizer;

@@ -23,11 +23,11 @@ use candle_core::{bail, Result};
 use half::f16;
 
 /// Weights per block.
-const BLOCK: usize = 32;
+pub(super) const BLOCK: usize = 32;
 /// Rows below which a product runs on one thread.
 const PARALLEL_ROWS: usize = 64;
 /// Rows ahead whose weights are prefetched.
-const AHEAD: usize = 12;
+pub(super) const AHEAD: usize = 12;
 
 /// A weight matrix `[outputs, inputs]` of 4-bit blocks, rows stacked from one or more parts.
 /// Each row's blocks are stored in pairs: byte `j` of pair `p` holds weight `j` of block `2p`
@@ -50,10 +50,10 @@ pub(crate) struct Q4Matrix {
 
 /// One row of activations quantized per block: `x ≈ scale·q`, with `sum = scale·Σq`; the
 /// scales and sums have zeros up to a multiple of 8 blocks, for whole-vector loads.
-struct Q8Row {
-    quants: Vec<[i8; 32]>,
-    scales: Vec<f32>,
-    sums: Vec<f32>,
+pub(super) struct Q8Row {
+    pub(super) quants: Vec<[i8; 32]>,
+    pub(super) scales: Vec<f32>,
+    pub(super) sums: Vec<f32>,
 }
 
 impl Q4Matrix {
@@ -194,37 +194,13 @@ impl Q4Matrix {
     /// # Errors
     /// A row shorter than the inputs.
     pub(crate) fn forward(&self, x: &[f32]) -> Result<Vec<f32>> {
-        let Some(x) = x.get(..self.inputs) else {
-            bail!(
-                "{} activations for a product of {} inputs",
-                x.len(),
-                self.inputs
-            );
-        };
-        #[cfg(target_arch = "x86_64")]
-        let row = match pulp::x86::V3::try_new() {
-            Some(simd) => simd.vectorize(
-                #[inline(always)]
-                || avx2::quantize(simd, x, self.pairs),
-            ),
-            None => quantize(x, self.pairs),
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let row = quantize(x, self.pairs);
-        let mut out = vec![0f32; self.outputs];
-        let threads = super::bert::threads();
-        if self.outputs >= PARALLEL_ROWS && threads > 1 {
-            // One contiguous part per thread (a shared cursor over smaller tasks was 10 % slower:
-            // each thread's prefetches run ahead within its own rows); a pool with fewer
-            // threads takes several parts per thread.
-            let rows = self.outputs.div_ceil(threads);
-            super::bert::each_on_pool(out.chunks_mut(rows), |t, part| {
-                self.rows(&row, t * rows, part);
-            });
-        } else {
-            self.rows(&row, 0, &mut out);
-        }
-        Ok(out)
+        one_row_product(
+            self.outputs,
+            self.inputs,
+            self.pairs,
+            x,
+            |row, first, out| self.rows(row, first, out),
+        )
     }
 
     /// Rows `first..first + out.len()` of the product with `x`.
@@ -262,6 +238,46 @@ impl Q4Matrix {
     }
 }
 
+/// The frame of a product with one row `x` (its first `inputs` values; more are ignored):
+/// quantizes them per block into `pairs` pairs of blocks, then has `rows(x, first, out)` fill
+/// `out` with rows `first..` of the product. Large products run on candle's barrier pool, as its
+/// own products do (see [`super::bert::each_on_pool`]), one contiguous part per thread (a
+/// shared cursor over smaller tasks was 10 % slower: each thread's prefetches run ahead within
+/// its own rows); a pool with fewer threads takes several parts per thread.
+///
+/// # Errors
+/// A row shorter than `inputs`.
+pub(super) fn one_row_product(
+    outputs: usize,
+    inputs: usize,
+    pairs: usize,
+    x: &[f32],
+    rows: impl Fn(&Q8Row, usize, &mut [f32]) + Sync,
+) -> Result<Vec<f32>> {
+    let Some(x) = x.get(..inputs) else {
+        bail!("{} activations for a product of {inputs} inputs", x.len());
+    };
+    #[cfg(target_arch = "x86_64")]
+    let row = match pulp::x86::V3::try_new() {
+        Some(simd) => simd.vectorize(
+            #[inline(always)]
+            || avx2::quantize(simd, x, pairs),
+        ),
+        None => quantize(x, pairs),
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let row = quantize(x, pairs);
+    let mut out = vec![0f32; outputs];
+    let threads = super::bert::threads();
+    if outputs >= PARALLEL_ROWS && threads > 1 {
+        let part = outputs.div_ceil(threads);
+        super::bert::each_on_pool(out.chunks_mut(part), |t, out| rows(&row, t * part, out));
+    } else {
+        rows(&row, 0, &mut out);
+    }
+    Ok(out)
+}
+
 impl Q8Row {
     /// Zeros for `pairs` pairs of blocks.
     fn zeros(pairs: usize) -> Self {
@@ -295,7 +311,7 @@ fn poison(row: &mut Q8Row, b: usize) {
 
 /// Quantizes `x` (whole blocks) per block of 32 to int8 (`round(x / scale)`, ties to even,
 /// `scale = max |x| / 127`), into `pairs` pairs of blocks (zeros past `x`).
-fn quantize(x: &[f32], pairs: usize) -> Q8Row {
+pub(super) fn quantize(x: &[f32], pairs: usize) -> Q8Row {
     quantize_with(x, pairs, |values| {
         let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
         let (scale, inverse) = block_scale(max);
@@ -354,7 +370,7 @@ fn dot(nibbles: &[[u8; 32]], scales: &[u16], mins: &[u16], x: &Q8Row) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     use pulp::x86::V3;
     use pulp::{cast, f32x8, i8x32, u16x8, u32x8, u8x32};
 
@@ -383,7 +399,7 @@ mod avx2 {
     /// places and scaled by 2¹¹², right for normal and subnormal values alike, then the sign.
     /// (Infinities and NaNs, which the matrix refuses, are not handled.)
     #[inline(always)]
-    pub(super) fn f16_to_f32(simd: V3, bits: [u16; 8]) -> f32x8 {
+    pub(in crate::local) fn f16_to_f32(simd: V3, bits: [u16; 8]) -> f32x8 {
         let wide: u32x8 = simd.convert_u16x8_to_u32x8(cast::<[u16; 8], u16x8>(bits));
         let magnitude = simd.shl_const_u32x8::<13>(simd.and_u32x8(wide, simd.splat_u32x8(0x7FFF)));
         let sign = simd.shl_const_u32x8::<16>(simd.and_u32x8(wide, simd.splat_u32x8(0x8000)));
@@ -396,7 +412,7 @@ mod avx2 {
 
     /// Asks for `bytes` bytes of `v` from element `at` into the caches (nothing past its end).
     #[inline(always)]
-    pub(super) fn prefetch<T>(simd: V3, v: &[T], at: usize, bytes: usize) {
+    pub(in crate::local) fn prefetch<T>(simd: V3, v: &[T], at: usize, bytes: usize) {
         let size = std::mem::size_of::<T>().max(1);
         let start = (at * size).min(std::mem::size_of_val(v));
         let end = (start + bytes).min(std::mem::size_of_val(v));
@@ -490,7 +506,7 @@ mod avx2 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::local) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use candle_core::{Device, Tensor};
@@ -499,7 +515,12 @@ mod tests {
     use super::*;
 
     /// A `[rows, inputs]` weight of smooth pseudo-random values, quantized to `dtype`.
-    fn weight(rows: usize, inputs: usize, dtype: GgmlDType, seed: u64) -> QTensor {
+    pub(in crate::local) fn weight(
+        rows: usize,
+        inputs: usize,
+        dtype: GgmlDType,
+        seed: u64,
+    ) -> QTensor {
         let mut s = seed;
         let values: Vec<f32> = (0..rows * inputs)
             .map(|_| {
@@ -513,14 +534,14 @@ mod tests {
         QTensor::quantize(&t, dtype).unwrap()
     }
 
-    fn activations(n: usize) -> Vec<f32> {
+    pub(in crate::local) fn activations(n: usize) -> Vec<f32> {
         (0..n)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
             .collect()
     }
 
     /// `x W^T` over the dequantized weights, in f64.
-    fn reference(parts: &[&QTensor], x: &[f32]) -> Vec<f64> {
+    pub(in crate::local) fn reference(parts: &[&QTensor], x: &[f32]) -> Vec<f64> {
         let mut out = Vec::new();
         for part in parts {
             let dense = part.dequantize(&Device::Cpu).unwrap();
@@ -531,6 +552,30 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Asserts that `got` is `want` (products with `x`) up to the int8 activations' rounding:
+    /// each is off by at most half a step, max|x|/254.
+    pub(in crate::local) fn within_rounding(got: &[f32], want: &[f64], x: &[f32]) {
+        assert_eq!(got.len(), want.len());
+        let bound = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 254.0;
+        let tolerance = f64::from(bound) * 0.6 * x.len() as f64 + 1e-4;
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (f64::from(*g) - w).abs() <= tolerance,
+                "{g} against {w} ({} inputs)",
+                x.len()
+            );
+        }
+    }
+
+    /// Asserts that the portable kernel's product for row `r`, `portable(r)`, is the SIMD
+    /// one's `got[r]` up to the order of the f32 sums.
+    pub(in crate::local) fn portable_agrees(got: &[f32], portable: impl Fn(usize) -> f32) {
+        for (r, g) in got.iter().enumerate() {
+            let p = portable(r);
+            assert!((p - g).abs() <= 1e-4 * (1.0 + g.abs()), "{p} against {g}");
+        }
     }
 
     #[test]
@@ -546,33 +591,19 @@ mod tests {
             assert_eq!((matrix.outputs(), matrix.inputs()), (100, inputs));
             let x = activations(inputs);
             let got = matrix.forward(&x).unwrap();
-            let want = reference(&[&a, &b], &x);
-            assert_eq!(got.len(), want.len());
-            // The int8 activations are off by at most half a step, max|x|/254, each.
-            let bound = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 254.0;
-            for (g, w) in got.iter().zip(&want) {
-                let tolerance = f64::from(bound) * 0.6 * inputs as f64 + 1e-4;
-                assert!(
-                    (f64::from(*g) - w).abs() <= tolerance,
-                    "{dtype:?} × {inputs}: {g} against {w}"
-                );
-            }
+            within_rounding(&got, &reference(&[&a, &b], &x), &x);
             // The SIMD kernel and the portable one sum the same products.
             let row = quantize(&x, matrix.pairs);
             let p = matrix.pairs;
             let stride = (2 * p).next_multiple_of(8);
-            for (r, g) in got.iter().enumerate() {
-                let portable = dot(
+            portable_agrees(&got, |r| {
+                dot(
                     &matrix.nibbles[r * p..(r + 1) * p],
                     &matrix.scales[r * stride..(r + 1) * stride],
                     &matrix.mins[r * stride..(r + 1) * stride],
                     &row,
-                );
-                assert!(
-                    (portable - g).abs() <= 1e-4 * (1.0 + g.abs()),
-                    "{portable} against {g}"
-                );
-            }
+                )
+            });
         }
     }
 
