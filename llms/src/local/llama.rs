@@ -387,8 +387,9 @@ impl LlamaModel {
         }
         let device = Device::Cpu;
         let mut read = |name: &str| content.tensor(reader, name, &device);
+        // Dequantized only where f32 rows are used: not when the output layer's Q8_0 blocks
+        // serve as the embeddings (113 MB for SmolLM2).
         let embeddings_file = read("token_embd.weight")?;
-        let embeddings = embeddings_file.dequantize(&device)?;
         let output_file = if content.tensor_infos.contains_key("output.weight") {
             Some(read("output.weight")?)
         } else {
@@ -460,7 +461,7 @@ impl LlamaModel {
             }
             match &output_file {
                 Some(t) => Linear::new(&[t.dequantize(&Device::Cpu)?], dtype, pad),
-                None => Linear::new(std::slice::from_ref(&embeddings), dtype, pad),
+                None => Linear::new(&[embeddings_file.dequantize(&Device::Cpu)?], dtype, pad),
             }
             .map(Output::Linear)
         };
@@ -472,7 +473,7 @@ impl LlamaModel {
                 .collect::<Result<Vec<Layer>>>()
         });
         let (output, layers) = (output?, layers?);
-        if embeddings.dim(1)? != hidden || norm.len() != hidden {
+        if embeddings_file.shape().dims().get(1) != Some(&hidden) || norm.len() != hidden {
             bail!("the llama embeddings or output norm are not {hidden} wide");
         }
         // The rotary tables as candle computes them: θ_i = base^(-2i/d) in f32, then p·θ_i.
@@ -501,7 +502,12 @@ impl LlamaModel {
             max_positions,
             embeddings: match (&output, &output_file) {
                 (Output::Blocks(m), None) => Embeddings::Blocks(Arc::clone(m)),
-                _ => Embeddings::Dense(embeddings.flatten_all()?.to_vec1()?),
+                _ => Embeddings::Dense(
+                    embeddings_file
+                        .dequantize(&device)?
+                        .flatten_all()?
+                        .to_vec1()?,
+                ),
             },
             layers,
             norm,
@@ -1159,12 +1165,12 @@ mod tests {
             "{}",
             cosine(&last, &at_once)
         );
-        // The same greedy choice, or a near tie in the whole run's logits: within 1 % of the
-        // largest (here, with the output layer's int8 activations, the top two are 22.90 and
-        // 22.87 at once, and come out 22.57 and 22.61 in pieces).
+        // The same greedy choice, or a near tie in the whole run's logits: within 0.1 (here,
+        // with the output layer's int8 activations, the top two are 22.90 and 22.87 at once,
+        // and come out 22.57 and 22.61 in pieces).
         let (mine, theirs) = (argmax(&last) as usize, argmax(&at_once) as usize);
         assert!(
-            mine == theirs || at_once[theirs] - at_once[mine] <= 0.01 * at_once[theirs].abs(),
+            mine == theirs || at_once[theirs] - at_once[mine] <= 0.1,
             "{mine} ({}) against {theirs} ({})",
             at_once[mine],
             at_once[theirs]

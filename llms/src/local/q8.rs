@@ -22,7 +22,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{bail, Result};
 use half::f16;
 
-use super::q4::{one_row_product, Q8Row, AHEAD, BLOCK};
+use super::q4::{one_row_product, Q8Row, BLOCK};
 
 /// Bytes of a Q8_0 block in the file: the f16 scale, then 32 int8 weights.
 const BLOCK_BYTES: usize = 34;
@@ -148,7 +148,7 @@ impl Q8Matrix {
         };
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = pulp::x86::V3::try_new() {
-            use super::q4::avx2::prefetch;
+            use super::q4::{avx2::prefetch, AHEAD};
             simd.vectorize(
                 #[inline(always)]
                 || {
