@@ -328,10 +328,12 @@ EOF
   tail -n 1 "$RESULTS" | sed "s/^/  /" >&2
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# Catena's gateway: the load target (the gateway with a stub model, the embedded store).
+# Catena's gateway: the load target (the gateway with a stub model, the embedded store), with
+# glibc's heaps as the gateway image sets them (deploy/gateway.Dockerfile: MALLOC_ARENA_MAX=2).
 gateway_row() { # chunks workload
   PORT=$(free_port)
-  load_row catena "$2" "$1" 256 10s "" -- "$TARGET_DIR/release/examples/load_target" "127.0.0.1:$PORT" 50 "$1" ||
+  load_row catena "$2" "$1" 256 10s "MALLOC_ARENA_MAX=2 as in the gateway image; " -- \
+    env MALLOC_ARENA_MAX=2 "$TARGET_DIR/release/examples/load_target" "127.0.0.1:$PORT" 50 "$1" ||
     CATENA_FAILED=1
 }
 # LangChain Python's gateway (benches/compare/python/gateway.py: FastAPI, InMemoryVectorStore, an

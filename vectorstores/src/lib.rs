@@ -66,7 +66,7 @@ pub use self::redis::{
 pub use memory::HnswConfig;
 pub use memory::{
     CorruptFile, DistanceMetric, FileRecordManager, InMemoryVectorStore,
-    InMemoryVectorStoreBuilder, Quantization,
+    InMemoryVectorStoreBuilder, Quantization, VectorPrecision,
 };
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

@@ -67,9 +67,11 @@ async fn main() {
         config.limits.redis_url = Some(example_gateway::config::SecretUrl(url));
     }
     let embedder = DeterministicEmbedder::new(384);
-    // The gateway's embedded store: exact scans, an HNSW graph from `rag.hnsw_min_rows`.
+    // The gateway's embedded store: exact scans, an HNSW graph from `rag.hnsw_min_rows`,
+    // vectors in `rag.vector_precision` (f16).
     let min_rows = hnsw_min_rows.unwrap_or(config.rag.hnsw_min_rows);
     let store = InMemoryVectorStore::builder()
+        .precision(config.rag.vector_precision)
         .hnsw(HnswConfig::new().min_rows(min_rows))
         .build()
         .unwrap();

@@ -129,6 +129,7 @@ impl Backends {
                 let path = config.data_dir.join("vectors.json");
                 let mut builder = InMemoryVectorStore::builder()
                     .dimensions(embedder.dimensions())
+                    .precision(config.rag.vector_precision)
                     .persist_to(&path);
                 if config.rag.hnsw_min_rows > 0 {
                     builder = builder.hnsw(HnswConfig::new().min_rows(config.rag.hnsw_min_rows));

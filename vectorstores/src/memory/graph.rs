@@ -347,9 +347,13 @@ impl Hnsw {
     /// (`1 / |v|` for the angular distance, else 1). Ids must be new and increasing; ids
     /// skipped over stay unlinked (no walk reaches them). Vectors not `d` long, and ids
     /// past `u32::MAX - 1`, are left out.
-    pub(super) fn insert<'v>(&mut self, points: impl IntoIterator<Item = (usize, &'v [f32], f32)>) {
+    pub(super) fn insert<V: AsRef<[f32]>>(
+        &mut self,
+        points: impl IntoIterator<Item = (usize, V, f32)>,
+    ) {
         let mut visited = self.visited();
         for (id, v, unit) in points {
+            let v = v.as_ref();
             let Ok(p) = u32::try_from(id) else { continue };
             if id < self.vectors.len() || p == NONE || v.len() != self.vectors.d {
                 continue;

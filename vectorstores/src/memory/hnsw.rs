@@ -56,6 +56,7 @@ use std::num::NonZeroUsize;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use super::graph::{splitmix64, Hnsw, Kind};
+use super::kernel::Rows;
 use super::{check_dims, hits_to_documents, kernel, DistanceMetric, InMemoryVectorStore, Inner};
 use super::{Entry, State};
 use catena_core::{Error, Filter, Result, ScoredDocument, SearchRequest};
@@ -321,7 +322,7 @@ impl Index {
 
     /// After a write: links in its new points, or drops the graph when the store shrank
     /// below `min_rows` or too many points are tombstones.
-    pub(super) fn written(&mut self, arena: &[f32], d: usize, entries: &[Entry]) {
+    pub(super) fn written(&mut self, arena: Rows<'_>, d: usize, entries: &[Entry]) {
         let serves = self.serves(entries.len());
         let kind = self.kind;
         let slot = self.graph.get_mut().unwrap_or_else(PoisonError::into_inner);
@@ -349,7 +350,7 @@ impl Index {
     }
 
     /// Builds the graph from the whole arena now (replacing any).
-    pub(super) fn rebuild(&mut self, arena: &[f32], d: usize, entries: &[Entry]) {
+    pub(super) fn rebuild(&mut self, arena: Rows<'_>, d: usize, entries: &[Entry]) {
         let graph = Graph::build(&self.config, self.kind, arena, d, entries);
         *self.graph.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(graph);
     }
@@ -371,7 +372,13 @@ impl Index {
             let mut graph = self.graph.write().unwrap_or_else(PoisonError::into_inner);
             if graph.is_none() {
                 let d = state.dimensions.unwrap_or(0);
-                let built = Graph::build(&self.config, self.kind, &state.arena, d, &state.entries);
+                let built = Graph::build(
+                    &self.config,
+                    self.kind,
+                    state.arena.rows(),
+                    d,
+                    &state.entries,
+                );
                 *graph = Some(built);
             }
         }
@@ -489,7 +496,13 @@ impl Index {
 
 impl Graph {
     /// A graph of the rows of `arena` (one per entry), point id = row.
-    fn build(config: &HnswConfig, kind: Kind, arena: &[f32], d: usize, entries: &[Entry]) -> Graph {
+    fn build(
+        config: &HnswConfig,
+        kind: Kind,
+        arena: Rows<'_>,
+        d: usize,
+        entries: &[Entry],
+    ) -> Graph {
         let rows = entries.len();
         let mut hnsw = Hnsw::new(kind, d, config.m, config.ef_construction);
         hnsw.reserve(config.capacity.max(rows));
@@ -510,7 +523,7 @@ impl Graph {
     fn insert(
         &mut self,
         kind: Kind,
-        arena: &[f32],
+        arena: Rows<'_>,
         d: usize,
         entries: &[Entry],
         new: &[(usize, usize)],
@@ -520,7 +533,7 @@ impl Graph {
         }
         let before = self.hnsw.points();
         self.hnsw.insert(new.iter().filter_map(|&(slot, r)| {
-            let v = arena.get(r * d..(r + 1) * d)?;
+            let v = arena.row(r, d)?;
             let unit = match kind {
                 Kind::L2Squared => 1.0,
                 Kind::Angular => {
@@ -577,7 +590,14 @@ impl Inner {
         }
         let mut raw = vec![0.0f32; rows.len()];
         let d = state.dimensions.unwrap_or(0);
-        kernel::scan(self.kernel(), &state.arena, d, query, Some(&rows), &mut raw);
+        kernel::scan(
+            self.kernel(),
+            state.arena.rows(),
+            d,
+            query,
+            Some(&rows),
+            &mut raw,
+        );
         Some(self.best(state, query, &raw, Some(&rows), k, threshold))
     }
 }

@@ -12,6 +12,9 @@
 
 use std::num::NonZeroUsize;
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
 /// Independent partial sums of the distance loop: two AVX2 registers, one AVX-512 register.
 const LANES: usize = 16;
 
@@ -137,12 +140,93 @@ pub(super) enum Kernel {
     L2Squared,
 }
 
-/// `out[j] = kernel(query, row rows[j])` where row `i` of `arena` is
-/// `arena[i * d .. (i + 1) * d]`; every row when `rows` is `None` (then `out` has one slot
-/// per row). Large scans run on several threads.
+/// A store's rows, `d` values each, contiguous: in f32, or in f16 (each row converted to f32,
+/// exactly, before it is scored: F16C on x86 through `half`).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Rows<'a> {
+    /// f32 values.
+    F32(&'a [f32]),
+    /// f16 values.
+    F16(&'a [f16]),
+}
+
+impl<'a> Rows<'a> {
+    /// How many values (rows × `d`).
+    pub(super) fn len(self) -> usize {
+        match self {
+            Rows::F32(a) => a.len(),
+            Rows::F16(a) => a.len(),
+        }
+    }
+
+    /// Rows `start..end` in f32: borrowed, or converted into `buf` (at least `(end - start) ×
+    /// d` long); empty when they are not all there.
+    #[inline(always)]
+    pub(super) fn rows_in<'b>(
+        self,
+        start: usize,
+        end: usize,
+        d: usize,
+        buf: &'b mut [f32],
+    ) -> &'b [f32]
+    where
+        'a: 'b,
+    {
+        let range = start.saturating_mul(d)..end.saturating_mul(d);
+        match self {
+            Rows::F32(a) => a.get(range).unwrap_or(&[]),
+            Rows::F16(a) => match a.get(range) {
+                Some(src) => match buf.get_mut(..src.len()) {
+                    Some(dst) => {
+                        src.convert_to_f32_slice(dst);
+                        dst
+                    }
+                    None => &[],
+                },
+                None => &[],
+            },
+        }
+    }
+
+    /// Row `i` in f32, as [`Rows::rows_in`] gives it.
+    #[inline(always)]
+    pub(super) fn row_in<'b>(self, i: usize, d: usize, buf: &'b mut [f32]) -> &'b [f32]
+    where
+        'a: 'b,
+    {
+        self.rows_in(i, i.saturating_add(1), d, buf)
+    }
+
+    /// Row `i` in f32: borrowed, or converted; `None` past the end.
+    pub(super) fn row(self, i: usize, d: usize) -> Option<std::borrow::Cow<'a, [f32]>> {
+        let range = i.checked_mul(d)?..i.checked_add(1)?.checked_mul(d)?;
+        Some(match self {
+            Rows::F32(a) => std::borrow::Cow::Borrowed(a.get(range)?),
+            Rows::F16(a) => std::borrow::Cow::Owned(a.get(range)?.to_f32_vec()),
+        })
+    }
+
+    /// Whether rows are converted (and need a buffer).
+    fn converted(self) -> bool {
+        matches!(self, Rows::F16(_))
+    }
+}
+
+/// A scratch buffer of `floats` for converted rows (empty for f32 rows, which are borrowed).
+fn scratch(rows: Rows<'_>, floats: usize) -> Vec<f32> {
+    if rows.converted() {
+        vec![0.0; floats]
+    } else {
+        Vec::new()
+    }
+}
+
+/// `out[j] = kernel(query, row rows[j])` where row `i` of `arena` is its values
+/// `i * d .. (i + 1) * d`; every row when `rows` is `None` (then `out` has one slot per row).
+/// Large scans run on several threads.
 pub(super) fn scan(
     kernel: Kernel,
-    arena: &[f32],
+    arena: Rows<'_>,
     d: usize,
     query: &[f32],
     rows: Option<&[usize]>,
@@ -245,7 +329,7 @@ impl pulp::WithSimd for ScanI8<'_> {
 /// [`scan`] of the slots `start..start + out.len()`, on this thread.
 fn scan_on_this_thread(
     kernel: Kernel,
-    arena: &[f32],
+    arena: Rows<'_>,
     d: usize,
     query: &[f32],
     rows: Option<&[usize]>,
@@ -266,7 +350,7 @@ fn scan_on_this_thread(
 /// One thread's part of [`scan`], dispatched to the CPU's best instruction set.
 struct Scan<'a> {
     kernel: Kernel,
-    arena: &'a [f32],
+    arena: Rows<'a>,
     d: usize,
     query: &'a [f32],
     rows: Option<&'a [usize]>,
@@ -287,12 +371,12 @@ impl pulp::WithSimd for Scan<'_> {
             start,
             out,
         } = self;
-        let row = |j: usize| {
-            let i = rows.map_or(start + j, |r| {
+        let index = |j: usize| {
+            rows.map_or(start + j, |r| {
                 r.get(start + j).copied().unwrap_or(usize::MAX)
-            });
-            arena.get(i * d..(i + 1) * d).unwrap_or(&[])
+            })
         };
+        let mut buf = scratch(arena, 4 * d);
         match kernel {
             Kernel::Dot => {
                 // Four rows at a time against the query: eight independent chains of sums
@@ -301,22 +385,36 @@ impl pulp::WithSimd for Scan<'_> {
                 let mut quads = out.chunks_exact_mut(4);
                 let mut j = 0;
                 for slots in &mut quads {
-                    let four = [row(j), row(j + 1), row(j + 2), row(j + 3)];
+                    let [b0, b1, b2, b3] = four_parts(&mut buf, d);
+                    let four = [
+                        arena.row_in(index(j), d, b0),
+                        arena.row_in(index(j + 1), d, b1),
+                        arena.row_in(index(j + 2), d, b2),
+                        arena.row_in(index(j + 3), d, b3),
+                    ];
                     slots.copy_from_slice(&dots(simd, four, query));
                     j += 4;
                 }
                 for slot in quads.into_remainder() {
-                    *slot = dots(simd, [query], row(j))[0];
+                    *slot = dots(simd, [query], arena.row_in(index(j), d, &mut buf))[0];
                     j += 1;
                 }
             }
             Kernel::L2Squared => {
                 for (j, slot) in out.iter_mut().enumerate() {
-                    *slot = l2sq_lanes(query, row(j));
+                    *slot = l2sq_lanes(query, arena.row_in(index(j), d, &mut buf));
                 }
             }
         }
     }
+}
+
+/// `buf` cut into four parts of `d` (shorter ones when it is shorter).
+fn four_parts(buf: &mut [f32], d: usize) -> [&mut [f32]; 4] {
+    let (a, rest) = buf.split_at_mut(d.min(buf.len()));
+    let (b, rest) = rest.split_at_mut(d.min(rest.len()));
+    let (c, rest) = rest.split_at_mut(d.min(rest.len()));
+    [a, b, c, rest]
 }
 
 /// Rows scored together against every query of a batch: 64 rows of 384 floats (96 KiB)
@@ -328,7 +426,7 @@ const BLOCK_ROWS: usize = 64;
 /// (a blocked matrix product), and a large batch is split across threads by query.
 pub(super) fn scan_many(
     kernel: Kernel,
-    arena: &[f32],
+    arena: Rows<'_>,
     d: usize,
     queries: &[&[f32]],
     out: &mut [f32],
@@ -358,7 +456,7 @@ pub(super) fn scan_many(
 }
 
 /// [`scan_many`] on this thread.
-fn blocked(kernel: Kernel, arena: &[f32], d: usize, queries: &[&[f32]], out: &mut [f32]) {
+fn blocked(kernel: Kernel, arena: Rows<'_>, d: usize, queries: &[&[f32]], out: &mut [f32]) {
     pulp::Arch::new().dispatch(Blocked {
         kernel,
         arena,
@@ -371,7 +469,7 @@ fn blocked(kernel: Kernel, arena: &[f32], d: usize, queries: &[&[f32]], out: &mu
 /// One thread's part of [`scan_many`], dispatched to the CPU's best instruction set.
 struct Blocked<'a> {
     kernel: Kernel,
-    arena: &'a [f32],
+    arena: Rows<'a>,
     d: usize,
     queries: &'a [&'a [f32]],
     out: &'a mut [f32],
@@ -389,9 +487,10 @@ impl pulp::WithSimd for Blocked<'_> {
             out,
         } = self;
         let n = arena.len() / d;
+        let mut buf = scratch(arena, BLOCK_ROWS * d);
         for start in (0..n).step_by(BLOCK_ROWS) {
             let end = n.min(start + BLOCK_ROWS);
-            let block = &arena[start * d..end * d];
+            let block = arena.rows_in(start, end, d, &mut buf);
             for (q, query) in queries.iter().enumerate() {
                 let Some(slots) = out.get_mut(q * n + start..q * n + end) else {
                     return;
@@ -635,7 +734,7 @@ mod tests {
             let mut out = [0.0];
             let arena = b.clone();
             if d > 0 {
-                scan(Kernel::L2Squared, &arena, d, &a, None, &mut out);
+                scan(Kernel::L2Squared, Rows::F32(&arena), d, &a, None, &mut out);
                 assert!((f64::from(out[0]) - l2).abs() < 1e-3, "d = {d}");
             }
         }
@@ -648,20 +747,20 @@ mod tests {
         let arena: Vec<f32> = (0..n).flat_map(|i| vector(i as u64 + 10, d)).collect();
         let q = vector(3, d);
         let mut all = vec![0.0; n];
-        scan(Kernel::Dot, &arena, d, &q, None, &mut all);
+        scan(Kernel::Dot, Rows::F32(&arena), d, &q, None, &mut all);
         for (i, s) in all.iter().enumerate().step_by(997) {
             assert_eq!(*s, dot(&q, &arena[i * d..(i + 1) * d]), "row {i}");
         }
         let queries: Vec<Vec<f32>> = (0..5).map(|s| vector(s + 100, d)).collect();
         let refs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
         let mut many = vec![0.0; 5 * n];
-        scan_many(Kernel::L2Squared, &arena, d, &refs, &mut many);
+        scan_many(Kernel::L2Squared, Rows::F32(&arena), d, &refs, &mut many);
         for (q, query) in queries.iter().enumerate() {
             for i in (0..n).step_by(991) {
                 let mut one = [0.0];
                 scan(
                     Kernel::L2Squared,
-                    &arena[i * d..(i + 1) * d],
+                    Rows::F32(&arena[i * d..(i + 1) * d]),
                     d,
                     query,
                     None,
@@ -672,7 +771,14 @@ mod tests {
         }
         let rows = [n - 1, 0, 5];
         let mut picked = [0.0; 3];
-        scan(Kernel::Dot, &arena, d, &q, Some(&rows), &mut picked);
+        scan(
+            Kernel::Dot,
+            Rows::F32(&arena),
+            d,
+            &q,
+            Some(&rows),
+            &mut picked,
+        );
         assert_eq!(picked, [all[n - 1], all[0], all[5]]);
     }
 

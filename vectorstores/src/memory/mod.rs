@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+mod arena;
 mod filter_index;
 #[cfg(feature = "hnsw")]
 mod graph;
@@ -35,6 +36,7 @@ mod persist;
 mod quant;
 mod records;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,8 @@ use catena_core::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use self::arena::Arena;
+pub use self::arena::VectorPrecision;
 use self::filter_index::FilterIndex;
 #[cfg(feature = "hnsw")]
 pub use self::hnsw::HnswConfig;
@@ -127,8 +131,8 @@ impl std::io::Write for ByteCount {
 struct State {
     dimensions: Option<usize>,
     entries: Vec<Entry>,
-    /// Every entry's vector, contiguous: row `i` (`dimensions` floats) is `entries[i]`'s.
-    arena: Vec<f32>,
+    /// Every entry's vector, contiguous: row `i` (`dimensions` values) is `entries[i]`'s.
+    arena: Arena,
     /// Every entry's norm, contiguous (`norms[i]` is `entries[i].norm`): scoring a scan
     /// reads these rather than one cache line of `entries` per row.
     norms: Vec<f32>,
@@ -168,25 +172,37 @@ impl State {
         })
     }
 
+    /// Keeps the vectors in `precision` from now on (their norms those of the converted
+    /// values), or the first value that it cannot hold.
+    fn set_precision(&mut self, precision: VectorPrecision) -> std::result::Result<(), f32> {
+        self.arena = std::mem::take(&mut self.arena).into_precision(precision)?;
+        for (i, e) in self.entries.iter_mut().enumerate() {
+            e.norm = norm(&self.arena.row(i, self.dimensions.unwrap_or(0)));
+            if let Some(n) = self.norms.get_mut(i) {
+                *n = e.norm;
+            }
+        }
+        Ok(())
+    }
+
     fn get(&self, id: &DocumentId) -> Option<&Entry> {
         self.index.get(id).map(|&i| &self.entries[i])
     }
 
-    /// Row `i` of the arena (empty past the end).
-    fn row(&self, i: usize) -> &[f32] {
-        let d = self.dimensions.unwrap_or(0);
-        self.arena.get(i * d..(i + 1) * d).unwrap_or(&[])
+    /// Row `i` of the arena in f32 (empty past the end).
+    fn row(&self, i: usize) -> Cow<'_, [f32]> {
+        self.arena.row(i, self.dimensions.unwrap_or(0))
     }
 
     /// The stored vector of `id`.
-    fn vector_of(&self, id: &DocumentId) -> Option<&[f32]> {
+    fn vector_of(&self, id: &DocumentId) -> Option<Cow<'_, [f32]>> {
         self.index.get(id).map(|&i| self.row(i))
     }
 
     /// `entries[i]` with its vector, as it is written to a file.
     fn with_vector(&self, i: usize) -> Entry {
         let mut e = self.entries[i].clone();
-        e.vector = self.row(i).to_vec();
+        e.vector = self.row(i).into_owned();
         e
     }
 
@@ -223,14 +239,13 @@ impl State {
         }
         let old = match self.index.get(&entry.id) {
             Some(&i) => {
-                if let Some(row) = self.arena.get_mut(i * d..(i + 1) * d) {
+                if let Some(_changed) = self.arena.set(i, d, &vector) {
                     #[cfg(feature = "hnsw")]
-                    if *row != *vector {
+                    if _changed {
                         if let Some(index) = &mut self.hnsw {
                             index.replaced(i);
                         }
                     }
-                    row.copy_from_slice(&vector);
                     if let Some(n) = self.norms.get_mut(i) {
                         *n = entry.norm;
                     }
@@ -253,7 +268,7 @@ impl State {
                 }
                 self.norms.push(entry.norm);
                 self.entries.push(entry);
-                self.arena.extend_from_slice(&vector);
+                self.arena.push(&vector);
                 if let Some(quant) = &mut self.quant {
                     quant.push(&vector);
                 }
@@ -283,10 +298,7 @@ impl State {
         }
         let d = self.dimensions.unwrap_or(0);
         let last = self.entries.len();
-        if i < last {
-            self.arena.copy_within(last * d..(last + 1) * d, i * d);
-        }
-        self.arena.truncate(last * d);
+        self.arena.swap_remove(i, last, d);
         if let Some(quant) = &mut self.quant {
             quant.swap_remove(i, d);
         }
@@ -321,7 +333,11 @@ impl State {
         }
         #[cfg(feature = "hnsw")]
         if let Some(index) = &mut self.hnsw {
-            index.written(&self.arena, self.dimensions.unwrap_or(0), &self.entries);
+            index.written(
+                self.arena.rows(),
+                self.dimensions.unwrap_or(0),
+                &self.entries,
+            );
         }
     }
 }
@@ -387,6 +403,7 @@ pub struct InMemoryVectorStoreBuilder {
     #[cfg(feature = "hnsw")]
     hnsw: Option<HnswConfig>,
     quantization: Quantization,
+    precision: VectorPrecision,
 }
 
 impl InMemoryVectorStoreBuilder {
@@ -434,6 +451,15 @@ impl InMemoryVectorStoreBuilder {
         self
     }
 
+    /// The precision the vectors are kept in: [`VectorPrecision::F16`] halves their memory
+    /// (scores are then those of the rounded values; see [`VectorPrecision`]). A file
+    /// written at another precision is converted as it is loaded. Default
+    /// [`VectorPrecision::F32`].
+    pub fn precision(mut self, precision: VectorPrecision) -> Self {
+        self.precision = precision;
+        self
+    }
+
     /// Builds the store: with [`persist_to`](Self::persist_to), loads the file, cuts off a
     /// torn last record, rewrites an old-format file in the new format, or creates the file.
     /// This blocks on file I/O (and, with an HNSW index over a loaded file of at least
@@ -456,6 +482,7 @@ impl InMemoryVectorStoreBuilder {
             .transpose()?;
         let mut state = State {
             dimensions: self.dimensions,
+            arena: Arena::new(self.precision),
             ..State::default()
         };
         let mut metric = self.metric;
@@ -493,10 +520,20 @@ impl InMemoryVectorStoreBuilder {
                 }
             }
         }
+        if state.arena.precision() != self.precision {
+            let path = self.path.as_deref().unwrap_or(Path::new(""));
+            state.set_precision(self.precision).map_err(|v| {
+                Error::invalid_config(format!(
+                    "{} holds the value {v}, beyond what {:?} vectors hold",
+                    path.display(),
+                    self.precision
+                ))
+            })?;
+        }
         if self.quantization != Quantization::None {
             state.quant = Some(Int8Rows::from_arena(
                 metric,
-                &state.arena,
+                state.arena.rows(),
                 state.dimensions.unwrap_or(0),
             ));
         }
@@ -504,7 +541,11 @@ impl InMemoryVectorStoreBuilder {
         if let Some(mut index) = index {
             // The graph is not in the file: build it again from what was loaded.
             if index.serves(state.entries.len()) {
-                index.rebuild(&state.arena, state.dimensions.unwrap_or(0), &state.entries);
+                index.rebuild(
+                    state.arena.rows(),
+                    state.dimensions.unwrap_or(0),
+                    &state.entries,
+                );
             }
             state.hnsw = Some(index);
         }
@@ -713,7 +754,10 @@ impl InMemoryVectorStore {
         let n = state.entries.len();
         let d = state.dimensions.unwrap_or(0);
         let kernel = inner.kernel();
-        let norms = if kernel == kernel::Kernel::Dot && !plain.is_empty() {
+        let norms = if kernel == kernel::Kernel::Dot
+            && matches!(state.arena, Arena::F32(_))
+            && !plain.is_empty()
+        {
             RowNorms::of(&state.norms, inner.metric)
         } else {
             RowNorms::default()
@@ -731,15 +775,22 @@ impl InMemoryVectorStore {
         for ids in plain.chunks(chunk) {
             let queries: Vec<&[f32]> = ids.iter().map(|&i| requests[i].vector.as_slice()).collect();
             let raw = &mut raw[..ids.len() * n];
-            if kernel == kernel::Kernel::Dot {
-                kernel::dot_matrix(&state.arena, d, &queries, raw);
-            } else {
-                kernel::scan_many(kernel, &state.arena, d, &queries, raw);
-            }
+            // The matrix product for dot products of f32 rows; f16 rows are converted a block
+            // at a time and scored with the single-search kernel (exact, no re-scoring).
+            let matrix = match (&state.arena, kernel) {
+                (Arena::F32(arena), kernel::Kernel::Dot) => {
+                    kernel::dot_matrix(arena, d, &queries, raw);
+                    true
+                }
+                _ => {
+                    kernel::scan_many(kernel, state.arena.rows(), d, &queries, raw);
+                    false
+                }
+            };
             for (j, &i) in ids.iter().enumerate() {
                 let r = &requests[i];
                 let scores = raw.get(j * n..(j + 1) * n).unwrap_or(&[]);
-                hits[i] = Some(if kernel == kernel::Kernel::Dot {
+                hits[i] = Some(if matrix {
                     inner.rescored(&state, &r.vector, scores, &norms, r.k, r.score_threshold)
                 } else {
                     inner.best(&state, &r.vector, scores, None, r.k, r.score_threshold)
@@ -824,7 +875,7 @@ impl Inner {
         let mut raw = vec![0.0f32; n];
         kernel::scan(
             self.kernel(),
-            &state.arena,
+            state.arena.rows(),
             d,
             query,
             rows.as_deref(),
@@ -865,7 +916,7 @@ impl Inner {
         let mut raw = vec![0.0f32; candidates.len()];
         kernel::scan(
             self.kernel(),
-            &state.arena,
+            state.arena.rows(),
             state.dimensions.unwrap_or(0),
             query,
             Some(&candidates),
@@ -961,7 +1012,7 @@ impl Inner {
         let mut exact = vec![0.0f32; candidates.len()];
         kernel::scan(
             kernel::Kernel::Dot,
-            &state.arena,
+            state.arena.rows(),
             d,
             query,
             Some(&candidates),
@@ -988,7 +1039,7 @@ fn hits_to_documents(
         .map(|(score, i)| {
             let hit = ScoredDocument::new(state.entries[i].document(), score);
             if include_vectors {
-                hit.with_embedding(state.row(i).to_vec())
+                hit.with_embedding(state.row(i).into_owned())
             } else {
                 hit
             }
@@ -1161,11 +1212,22 @@ fn check_dims(expected: Option<usize>, got: usize, what: &str) -> Result<()> {
 /// something (a later duplicate id in the batch wins, as if applied in order).
 fn plan_upsert(state: &State, documents: Vec<EmbeddedDocument>) -> Result<(Batch, UpsertReport)> {
     let mut dims = state.dimensions;
-    for (i, d) in documents.iter().enumerate() {
+    let mut documents = documents;
+    for (i, d) in documents.iter_mut().enumerate() {
         validate_vector(&d.embedding)
             .map_err(|e| Error::invalid_input(format!("document {i}: {e}")))?;
         check_dims(dims, d.embedding.len(), &format!("document {i}'s vector"))?;
         dims = Some(d.embedding.len());
+        // As the store keeps it, so that an unchanged document compares equal.
+        d.embedding = state
+            .arena
+            .rounded(std::mem::take(&mut d.embedding))
+            .map_err(|(j, v)| {
+                Error::invalid_input(format!(
+                    "document {i}: value {j} ({v}) is beyond what {:?} vectors hold (±65,504)",
+                    state.arena.precision()
+                ))
+            })?;
     }
     let mut batch = Batch {
         dimensions: dims.filter(|_| state.dimensions != dims),
@@ -1185,11 +1247,16 @@ fn plan_upsert(state: &State, documents: Vec<EmbeddedDocument>) -> Result<(Batch
             weight: 0,
         };
         let current = match pending.get(&id) {
-            Some(&i) => Some((&batch.upsert[i], batch.upsert[i].vector.as_slice())),
+            Some(&i) => Some((
+                &batch.upsert[i],
+                Cow::Borrowed(batch.upsert[i].vector.as_slice()),
+            )),
             None => state.get(&id).zip(state.vector_of(&id)),
         };
-        let same = current.is_some_and(|(old, vector)| {
-            old.content == entry.content && old.metadata == entry.metadata && vector == entry.vector
+        let same = current.as_ref().is_some_and(|(old, vector)| {
+            old.content == entry.content
+                && old.metadata == entry.metadata
+                && **vector == *entry.vector
         });
         if same {
             unchanged += 1;

@@ -264,7 +264,7 @@ impl Snapshot {
             dimensions,
             norms: entries.iter().map(|e| e.norm).collect(),
             entries,
-            arena,
+            arena: super::arena::Arena::F32(arena),
             index,
             live_bytes,
             // Built by the first keyword search.

@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+use super::kernel::Rows;
 use super::DistanceMetric;
 
 /// Compressed copies of the vectors for a first pass of exact searches (see
@@ -89,11 +90,11 @@ impl Int8Rows {
     }
 
     /// The codes of every row of `arena` (rows of `d` floats).
-    pub(super) fn from_arena(metric: DistanceMetric, arena: &[f32], d: usize) -> Self {
+    pub(super) fn from_arena(metric: DistanceMetric, arena: Rows<'_>, d: usize) -> Self {
         let mut rows = Int8Rows::new(metric);
-        if d > 0 {
-            for row in arena.chunks_exact(d) {
-                rows.push(row);
+        for i in 0..arena.len().checked_div(d).unwrap_or(0) {
+            if let Some(row) = arena.row(i, d) {
+                rows.push(&row);
             }
         }
         rows
@@ -219,7 +220,7 @@ mod tests {
         assert_eq!(&q.codes[3..6], &[127, 0, 0]);
         let from = Int8Rows::from_arena(
             DistanceMetric::DotProduct,
-            &[0.1, 0.2, 0.3, 1.0, 0.0, 0.0, 4.0, 4.0, -4.0],
+            Rows::F32(&[0.1, 0.2, 0.3, 1.0, 0.0, 0.0, 4.0, 4.0, -4.0]),
             d,
         );
         assert_eq!(from.codes, q.codes);
