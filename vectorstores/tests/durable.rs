@@ -447,3 +447,40 @@ fn works_under_another_executor() {
     });
     assert_eq!(open(&path).len(), 3);
 }
+
+/// One record framed as the log frames it: length, its CRC, the payload's CRC, the payload.
+fn framed(payload: &str) -> Vec<u8> {
+    let payload = payload.as_bytes();
+    let len = u32::try_from(payload.len()).unwrap().to_le_bytes();
+    let mut out = len.to_vec();
+    out.extend_from_slice(&crc32fast::hash(&len).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Found by a review: a well-framed batch claiming other dimensions than the file's loaded,
+/// and its vectors, one value longer, shifted every later row of the arena by one (document
+/// `b` came back as `[0.25, 1.0]`). It is a damaged file.
+#[test]
+fn a_batch_that_changes_the_files_dimensions_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crafted.log");
+    let mut bytes = b"CATENA\x00\x01".to_vec();
+    bytes.extend(framed(
+        r#"{"op":"header","format":"catena-in-memory-vector-store","version":2,"metric":"cosine","dimensions":2}"#,
+    ));
+    bytes.extend(framed(
+        r#"{"op":"batch","upsert":[{"id":"a","content":"a","metadata":{},"vector":[1.0,0.5]},{"id":"b","content":"b","metadata":{},"vector":[0.5,1.0]}]}"#,
+    ));
+    bytes.extend(framed(
+        r#"{"op":"batch","dimensions":3,"upsert":[{"id":"c","content":"c","metadata":{},"vector":[0.1,0.2,0.3]}]}"#,
+    ));
+    std::fs::write(&path, bytes).unwrap();
+    let err = InMemoryVectorStore::builder()
+        .persist_to(&path)
+        .build()
+        .unwrap_err();
+    let damage = corrupt_file(&err).unwrap_or_else(|| panic!("{err:?}"));
+    assert!(damage.to_string().contains("3-dimensional"), "{damage}");
+}

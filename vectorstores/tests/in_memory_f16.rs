@@ -267,8 +267,9 @@ async fn files_convert_between_precisions() {
             hits(&half.search(request.clone()).await.unwrap()),
             hits(&of_rounded.search(request.clone()).await.unwrap())
         );
-        // The 200 documents are unchanged (the file keeps their f32 values); the 10 new
-        // ones are written as the store keeps them, rounded.
+        // Found by a review: the file kept the f32 values until some compaction rounded
+        // them, so what a later f32 store read back depended on when that ran. The file is
+        // now rewritten rounded as the f16 store opens it.
         let report = half.upsert(docs(210, d, false)).await.unwrap();
         assert_eq!((report.inserted, report.unchanged), (10, 200));
     }
@@ -276,22 +277,32 @@ async fn files_convert_between_precisions() {
         .persist_to(&path)
         .build()
         .unwrap();
-    let expected = builder(DistanceMetric::Cosine).build().unwrap();
-    expected.upsert(docs(200, d, false)).await.unwrap();
-    let new: Vec<EmbeddedDocument> = docs(210, d, true).into_iter().skip(200).collect();
-    expected.upsert(new).await.unwrap();
+    of_rounded.upsert(docs(210, d, true)).await.unwrap();
     assert_eq!(back.len(), 210);
-    let request = SearchRequest::new(pseudo_random(200, d), 7).with_vectors(true);
+    let request = SearchRequest::new(pseudo_random(7, d), 7).with_vectors(true);
     let (got, want) = (
         back.search(request.clone()).await.unwrap(),
-        expected.search(request).await.unwrap(),
+        of_rounded.search(request).await.unwrap(),
     );
     assert_eq!(hits(&got), hits(&want));
-    assert_eq!(got[0].document.id.as_ref().unwrap().as_str(), "d200");
+    assert_eq!(got[0].document.id.as_ref().unwrap().as_str(), "d7");
     assert_eq!(
         got[0].embedding.as_deref(),
-        Some(&rounded(&pseudo_random(200, d))[..])
+        Some(&rounded(&pseudo_random(7, d))[..])
     );
+    // A file already rounded is appended to, not rewritten, when an f16 store opens it.
+    drop(back);
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    drop(
+        builder(DistanceMetric::Cosine)
+            .precision(VectorPrecision::F16)
+            .persist_to(&path)
+            .build()
+            .unwrap(),
+    );
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!((after.modified().unwrap(), after.len()), (before, len));
 
     let big = dir.path().join("big.log");
     {
@@ -314,4 +325,68 @@ async fn files_convert_between_precisions() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
     assert!(err.to_string().contains("1000000"), "{err}");
+    // The failed build left the file as it was (found by a review: the check ran after the
+    // file was opened for appending, or rewritten).
+    let reopened = builder(DistanceMetric::DotProduct)
+        .persist_to(&big)
+        .build()
+        .unwrap();
+    let stored = reopened
+        .search(SearchRequest::new(vec![1.0, 0.0], 1).with_vectors(true))
+        .await
+        .unwrap();
+    assert_eq!(stored[0].embedding.as_deref(), Some(&[1e6, 1.0][..]));
+}
+
+/// Found by a review: a vector whose every value is below f16's smallest was stored as zeros,
+/// unsearchable (cosine 0 against every query). It is refused, as a file holding one is.
+#[tokio::test]
+async fn a_vector_that_would_round_to_zeros_is_refused() {
+    let store = builder(DistanceMetric::Cosine)
+        .precision(VectorPrecision::F16)
+        .build()
+        .unwrap();
+    let tiny = vec![2e-8, 1e-8, 2.9e-8];
+    let err = store
+        .upsert(vec![EmbeddedDocument::new(
+            Document::new("tiny").with_id("t"),
+            tiny.clone(),
+        )])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert!(err.to_string().contains("zeros"), "{err}");
+    assert!(store.is_empty());
+    // Zero itself is a vector like any other, and a small one that keeps a value is kept.
+    store
+        .upsert(vec![
+            EmbeddedDocument::new(Document::new("zero").with_id("z"), vec![0.0; 3]),
+            EmbeddedDocument::new(Document::new("small").with_id("s"), vec![1e-6, 0.0, 0.0]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.len(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.log");
+    {
+        let f32_store = builder(DistanceMetric::Cosine)
+            .persist_to(&path)
+            .build()
+            .unwrap();
+        f32_store
+            .upsert(vec![EmbeddedDocument::new(
+                Document::new("tiny").with_id("t"),
+                tiny,
+            )])
+            .await
+            .unwrap();
+    }
+    let err = builder(DistanceMetric::Cosine)
+        .precision(VectorPrecision::F16)
+        .persist_to(&path)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+    assert!(err.to_string().contains("zeros"), "{err}");
 }

@@ -278,8 +278,9 @@ pub struct RagConfig {
     /// The precision the embedded store keeps its vectors in: `"f16"` (the default) takes
     /// half the memory of `"f32"` (7.7 MB less at 10,000 chunks of 384 dimensions); scores
     /// are then those of the vectors rounded to f16 (they differ from f32's in the fourth
-    /// digit). A store written at the other precision is converted as it loads. Only the
-    /// embedded store.
+    /// digit). An existing store written in f32 is rewritten rounded when an f16 gateway
+    /// opens it (one way: back in `"f32"` it keeps the rounded values). Only the embedded
+    /// store.
     pub vector_precision: VectorPrecision,
 }
 

@@ -29,12 +29,14 @@ pub enum VectorPrecision {
     #[default]
     F32,
     /// IEEE half precision: half the memory. Each value is rounded to the nearest f16 when
-    /// it is written (a relative error of at most 2⁻¹¹, about 3 significant digits), and
-    /// every score, filter scan, batch and index is computed exactly from the rounded
-    /// values, which are also what searches return as embeddings. A vector with a value
-    /// beyond f16's range (±65,504) is refused with [`Error::InvalidInput`](catena_core::Error);
-    /// values too small for f16 become zero. Qdrant's `Float16` vectors and pgvector's
-    /// `halfvec` store the same.
+    /// it is written (a relative error of at most 2⁻¹¹, about 3 significant digits, from
+    /// 6.1e-5 up; below, f16's subnormals keep an absolute error of at most 3e-8, and values
+    /// under 3e-8 become zero), and every score, filter scan, batch and index is computed
+    /// exactly from the rounded values, which are also what searches return as embeddings.
+    /// A vector with a value beyond f16's range (±65,504), or one that is not zero but would
+    /// round to all zeros, is refused with [`Error::InvalidInput`](catena_core::Error). A
+    /// persisted file in f32 is rewritten rounded when a store of this precision opens it.
+    /// Qdrant's `Float16` vectors and pgvector's `halfvec` store the same.
     F16,
 }
 
@@ -62,14 +64,6 @@ impl Arena {
         }
     }
 
-    /// The precision it keeps.
-    pub(super) fn precision(&self) -> VectorPrecision {
-        match self {
-            Arena::F32(_) => VectorPrecision::F32,
-            Arena::F16(_) => VectorPrecision::F16,
-        }
-    }
-
     /// The rows, for the kernels.
     pub(super) fn rows(&self) -> Rows<'_> {
         match self {
@@ -78,19 +72,28 @@ impl Arena {
         }
     }
 
-    /// `vector` as this arena keeps it (rounded to f16 and back, for f16), or the index and
-    /// value of the first value that f16 cannot hold.
-    pub(super) fn rounded(
-        &self,
-        mut vector: Vec<f32>,
-    ) -> std::result::Result<Vec<f32>, (usize, f32)> {
+    /// `vector` as this arena keeps it (rounded to f16 and back, for f16), or why it cannot
+    /// keep it: a value beyond f16's range, or a vector that is not zero but would be (every
+    /// value below f16's smallest, so no search could find it).
+    pub(super) fn rounded(&self, mut vector: Vec<f32>) -> std::result::Result<Vec<f32>, String> {
         if let Arena::F16(_) = self {
+            let mut vanished = false;
             for (i, v) in vector.iter_mut().enumerate() {
                 let h = f16::from_f32(*v);
                 if v.is_finite() && !h.is_finite() {
-                    return Err((i, *v));
+                    return Err(format!(
+                        "value {i} ({v}) is beyond what f16 vectors hold (±65,504)"
+                    ));
                 }
+                vanished |= *v != 0.0;
                 *v = h.to_f32();
+            }
+            if vanished && vector.iter().all(|v| *v == 0.0) {
+                return Err(
+                    "every value is below what f16 vectors hold (6e-8): the vector \
+                            would be stored as zeros"
+                        .into(),
+                );
             }
         }
         Ok(vector)
@@ -152,25 +155,28 @@ impl Arena {
         }
     }
 
-    /// The same rows in `precision`, or the first value that it cannot hold.
+    /// The same rows in `precision`, and whether any value changed (was rounded), or the
+    /// first value that it cannot hold.
     pub(super) fn into_precision(
         self,
         precision: VectorPrecision,
-    ) -> std::result::Result<Arena, f32> {
+    ) -> std::result::Result<(Arena, bool), f32> {
         Ok(match (self, precision) {
             (Arena::F32(a), VectorPrecision::F16) => {
                 let mut rows = Vec::with_capacity(a.len());
+                let mut changed = false;
                 for v in a {
                     let h = f16::from_f32(v);
                     if v.is_finite() && !h.is_finite() {
                         return Err(v);
                     }
+                    changed |= h.to_f32().to_bits() != v.to_bits();
                     rows.push(h);
                 }
-                Arena::F16(rows)
+                (Arena::F16(rows), changed)
             }
-            (Arena::F16(a), VectorPrecision::F32) => Arena::F32(a.to_f32_vec()),
-            (same, _) => same,
+            (Arena::F16(a), VectorPrecision::F32) => (Arena::F32(a.to_f32_vec()), false),
+            (same, _) => (same, false),
         })
     }
 }

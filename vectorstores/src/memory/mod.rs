@@ -173,16 +173,26 @@ impl State {
     }
 
     /// Keeps the vectors in `precision` from now on (their norms those of the converted
-    /// values), or the first value that it cannot hold.
-    fn set_precision(&mut self, precision: VectorPrecision) -> std::result::Result<(), f32> {
-        self.arena = std::mem::take(&mut self.arena).into_precision(precision)?;
+    /// values): whether any value was rounded, or why one cannot be kept.
+    fn set_precision(&mut self, precision: VectorPrecision) -> std::result::Result<bool, String> {
+        let (arena, changed) = std::mem::take(&mut self.arena)
+            .into_precision(precision)
+            .map_err(|v| format!("the value {v} is beyond what {precision:?} vectors hold"))?;
+        self.arena = arena;
         for (i, e) in self.entries.iter_mut().enumerate() {
-            e.norm = norm(&self.arena.row(i, self.dimensions.unwrap_or(0)));
-            if let Some(n) = self.norms.get_mut(i) {
-                *n = e.norm;
+            let n = norm(&self.arena.row(i, self.dimensions.unwrap_or(0)));
+            if e.norm > 0.0 && n == 0.0 {
+                return Err(format!(
+                    "`{}` would be stored as zeros in {precision:?} (every value below its smallest)",
+                    e.id
+                ));
+            }
+            e.norm = n;
+            if let Some(slot) = self.norms.get_mut(i) {
+                *slot = n;
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     fn get(&self, id: &DocumentId) -> Option<&Entry> {
@@ -512,23 +522,20 @@ impl InMemoryVectorStoreBuilder {
                     if state.dimensions.is_none() {
                         state.dimensions = self.dimensions;
                     }
+                    // Converted before the file is touched: a value the precision cannot hold
+                    // fails the build with the file as it was.
+                    let rounded = state.set_precision(self.precision).map_err(|why| {
+                        Error::invalid_config(format!("{}: {why}", path.display()))
+                    })?;
                     log = Some(match loaded.valid_len {
-                        Some(len) => LogFile::append_to(path, len)?,
-                        // The old format: rewrite it as a log before the first append.
-                        None => LogFile::create(path, &persist::snapshot(metric, &state)?)?,
+                        Some(len) if !rounded => LogFile::append_to(path, len)?,
+                        // The old format, or values the store's precision rounded: rewritten
+                        // as the store keeps them before the first append (so the file never
+                        // holds values the store no longer has).
+                        _ => LogFile::create(path, &persist::snapshot(metric, &state)?)?,
                     });
                 }
             }
-        }
-        if state.arena.precision() != self.precision {
-            let path = self.path.as_deref().unwrap_or(Path::new(""));
-            state.set_precision(self.precision).map_err(|v| {
-                Error::invalid_config(format!(
-                    "{} holds the value {v}, beyond what {:?} vectors hold",
-                    path.display(),
-                    self.precision
-                ))
-            })?;
         }
         if self.quantization != Quantization::None {
             state.quant = Some(Int8Rows::from_arena(
@@ -1222,12 +1229,7 @@ fn plan_upsert(state: &State, documents: Vec<EmbeddedDocument>) -> Result<(Batch
         d.embedding = state
             .arena
             .rounded(std::mem::take(&mut d.embedding))
-            .map_err(|(j, v)| {
-                Error::invalid_input(format!(
-                    "document {i}: value {j} ({v}) is beyond what {:?} vectors hold (±65,504)",
-                    state.arena.precision()
-                ))
-            })?;
+            .map_err(|why| Error::invalid_input(format!("document {i}: {why}")))?;
     }
     let mut batch = Batch {
         dimensions: dims.filter(|_| state.dimensions != dims),

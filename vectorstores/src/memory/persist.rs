@@ -183,6 +183,13 @@ pub(super) fn load(path: &Path) -> Result<Option<Loaded>> {
                     upsert,
                     delete,
                 };
+                if let (Some(have), Some(claimed)) = (state.dimensions, batch.dimensions) {
+                    if have != claimed {
+                        return Err(bad(format!(
+                            "a batch of {claimed}-dimensional vectors in a file of {have}"
+                        )));
+                    }
+                }
                 let mut dims = batch.dimensions.or(state.dimensions);
                 for e in &mut batch.upsert {
                     validate_vector(&e.vector).map_err(|err| bad(format!("`{}`: {err}", e.id)))?;
