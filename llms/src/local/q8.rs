@@ -155,7 +155,6 @@ impl Q8Matrix {
                     for (i, o) in out.iter_mut().enumerate() {
                         let r = first + i;
                         prefetch(simd, &self.quants, (r + AHEAD) * b, b * 32);
-                        prefetch(simd, &self.scales, (r + AHEAD) * stride, stride * 2);
                         let (quants, scales) = row(r);
                         *o = avx2::dot(simd, quants, scales, x);
                     }
