@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use catena_chains::{CachedChatModel, CachedEmbedder, ComposeExt, SemanticCachedChatModel};
-use catena_core::test_utils::DeterministicEmbedder;
+use catena_core::test_utils::{DeterministicEmbedder, SpanRecorder};
 use catena_core::{ChatModel, Embedder, InMemorySemanticCacheStore};
 
 #[path = "support/cache.rs"]
@@ -24,49 +24,6 @@ mod observe {
     use metrics::{
         Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit,
     };
-    use tracing::field::{Field, Visit};
-    use tracing::span::{Attributes, Id, Record};
-    use tracing::{Event, Subscriber};
-
-    pub(crate) type FieldMap = BTreeMap<String, String>;
-
-    /// A subscriber keeping every span's name and fields.
-    #[derive(Clone, Default)]
-    pub(crate) struct Spans(pub(crate) Arc<Mutex<Vec<(String, FieldMap)>>>);
-
-    struct Fields<'a>(&'a mut FieldMap);
-
-    impl Visit for Fields<'_> {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            self.0.insert(
-                field.name().to_owned(),
-                format!("{value:?}").trim_matches('"').to_owned(),
-            );
-        }
-    }
-
-    impl Subscriber for Spans {
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, span: &Attributes<'_>) -> Id {
-            let mut fields = BTreeMap::new();
-            span.record(&mut Fields(&mut fields));
-            let mut spans = self.0.lock().unwrap();
-            spans.push((span.metadata().name().to_owned(), fields));
-            Id::from_u64(spans.len() as u64)
-        }
-        fn record(&self, span: &Id, values: &Record<'_>) {
-            let mut spans = self.0.lock().unwrap();
-            let i = usize::try_from(span.into_u64()).unwrap() - 1;
-            values.record(&mut Fields(&mut spans[i].1));
-        }
-        fn record_follows_from(&self, _: &Id, _: &Id) {}
-        fn event(&self, _: &Event<'_>) {}
-        fn enter(&self, _: &Id) {}
-        fn exit(&self, _: &Id) {}
-    }
-
     /// A metrics recorder keeping counter totals by `name{label=value,…}`.
     #[derive(Clone, Default)]
     pub(crate) struct Counters(pub(crate) Arc<Mutex<BTreeMap<String, u64>>>);
@@ -122,7 +79,7 @@ mod observe {
 
 #[test]
 fn hits_and_misses_show_in_spans_and_metrics() {
-    let spans = observe::Spans::default();
+    let spans = SpanRecorder::default();
     let counters = observe::Counters::default();
     tracing::subscriber::with_default(spans.clone(), || {
         metrics::with_local_recorder(&counters, || {
@@ -192,12 +149,7 @@ fn hits_and_misses_show_in_spans_and_metrics() {
     .collect();
     assert_eq!(totals, expected);
 
-    let spans = spans.0.lock().unwrap();
-    let cache: Vec<&observe::FieldMap> = spans
-        .iter()
-        .filter(|(name, _)| name == "cache")
-        .map(|(_, fields)| fields)
-        .collect();
+    let cache = spans.named("cache");
     let summary: Vec<(&str, &str)> = cache
         .iter()
         .map(|f| (f["cache.kind"].as_str(), f["cache.hit"].as_str()))

@@ -330,50 +330,7 @@ impl<T: Tool> Tool for TracedTool<T> {
 mod tests {
     use super::*;
     use crate::test_utils::DeterministicEmbedder;
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
-    use tracing::field::{Field, Visit};
-    use tracing::span::{Attributes, Id, Record};
-    use tracing::{Event, Metadata, Subscriber};
-
-    type FieldMap = BTreeMap<String, String>;
-
-    /// A subscriber that keeps every span's name and fields.
-    #[derive(Clone, Default)]
-    struct Spans(Arc<Mutex<Vec<(String, FieldMap)>>>);
-
-    struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-    impl Visit for Fields<'_> {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            self.0.insert(
-                field.name().to_owned(),
-                format!("{value:?}").trim_matches('"').to_owned(),
-            );
-        }
-    }
-
-    impl Subscriber for Spans {
-        fn enabled(&self, _: &Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, span: &Attributes<'_>) -> Id {
-            let mut fields = BTreeMap::new();
-            span.record(&mut Fields(&mut fields));
-            let mut spans = self.0.lock().unwrap();
-            spans.push((span.metadata().name().to_owned(), fields));
-            Id::from_u64(spans.len() as u64)
-        }
-        fn record(&self, span: &Id, values: &Record<'_>) {
-            let mut spans = self.0.lock().unwrap();
-            let i = usize::try_from(span.into_u64()).unwrap() - 1;
-            values.record(&mut Fields(&mut spans[i].1));
-        }
-        fn record_follows_from(&self, _: &Id, _: &Id) {}
-        fn event(&self, _: &Event<'_>) {}
-        fn enter(&self, _: &Id) {}
-        fn exit(&self, _: &Id) {}
-    }
+    use crate::test_utils::SpanRecorder;
 
     struct Failing;
 
@@ -405,7 +362,7 @@ mod tests {
 
     #[test]
     fn spans_carry_the_genai_attributes() {
-        let spans = Spans::default();
+        let spans = SpanRecorder::default();
         tracing::subscriber::with_default(spans.clone(), || {
             futures::executor::block_on(async {
                 let e = TracedEmbedder::new(DeterministicEmbedder::new(4))
@@ -420,7 +377,7 @@ mod tests {
                 assert!(t.call(Value::Null).await.is_err());
             });
         });
-        let spans = spans.0.lock().unwrap();
+        let spans = spans.spans();
         let by_name = |n: &str| &spans.iter().find(|(name, _)| name == n).unwrap().1;
         let emb = by_name("embeddings");
         assert_eq!(emb["otel.name"], "embeddings m");

@@ -1,8 +1,9 @@
 //! Test doubles and conformance suites (feature `test-utils`).
 //!
 //! The doubles are for **tests**: a [`ScriptedChatModel`] that answers from a script and
-//! records what it was asked, and a [`DeterministicEmbedder`] that turns text into stable
-//! bag-of-words vectors. They are never defaults in a program.
+//! records what it was asked, a [`DeterministicEmbedder`] that turns text into stable
+//! bag-of-words vectors, and a [`SpanRecorder`] that keeps the spans instrumented code
+//! reports. They are never defaults in a program.
 //!
 //! The conformance suites are the contract every backend runs against itself:
 //! [`ChatModelConformance`], [`embedder_conformance`], [`vector_store_conformance`],
@@ -30,6 +31,7 @@ mod embedder_conformance;
 mod history_conformance;
 mod record_conformance;
 mod scripted;
+mod spans;
 mod store_conformance;
 
 pub use chat_conformance::ChatModelConformance;
@@ -39,6 +41,7 @@ pub use embedder_conformance::embedder_conformance;
 pub use history_conformance::chat_history_conformance;
 pub use record_conformance::record_manager_conformance;
 pub use scripted::ScriptedChatModel;
+pub use spans::{SpanFields, SpanRecorder};
 pub use store_conformance::{vector_store_conformance, VectorStoreConformance};
 
 /// This process's resident set in bytes (`VmRSS` of `/proc/self/status`), or `None` where
